@@ -1,5 +1,5 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Stream } from "effect"
+import { ConfigProvider, Deferred, Effect, Fiber, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import { OciSpecTypeUrl, packJson, packMessage, unpackJson, unpackMessage } from "../../src/domain/Any.ts"
@@ -209,6 +209,32 @@ layer(sharedClient(namespace), { excludeTestServices: true })("Containerd client
         "/containerd.services.content.v1.Content/List": 1
       })
     }))
+})
+
+describe("Containerd.layerConfig", () => {
+  it.live("reads CONTAINERD_ADDRESS, CONTAINERD_NAMESPACE and CONTAINERD_TIMEOUT", () =>
+    Effect.gen(function*() {
+      const client = yield* Containerd
+      assert.strictEqual(client.address, `unix://${shared().address}`)
+      assert.strictEqual(client.namespace, "from-env")
+      assert.strictEqual(yield* client.currentNamespace, "from-env")
+      assert.match((yield* client.version.version()).version, /^v?\d+\.\d+/)
+    }).pipe(
+      Effect.provide(Containerd.layerConfig),
+      Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
+        env: { CONTAINERD_ADDRESS: shared().address, CONTAINERD_NAMESPACE: "from-env", CONTAINERD_TIMEOUT: "5 seconds" }
+      })))
+    ))
+
+  it.live("defaults to containerd's own socket and the default namespace", () =>
+    Effect.gen(function*() {
+      const client = yield* Containerd
+      assert.strictEqual(client.address, "unix:///run/containerd/containerd.sock")
+      assert.strictEqual(client.namespace, "default")
+    }).pipe(
+      Effect.provide(Containerd.layerConfig),
+      Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: {} })))
+    ))
 })
 
 describe("Containerd client without a daemon", () => {

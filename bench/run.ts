@@ -6,10 +6,12 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
+import { hubBench } from "./hub.ts"
 import { rpcBench } from "./rpc.ts"
 
 const benchmarks: Record<string, Effect.Effect<void, unknown>> = {
-  rpc: rpcBench
+  rpc: rpcBench,
+  hub: hubBench
 }
 
 const selected = process.argv.slice(2)

@@ -154,3 +154,7 @@ export const fromGrpcStatus = (
 /** A malformed request we reject ourselves, before any call or state change. */
 export const invalidArgument = (method: string, message: string): ContainerdError =>
   new ContainerdError({ reason: new InvalidArgument({ method, message, code: -1 }) })
+
+/** An operation of ours that gave up waiting, e.g. for the event subscription to go live. */
+export const deadlineExceeded = (method: string, message: string): ContainerdError =>
+  new ContainerdError({ reason: new DeadlineExceeded({ method, message, code: -1 }) })

@@ -17,6 +17,8 @@ declare module "vitest" {
       readonly state: string
       /** The busybox fixture as an OCI archive. */
       readonly fixtureArchive: string
+      /** The fixture's chain ID: the committed snapshot a container's rootfs is prepared on. */
+      readonly fixtureChainId: string
     }
   }
 }

@@ -13,7 +13,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const { instance, stop } = await startContainerdUnscoped()
   try {
     const image = await Effect.runPromise(buildFixtureImage(instance.dir, { name: FIXTURE_IMAGE }))
-    project.provide("containerd", { address: instance.address, state: instance.state, fixtureArchive: image.archive })
+    project.provide("containerd", {
+      address: instance.address,
+      state: instance.state,
+      fixtureArchive: image.archive,
+      // One uncompressed layer: its chain ID is its diff ID.
+      fixtureChainId: image.diffIds[0]!
+    })
   } catch (error) {
     await stop()
     throw error

@@ -1,0 +1,33 @@
+/**
+ * How a process ended. `Exited` is a real exit reported by containerd.
+ * `ExitUnknown` is what we report when the process is gone and containerd can no
+ * longer say how it ended (its task was deleted while we were not listening):
+ * its code is 255, as Docker and containerd's `Task.Wait` report, but it is a
+ * different case so that nobody mistakes it for a real exit code.
+ */
+import { Schema } from "effect"
+
+/** A process exited with `code` at `exitedAt`. */
+export class Exited extends Schema.TaggedClass<Exited>()("Exited", {
+  code: Schema.Int,
+  exitedAt: Schema.Date,
+  pid: Schema.Int
+}) {}
+
+/** The process is gone and its real exit status cannot be known. */
+export class ExitUnknown extends Schema.TaggedClass<ExitUnknown>()("ExitUnknown", {
+  /** Always 255, the code engines report for an unknown exit. */
+  code: Schema.Literal(255),
+  pid: Schema.Int,
+  /** Why the status is unknown. */
+  reason: Schema.String
+}) {}
+
+/** How a process ended. */
+export const ExitStatus = Schema.Union([Exited, ExitUnknown])
+
+/** How a process ended. */
+export type ExitStatus = Exited | ExitUnknown
+
+/** The exit code engines report for a process whose real status is unknown. */
+export const UNKNOWN_EXIT_CODE = 255

@@ -1,0 +1,265 @@
+/**
+ * The exit hub: the one place that answers "how did process P of container C end?".
+ *
+ * It follows containerd's runc shim, which had to learn this the hard way:
+ * subscribe to exits before starting a process, publish an exit only once its
+ * start is recorded, discard exits of PIDs you did not start.
+ *
+ * - `awaitExit(container, exec)` registers interest and returns the effect that
+ *   waits. Register before asking containerd to start the process: an exit that
+ *   arrives before the start RPC returns (a process that ends at once) is held in
+ *   the registration and delivered once the start is recorded — by `started(pid)`
+ *   from the caller or by the TaskStart / TaskExecStarted event, whichever comes
+ *   first. So nobody ever sees an exit before its start.
+ * - An exit whose PID is not the registered process's (a previous incarnation, a
+ *   reparented child) is dropped. Exits for processes nobody registered are
+ *   dropped on the spot: the hub keeps no state for them. A process is delivered
+ *   once; duplicates find no registration.
+ * - There is no lock: registrations are entries of one map, each with its own
+ *   `Deferred`, and the one fiber reading events handles each in O(1).
+ * - On `Resynced` (events may have been missed), every pending registration is
+ *   reconciled with `Tasks.Get`: a stopped process completes with its real status;
+ *   a started process whose task is gone completes with `ExitUnknown` (code 255,
+ *   flagged); a running one keeps waiting. Waiting costs no RPC otherwise —
+ *   `Tasks.Wait` is never used.
+ * - Registration is scoped: closing the scope removes it.
+ */
+import { Context, Deferred, Effect, Layer, Metric, type Scope, Stream } from "effect"
+import type { ContainerdError } from "../domain/ContainerdError.ts"
+import type { ContainerdEvent, EventMessage } from "../domain/Event.ts"
+import { Exited, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
+import { validateIdentifier } from "../domain/Identifier.ts"
+import { Status } from "../gen/containerd/types/task/task.ts"
+import { Containerd, withNamespace } from "./Containerd.ts"
+import { Events, type EventsShape } from "./Events.ts"
+
+/** Registrations waiting for an exit. */
+export const ExitWaitsPending = Metric.gauge("effect_containerd_exit_waits_pending", {
+  description: "processes whose exit someone is waiting for"
+})
+
+/** What containerd says about a process when the hub reconciles. */
+export type ProcessState =
+  | { readonly _tag: "Running"; readonly pid: number }
+  | { readonly _tag: "Stopped"; readonly exit: Exited }
+  | { readonly _tag: "Missing" }
+
+/** Asks containerd for the state of one process (in the given namespace). */
+export type ProcessLookup = (
+  namespace: string,
+  containerId: string,
+  execId: string
+) => Effect.Effect<ProcessState, ContainerdError>
+
+/** Options of `awaitExit`. */
+export interface AwaitExitOptions {
+  /** The PID of a process already started (e.g. found running at recovery); its exits are delivered at once. */
+  readonly pid?: number | undefined
+}
+
+/** The exit hub service. */
+export interface ExitHubShape {
+  /**
+   * Registers for the exit of process `execId` (empty for the init) of
+   * `containerId` in the current namespace, and returns the effect that waits for
+   * it. The registration lives until the scope closes.
+   */
+  readonly awaitExit: (
+    containerId: string,
+    execId?: string,
+    options?: AwaitExitOptions
+  ) => Effect.Effect<Effect.Effect<ExitStatus>, ContainerdError, Scope.Scope>
+  /** Records that a process started with `pid`; an exit held for it is delivered now. */
+  readonly started: (containerId: string, execId: string, pid: number) => Effect.Effect<void>
+  /** How many processes are being waited for. */
+  readonly pending: Effect.Effect<number>
+}
+
+interface Entry {
+  readonly key: string
+  readonly namespace: string
+  readonly containerId: string
+  readonly execId: string
+  readonly deferred: Deferred.Deferred<ExitStatus>
+  refs: number
+  /** Set once the start is recorded. */
+  pid: number | undefined
+  /** Exits that arrived before the start was recorded, by PID. */
+  early: Map<number, ExitStatus> | undefined
+}
+
+const keyOf = (namespace: string, containerId: string, execId: string) => `${namespace}\u0000${containerId}\u0000${execId}`
+
+/** The exec id of an exit or delete event: the init process is reported under the container's id, or empty. */
+const execIdOf = (event: { readonly containerId: string; readonly id: string }) =>
+  event.id === event.containerId ? "" : event.id
+
+/** Builds the hub over an event stream and a process lookup; its event fiber lives in the current scope. */
+export const makeExitHub = Effect.fnUntraced(function*(deps: {
+  readonly events: EventsShape
+  readonly lookup: ProcessLookup
+  readonly currentNamespace: Effect.Effect<string>
+  /** How many `Tasks.Get` calls a reconcile makes at once; default 16. */
+  readonly resyncConcurrency?: number | undefined
+}) {
+  const entries = new Map<string, Entry>()
+  const updateGauge = Effect.suspend(() => Metric.update(ExitWaitsPending, entries.size))
+
+  const deliver = (entry: Entry, status: ExitStatus) =>
+    Effect.suspend(() => {
+      if (entries.get(entry.key) === entry) entries.delete(entry.key)
+      return Effect.andThen(Deferred.succeed(entry.deferred, status), updateGauge)
+    })
+
+  const onStarted = (key: string, pid: number) =>
+    Effect.suspend(() => {
+      const entry = entries.get(key)
+      if (entry === undefined || entry.pid !== undefined) return Effect.void
+      entry.pid = pid
+      const held = entry.early?.get(pid)
+      entry.early = undefined
+      return held === undefined ? Effect.void : deliver(entry, held)
+    })
+
+  const onExit = (key: string, status: ExitStatus) =>
+    Effect.suspend(() => {
+      const entry = entries.get(key)
+      if (entry === undefined) return Effect.void
+      if (entry.pid === undefined) {
+        ;(entry.early ??= new Map()).set(status.pid, status)
+        return Effect.void
+      }
+      return entry.pid === status.pid ? deliver(entry, status) : Effect.void
+    })
+
+  const gone = (entry: Entry, reason: string) =>
+    deliver(entry, new ExitUnknown({ code: 255, pid: entry.pid ?? 0, reason }))
+
+  const reconcileOne = (entry: Entry) =>
+    deps.lookup(entry.namespace, entry.containerId, entry.execId).pipe(
+      Effect.flatMap((state) => {
+        if (entries.get(entry.key) !== entry) return Effect.void
+        switch (state._tag) {
+          case "Stopped":
+            return entry.pid === undefined || entry.pid === state.exit.pid
+              ? onExit(entry.key, state.exit)
+              : gone(entry, `process ${entry.pid} was replaced by ${state.exit.pid} while events were missed`)
+          case "Missing":
+            // Not started yet: its task may not exist yet either; the start will tell.
+            return entry.pid === undefined
+              ? Effect.void
+              : gone(entry, "the process's task was deleted while events were missed")
+          case "Running":
+            return entry.pid !== undefined && state.pid !== 0 && state.pid !== entry.pid
+              ? gone(entry, `process ${entry.pid} was replaced by ${state.pid} while events were missed`)
+              : Effect.void
+        }
+      }),
+      Effect.catch((error) => Effect.logWarning("could not reconcile a pending exit; it keeps waiting", error))
+    )
+
+  const reconcile = Effect.suspend(() =>
+    Effect.forEach([...entries.values()], reconcileOne, {
+      concurrency: deps.resyncConcurrency ?? 16,
+      discard: true
+    })
+  )
+
+  const onEvent = (event: ContainerdEvent) => {
+    switch (event._tag) {
+      case "TaskStart":
+        return onStarted(keyOf(event.namespace, event.containerId, ""), event.pid)
+      case "TaskExecStarted":
+        return onStarted(keyOf(event.namespace, event.containerId, event.execId), event.pid)
+      case "TaskExit":
+      case "TaskDelete":
+        return onExit(
+          keyOf(event.namespace, event.containerId, execIdOf(event)),
+          new Exited({ code: event.exitStatus, exitedAt: event.exitedAt, pid: event.pid })
+        )
+      default:
+        return Effect.void
+    }
+  }
+
+  const stream = yield* deps.events.subscribe({ tags: ["TaskStart", "TaskExecStarted", "TaskExit", "TaskDelete"] })
+  const scope = yield* Effect.scope
+  yield* stream.pipe(
+    Stream.runForEach((message: EventMessage) =>
+      message._tag === "Resynced" ? Effect.asVoid(Effect.forkIn(reconcile, scope)) : onEvent(message)
+    ),
+    Effect.forkScoped
+  )
+
+  const awaitExit = (containerId: string, execId = "", options?: AwaitExitOptions) =>
+    Effect.gen(function*() {
+      yield* validateIdentifier("ExitHub.awaitExit", "container id", containerId)
+      if (execId !== "") yield* validateIdentifier("ExitHub.awaitExit", "exec id", execId)
+      const namespace = yield* deps.currentNamespace
+      const key = keyOf(namespace, containerId, execId)
+      const entry = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          let entry = entries.get(key)
+          if (entry === undefined) {
+            entry = {
+              key,
+              namespace,
+              containerId,
+              execId,
+              deferred: Deferred.makeUnsafe<ExitStatus>(),
+              refs: 0,
+              pid: undefined,
+              early: undefined
+            }
+            entries.set(key, entry)
+          }
+          entry.refs++
+          return entry
+        }).pipe(Effect.tap(() => updateGauge)),
+        (entry) =>
+          Effect.suspend(() => {
+            entry.refs--
+            if (entry.refs === 0 && entries.get(key) === entry) entries.delete(key)
+            return updateGauge
+          })
+      )
+      if (options?.pid !== undefined) yield* onStarted(key, options.pid)
+      return Deferred.await(entry.deferred)
+    })
+
+  const started = (containerId: string, execId: string, pid: number) =>
+    Effect.flatMap(deps.currentNamespace, (namespace) => onStarted(keyOf(namespace, containerId, execId), pid))
+
+  return ExitHub.of({ awaitExit, started, pending: Effect.sync(() => entries.size) })
+})
+
+/** `Tasks.Get` as a process lookup. */
+export const containerdLookup = (client: Containerd["Service"]): ProcessLookup => (namespace, containerId, execId) =>
+  client.tasks.get({ containerId, execId }).pipe(
+    withNamespace(namespace),
+    Effect.map(({ process }): ProcessState =>
+      process?.status === Status.STOPPED
+        ? {
+          _tag: "Stopped",
+          exit: new Exited({ code: process.exitStatus, exitedAt: process.exitedAt ?? new Date(0), pid: process.pid })
+        }
+        : { _tag: "Running", pid: process?.pid ?? 0 }
+    ),
+    Effect.catchReason("ContainerdError", "NotFound", () => Effect.succeed<ProcessState>({ _tag: "Missing" }))
+  )
+
+/** The exit hub service. */
+export class ExitHub extends Context.Service<ExitHub, ExitHubShape>()("effect-containerd/ExitHub") {
+  /** The hub over the `Events` stream, reconciling with the `Containerd` client. */
+  static readonly layer: Layer.Layer<ExitHub, never, Events | Containerd> = Layer.effect(
+    ExitHub,
+    Effect.gen(function*() {
+      const client = yield* Containerd
+      return yield* makeExitHub({
+        events: yield* Events,
+        lookup: containerdLookup(client),
+        currentNamespace: client.currentNamespace
+      })
+    })
+  )
+}

@@ -6,12 +6,16 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
+import { execBench } from "./exec.ts"
 import { hubBench } from "./hub.ts"
+import { lifecycleBench } from "./lifecycle.ts"
 import { rpcBench } from "./rpc.ts"
 
 const benchmarks: Record<string, Effect.Effect<void, unknown>> = {
   rpc: rpcBench,
-  hub: hubBench
+  hub: hubBench,
+  lifecycle: lifecycleBench,
+  exec: execBench
 }
 
 const selected = process.argv.slice(2)

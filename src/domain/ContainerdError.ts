@@ -158,3 +158,11 @@ export const invalidArgument = (method: string, message: string): ContainerdErro
 /** An operation of ours that gave up waiting, e.g. for the event subscription to go live. */
 export const deadlineExceeded = (method: string, message: string): ContainerdError =>
   new ContainerdError({ reason: new DeadlineExceeded({ method, message, code: -1 }) })
+
+/** A missing object found by our own lookup (e.g. an image with no manifest for this platform). */
+export const notFound = (method: string, message: string): ContainerdError =>
+  new ContainerdError({ reason: new NotFound({ method, message, code: -1 }) })
+
+/** A state that forbids the operation, found by our own check (e.g. deleting a container with a task). */
+export const failedPrecondition = (method: string, message: string): ContainerdError =>
+  new ContainerdError({ reason: new FailedPrecondition({ method, message, code: -1 }) })

@@ -42,7 +42,13 @@ import {
 import * as crypto from "node:crypto"
 import { packMessage } from "../domain/Any.ts"
 import { type ContainerdError, deadlineExceeded } from "../domain/ContainerdError.ts"
-import { type ContainerdEventTag, decodeEnvelope, type EventMessage, Resynced } from "../domain/Event.ts"
+import {
+  type ContainerdEvent,
+  type ContainerdEventTag,
+  decodeEnvelope,
+  type EventMessage,
+  Resynced
+} from "../domain/Event.ts"
 import type { Envelope } from "../gen/containerd/services/events/v1/events.ts"
 import type { Any } from "../gen/google/protobuf/any.ts"
 import { Empty } from "../gen/google/protobuf/empty.ts"
@@ -104,7 +110,12 @@ export interface EventsShape {
    * event published after that is on the returned stream (or announced by a
    * `Resynced`). It ends when the scope closes.
    */
-  readonly subscribe: (options?: SubscribeOptions) => Effect.Effect<Stream.Stream<EventMessage>, never, Scope.Scope>
+  readonly subscribe: {
+    <const Tag extends ContainerdEventTag>(
+      options: SubscribeOptions & { readonly tags: ReadonlyArray<Tag> }
+    ): Effect.Effect<Stream.Stream<Extract<ContainerdEvent, { readonly _tag: Tag }> | Resynced>, never, Scope.Scope>
+    (options?: SubscribeOptions): Effect.Effect<Stream.Stream<EventMessage>, never, Scope.Scope>
+  }
 }
 
 /** The default resubscription delays: 100 ms doubling, capped at 5 s, forever. */
@@ -214,7 +225,7 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
     })
   )
 
-  const subscribe = (subscribeOptions?: SubscribeOptions) =>
+  const subscribe = (subscribeOptions?: SubscribeOptions): Effect.Effect<Stream.Stream<EventMessage>, never, Scope.Scope> =>
     Effect.map(PubSub.subscribe(pubsub), (subscription) => {
       const wanted = matches(subscribeOptions)
       const subscribedAt = seq
@@ -227,7 +238,8 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
       )
     })
 
-  return Events.of({ subscribe })
+  // The overload only narrows the element type to the cases asked for.
+  return Events.of({ subscribe: subscribe as EventsShape["subscribe"] })
 })
 
 /** containerd's event service as an upstream. */

@@ -1,0 +1,118 @@
+/**
+ * OCI images as stored in containerd's content store: index, manifest and config
+ * documents (OCI and Docker v2 media types), the platform choice in an index, and
+ * the chain ID that names an image's unpacked layers as a committed snapshot.
+ */
+import * as crypto from "node:crypto"
+import { Schema } from "effect"
+
+/** Media types of the documents we read. */
+export const MediaType = {
+  OciIndex: "application/vnd.oci.image.index.v1+json",
+  OciManifest: "application/vnd.oci.image.manifest.v1+json",
+  OciConfig: "application/vnd.oci.image.config.v1+json",
+  DockerManifestList: "application/vnd.docker.distribution.manifest.list.v2+json",
+  DockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
+  DockerConfig: "application/vnd.docker.container.image.v1+json"
+} as const
+
+/** Whether a media type names an index (a list of per-platform manifests). */
+export const isIndexMediaType = (mediaType: string): boolean =>
+  mediaType === MediaType.OciIndex || mediaType === MediaType.DockerManifestList
+
+/** Whether a media type names a single-platform manifest. */
+export const isManifestMediaType = (mediaType: string): boolean =>
+  mediaType === MediaType.OciManifest || mediaType === MediaType.DockerManifest
+
+/** An OCI platform. */
+export const Platform = Schema.Struct({
+  architecture: Schema.String,
+  os: Schema.String,
+  variant: Schema.optional(Schema.String)
+})
+export type Platform = typeof Platform.Type
+
+/** An OCI content descriptor. */
+export const Descriptor = Schema.Struct({
+  mediaType: Schema.String,
+  digest: Schema.String,
+  size: Schema.Int,
+  annotations: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  platform: Schema.optional(Platform)
+})
+export type Descriptor = typeof Descriptor.Type
+
+/** An image index / Docker manifest list. */
+export const ImageIndex = Schema.Struct({
+  schemaVersion: Schema.Int,
+  mediaType: Schema.optional(Schema.String),
+  manifests: Schema.Array(Descriptor)
+})
+export type ImageIndex = typeof ImageIndex.Type
+
+/** A single-platform image manifest. */
+export const ImageManifest = Schema.Struct({
+  schemaVersion: Schema.Int,
+  mediaType: Schema.optional(Schema.String),
+  config: Descriptor,
+  layers: Schema.Array(Descriptor)
+})
+export type ImageManifest = typeof ImageManifest.Type
+
+const Strings = Schema.NullOr(Schema.Array(Schema.String))
+
+/** The runtime defaults an image carries (the `config` object of an image config). */
+export const ContainerDefaults = Schema.Struct({
+  User: Schema.optional(Schema.String),
+  Env: Schema.optional(Strings),
+  Entrypoint: Schema.optional(Strings),
+  Cmd: Schema.optional(Strings),
+  WorkingDir: Schema.optional(Schema.String),
+  Labels: Schema.optional(Schema.NullOr(Schema.Record(Schema.String, Schema.String))),
+  StopSignal: Schema.optional(Schema.String)
+})
+export type ContainerDefaults = typeof ContainerDefaults.Type
+
+/** An image config document. */
+export const ImageConfig = Schema.Struct({
+  architecture: Schema.String,
+  os: Schema.String,
+  variant: Schema.optional(Schema.String),
+  config: Schema.optional(Schema.NullOr(ContainerDefaults)),
+  rootfs: Schema.Struct({ type: Schema.String, diff_ids: Schema.Array(Schema.String) })
+})
+export type ImageConfig = typeof ImageConfig.Type
+
+/** The platform this process runs on, in OCI terms. */
+export const hostPlatform = (): Platform => {
+  switch (process.arch) {
+    case "x64":
+      return { os: "linux", architecture: "amd64" }
+    case "arm64":
+      return { os: "linux", architecture: "arm64", variant: "v8" }
+    case "arm":
+      return { os: "linux", architecture: "arm", variant: "v7" }
+    default:
+      return { os: "linux", architecture: process.arch }
+  }
+}
+
+/** Whether a manifest's platform runs on `want` (a missing variant matches any). */
+export const platformMatches = (have: Platform | undefined, want: Platform): boolean =>
+  have !== undefined &&
+  have.os === want.os &&
+  have.architecture === want.architecture &&
+  (have.variant === undefined || want.variant === undefined || have.variant === want.variant)
+
+/** The manifest an index lists for `platform`, if any. */
+export const selectManifest = (index: ImageIndex, platform: Platform): Descriptor | undefined =>
+  index.manifests.find((m) => isManifestMediaType(m.mediaType) && platformMatches(m.platform, platform))
+
+/**
+ * The chain ID of a stack of layers (OCI image spec): the first layer's diff ID,
+ * then sha256 of "<previous chain ID> <diff ID>" for each further layer. It names
+ * the committed snapshot holding the stack unpacked.
+ */
+export const chainId = (diffIds: ReadonlyArray<string>): string =>
+  diffIds.reduce((parent, diffId) =>
+    parent === "" ? diffId : `sha256:${crypto.createHash("sha256").update(`${parent} ${diffId}`).digest("hex")}`, "")

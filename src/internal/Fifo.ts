@@ -1,0 +1,178 @@
+/**
+ * A process's stdio as containerd's runc shim expects it: FIFOs in a private
+ * directory, a `file://` log the shim writes itself, or nothing (/dev/null).
+ *
+ * How the FIFO ends must be opened follows from what the shim does (containerd
+ * 1.6 `pkg/process`): during Create/Exec it opens each output FIFO for writing,
+ * blocking until a reader exists, and keeps a reader of its own; it opens stdin
+ * for reading and holds a writer until CloseIO. So, before the RPC:
+ *
+ * - stdout/stderr: we open the reader (non-blocking) and a placeholder writer, so
+ *   the reader sees no end-of-file before the shim's writer exists. Once the RPC
+ *   has returned the shim holds its writer and the placeholder is closed; the
+ *   reader then ends exactly when the shim closes its writer, after the process's
+ *   output is all copied.
+ * - stdin: we open read-write, which never blocks and gives the shim's
+ *   non-blocking open a peer. Ending stdin is closing ours plus CloseIO.
+ *
+ * Node has no mkfifo(3); the FIFOs are made with one `mkfifo` call per process.
+ */
+import { NodeSink, NodeStream } from "@effect/platform-node"
+import { Effect, type Scope, Sink, Stream } from "effect"
+import { execFile } from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as path from "node:path"
+import { type ContainerdError, GrpcCode, fromGrpcStatus } from "../domain/ContainerdError.ts"
+
+/** How a process's stdio is connected. */
+export type Stdio =
+  /** Nothing: the shim connects the process to /dev/null. */
+  | { readonly _tag: "Null" }
+  /** FIFOs: stdout and stderr as Streams, stdin as a Sink when asked for. */
+  | { readonly _tag: "Pipe"; readonly stdin: boolean }
+  /** The shim appends stdout and stderr to this file itself, so output outlives us. */
+  | { readonly _tag: "LogFile"; readonly path: string }
+
+/** Stdio constructors. */
+export const Stdio = {
+  null: { _tag: "Null" } as Stdio,
+  pipe: (options?: { readonly stdin?: boolean }): Stdio => ({ _tag: "Pipe", stdin: options?.stdin ?? false }),
+  logFile: (file: string): Stdio => ({ _tag: "LogFile", path: file })
+}
+
+/** Our ends of a process's stdio. */
+export interface ProcessIo {
+  /** What to pass to Tasks.Create / Tasks.Exec. */
+  readonly request: { readonly stdin: string; readonly stdout: string; readonly stderr: string }
+  /** The process's output; empty unless piped. Consume it once. */
+  readonly stdout: Stream.Stream<Uint8Array, ContainerdError>
+  /** The process's error output; empty unless piped without a terminal. */
+  readonly stderr: Stream.Stream<Uint8Array, ContainerdError>
+  /** Writes to the process's input; fails unless stdin was asked for. */
+  readonly stdin: Sink.Sink<void, Uint8Array, never, ContainerdError>
+  /** The shim has opened its ends (the RPC returned): drop the placeholder writers. */
+  readonly connected: Effect.Effect<void>
+  /** Closes our end of stdin. */
+  readonly endStdin: Effect.Effect<void>
+  /** Closes every descriptor and removes the directory; idempotent. */
+  readonly release: Effect.Effect<void>
+}
+
+const ioError = (method: string, message: string, cause?: unknown): ContainerdError =>
+  fromGrpcStatus({ code: GrpcCode.UNKNOWN, details: message }, { method, address: "", cause })
+
+const mkfifo = (paths: ReadonlyArray<string>) =>
+  Effect.callback<void, ContainerdError>((resume) => {
+    execFile("mkfifo", ["-m", "600", ...paths], (error, _stdout, stderr) =>
+      resume(error ? Effect.fail(ioError("mkfifo", `could not create FIFOs: ${stderr || error.message}`, error)) : Effect.void))
+  })
+
+const { O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY } = fs.constants
+
+/**
+ * Opens the stdio of one process in a fresh directory under `root`. Closing the
+ * scope releases it if `release` was not called first.
+ */
+export const openProcessIo = (
+  root: string,
+  stdio: Stdio,
+  terminal: boolean
+): Effect.Effect<ProcessIo, ContainerdError, Scope.Scope> => {
+  if (stdio._tag !== "Pipe") {
+    const file = stdio._tag === "LogFile" ? `file://${stdio.path}` : ""
+    return Effect.succeed({
+      request: { stdin: "", stdout: file, stderr: file },
+      stdout: Stream.empty,
+      stderr: Stream.empty,
+      stdin: noStdin,
+      connected: Effect.void,
+      endStdin: Effect.void,
+      release: Effect.void
+    })
+  }
+  return Effect.acquireRelease(
+    Effect.gen(function*() {
+      const dir = path.join(root, crypto.randomBytes(12).toString("hex"))
+      yield* Effect.try({
+        try: () => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),
+        catch: (cause) => ioError("openProcessIo", `could not create ${dir}`, cause)
+      })
+      const names = ["stdout", ...(terminal ? [] : ["stderr"]), ...(stdio.stdin ? ["stdin"] : [])]
+      yield* mkfifo(names.map((name) => path.join(dir, name))).pipe(
+        Effect.onError(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      )
+      return yield* Effect.try({
+        try: () => openEnds(dir, terminal, stdio.stdin),
+        catch: (cause) => {
+          fs.rmSync(dir, { recursive: true, force: true })
+          return ioError("openProcessIo", `could not open the FIFOs in ${dir}`, cause)
+        }
+      })
+    }),
+    (io) => io.release
+  )
+}
+
+const noStdin: Sink.Sink<void, Uint8Array, never, ContainerdError> = Sink.fail(
+  ioError("stdin", "stdin was not opened: create the process with Stdio.pipe({ stdin: true })")
+)
+
+/** Opens our ends of the FIFOs in `dir` (all synchronous, none blocking). */
+const openEnds = (dir: string, terminal: boolean, withStdin: boolean): ProcessIo => {
+  const opened: Array<number> = []
+  const open = (file: string, flags: number) => {
+    const fd = fs.openSync(path.join(dir, file), flags)
+    opened.push(fd)
+    return fd
+  }
+  try {
+    const output = (name: "stdout" | "stderr") => {
+      const reader = new net.Socket({ fd: open(name, O_RDONLY | O_NONBLOCK), readable: true, writable: false })
+      const placeholder = open(name, O_WRONLY | O_NONBLOCK)
+      return { reader, placeholder }
+    }
+    const stdout = output("stdout")
+    const stderr = terminal ? undefined : output("stderr")
+    const stdin = withStdin ? new net.Socket({ fd: open("stdin", O_RDWR), readable: false, writable: true }) : undefined
+    const sockets = [stdout.reader, stderr?.reader, stdin].filter((s) => s !== undefined)
+    const placeholders = [stdout.placeholder, stderr?.placeholder].filter((fd) => fd !== undefined)
+    const closePlaceholders = () => {
+      for (const fd of placeholders.splice(0)) fs.closeSync(fd)
+    }
+    let released = false
+    const toStream = (name: string, socket: net.Socket | undefined) =>
+      socket === undefined ? Stream.empty : NodeStream.fromReadable<Uint8Array, ContainerdError>({
+        evaluate: () => socket,
+        onError: (cause) => ioError(name, `reading ${name} failed`, cause),
+        closeOnDone: false
+      })
+    return {
+      request: {
+        stdin: withStdin ? path.join(dir, "stdin") : "",
+        stdout: path.join(dir, "stdout"),
+        stderr: terminal ? "" : path.join(dir, "stderr")
+      },
+      stdout: toStream("stdout", stdout.reader),
+      stderr: toStream("stderr", stderr?.reader),
+      stdin: stdin === undefined ? noStdin : NodeSink.fromWritable({
+        evaluate: () => stdin,
+        onError: (cause) => ioError("stdin", "writing stdin failed", cause),
+        endOnDone: false
+      }),
+      connected: Effect.sync(closePlaceholders),
+      endStdin: Effect.sync(() => stdin?.end()),
+      release: Effect.sync(() => {
+        if (released) return
+        released = true
+        closePlaceholders()
+        for (const socket of sockets) socket.destroy()
+        fs.rmSync(dir, { recursive: true, force: true })
+      })
+    }
+  } catch (error) {
+    for (const fd of opened) fs.closeSync(fd)
+    throw error
+  }
+}

@@ -189,6 +189,9 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
       assert.strictEqual(cgroup("cpu", "cpu.shares"), "512")
       yield* task.update({ memory: 64 * 1024 * 1024 })
       assert.strictEqual(cgroup("memory", "memory.limit_in_bytes"), String(64 * 1024 * 1024))
+      const metrics = yield* task.metrics
+      assert.instanceOf(metrics.timestamp, Date)
+      assert.strictEqual((metrics.data as { typeUrl?: string } | undefined)?.typeUrl, "io.containerd.cgroups.v1.Metrics")
       yield* task.kill("KILL")
       yield* task.wait
       yield* task.delete

@@ -3,19 +3,19 @@
  *
  *   npm run bench            # everything
  *   npm run bench -- rpc     # one
+ *
+ * Each benchmark's module is loaded only when it runs, so a benchmark's heap
+ * figures carry nothing of the others' dependencies.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
-import { execBench } from "./exec.ts"
-import { hubBench } from "./hub.ts"
-import { lifecycleBench } from "./lifecycle.ts"
-import { rpcBench } from "./rpc.ts"
 
-const benchmarks: Record<string, Effect.Effect<void, unknown>> = {
-  rpc: rpcBench,
-  hub: hubBench,
-  lifecycle: lifecycleBench,
-  exec: execBench
+const benchmarks: Record<string, () => Promise<Effect.Effect<void, unknown>>> = {
+  rpc: () => import("./rpc.ts").then((m) => m.rpcBench),
+  hub: () => import("./hub.ts").then((m) => m.hubBench),
+  lifecycle: () => import("./lifecycle.ts").then((m) => m.lifecycleBench),
+  exec: () => import("./exec.ts").then((m) => m.execBench),
+  monitors: () => import("./monitors.ts").then((m) => m.monitorsBench)
 }
 
 const selected = process.argv.slice(2)
@@ -25,8 +25,10 @@ const program = unknown.length > 0
   ? Console.error(`unknown benchmark(s): ${unknown.join(", ")}; known: ${Object.keys(benchmarks).join(", ")}`).pipe(
     Effect.andThen(Effect.fail(new Error("unknown benchmark")))
   )
-  : Effect.forEach(selected.length > 0 ? selected : Object.keys(benchmarks), (name) => benchmarks[name]!, {
-    discard: true
-  })
+  : Effect.forEach(
+    selected.length > 0 ? selected : Object.keys(benchmarks),
+    (name) => Effect.flatMap(Effect.promise(benchmarks[name]!), (bench) => bench),
+    { discard: true }
+  )
 
 NodeRuntime.runMain(program)

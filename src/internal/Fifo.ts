@@ -72,11 +72,13 @@ const mkfifo = (paths: ReadonlyArray<string>) =>
 const { O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY } = fs.constants
 
 /**
- * Opens the stdio of one process in a fresh directory under `root`. Closing the
- * scope releases it if `release` was not called first.
+ * Opens the stdio of one process in a fresh directory `<root>/<name>-<random>`,
+ * which the process owns alone and removes on release. Closing the scope
+ * releases it if `release` was not called first.
  */
 export const openProcessIo = (
   root: string,
+  name: string,
   stdio: Stdio,
   terminal: boolean
 ): Effect.Effect<ProcessIo, ContainerdError, Scope.Scope> => {
@@ -94,7 +96,7 @@ export const openProcessIo = (
   }
   return Effect.acquireRelease(
     Effect.gen(function*() {
-      const dir = path.join(root, crypto.randomBytes(12).toString("hex"))
+      const dir = path.join(root, `${name}-${crypto.randomBytes(8).toString("hex")}`)
       yield* Effect.try({
         try: () => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),
         catch: (cause) => ioError("openProcessIo", `could not create ${dir}`, cause)

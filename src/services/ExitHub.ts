@@ -105,56 +105,61 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   const entries = new Map<string, Entry>()
   const updateGauge = Effect.suspend(() => Metric.update(ExitWaitsPending, entries.size))
 
-  const deliver = (entry: Entry, status: ExitStatus) =>
-    Effect.suspend(() => {
-      if (entries.get(entry.key) === entry) entries.delete(entry.key)
-      return Effect.andThen(Deferred.succeed(entry.deferred, status), updateGauge)
-    })
+  // The hub's own operations are synchronous: they run for every event, and one
+  // chunk of events is handled in one step. Callers update the gauge afterwards.
 
-  const onStarted = (key: string, pid: number) =>
-    Effect.suspend(() => {
-      const entry = entries.get(key)
-      if (entry === undefined || entry.pid !== undefined) return Effect.void
-      entry.pid = pid
-      const held = entry.early?.get(pid)
-      entry.early = undefined
-      return held === undefined ? Effect.void : deliver(entry, held)
-    })
+  const deliver = (entry: Entry, status: ExitStatus): void => {
+    if (entries.get(entry.key) === entry) entries.delete(entry.key)
+    Deferred.doneUnsafe(entry.deferred, Effect.succeed(status))
+  }
 
-  const onExit = (key: string, status: ExitStatus) =>
-    Effect.suspend(() => {
-      const entry = entries.get(key)
-      if (entry === undefined) return Effect.void
-      if (entry.pid === undefined) {
-        ;(entry.early ??= new Map()).set(status.pid, status)
-        return Effect.void
-      }
-      return entry.pid === status.pid ? deliver(entry, status) : Effect.void
-    })
+  const recordStart = (key: string, pid: number): void => {
+    const entry = entries.get(key)
+    if (entry === undefined || entry.pid !== undefined) return
+    entry.pid = pid
+    const held = entry.early?.get(pid)
+    entry.early = undefined
+    if (held !== undefined) deliver(entry, held)
+  }
 
-  const gone = (entry: Entry, reason: string) =>
+  const recordExit = (key: string, status: ExitStatus): void => {
+    const entry = entries.get(key)
+    if (entry === undefined) return
+    if (entry.pid === undefined) {
+      ;(entry.early ??= new Map()).set(status.pid, status)
+      return
+    }
+    if (entry.pid === status.pid) deliver(entry, status)
+  }
+
+  const gone = (entry: Entry, reason: string): void =>
     deliver(entry, new ExitUnknown({ code: 255, pid: entry.pid ?? 0, reason }))
 
   const reconcileOne = (entry: Entry) =>
     deps.lookup(entry.namespace, entry.containerId, entry.execId).pipe(
-      Effect.flatMap((state) => {
-        if (entries.get(entry.key) !== entry) return Effect.void
-        switch (state._tag) {
-          case "Stopped":
-            return entry.pid === undefined || entry.pid === state.exit.pid
-              ? onExit(entry.key, state.exit)
-              : gone(entry, `process ${entry.pid} was replaced by ${state.exit.pid} while events were missed`)
-          case "Missing":
-            // Not started yet: its task may not exist yet either; the start will tell.
-            return entry.pid === undefined
-              ? Effect.void
-              : gone(entry, "the process's task was deleted while events were missed")
-          case "Running":
-            return entry.pid !== undefined && state.pid !== 0 && state.pid !== entry.pid
-              ? gone(entry, `process ${entry.pid} was replaced by ${state.pid} while events were missed`)
-              : Effect.void
-        }
-      }),
+      Effect.flatMap((state) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            if (entries.get(entry.key) !== entry) return
+            switch (state._tag) {
+              case "Stopped":
+                return entry.pid === undefined || entry.pid === state.exit.pid
+                  ? recordExit(entry.key, state.exit)
+                  : gone(entry, `process ${entry.pid} was replaced by ${state.exit.pid} while events were missed`)
+              case "Missing":
+                // Not started yet: its task may not exist yet either; the start will tell.
+                return entry.pid === undefined
+                  ? undefined
+                  : gone(entry, "the process's task was deleted while events were missed")
+              case "Running":
+                return entry.pid !== undefined && state.pid !== 0 && state.pid !== entry.pid
+                  ? gone(entry, `process ${entry.pid} was replaced by ${state.pid} while events were missed`)
+                  : undefined
+            }
+          }),
+          updateGauge
+        )
+      ),
       Effect.catch((error) => Effect.logWarning("could not reconcile a pending exit; it keeps waiting", error))
     )
 
@@ -165,28 +170,33 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
     })
   )
 
-  const onEvent = (event: ContainerdEvent) => {
+  const onEvent = (event: ContainerdEvent): void => {
     switch (event._tag) {
       case "TaskStart":
-        return onStarted(keyOf(event.namespace, event.containerId, ""), event.pid)
+        return recordStart(keyOf(event.namespace, event.containerId, ""), event.pid)
       case "TaskExecStarted":
-        return onStarted(keyOf(event.namespace, event.containerId, event.execId), event.pid)
+        return recordStart(keyOf(event.namespace, event.containerId, event.execId), event.pid)
       case "TaskExit":
       case "TaskDelete":
-        return onExit(
+        return recordExit(
           keyOf(event.namespace, event.containerId, execIdOf(event)),
           new Exited({ code: event.exitStatus, exitedAt: event.exitedAt, pid: event.pid })
         )
-      default:
-        return Effect.void
     }
   }
 
   const stream = yield* deps.events.subscribe({ tags: ["TaskStart", "TaskExecStarted", "TaskExit", "TaskDelete"] })
   const scope = yield* Effect.scope
   yield* stream.pipe(
-    Stream.runForEach((message: EventMessage) =>
-      message._tag === "Resynced" ? Effect.asVoid(Effect.forkIn(reconcile, scope)) : onEvent(message)
+    Stream.runForEachArray((messages: ReadonlyArray<EventMessage>) =>
+      Effect.suspend(() => {
+        let resynced = false
+        for (const message of messages) {
+          if (message._tag === "Resynced") resynced = true
+          else onEvent(message)
+        }
+        return Effect.andThen(updateGauge, resynced ? Effect.asVoid(Effect.forkIn(reconcile, scope)) : Effect.void)
+      })
     ),
     Effect.forkScoped
   )
@@ -197,38 +207,39 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       if (execId !== "") yield* validateIdentifier("ExitHub.awaitExit", "exec id", execId)
       const namespace = yield* deps.currentNamespace
       const key = keyOf(namespace, containerId, execId)
-      const entry = yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          let entry = entries.get(key)
-          if (entry === undefined) {
-            entry = {
-              key,
-              namespace,
-              containerId,
-              execId,
-              deferred: Deferred.makeUnsafe<ExitStatus>(),
-              refs: 0,
-              pid: undefined,
-              early: undefined
-            }
-            entries.set(key, entry)
-          }
-          entry.refs++
-          return entry
-        }).pipe(Effect.tap(() => updateGauge)),
-        (entry) =>
-          Effect.suspend(() => {
-            entry.refs--
-            if (entry.refs === 0 && entries.get(key) === entry) entries.delete(key)
-            return updateGauge
-          })
-      )
-      if (options?.pid !== undefined) yield* onStarted(key, options.pid)
+      let entry = entries.get(key)
+      if (entry === undefined) {
+        entry = {
+          key,
+          namespace,
+          containerId,
+          execId,
+          deferred: Deferred.makeUnsafe<ExitStatus>(),
+          refs: 0,
+          pid: undefined,
+          early: undefined
+        }
+        entries.set(key, entry)
+      }
+      entry.refs++
+      // One finalizer per registration: hosts register thousands.
+      const registered = entry
+      yield* Effect.addFinalizer(() => release(registered))
+      yield* updateGauge
+      if (options?.pid !== undefined) recordStart(key, options.pid)
       return Deferred.await(entry.deferred)
     })
 
+  const release = (entry: Entry) =>
+    Effect.suspend(() => {
+      entry.refs--
+      if (entry.refs === 0 && entries.get(entry.key) === entry) entries.delete(entry.key)
+      return updateGauge
+    })
+
   const started = (containerId: string, execId: string, pid: number) =>
-    Effect.flatMap(deps.currentNamespace, (namespace) => onStarted(keyOf(namespace, containerId, execId), pid))
+    Effect.flatMap(deps.currentNamespace, (namespace) =>
+      Effect.andThen(Effect.sync(() => recordStart(keyOf(namespace, containerId, execId), pid)), updateGauge))
 
   return ExitHub.of({ awaitExit, started, pending: Effect.sync(() => entries.size) })
 })

@@ -29,7 +29,7 @@
  * scope holding its stdio and its exit registration; deleting it (or closing
  * that scope) releases them.
  */
-import { Context, Effect, Exit, Layer, Result, Scope, Semaphore, type Sink, type Stream } from "effect"
+import { Context, Effect, Exit, Layer, Option, Result, Scope, Semaphore, type Sink, type Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { OciLinuxResourcesTypeUrl, OciProcessTypeUrl, OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
@@ -382,7 +382,10 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
           ? rpc(client.tasks.resizePty({ containerId, execId, width, height }))
           : Effect.fail(invalidArgument(method("resize"), `invalid terminal size ${width}x${height}`)),
       closeStdin: Effect.andThen(params.io.endStdin, rpc(client.tasks.closeIO({ containerId, execId, stdin: true }))),
-      wait: Effect.suspend(() => status !== undefined ? Effect.succeed(status) : params.exited),
+      // Records the status too, so whoever saw the exit can delete at once.
+      wait: Effect.suspend(() =>
+        status !== undefined ? Effect.succeed(status) : Effect.tap(params.exited, (s) => Effect.sync(() => void (status ??= s)))
+      ),
       delete: remove
     }
     return process
@@ -399,7 +402,9 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
   ) {
     // A child of the caller's scope: closed with it, or earlier by `delete`.
     const scope = yield* Scope.fork(yield* Effect.scope)
-    const io = yield* openProcessIo(path.join(fifoDir, namespace, containerId), stdio, terminal).pipe(Scope.provide(scope))
+    const io = yield* openProcessIo(path.join(fifoDir, namespace), `${containerId}-${execId || "init"}`, stdio, terminal).pipe(
+      Scope.provide(scope)
+    )
     const exited = yield* hub.awaitExit(containerId, execId, { pid: knownPid }).pipe(
       withNamespace(namespace),
       Scope.provide(scope)
@@ -532,7 +537,14 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         get pid() {
           return task.pid
         },
-        delete: Effect.tap(task.delete, () => Effect.sync(() => void (liveTask = undefined)))
+        // Deleted, or found gone (NotFound): either way the container has no task.
+        delete: task.delete.pipe(
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit) || Exit.findErrorOption(exit).pipe(Option.exists((e) => e.reason._tag === "NotFound"))
+              ? Effect.sync(() => void (liveTask = undefined))
+              : Effect.void
+          )
+        )
       }
     }
 

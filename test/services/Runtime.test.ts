@@ -282,21 +282,21 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
   it.effect("removes a process's FIFO directory when it is deleted", () =>
     Effect.gen(function*() {
       const c = yield* container({ command: ["sleep", "30"] })
+      const dirs = () => fs.readdirSync(path.join(fifoRoot(), namespace)).filter((d) => d.startsWith(`${c.id}-`)).sort()
       const task = yield* c.newTask({ stdio: Stdio.pipe({ stdin: true }) })
-      const dirOf = (file: string) => path.dirname(file)
-      const fifos = fs.readdirSync(path.dirname(dirOf(fifoFile(namespace, c.id))))
-      assert.strictEqual(fifos.length, 1)
+      assert.strictEqual(dirs().length, 1)
+      assert.match(dirs()[0]!, new RegExp(`^${c.id}-init-`))
       yield* task.start
       const exec = yield* task.exec("e1", { args: ["true"], stdio: Stdio.pipe() })
-      assert.strictEqual(fs.readdirSync(path.dirname(dirOf(fifoFile(namespace, c.id)))).length, 2)
+      assert.strictEqual(dirs().length, 2)
       yield* exec.start
       yield* exec.wait
       yield* exec.delete
-      assert.strictEqual(fs.readdirSync(path.dirname(dirOf(fifoFile(namespace, c.id)))).length, 1)
+      assert.strictEqual(dirs().length, 1)
       yield* task.kill("KILL")
       yield* task.wait
       yield* task.delete
-      assert.deepStrictEqual(fs.readdirSync(path.dirname(dirOf(fifoFile(namespace, c.id)))), [])
+      assert.deepStrictEqual(dirs(), [])
     }))
 
   it.effect("loads, lists and relabels containers", () =>
@@ -349,7 +349,6 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
     }))
 })
 
-/** A path inside the FIFO directory of a container (for looking at what exists there). */
-const fifoFile = (ns: string, id: string) => path.join(fifoRoot(), ns, id, "x", "y")
+/** The FIFO directory of this file's runtime layer. */
 const fifoRoot = () => fs.readdirSync(os.tmpdir()).filter((d) => d.startsWith("ectr-fifo-")).map((d) => path.join(os.tmpdir(), d))
   .find((d) => fs.existsSync(path.join(d, namespace))) ?? "/nonexistent"

@@ -1,0 +1,125 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Option } from "effect"
+import { TestClock } from "effect/testing"
+import type { ContainerExit } from "../../src/services/Monitors.ts"
+import { envelopes } from "../support/InMemoryEvents.ts"
+import { inMemoryMonitors, monitorEnvelopes, NAMESPACE } from "../support/InMemoryMonitors.ts"
+
+const settle = Effect.forEach(Array.from({ length: 50 }), () => Effect.yieldNow, { discard: true })
+/** Lets fibers run until `done` holds (or gives up after many rounds). */
+const until = (done: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    for (let round = 0; round < 2000 && !(yield* done); round++) yield* Effect.yieldNow
+  })
+const advance = (seconds: number) =>
+  Effect.forEach(Array.from({ length: seconds }), () => Effect.andThen(TestClock.adjust("1 second"), settle), {
+    discard: true
+  })
+
+describe("Monitors engine (in-memory events)", () => {
+  it.effect("handles each exit once, with its status, and marks the container exited at once", () =>
+    Effect.gen(function*() {
+      const handled: Array<ContainerExit> = []
+      const { core, finished, run, upstream } = yield* inMemoryMonitors((exit) => Effect.sync(() => void handled.push(exit)))
+      for (let i = 0; i < 10; i++) yield* run(`c${i}`, 100 + i)
+      for (let i = 0; i < 10; i++) yield* upstream.emit(envelopes.taskExit(`c${i}`, "", 100 + i, i))
+      yield* settle
+      assert.deepStrictEqual(handled.map((h) => `${h.containerId}:${h.status.code}`).sort(), Array.from({ length: 10 }, (_, i) => `c${i}:${i}`).sort())
+      assert.strictEqual(finished.length, 10, "the task is deleted and the exit recorded for each")
+      const states = yield* core.states
+      assert.isTrue(states.every((s) => s.status === "exited"))
+      assert.deepStrictEqual((yield* core.stats).monitors, 0)
+    }))
+
+  it.effect("retries a failed handling through the backoff queue, later exits waiting behind it", () =>
+    Effect.gen(function*() {
+      const order: Array<string> = []
+      let failures = 1
+      const { core, run, upstream } = yield* inMemoryMonitors((exit) =>
+        Effect.suspend(() => {
+          if (exit.status.code === 1 && failures-- > 0) return Effect.fail("the consumer is not ready")
+          order.push(`exit ${exit.status.code}`)
+          return Effect.void
+        })
+      )
+      yield* run("c", 10)
+      yield* upstream.emit(envelopes.taskExit("c", "", 10, 1))
+      yield* settle
+      assert.deepStrictEqual((yield* core.stats).backoffKeys, 1)
+      // Restarted, it exits again while the first exit is still in backoff.
+      const entry = Option.getOrThrow(yield* core.entry(NAMESPACE, "c"))
+      yield* run("c", 11)
+      assert.strictEqual(entry.state.status, "running")
+      yield* upstream.emit(envelopes.taskExit("c", "", 11, 2))
+      yield* settle
+      assert.deepStrictEqual(order, [], "the second exit waits behind the first")
+      yield* advance(1)
+      assert.deepStrictEqual(order, ["exit 1", "exit 2"])
+      const stats = yield* core.stats
+      assert.deepStrictEqual([stats.backoffKeys, stats.backoffEvents], [0, 0])
+    }))
+
+  it.effect("contains a handler that dies, and one that hangs past the timeout", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const { core, run, upstream } = yield* inMemoryMonitors((exit) =>
+        Effect.suspend(() => {
+          calls++
+          return exit.containerId === "dies" ? Effect.die(new Error("bug in the handler")) : Effect.never
+        }), { handlerTimeout: "10 seconds" })
+      yield* run("dies", 1)
+      yield* run("hangs", 2)
+      yield* upstream.emit(envelopes.taskExit("dies", "", 1, 0))
+      yield* upstream.emit(envelopes.taskExit("hangs", "", 2, 0))
+      yield* settle
+      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      assert.strictEqual((yield* core.stats).backoffKeys, 2)
+      // The system still works.
+      yield* run("fine", 3)
+      assert.strictEqual((yield* core.stats).monitors, 1)
+      assert.isAtLeast(calls, 2)
+    }))
+
+  it.effect("marks OOM at once, reports it with the exit, and clears it when the task starts again", () =>
+    Effect.gen(function*() {
+      const handled: Array<ContainerExit> = []
+      const { core, run, upstream } = yield* inMemoryMonitors((exit) => Effect.sync(() => void handled.push(exit)))
+      const entry = yield* run("c", 5)
+      yield* upstream.emit(monitorEnvelopes.taskOOM("c"))
+      yield* settle
+      assert.isTrue(entry.state.oomKilled)
+      yield* upstream.emit(envelopes.taskExit("c", "", 5, 137))
+      yield* settle
+      assert.isTrue(handled[0]?.oomKilled)
+      yield* run("c", 6)
+      assert.isFalse(entry.state.oomKilled)
+      assert.strictEqual((yield* core.states)[0]?.status, "running")
+    }))
+
+  it.effect("ignores, without keeping anything, 1,000 containers created and deleted by others", () =>
+    Effect.gen(function*() {
+      const { core, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      for (let i = 0; i < 1000; i++) {
+        yield* upstream.emit(monitorEnvelopes.containerCreate(`other${i}`))
+        yield* upstream.emit(envelopes.taskExit(`other${i}`, "", i + 1, 0))
+        yield* upstream.emit(monitorEnvelopes.containerDelete(`other${i}`))
+      }
+      yield* settle
+      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+    }))
+
+  it.effect("closes the scope of every tracked container deleted by someone else: 1,000 back to baseline", () =>
+    Effect.gen(function*() {
+      const { core, hub, run, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      for (let i = 0; i < 1000; i++) yield* run(`c${i}`, i + 1)
+      assert.deepStrictEqual(yield* core.stats, { tracked: 1000, monitors: 1000, backoffKeys: 0, backoffEvents: 0 })
+      assert.strictEqual(yield* hub.pending, 1000)
+      for (let i = 0; i < 1000; i++) yield* upstream.emit(monitorEnvelopes.containerDelete(`c${i}`))
+      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
+      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      assert.strictEqual(yield* hub.pending, 0, "the exit registrations went with the scopes")
+      assert.isTrue((yield* core.states).length === 0)
+    }))
+})

@@ -5,13 +5,18 @@
  * its code is 255, as Docker and containerd's `Task.Wait` report, but it is a
  * different case so that nobody mistakes it for a real exit code.
  */
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 
 /** A process exited with `code` at `exitedAt`. */
 export class Exited extends Schema.TaggedClass<Exited>()("Exited", {
   code: Schema.Int,
   exitedAt: Schema.Date,
-  pid: Schema.Int
+  pid: Schema.Int,
+  /**
+   * The container's cgroup ran out of memory while this (init) process ran, so the
+   * kernel's OOM killer is the likely cause (Docker's State.OOMKilled).
+   */
+  oomKilled: Schema.Boolean.pipe(Schema.optionalKey, Schema.withConstructorDefault(Effect.succeed(false)))
 }) {}
 
 /** The process is gone and its real exit status cannot be known. */

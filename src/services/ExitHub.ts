@@ -86,6 +86,8 @@ interface Entry {
   pid: number | undefined
   /** Exits that arrived before the start was recorded, by PID. */
   early: Map<number, ExitStatus> | undefined
+  /** The container hit its memory limit (init registrations only). */
+  oom: boolean
 }
 
 const keyOf = (namespace: string, containerId: string, execId: string) => `${namespace}\u0000${containerId}\u0000${execId}`
@@ -110,7 +112,8 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
 
   const deliver = (entry: Entry, status: ExitStatus): void => {
     if (entries.get(entry.key) === entry) entries.delete(entry.key)
-    Deferred.doneUnsafe(entry.deferred, Effect.succeed(status))
+    const reported = entry.oom && status._tag === "Exited" ? new Exited({ ...status, oomKilled: true }) : status
+    Deferred.doneUnsafe(entry.deferred, Effect.succeed(reported))
   }
 
   const recordStart = (key: string, pid: number): void => {
@@ -176,6 +179,12 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
         return recordStart(keyOf(event.namespace, event.containerId, ""), event.pid)
       case "TaskExecStarted":
         return recordStart(keyOf(event.namespace, event.containerId, event.execId), event.pid)
+      case "TaskOOM": {
+        // Ordered with the exit on this one stream: containerd publishes OOM before the exit.
+        const entry = entries.get(keyOf(event.namespace, event.containerId, ""))
+        if (entry !== undefined) entry.oom = true
+        return
+      }
       case "TaskExit":
       case "TaskDelete":
         return recordExit(
@@ -185,7 +194,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
     }
   }
 
-  const stream = yield* deps.events.subscribe({ tags: ["TaskStart", "TaskExecStarted", "TaskExit", "TaskDelete"] })
+  const stream = yield* deps.events.subscribe({ tags: ["TaskStart", "TaskExecStarted", "TaskExit", "TaskDelete", "TaskOOM"] })
   const scope = yield* Effect.scope
   yield* stream.pipe(
     Stream.runForEachArray((messages: ReadonlyArray<EventMessage>) =>
@@ -217,7 +226,8 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
           deferred: Deferred.makeUnsafe<ExitStatus>(),
           refs: 0,
           pid: undefined,
-          early: undefined
+          early: undefined,
+          oom: false
         }
         entries.set(key, entry)
       }

@@ -279,12 +279,14 @@ export const makeMonitorsCore = Effect.fnUntraced(function*(deps: {
   const dispatch = (entry: MonitorEntry, exit: ContainerExit, task: Task | undefined) =>
     handleInOrder(handlingOf(entry), { exit, task })
 
-  const exitedPatch = (status: ExitStatus) => ({
-    status: "exited" as const,
+  const exitedPatch = (status: ExitStatus): Partial<ContainerState> => ({
+    status: "exited",
     pid: status.pid,
     exitCode: status.code,
     exitedAt: status._tag === "Exited" ? status.exitedAt : undefined,
-    exitUnknown: status._tag === "ExitUnknown"
+    exitUnknown: status._tag === "ExitUnknown",
+    // The hub saw the OOM in stream order; our own mark may still be on its way.
+    ...(status._tag === "Exited" && status.oomKilled ? { oomKilled: true } : {})
   })
 
   const watch = (entry: MonitorEntry, options: {
@@ -337,7 +339,6 @@ export const makeMonitorsCore = Effect.fnUntraced(function*(deps: {
         entry.deletingTask = false
         return
       }
-      if (entry.task === undefined) return
       // Someone else deleted the task: is the container gone too?
       const exists = yield* deps.ops.exists(entry.namespace, entry.id)
       if (!exists) yield* close(entry)

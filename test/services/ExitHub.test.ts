@@ -116,6 +116,19 @@ describe("ExitHub (in-memory events)", () => {
       assert.strictEqual(yield* hub.pending, 0)
     }))
 
+  it.effect("reports an OOM of the container with its init's exit, not an exec's", () =>
+    Effect.gen(function*() {
+      const { hub, upstream } = yield* setup
+      const init = yield* watch(hub, "c1", "", 10)
+      const exec = yield* watch(hub, "c1", "e1", 11)
+      yield* upstream.emit(envelopes.taskOOM("c1"))
+      yield* upstream.emit(envelopes.taskExit("c1", "e1", 11, 137))
+      yield* upstream.emit(envelopes.taskExit("c1", "", 10, 137))
+      yield* settle
+      assert.deepStrictEqual(result(init), new Exited({ code: 137, pid: 10, exitedAt: new Date(1_700_000_000_000), oomKilled: true }))
+      assert.deepStrictEqual(result(exec), exited(137, 11))
+    }))
+
   it.effect("keeps namespaces apart", () =>
     Effect.gen(function*() {
       const { hub, upstream } = yield* setup

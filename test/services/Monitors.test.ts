@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import type { ContainerExit } from "../../src/services/Monitors.ts"
+import type { ContainerExit, ContainerState } from "../../src/services/Monitors.ts"
+import type { Task } from "../../src/services/Runtime.ts"
 import { envelopes } from "../support/InMemoryEvents.ts"
 import { inMemoryMonitors, monitorEnvelopes, NAMESPACE } from "../support/InMemoryMonitors.ts"
 
@@ -87,7 +88,7 @@ describe("Monitors engine (in-memory events)", () => {
       const handled: Array<ContainerExit> = []
       const { core, run, upstream } = yield* inMemoryMonitors((exit) => Effect.sync(() => void handled.push(exit)))
       const entry = yield* run("c", 5)
-      yield* upstream.emit(monitorEnvelopes.taskOOM("c"))
+      yield* upstream.emit(envelopes.taskOOM("c"))
       yield* settle
       assert.isTrue(entry.state.oomKilled)
       yield* upstream.emit(envelopes.taskExit("c", "", 5, 137))
@@ -121,5 +122,49 @@ describe("Monitors engine (in-memory events)", () => {
       assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
       assert.strictEqual(yield* hub.pending, 0, "the exit registrations went with the scopes")
       assert.isTrue((yield* core.states).length === 0)
+    }))
+
+  it.effect("streams every state change, in order", () =>
+    Effect.gen(function*() {
+      const { core, run, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      const changes = yield* core.changes
+      const seen: Array<ContainerState> = []
+      yield* Effect.forkScoped(Stream.runForEach(changes, (s) => Effect.sync(() => void seen.push(s))))
+      yield* run("c", 7)
+      yield* upstream.emit(envelopes.taskOOM("c"))
+      yield* upstream.emit(envelopes.taskExit("c", "", 7, 137))
+      yield* upstream.emit(monitorEnvelopes.containerDelete("c"))
+      yield* until(Effect.sync(() => seen.at(-1)?.status === "deleted"))
+      // The OOM mark may land before or after the exit; the exit is marked either way.
+      const statuses = seen.map((s) => s.status).filter((s, i, all) => s !== all[i - 1])
+      assert.deepStrictEqual(statuses, ["created", "running", "exited", "deleted"])
+      assert.isTrue(seen.filter((s) => s.status === "exited").every((s) => s.oomKilled && s.exitCode === 137))
+    }))
+
+  it.effect("closes every container of a deleted namespace", () =>
+    Effect.gen(function*() {
+      const { core, run, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      yield* run("a", 1)
+      yield* run("b", 2)
+      yield* upstream.emit(monitorEnvelopes.namespaceDelete("elsewhere"))
+      yield* settle
+      assert.strictEqual((yield* core.stats).tracked, 2)
+      yield* upstream.emit(monitorEnvelopes.namespaceDelete(NAMESPACE))
+      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
+      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+    }))
+
+  it.effect("a task deleted by someone else closes its container's scope only if the container is gone too", () =>
+    Effect.gen(function*() {
+      const { core, existing, run, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      const someTask = {} as Task
+      existing.add("kept")
+      yield* run("kept", 1, someTask)
+      yield* run("gone", 2, someTask)
+      yield* upstream.emit(monitorEnvelopes.taskDelete("kept", 1))
+      yield* upstream.emit(monitorEnvelopes.taskDelete("gone", 2))
+      yield* until(Effect.map(core.stats, (s) => s.tracked === 1))
+      assert.isTrue(Option.isSome(yield* core.entry(NAMESPACE, "kept")))
+      assert.isTrue(Option.isNone(yield* core.entry(NAMESPACE, "gone")))
     }))
 })

@@ -75,6 +75,12 @@ export const envelopes = {
     topic: "/tasks/start",
     event: packMessage(TaskEvents.TaskStart, TaskEvents.TaskStart.fromPartial({ containerId, pid }))
   }),
+  taskOOM: (containerId: string, namespace = "default"): Envelope => ({
+    timestamp: new Date(),
+    namespace,
+    topic: "/tasks/oom",
+    event: packMessage(TaskEvents.TaskOOM, { containerId })
+  }),
   execStarted: (containerId: string, execId: string, pid: number, namespace = "default"): Envelope => ({
     timestamp: new Date(),
     namespace,

@@ -7,12 +7,14 @@
 import { type Duration, Effect, Scope } from "effect"
 import { packMessage } from "../../src/domain/Any.ts"
 import * as ContainerEvents from "../../src/gen/containerd/events/container.ts"
+import * as NamespaceEvents from "../../src/gen/containerd/events/namespace.ts"
 import * as TaskEvents from "../../src/gen/containerd/events/task.ts"
 import type { Envelope } from "../../src/gen/containerd/services/events/v1/events.ts"
 import type { BackoffOptions } from "../../src/services/BackoffQueue.ts"
 import { makeEvents } from "../../src/services/Events.ts"
 import { makeExitHub } from "../../src/services/ExitHub.ts"
 import { type ContainerExit, makeMonitorsCore } from "../../src/services/Monitors.ts"
+import type { Task } from "../../src/services/Runtime.ts"
 import { makeInMemoryUpstream } from "./InMemoryEvents.ts"
 
 export const NAMESPACE = "default"
@@ -30,7 +32,10 @@ export const monitorEnvelopes = {
     envelope("/containers/create", packMessage(ContainerEvents.ContainerCreate, ContainerEvents.ContainerCreate.fromPartial({ id }))),
   containerDelete: (id: string) =>
     envelope("/containers/delete", packMessage(ContainerEvents.ContainerDelete, { id })),
-  taskOOM: (containerId: string) => envelope("/tasks/oom", packMessage(TaskEvents.TaskOOM, { containerId }))
+  taskDelete: (containerId: string, pid: number) =>
+    envelope("/tasks/delete", packMessage(TaskEvents.TaskDelete, TaskEvents.TaskDelete.fromPartial({ containerId, pid }))),
+  namespaceDelete: (name: string) =>
+    envelope("/namespaces/delete", packMessage(NamespaceEvents.NamespaceDelete, { name }))
 }
 
 /**
@@ -50,6 +55,8 @@ export const inMemoryMonitors = <E>(handle: (exit: ContainerExit) => Effect.Effe
       currentNamespace: Effect.succeed(NAMESPACE)
     })
     const finished: Array<string> = []
+    /** Containers that still exist, as far as `exists` is concerned. */
+    const existing = new Set<string>()
     const core = yield* makeMonitorsCore({
       events,
       handler: { handle: (exit) => handle(exit) },
@@ -57,18 +64,21 @@ export const inMemoryMonitors = <E>(handle: (exit: ContainerExit) => Effect.Effe
       backoff: options?.backoff,
       ops: {
         finishExit: (tracked) => Effect.sync(() => void finished.push(tracked.id)),
-        exists: () => Effect.succeed(false),
+        exists: (_namespace, id) => Effect.succeed(existing.has(id)),
         ids: () => Effect.succeed(new Set()),
         markRunning: () => Effect.void
       }
     })
-    /** Tracks `id` and watches a process `pid` of it whose exit the hub reports. */
-    const run = (id: string, pid: number) =>
+    /**
+     * Tracks `id` and watches a process `pid` of it whose exit the hub reports.
+     * `task` stands in for the task handle where a test needs one to exist.
+     */
+    const run = (id: string, pid: number, task?: Task) =>
       Effect.gen(function*() {
         const entry = yield* core.track({ namespace: NAMESPACE, id })
         const wait = yield* hub.awaitExit(id, "", { pid }).pipe(Effect.provideService(Scope.Scope, entry.scope))
-        yield* core.watch(entry, { wait, pid })
+        yield* core.watch(entry, { wait, pid, task })
         return entry
       })
-    return { upstream, hub, core, run, finished }
+    return { upstream, hub, core, run, finished, existing }
   })

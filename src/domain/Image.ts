@@ -16,6 +16,14 @@ export const MediaType = {
   DockerConfig: "application/vnd.docker.container.image.v1+json"
 } as const
 
+/** The manifest media types a registry is asked for, most preferred first. */
+export const manifestAcceptTypes: ReadonlyArray<string> = [
+  MediaType.OciIndex,
+  MediaType.DockerManifestList,
+  MediaType.OciManifest,
+  MediaType.DockerManifest
+]
+
 /** Whether a media type names an index (a list of per-platform manifests). */
 export const isIndexMediaType = (mediaType: string): boolean =>
   mediaType === MediaType.OciIndex || mediaType === MediaType.DockerManifestList
@@ -23,6 +31,28 @@ export const isIndexMediaType = (mediaType: string): boolean =>
 /** Whether a media type names a single-platform manifest. */
 export const isManifestMediaType = (mediaType: string): boolean =>
   mediaType === MediaType.OciManifest || mediaType === MediaType.DockerManifest
+
+/**
+ * The media type of a manifest document: the `Content-Type` it was served with
+ * when that is one we know, else its own `mediaType` field, else (OCI allows
+ * documents without one) what its shape says. `undefined` for anything else,
+ * such as a Docker schema 1 manifest.
+ */
+export const documentMediaType = (contentType: string | undefined, document: unknown): string | undefined => {
+  const served = contentType?.split(";")[0]?.trim()
+  if (served !== undefined && (isIndexMediaType(served) || isManifestMediaType(served))) return served
+  if (typeof document !== "object" || document === null) return undefined
+  const own = "mediaType" in document ? document.mediaType : undefined
+  if (typeof own === "string") return isIndexMediaType(own) || isManifestMediaType(own) ? own : undefined
+  if ("manifests" in document) return MediaType.OciIndex
+  if ("config" in document && "layers" in document) return MediaType.OciManifest
+  return undefined
+}
+
+/** Layer media types the diff service can apply (plain, gzip and zstd tars, OCI and Docker). */
+export const isLayerMediaType = (mediaType: string): boolean =>
+  /^application\/vnd\.oci\.image\.layer\.v1\.tar(\+gzip|\+zstd)?$/.test(mediaType) ||
+  mediaType === "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 /** An OCI platform. */
 export const Platform = Schema.Struct({

@@ -6,6 +6,7 @@
 import { Effect, Layer } from "effect"
 import { execFile } from "node:child_process"
 import * as path from "node:path"
+import * as Live from "../src/layers/Live.ts"
 import { ContainersDefinition } from "../src/gen/containerd/services/containers/v1/containers.ts"
 import { ContentDefinition } from "../src/gen/containerd/services/content/v1/content.ts"
 import { DiffDefinition } from "../src/gen/containerd/services/diff/v1/diff.ts"
@@ -18,12 +19,9 @@ import { SnapshotsDefinition } from "../src/gen/containerd/services/snapshots/v1
 import { TasksDefinition } from "../src/gen/containerd/services/tasks/v1/tasks.ts"
 import { VersionDefinition } from "../src/gen/containerd/services/version/v1/version.ts"
 import { Containerd } from "../src/services/Containerd.ts"
-import { Events } from "../src/services/Events.ts"
-import { ExitHub } from "../src/services/ExitHub.ts"
-import { Images } from "../src/services/Images.ts"
-import { Runtime, type RuntimeOptions } from "../src/services/Runtime.ts"
+import type { RuntimeOptions } from "../src/services/Runtime.ts"
 import { startContainerd } from "../test/support/ContainerdHarness.ts"
-import { buildFixtureImage, FIXTURE_IMAGE, importWithCtr } from "../test/support/FixtureImage.ts"
+import { buildFixtureImage, FIXTURE_IMAGE, importArchive } from "../test/support/FixtureImage.ts"
 import { startGrpcProxy } from "../test/support/GrpcProxy.ts"
 
 export const NAMESPACE = "bench"
@@ -39,13 +37,11 @@ const allServices = [
 export const benchDaemon = Effect.gen(function*() {
   const instance = yield* startContainerd
   const image = yield* buildFixtureImage(instance.dir, { name: FIXTURE_IMAGE })
-  yield* importWithCtr(instance.address, NAMESPACE, image.archive)
+  yield* importArchive(instance.address, NAMESPACE, image.archive)
   const proxy = yield* startGrpcProxy(instance.address, allServices)
   const runtime = (address: string, options?: RuntimeOptions) =>
-    Runtime.layer({ fifoDir: path.join(instance.dir, "fifo"), ...options }).pipe(
-      Layer.provideMerge(Layer.mergeAll(ExitHub.layer, Images.layer)),
-      Layer.provideMerge(Events.layer()),
-      Layer.provideMerge(Containerd.layer({ address, namespace: NAMESPACE }))
+    Live.services({ runtime: { fifoDir: path.join(instance.dir, "fifo"), ...options } }).pipe(
+      Layer.provideMerge(Containerd.layer({ address, namespace: NAMESPACE }).pipe(Layer.orDie))
     )
   /** Runs ctr against `address` (the daemon's socket, or the proxy's). */
   const ctr = (address: string, args: ReadonlyArray<string>) =>

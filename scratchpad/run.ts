@@ -8,6 +8,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Stream } from "effect"
 import * as crypto from "node:crypto"
+import * as Live from "../src/layers/Live.ts"
 import { Runtime, Stdio } from "../src/services/Runtime.ts"
 
 const [image = "docker.io/library/busybox:latest", ...command] = process.argv.slice(2)
@@ -29,4 +30,4 @@ const program = Effect.gen(function*() {
   process.exitCode = status.code
 }).pipe(Effect.scoped)
 
-program.pipe(Effect.provide(Runtime.layerConfig()), NodeRuntime.runMain)
+program.pipe(Effect.provide(Live.layerConfig()), NodeRuntime.runMain)

@@ -7,8 +7,8 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Stream } from "effect"
+import * as Live from "../src/layers/Live.ts"
 import { ExitHandler, Monitors } from "../src/services/Monitors.ts"
-import { Runtime } from "../src/services/Runtime.ts"
 
 const [image = "docker.io/library/busybox:latest", ...command] = process.argv.slice(2)
 const restarts = new Map<string, number>()
@@ -37,7 +37,7 @@ const program = Effect.gen(function*() {
 
 const layer = Monitors.layer().pipe(
   Layer.provideMerge(restartOnFailure),
-  Layer.provideMerge(Runtime.layerConfig())
+  Layer.provideMerge(Live.layerConfig())
 )
 
 program.pipe(Effect.provide(layer), NodeRuntime.runMain)

@@ -4,6 +4,7 @@
  * One Layer opens one grpc-js channel to containerd's unix socket and closes it
  * with its scope. Each call carries the ambient namespace (the `Namespace`
  * reference, else the client's default) in the `containerd-namespace` header,
+ * and the ambient lease (the `Lease` reference), if any, in `containerd-lease`,
  * has a deadline (unary calls default to the client's timeout), is cancelled on
  * the wire when interrupted, fails with a typed `ContainerdError`, and is counted
  * per method in the `RpcCalls` metric, which tests and benchmarks read to hold the
@@ -11,7 +12,7 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { Config, Context, Duration, Effect, Layer, Metric } from "effect"
-import { dual } from "effect/Function"
+import { dual, identity } from "effect/Function"
 import { type ContainerdError, invalidArgument } from "../domain/ContainerdError.ts"
 import { ContainersDefinition } from "../gen/containerd/services/containers/v1/containers.ts"
 import { ContentDefinition } from "../gen/containerd/services/content/v1/content.ts"
@@ -47,6 +48,22 @@ export const withNamespace: {
   <A, E, R>(self: Effect.Effect<A, E, R>, namespace: string): Effect.Effect<A, E, R>
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, namespace: string) =>
   Effect.provideService(self, Namespace, namespace))
+
+/**
+ * The lease for calls made in a region of code, sent as the `containerd-lease`
+ * header: content and snapshots such calls create belong to the lease, so
+ * containerd's garbage collector keeps them until it is deleted, even while no
+ * image or container refers to them yet.
+ */
+export const Lease = Context.Reference<string | undefined>("effect-containerd/Lease", {
+  defaultValue: () => undefined
+})
+
+/** Runs an effect with its containerd calls under the lease `id`. */
+export const withLease: {
+  (id: string): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, id: string): Effect.Effect<A, E, R>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, id: string) => Effect.provideService(self, Lease, id))
 
 /** containerd RPCs started, by full method path (`/containerd.services.tasks.v1.Tasks/Start`). */
 export const RpcCalls = Metric.frequency("effect_containerd_rpc_calls", {
@@ -128,9 +145,10 @@ const make = Effect.fnUntraced(function*(options: ContainerdOptions) {
     channel,
     address,
     defaultTimeout: Duration.fromInputUnsafe(options.timeout ?? DEFAULT_TIMEOUT),
-    metadata: Effect.map(currentNamespace, (ns) => {
+    metadata: Effect.zipWith(currentNamespace, Lease.useSync(identity), (ns, lease) => {
       const metadata = new grpc.Metadata()
       metadata.set("containerd-namespace", ns)
+      if (lease !== undefined) metadata.set("containerd-lease", lease)
       return metadata
     }),
     onCall: (path) => Metric.update(RpcCalls, path)

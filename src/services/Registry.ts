@@ -91,6 +91,9 @@ export interface RegistryShape {
   ) => Stream.Stream<Uint8Array, RegistryError>
 }
 
+/** How we introduce ourselves to registries (their access logs show it). */
+export const USER_AGENT = "effect-containerd"
+
 const MiB = 1024 * 1024
 /** The largest manifest or index accepted, as containerd's resolver. */
 export const MAX_MANIFEST_BYTES = 4 * MiB
@@ -154,6 +157,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
   const hostOptions = (domain: string): RegistryHostOptions => options.hosts?.[domain] ?? {}
 
   const http = (yield* HttpClient.HttpClient).pipe(
+    HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", USER_AGENT)),
     // Each request's connection is released when the scope that made it closes.
     HttpClient.withScope,
     HttpClient.followRedirects(options.maxRedirects ?? 10),
@@ -346,18 +350,23 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
       return Buffer.concat(chunks)
     })
 
-  const verify = (reference: Reference, what: string, descriptor: Descriptor, bytes: Uint8Array) => {
-    if (bytes.length !== descriptor.size) {
-      return Effect.fail(registryError(DataLoss, reference.toString(), `${what}: got ${bytes.length} bytes, expected ${descriptor.size}`))
+  /** Checks what was received against the descriptor: its size, and its digest when `hash` saw all of it. */
+  const checkContent = (reference: Reference, what: string, descriptor: Descriptor, size: number, hash: crypto.Hash | undefined) => {
+    if (size !== descriptor.size) {
+      return Effect.fail(registryError(DataLoss, reference.toString(), `${what}: got ${size} bytes, expected ${descriptor.size}`))
     }
-    const hash = hashOf(descriptor.digest)
-    if (hash === undefined) {
-      return Effect.fail(registryError(InvalidArgument, reference.toString(), `${what}: digest algorithm of ${descriptor.digest} is not supported`))
-    }
-    const actual = `${descriptor.digest.slice(0, descriptor.digest.indexOf(":"))}:${hash.update(bytes).digest("hex")}`
+    if (hash === undefined) return Effect.void
+    const actual = `${descriptor.digest.slice(0, descriptor.digest.indexOf(":"))}:${hash.digest("hex")}`
     return actual === descriptor.digest
       ? Effect.void
       : Effect.fail(registryError(DataLoss, reference.toString(), `${what}: content has digest ${actual}, expected ${descriptor.digest}`))
+  }
+
+  const verify = (reference: Reference, what: string, descriptor: Descriptor, bytes: Uint8Array) => {
+    const hash = hashOf(descriptor.digest)
+    return hash === undefined
+      ? Effect.fail(registryError(InvalidArgument, reference.toString(), `${what}: digest algorithm of ${descriptor.digest} is not supported`))
+      : checkContent(reference, what, descriptor, bytes.length, hash.update(bytes))
   }
 
   const accept = { accept: manifestAcceptTypes.join(", ") }
@@ -469,16 +478,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
         )
       }))
 
-      const checkEnd = Effect.suspend(() => {
-        if (received !== descriptor.size) {
-          return Effect.fail(registryError(DataLoss, reference.toString(), `${what}: got ${received} bytes, expected ${descriptor.size}`))
-        }
-        if (hash === undefined) return Effect.void
-        const actual = `${descriptor.digest.slice(0, descriptor.digest.indexOf(":"))}:${hash.digest("hex")}`
-        return actual === descriptor.digest
-          ? Effect.void
-          : Effect.fail(registryError(DataLoss, reference.toString(), `${what}: content has digest ${actual}, expected ${descriptor.digest}`))
-      })
+      const checkEnd = Effect.suspend(() => checkContent(reference, what, descriptor, received, hash))
 
       return attempt.pipe(
         // Resumes from the last byte after a break; the count restarts whenever bytes flow again.

@@ -46,7 +46,6 @@ import type { Mount as SnapshotMount } from "../gen/containerd/types/mount.ts"
 import { openProcessIo, type ProcessIo, Stdio } from "../internal/Fifo.ts"
 import { readRootfsFile } from "../internal/Rootfs.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
-import { Events } from "./Events.ts"
 import { ExitHub } from "./ExitHub.ts"
 import { Images, type ResolvedImage } from "./Images.ts"
 
@@ -737,12 +736,4 @@ export class Runtime extends Context.Service<Runtime, RuntimeShape>()("effect-co
   /** The runtime over the client, the exit hub and the image resolver. */
   static readonly layer = (options?: RuntimeOptions): Layer.Layer<Runtime, never, Containerd | ExitHub | Images> =>
     Layer.effect(Runtime, makeRuntime(options))
-
-  /** Everything a program needs to run containers: client (from the environment), events, exits, images, runtime. */
-  static readonly layerConfig = (options?: RuntimeOptions) =>
-    Runtime.layer(options).pipe(
-      Layer.provideMerge(Layer.mergeAll(ExitHub.layer, Images.layer)),
-      Layer.provideMerge(Events.layer()),
-      Layer.provideMerge(Containerd.layerConfig)
-    )
 }

@@ -4,7 +4,7 @@ import { Containerd } from "../../src/services/Containerd.ts"
 import { EventReconnects, Events } from "../../src/services/Events.ts"
 import { ExitHub } from "../../src/services/ExitHub.ts"
 import { startContainerd } from "../support/ContainerdHarness.ts"
-import { importWithCtr } from "../support/FixtureImage.ts"
+import { importArchive } from "../support/FixtureImage.ts"
 import { createRawTask, deleteRawTask } from "../support/RawContainers.ts"
 import { importFixture, shared, sharedClient, uniqueNamespace } from "../support/SharedContainerd.ts"
 
@@ -48,7 +48,7 @@ describe("ExitHub across a containerd crash", () => {
     Effect.gen(function*() {
       const instance = yield* startContainerd
       const ns = uniqueNamespace("crash")
-      yield* importWithCtr(instance.address, ns, shared().fixtureArchive)
+      yield* importArchive(instance.address, ns, shared().fixtureArchive)
       const reconnectsBefore = (yield* Metric.value(EventReconnects)).count
 
       yield* Effect.gen(function*() {

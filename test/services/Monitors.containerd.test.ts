@@ -4,10 +4,9 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Live from "../../src/layers/Live.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
-import { Events } from "../../src/services/Events.ts"
 import { ExitHub } from "../../src/services/ExitHub.ts"
-import { Images } from "../../src/services/Images.ts"
 import { type ContainerExit, ExitHandler, Monitors, type MonitorsShape } from "../../src/services/Monitors.ts"
 import { Runtime, Stdio } from "../../src/services/Runtime.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
@@ -22,9 +21,7 @@ const monitorsLayer = (
 ) =>
   Monitors.layer({ backoff: { tick: "100 millis", initialDelay: "300 millis" } }).pipe(
     Layer.provideMerge(Layer.succeed(ExitHandler, ExitHandler.of({ handle }))),
-    Layer.provideMerge(Runtime.layer({ fifoDir })),
-    Layer.provideMerge(Layer.mergeAll(ExitHub.layer, Images.layer)),
-    Layer.provideMerge(Events.layer()),
+    Layer.provideMerge(Live.services({ runtime: { fifoDir } })),
     Layer.provideMerge(sharedClient(namespace))
   )
 

@@ -9,6 +9,7 @@ import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Live from "../../src/layers/Live.ts"
 import { ContainersDefinition } from "../../src/gen/containerd/services/containers/v1/containers.ts"
 import { ContentDefinition } from "../../src/gen/containerd/services/content/v1/content.ts"
 import { EventsDefinition } from "../../src/gen/containerd/services/events/v1/events.ts"
@@ -17,9 +18,6 @@ import { SnapshotsDefinition } from "../../src/gen/containerd/services/snapshots
 import { TasksDefinition } from "../../src/gen/containerd/services/tasks/v1/tasks.ts"
 import { VersionDefinition } from "../../src/gen/containerd/services/version/v1/version.ts"
 import { Containerd, rpcCounts } from "../../src/services/Containerd.ts"
-import { Events } from "../../src/services/Events.ts"
-import { ExitHub } from "../../src/services/ExitHub.ts"
-import { Images } from "../../src/services/Images.ts"
 import { Runtime } from "../../src/services/Runtime.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { startGrpcProxy } from "../support/GrpcProxy.ts"
@@ -43,9 +41,7 @@ describe("RPC economy (client counter and proxy agree)", () => {
       ])
       const fifoDir = fs.mkdtempSync(path.join(os.tmpdir(), "ectr-fifo-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(fifoDir, { recursive: true, force: true })))
-      const layer = Runtime.layer({ fifoDir }).pipe(
-        Layer.provideMerge(Layer.mergeAll(ExitHub.layer, Images.layer)),
-        Layer.provideMerge(Events.layer()),
+      const layer = Live.services({ runtime: { fifoDir } }).pipe(
         Layer.provideMerge(Containerd.layer({ address: proxy.address, namespace }))
       )
 

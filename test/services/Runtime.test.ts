@@ -6,7 +6,7 @@ import * as path from "node:path"
 import { ContainerdError } from "../../src/domain/ContainerdError.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
 import { type Container, type CreateContainerOptions, type Process, Runtime, Stdio } from "../../src/services/Runtime.ts"
-import { buildFixtureImage, FIXTURE_IMAGE, importWithCtr } from "../support/FixtureImage.ts"
+import { buildFixtureImage, FIXTURE_IMAGE, importArchive } from "../support/FixtureImage.ts"
 import { runtimeLayer } from "../support/RuntimeLayer.ts"
 import { shared, uniqueNamespace } from "../support/SharedContainerd.ts"
 
@@ -227,7 +227,7 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
           Cmd: ["sh", "-c", "echo $(id -u) $(id -g) $(id -G) $(pwd) $FOO $BAR $HOSTNAME"]
         }
       })
-      yield* importWithCtr(shared().address, namespace, image.archive)
+      yield* importArchive(shared().address, namespace, image.archive)
       fs.rmSync(dir, { recursive: true, force: true })
       const table: ReadonlyArray<readonly [string, Partial<CreateContainerOptions>, string]> = [
         ["the image's", {}, "1000 1000 1000 2000 /home/app image image h"],
@@ -274,8 +274,11 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
       yield* task.start
       yield* task.wait
       yield* task.delete
-      // The shim copies stdout and stderr into the file separately: either may come first.
-      assert.deepStrictEqual(fs.readFileSync(log, "utf8").split("\n").sort(), ["", "and errors", "to the log"])
+      // The shim copies stdout and stderr into the file separately, and may finish after the exit
+      // is published: either line may come first, and the last one may land a moment later.
+      const lines = () => fs.readFileSync(log, "utf8").split("\n").sort()
+      for (let waited = 0; lines().length < 3 && waited < 2000; waited += 20) yield* Effect.sleep("20 millis")
+      assert.deepStrictEqual(lines(), ["", "and errors", "to the log"])
       fs.rmSync(path.dirname(log), { recursive: true, force: true })
     }))
 
@@ -324,7 +327,7 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
       assert.match(yield* create({ image: "effect-containerd.test/missing:1" }), /^NotFound: .*missing/)
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ectr-img-"))
       const noCmd = yield* buildFixtureImage(dir, { name: "effect-containerd.test/nocmd:latest", config: { Cmd: [] } })
-      yield* importWithCtr(shared().address, namespace, noCmd.archive)
+      yield* importArchive(shared().address, namespace, noCmd.archive)
       fs.rmSync(dir, { recursive: true, force: true })
       assert.match(yield* create({ image: noCmd.name, command: [] }), /^InvalidArgument: no command/)
       assert.match(yield* create({ labels: { big: "x".repeat(4096) } }), /^InvalidArgument: label "big" is 4099 bytes/)

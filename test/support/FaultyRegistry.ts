@@ -9,8 +9,12 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Context, Effect, Layer, type Scope, Stream } from "effect"
 import { HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { TestClock } from "effect/testing"
+import { execFileSync } from "node:child_process"
 import * as crypto from "node:crypto"
+import * as fs from "node:fs"
 import * as http from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
 
 /** A request the registry saw. */
 export interface Seen {
@@ -173,3 +177,28 @@ export const startFaultyRegistry: Effect.Effect<FaultyRegistry, never, Scope.Sco
     seen
   }
 })
+
+/**
+ * Serves the image of an OCI archive (as the fixture builders write) as
+ * `repository:tag`, returning its layers' and config's descriptors.
+ */
+export const serveArchive = (registry: FaultyRegistry, archive: string, repository: string, tag: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ectr-serve-"))
+  try {
+    execFileSync("tar", ["-xf", archive, "-C", dir])
+    const read = (digest: string) => fs.readFileSync(path.join(dir, "blobs", ...digest.split(":")))
+    const index = JSON.parse(fs.readFileSync(path.join(dir, "index.json"), "utf8")) as {
+      manifests: ReadonlyArray<{ digest: string }>
+    }
+    const manifest = JSON.parse(read(index.manifests[0]!.digest).toString("utf8")) as {
+      config: Served
+      layers: ReadonlyArray<Served>
+    }
+    const config = registry.blob(read(manifest.config.digest), manifest.config.mediaType)
+    const layers = manifest.layers.map((layer) => registry.blob(read(layer.digest), layer.mediaType))
+    const served = registry.manifest(repository, manifest, { tag })
+    return { manifest: served, config, layers, document: manifest }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}

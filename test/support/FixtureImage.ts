@@ -3,13 +3,18 @@
  * need no network: one layer with /bin/busybox and symlinks for the applets the
  * tests use, a minimal /etc/passwd and /etc/group, and an image config the test
  * can shape (Env, Cmd, WorkingDir, User, ...). Written as an OCI image layout in a
- * tar archive, the format `ctr images import` and `skopeo copy oci-archive:` read.
+ * tar archive, the format `Images.importArchive`, `ctr images import` and
+ * `skopeo copy oci-archive:` read.
  */
 import { execFileSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect } from "effect"
+import * as zlib from "node:zlib"
+import { Effect, Layer } from "effect"
+import * as Live from "../../src/layers/Live.ts"
+import { Containerd } from "../../src/services/Containerd.ts"
+import { Images } from "../../src/services/Images.ts"
 import { HarnessError } from "./ContainerdHarness.ts"
 
 /** The name the shared busybox fixture is built and imported under. */
@@ -42,6 +47,8 @@ export interface FixtureImage {
   readonly manifestDigest: string
   readonly configDigest: string
   readonly diffIds: ReadonlyArray<string>
+  /** The digests of the layer blobs, as stored (compressed or not). */
+  readonly layerDigests: ReadonlyArray<string>
 }
 
 /** The image config every fixture starts from. */
@@ -75,6 +82,89 @@ const writeRootfs = (rootfs: string): void => {
   fs.writeFileSync(path.join(rootfs, "etc", "group"), "root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n")
 }
 
+/** A layer to put in a fixture: a tar, stored as is or gzipped. */
+interface LayerInput {
+  readonly tar: Buffer
+  readonly gzip?: boolean
+}
+
+/** Writes an OCI archive of one image (config defaults merged with `config`) and returns what it holds. */
+const writeImageArchive = (
+  dir: string,
+  name: string,
+  layers: ReadonlyArray<LayerInput>,
+  config: ImageConfig | undefined
+): FixtureImage => {
+  const slug = name.replace(/[^A-Za-z0-9]+/g, "-")
+  const layout = fs.mkdtempSync(path.join(dir, `${slug}-`))
+  fs.mkdirSync(path.join(layout, "blobs", "sha256"), { recursive: true })
+  const written = layers.map(({ tar, gzip }) => ({
+    ...writeBlob(layout, gzip === true ? zlib.gzipSync(tar, { level: 1 }) : tar),
+    mediaType: `application/vnd.oci.image.layer.v1.tar${gzip === true ? "+gzip" : ""}`,
+    diffId: sha256(tar)
+  }))
+  const configBlob = writeBlob(
+    layout,
+    Buffer.from(JSON.stringify({
+      architecture: goArch(),
+      os: "linux",
+      config: { ...defaultImageConfig, ...config },
+      rootfs: { type: "layers", diff_ids: written.map((layer) => layer.diffId) },
+      history: written.map(() => ({ created_by: "effect-containerd test fixture" }))
+    }))
+  )
+  const manifest = writeBlob(
+    layout,
+    Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", ...configBlob },
+      layers: written.map(({ mediaType, digest, size }) => ({ mediaType, digest, size }))
+    }))
+  )
+  fs.writeFileSync(path.join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }))
+  fs.writeFileSync(
+    path.join(layout, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        ...manifest,
+        annotations: { "io.containerd.image.name": name, "org.opencontainers.image.ref.name": name }
+      }]
+    })
+  )
+  const archive = path.join(dir, `${slug}.oci.tar`)
+  execFileSync("tar", ["-C", layout, "-cf", archive, "."])
+  fs.rmSync(layout, { recursive: true, force: true })
+  return {
+    name,
+    archive,
+    manifestDigest: manifest.digest,
+    configDigest: configBlob.digest,
+    diffIds: written.map((layer) => layer.diffId),
+    layerDigests: written.map((layer) => layer.digest)
+  }
+}
+
+/** A deterministic tar of a directory (sorted, owned by root, mtime 0). */
+const tarOf = (root: string): Buffer =>
+  execFileSync("tar", [
+    "--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-C", root, "-cf", "-", "."
+  ], { maxBuffer: 256 * 1024 * 1024 })
+
+/** The busybox layer; `unique` adds a random /etc/image-id so that no other image shares it. */
+const busyboxLayer = (dir: string, unique = false): Buffer => {
+  const rootfs = fs.mkdtempSync(path.join(dir, "rootfs-"))
+  try {
+    writeRootfs(rootfs)
+    if (unique) fs.writeFileSync(path.join(rootfs, "etc", "image-id"), crypto.randomBytes(16).toString("hex"))
+    return tarOf(rootfs)
+  } finally {
+    fs.rmSync(rootfs, { recursive: true, force: true })
+  }
+}
+
 /**
  * Builds a fixture image into `dir/<slug>.oci.tar`. The layer is deterministic
  * (sorted, owned by root, mtime 0), so every fixture shares one layer digest.
@@ -84,73 +174,45 @@ export const buildFixtureImage = (
   options: { readonly name: string; readonly config?: ImageConfig }
 ): Effect.Effect<FixtureImage, HarnessError> =>
   Effect.try({
-    try: () => {
-      const slug = options.name.replace(/[^A-Za-z0-9]+/g, "-")
-      const work = fs.mkdtempSync(path.join(dir, `${slug}-`))
-      const rootfs = path.join(work, "rootfs")
-      const layout = path.join(work, "layout")
-      writeRootfs(rootfs)
-      fs.mkdirSync(path.join(layout, "blobs", "sha256"), { recursive: true })
-      const layerTar = execFileSync("tar", [
-        "--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-C", rootfs, "-cf", "-", "."
-      ], { maxBuffer: 64 * 1024 * 1024 })
-      const layer = writeBlob(layout, layerTar)
-      const config = writeBlob(
-        layout,
-        Buffer.from(JSON.stringify({
-          architecture: goArch(),
-          os: "linux",
-          config: { ...defaultImageConfig, ...options.config },
-          rootfs: { type: "layers", diff_ids: [layer.digest] },
-          history: [{ created_by: "effect-containerd test fixture" }]
-        }))
-      )
-      const manifest = writeBlob(
-        layout,
-        Buffer.from(JSON.stringify({
-          schemaVersion: 2,
-          mediaType: "application/vnd.oci.image.manifest.v1+json",
-          config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-          layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }]
-        }))
-      )
-      fs.writeFileSync(path.join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }))
-      fs.writeFileSync(
-        path.join(layout, "index.json"),
-        JSON.stringify({
-          schemaVersion: 2,
-          manifests: [{
-            mediaType: "application/vnd.oci.image.manifest.v1+json",
-            ...manifest,
-            annotations: { "io.containerd.image.name": options.name, "org.opencontainers.image.ref.name": options.name }
-          }]
-        })
-      )
-      const archive = path.join(dir, `${slug}.oci.tar`)
-      execFileSync("tar", ["-C", layout, "-cf", archive, "."])
-      fs.rmSync(work, { recursive: true, force: true })
-      return {
-        name: options.name,
-        archive,
-        manifestDigest: manifest.digest,
-        configDigest: config.digest,
-        diffIds: [layer.digest]
-      }
-    },
+    try: () => writeImageArchive(dir, options.name, [{ tar: busyboxLayer(dir) }], options.config),
     catch: (cause) => new HarnessError({ message: `could not build fixture image ${options.name}`, cause })
   })
 
-/** Imports an archive into a namespace with containerd's `ctr` (and unpacks it). */
-export const importWithCtr = (
+/**
+ * Builds an image of a busybox layer (unless `base` is false) and `layers`
+ * more, each one file of `layerSize` random (incompressible) bytes, gzipped as
+ * registries serve them. Every layer is unique to the image, so a pull of it
+ * is cold even on a daemon that holds other fixtures.
+ */
+export const buildLayeredImage = (
+  dir: string,
+  options: { readonly name: string; readonly layers: number; readonly layerSize: number; readonly base?: boolean }
+): Effect.Effect<FixtureImage, HarnessError> =>
+  Effect.try({
+    try: () => {
+      const random = Array.from({ length: options.layers }, (_, i) => {
+        const root = fs.mkdtempSync(path.join(dir, "layer-"))
+        try {
+          fs.mkdirSync(path.join(root, "data"))
+          fs.writeFileSync(path.join(root, "data", `layer-${i}.bin`), crypto.randomBytes(options.layerSize))
+          return { tar: tarOf(root), gzip: true }
+        } finally {
+          fs.rmSync(root, { recursive: true, force: true })
+        }
+      })
+      const base = options.base === false ? [] : [{ tar: busyboxLayer(dir, true), gzip: true }]
+      return writeImageArchive(dir, options.name, [...base, ...random], undefined)
+    },
+    catch: (cause) => new HarnessError({ message: `could not build layered image ${options.name}`, cause })
+  })
+
+/** Imports an archive into a namespace of the daemon at `address` with our own import (and unpacks it). */
+export const importArchive = (
   address: string,
   namespace: string,
   archive: string
 ): Effect.Effect<void, HarnessError> =>
-  Effect.try({
-    try: () => {
-      execFileSync("ctr", ["--address", address, "--namespace", namespace, "images", "import", archive], {
-        stdio: "pipe"
-      })
-    },
-    catch: (cause) => new HarnessError({ message: `ctr could not import ${archive} into ${namespace}`, cause })
-  })
+  Images.use((images) => images.importArchive(archive)).pipe(
+    Effect.provide(Live.images().pipe(Layer.provide(Containerd.layer({ address, namespace })))),
+    Effect.mapError((cause) => new HarnessError({ message: `could not import ${archive} into ${namespace}`, cause }))
+  )

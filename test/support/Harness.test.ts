@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { startContainerd } from "./ContainerdHarness.ts"
-import { buildFixtureImage, FIXTURE_IMAGE, importWithCtr } from "./FixtureImage.ts"
+import { buildFixtureImage, FIXTURE_IMAGE, importArchive } from "./FixtureImage.ts"
 import { bundlesOf, isAlive, mountsUnder } from "./Processes.ts"
 import { startRegistry } from "./RegistryHarness.ts"
 import { uniqueNamespace } from "./SharedContainerd.ts"
@@ -20,7 +20,7 @@ describe("test harness", () => {
       const image = yield* buildFixtureImage(instance.dir, { name: FIXTURE_IMAGE })
       // runc's state root is shared by every containerd on the host: keep names unique.
       const namespace = uniqueNamespace("harness")
-      yield* importWithCtr(instance.address, namespace, image.archive)
+      yield* importArchive(instance.address, namespace, image.archive)
       for (const id of ["one", "two"]) {
         execFileSync("ctr", ["-a", instance.address, "-n", namespace, "run", "-d", FIXTURE_IMAGE, id, "sleep", "600"])
       }

@@ -18,7 +18,20 @@ export interface RegistryInstance {
   readonly host: string
   /** Pushes an OCI archive as `<host>/<repository>:<tag>`. */
   readonly push: (archive: string, repository: string, tag: string) => Effect.Effect<string, HarnessError>
+  /** The requests the registry has logged so far (its access log), oldest first. */
+  readonly requests: Effect.Effect<ReadonlyArray<LoggedRequest>>
 }
+
+/** One line of the registry's access log. */
+export interface LoggedRequest {
+  readonly method: string
+  readonly path: string
+  readonly status: number
+  readonly userAgent: string
+}
+
+/** `127.0.0.1 - - [date] "GET /v2/… HTTP/1.1" 200 1234 "" "agent"`, as distribution logs requests. */
+const ACCESS_LOG = /"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP\/[\d.]+" (\d{3}) \S+ "[^"]*" "([^"]*)"/
 
 /** Asks the kernel for a free port, releases it, and hands it to the registry. */
 const freePort = Effect.callback<number, HarnessError>((resume) => {
@@ -61,7 +74,8 @@ export const startRegistry: Effect.Effect<RegistryInstance, HarnessError, Scope.
       ""
     ].join("\n")
   )
-  const log = fs.openSync(path.join(dir, "registry.log"), "a")
+  const logPath = path.join(dir, "registry.log")
+  const log = fs.openSync(logPath, "a")
   const child: ChildProcess = yield* Effect.acquireRelease(
     Effect.sync(() => spawn("docker-registry", ["serve", config], { stdio: ["ignore", log, log] })),
     (child) =>
@@ -81,6 +95,12 @@ export const startRegistry: Effect.Effect<RegistryInstance, HarnessError, Scope.
   )
   return {
     host,
+    requests: Effect.sync(() =>
+      fs.readFileSync(logPath, "utf8").split("\n").flatMap((line) => {
+        const match = ACCESS_LOG.exec(line)
+        return match === null ? [] : [{ method: match[1]!, path: match[2]!, status: Number(match[3]), userAgent: match[4]! }]
+      })
+    ),
     push: (archive, repository, tag) =>
       Effect.callback<string, HarnessError>((resume) => {
         const reference = `${host}/${repository}:${tag}`

@@ -6,10 +6,8 @@ import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Events } from "../../src/services/Events.ts"
-import { ExitHub } from "../../src/services/ExitHub.ts"
-import { Images } from "../../src/services/Images.ts"
-import { Runtime, type RuntimeOptions } from "../../src/services/Runtime.ts"
+import * as Live from "../../src/layers/Live.ts"
+import type { RuntimeOptions } from "../../src/services/Runtime.ts"
 import { importFixture, sharedClient } from "./SharedContainerd.ts"
 
 /** Runtime, hub, images, events and client for `namespace` of the shared daemon. */
@@ -20,9 +18,5 @@ export const runtimeLayer = (namespace: string, options?: RuntimeOptions) =>
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-fifo-"))),
       (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
     )
-    return Runtime.layer({ fifoDir: dir, ...options }).pipe(
-      Layer.provideMerge(Layer.mergeAll(ExitHub.layer, Images.layer)),
-      Layer.provideMerge(Events.layer()),
-      Layer.provideMerge(sharedClient(namespace))
-    )
+    return Live.services({ runtime: { fifoDir: dir, ...options } }).pipe(Layer.provideMerge(sharedClient(namespace)))
   }))

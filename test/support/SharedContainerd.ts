@@ -6,7 +6,7 @@ import * as crypto from "node:crypto"
 import { Effect, Layer } from "effect"
 import { inject } from "vitest"
 import { Containerd } from "../../src/services/Containerd.ts"
-import { importWithCtr } from "./FixtureImage.ts"
+import { importArchive } from "./FixtureImage.ts"
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -35,4 +35,4 @@ export const sharedClient = (namespace: string): Layer.Layer<Containerd> =>
 
 /** Imports the fixture image into `namespace` of the shared daemon. */
 export const importFixture = (namespace: string) =>
-  importWithCtr(shared().address, namespace, shared().fixtureArchive).pipe(Effect.orDie)
+  importArchive(shared().address, namespace, shared().fixtureArchive).pipe(Effect.orDie)

@@ -1,0 +1,280 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Exit, Fiber, Layer, Stream } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { ContainerdError } from "../../src/domain/ContainerdError.ts"
+import { RegistryError } from "../../src/domain/RegistryError.ts"
+import { WriteAction } from "../../src/gen/containerd/services/content/v1/content.ts"
+import * as Live from "../../src/layers/Live.ts"
+import { Containerd, rpcCounts } from "../../src/services/Containerd.ts"
+import { Images, type PullProgress } from "../../src/services/Images.ts"
+import { USER_AGENT } from "../../src/services/Registry.ts"
+import { Runtime, Stdio } from "../../src/services/Runtime.ts"
+import { serveArchive, startFaultyRegistry } from "../support/FaultyRegistry.ts"
+import { buildLayeredImage, FIXTURE_IMAGE } from "../support/FixtureImage.ts"
+import { type RegistryInstance, startRegistry } from "../support/RegistryHarness.ts"
+import { shared, sharedClient, uniqueNamespace } from "../support/SharedContainerd.ts"
+
+/** A temporary directory removed with the test. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-img-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** The library over the shared daemon, in a namespace nothing else uses (so every pull is cold). */
+const setup = Effect.gen(function*() {
+  const namespace = uniqueNamespace("img")
+  const fifoDir = yield* tempDir
+  const context = yield* Layer.build(
+    Live.services({ runtime: { fifoDir } }).pipe(Layer.provideMerge(sharedClient(namespace)))
+  )
+  return {
+    namespace,
+    images: Context.get(context, Images),
+    runtime: Context.get(context, Runtime),
+    client: Context.get(context, Containerd)
+  }
+})
+
+/** What a namespace holds: image records, leases, ingests in progress and blobs. */
+const holdings = (client: Containerd["Service"]) =>
+  Effect.gen(function*() {
+    const images = (yield* client.images.list({})).images.map((i) => i.name)
+    const leases = (yield* client.leases.list({})).leases.map((l) => l.id)
+    const ingests = (yield* client.content.listStatuses({})).statuses.map((s) => s.ref)
+    const blobs = yield* client.content.list({}).pipe(
+      Stream.runCollect,
+      Effect.map((pages) => pages.flatMap((page) => page.info.map((info) => info.digest)))
+    )
+    return { images, leases, ingests, blobs }
+  })
+
+/** The blob GETs we made that the registry logged, by digest. */
+const blobFetches = (registry: RegistryInstance) =>
+  Effect.gen(function*() {
+    // The access log line is written as the response completes.
+    yield* Effect.sleep("200 millis")
+    const counts = new Map<string, number>()
+    for (const request of yield* registry.requests) {
+      const blob = /\/blobs\/(sha256:[a-f0-9]+)$/.exec(request.path)
+      if (request.method === "GET" && request.userAgent === USER_AGENT && blob !== null) {
+        counts.set(blob[1]!, (counts.get(blob[1]!) ?? 0) + 1)
+      }
+    }
+    return counts
+  })
+
+const since = (before: ReadonlyMap<string, number>, after: ReadonlyMap<string, number>, method: string) =>
+  (after.get(method) ?? 0) - (before.get(method) ?? 0)
+
+const reasonTag = (exit: Exit.Exit<unknown, unknown>) => {
+  if (Exit.isSuccess(exit)) return "success"
+  const error = exit.cause.reasons.find((r) => r._tag === "Fail")?.error
+  return error instanceof ContainerdError || error instanceof RegistryError
+    ? `${error._tag}.${error.reason._tag}: ${error.message}`
+    : String(error)
+}
+
+describe("Images against containerd and docker-registry", () => {
+  it.live("pulls an image, runs a container from it, and pulls it again without fetching a blob", () =>
+    Effect.gen(function*() {
+      const { client, images, runtime } = yield* setup
+      const registry = yield* startRegistry
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "layered:v1", layers: 2, layerSize: 256 * 1024 })
+      const reference = yield* registry.push(image.archive, "team/layered", "v1")
+
+      const progress = yield* Stream.runCollect(images.pullWithProgress(reference))
+      const pulled = progress.at(-1)
+      assert.strictEqual(pulled?._tag, "Pulled")
+      const resolved = (pulled as Extract<PullProgress, { _tag: "Pulled" }>).image
+      assert.strictEqual(resolved.name, reference)
+      assert.deepStrictEqual(progress.slice(0, 2).map((e) => e._tag), ["Resolving", "Resolved"])
+      for (const digest of image.layerDigests) {
+        const id = digest.slice(7, 19)
+        const tags = progress.filter((e) => "id" in e && e.id === id).map((e) => e._tag)
+        assert.deepStrictEqual(
+          tags.filter((t) => t !== "Downloading"),
+          ["Waiting", "Verifying", "DownloadComplete", "Extracting", "PullComplete"],
+          `layer ${id}`
+        )
+      }
+
+      const fetched = yield* blobFetches(registry)
+      assert.deepStrictEqual(
+        [...fetched.keys()].sort(),
+        [...image.layerDigests, image.configDigest].sort(),
+        "each layer and the config fetched"
+      )
+      assert.isTrue([...fetched.values()].every((n) => n === 1), "once each")
+
+      // What containerd now holds, and the GC labels that keep it.
+      const record = yield* images.get(reference)
+      assert.strictEqual(record.target.digest, resolved.target.digest)
+      const info = (digest: string) => Effect.map(client.content.info({ digest }), (r) => r.info!.labels)
+      assert.strictEqual((yield* info(resolved.configDigest))["containerd.io/gc.ref.snapshot.overlayfs"], resolved.chainId)
+      const manifestLabels = yield* info(resolved.manifestDigest)
+      assert.strictEqual(manifestLabels["containerd.io/gc.ref.content.config"], resolved.configDigest)
+      assert.deepStrictEqual(
+        image.layerDigests.map((_, i) => manifestLabels[`containerd.io/gc.ref.content.l.${i}`]),
+        [...image.layerDigests]
+      )
+      const layerLabels = yield* info(image.layerDigests[1]!)
+      assert.strictEqual(layerLabels["containerd.io/uncompressed"], image.diffIds[1])
+      assert.strictEqual(layerLabels[`containerd.io/distribution.source.${registry.host}`], "team/layered")
+      yield* client.snapshots.stat({ snapshotter: "overlayfs", key: resolved.chainId })
+      assert.deepStrictEqual((yield* holdings(client)).leases, [], "the pull's lease is gone")
+
+      // A container sees every layer, unpacked in order on the base.
+      const container = yield* runtime.containers.create({ id: "from-pull", image: reference, command: ["ls", "/data"] })
+      const task = yield* container.newTask({ stdio: Stdio.pipe() })
+      const stdout = yield* Effect.forkChild(task.stdout.pipe(Stream.decodeText(), Stream.mkString))
+      yield* task.start
+      yield* task.wait
+      yield* task.delete
+      yield* container.delete()
+      assert.strictEqual(yield* Fiber.join(stdout), "layer-0.bin\nlayer-1.bin\n")
+
+      const again = yield* Stream.runCollect(images.pullWithProgress(reference))
+      assert.deepStrictEqual(
+        again.map((e) => e._tag).sort(),
+        ["AlreadyExists", "AlreadyExists", "AlreadyExists", "Pulled", "Resolved", "Resolving", "Waiting", "Waiting", "Waiting"]
+      )
+      assert.strictEqual(again.at(-1)?._tag, "Pulled")
+      const fetchedAgain = yield* blobFetches(registry)
+      assert.deepStrictEqual(fetchedAgain, fetched, "no blob fetched the second time")
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("20 concurrent cold pulls fetch every blob once and unpack every layer once", () =>
+    Effect.gen(function*() {
+      const { client, images } = yield* setup
+      const registry = yield* startRegistry
+      // No busybox base: every blob is new to the daemon, none can be shared from another namespace.
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "many:v1", layers: 5, layerSize: 1024 * 1024, base: false })
+      const reference = yield* registry.push(image.archive, "many", "v1")
+      const before = yield* rpcCounts
+
+      const results = yield* Effect.all(Array.from({ length: 20 }, () => images.pull(reference)), { concurrency: "unbounded" })
+      assert.strictEqual(new Set(results.map((r) => r.chainId)).size, 1)
+
+      const after = yield* rpcCounts
+      const layers = image.layerDigests.length
+      assert.strictEqual(since(before, after, "/containerd.services.diff.v1.Diff/Apply"), layers, "one apply per layer")
+      assert.strictEqual(since(before, after, "/containerd.services.snapshots.v1.Snapshots/Commit"), layers)
+      const fetched = yield* blobFetches(registry)
+      assert.strictEqual(fetched.size, layers + 1)
+      assert.isTrue([...fetched.values()].every((n) => n === 1), `each blob fetched once: ${[...fetched.values()]}`)
+      const left = yield* holdings(client)
+      assert.deepStrictEqual([left.images, left.leases, left.ingests], [[reference], [], []])
+    }).pipe(Effect.scoped), 120_000)
+
+  it.live("imports an OCI archive, tags and removes it", () =>
+    Effect.gen(function*() {
+      const { client, images } = yield* setup
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "imported/app:v1", layers: 1, layerSize: 64 * 1024 })
+      const [imported] = yield* images.importArchive(image.archive)
+      assert.strictEqual(imported?.name, "docker.io/imported/app:v1")
+      yield* client.snapshots.stat({ snapshotter: "overlayfs", key: imported!.chainId })
+
+      const tagged = yield* images.tag("imported/app:v1", "imported/app:stable")
+      assert.strictEqual(tagged.name, "docker.io/imported/app:stable")
+      assert.strictEqual(tagged.target.digest, imported!.target.digest)
+      assert.deepStrictEqual((yield* images.list()).map((i) => i.name).sort(), [
+        "docker.io/imported/app:stable",
+        "docker.io/imported/app:v1"
+      ])
+      yield* images.remove("imported/app:v1")
+      assert.strictEqual(reasonTag(yield* Effect.exit(images.get("imported/app:v1"))).split(":")[0], "ContainerdError.NotFound")
+      assert.deepStrictEqual((yield* images.list()).map((i) => i.name), ["docker.io/imported/app:stable"])
+      assert.deepStrictEqual((yield* holdings(client)).leases, [])
+    }).pipe(Effect.scoped))
+
+  it.live("imports the shared fixture archive as the harness does", () =>
+    Effect.gen(function*() {
+      const { images } = yield* setup
+      const [imported] = yield* images.importArchive(shared().fixtureArchive)
+      assert.strictEqual(imported?.name, FIXTURE_IMAGE)
+      assert.strictEqual(imported?.chainId, shared().fixtureChainId)
+    }).pipe(Effect.scoped))
+})
+
+describe("Images against a misbehaving registry", () => {
+  it.live("a blob that does not match its digest fails the pull and leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const { client, images } = yield* setup
+      const faulty = yield* startFaultyRegistry
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "bad:v1", layers: 1, layerSize: 128 * 1024 })
+      const served = serveArchive(faulty, image.archive, "bad", "v1")
+      faulty.fault(`/blobs/${served.layers[1]!.digest}`, { _tag: "Corrupt" })
+
+      const exit = yield* Effect.exit(images.pull(`${faulty.host}/bad:v1`))
+      assert.include(reasonTag(exit), "RegistryError.DataLoss")
+      assert.include(reasonTag(exit), served.layers[1]!.digest)
+      const left = yield* holdings(client)
+      assert.deepStrictEqual([left.images, left.leases, left.ingests], [[], [], []], "no record, lease or ingest")
+      assert.notInclude(left.blobs, served.layers[1]!.digest, "nothing committed under the digest")
+    }).pipe(Effect.scoped))
+
+  it.live("a download cut off mid-blob resumes with Range, and a partial ingest is resumed where it stopped", () =>
+    Effect.gen(function*() {
+      const { client, images } = yield* setup
+      const faulty = yield* startFaultyRegistry
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "cut:v1", layers: 2, layerSize: 512 * 1024 })
+      const served = serveArchive(faulty, image.archive, "cut", "v1")
+      const [, cut, partial] = served.layers
+      faulty.fault(`/blobs/${cut!.digest}`, { _tag: "Cut", after: 100_000 })
+
+      // Half of another layer is already in containerd, as a pull that died would leave it.
+      const bytes = yield* Effect.promise(() =>
+        fetch(`http://${faulty.host}/v2/cut/blobs/${partial!.digest}`).then((r) => r.arrayBuffer())
+      )
+      const half = Math.floor(partial!.size / 2)
+      yield* client.content.write(Stream.make(
+        { action: WriteAction.STAT, ref: `layer-${partial!.digest}`, total: partial!.size, expected: partial!.digest },
+        { action: WriteAction.WRITE, ref: `layer-${partial!.digest}`, offset: 0, data: Buffer.from(bytes).subarray(0, half) }
+      )).pipe(Stream.runDrain)
+      const seenBefore = faulty.seen.length
+
+      const pulled = yield* images.pull(`${faulty.host}/cut:v1`)
+      assert.strictEqual(pulled.chainId.length, 71)
+      const ranges = (digest: string) =>
+        faulty.seen.slice(seenBefore).filter((s) => s.path.endsWith(`/blobs/${digest}`)).map((s) => s.range ?? "all")
+      const cutRanges = ranges(cut!.digest)
+      assert.strictEqual(cutRanges[0], "all")
+      assert.match(cutRanges[1] ?? "", /^bytes=\d+-$/, "the cut blob was resumed")
+      assert.deepStrictEqual(ranges(partial!.digest), [`bytes=${half}-`], "the ingest was resumed from its offset")
+      assert.deepStrictEqual((yield* holdings(client)).ingests, [])
+    }).pipe(Effect.scoped))
+
+  it.live("bad input fails with a typed error naming the reference and the reason, and creates nothing", () =>
+    Effect.gen(function*() {
+      const { client, images } = yield* setup
+      const faulty = yield* startFaultyRegistry
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "arm:v1", layers: 0, layerSize: 0 })
+      const served = serveArchive(faulty, image.archive, "arm", "single")
+      faulty.manifest("arm", {
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: [{ ...served.manifest, platform: { os: "linux", architecture: "s390x" } }]
+      }, { tag: "v1" })
+      faulty.manifest("old", { schemaVersion: 1, name: "old", tag: "v1", fsLayers: [] }, {
+        tag: "v1",
+        mediaType: "application/vnd.docker.distribution.manifest.v1+prettyjws"
+      })
+
+      const cases: ReadonlyArray<readonly [string, string, string]> = [
+        ["Bad:Ref", "ContainerdError.InvalidArgument", "must be lowercase"],
+        [`${faulty.host}/missing:v1`, "RegistryError.NotFound", "MANIFEST_UNKNOWN"],
+        [`${faulty.host}/arm:v1`, "RegistryError.NotFound", "no manifest for platform linux/"],
+        [`${faulty.host}/old:v1`, "RegistryError.InvalidArgument", "unsupported manifest media type"],
+        ["127.0.0.1:1/nobody:v1", "RegistryError.Unavailable", "ECONNREFUSED"]
+      ]
+      for (const [reference, tag, reason] of cases) {
+        const failure = reasonTag(yield* Effect.exit(images.pull(reference)))
+        assert.include(failure, tag, reference)
+        assert.include(failure, reason, reference)
+        if (reference !== "Bad:Ref") assert.include(failure, reference.split(":v1")[0]!, "names the reference")
+      }
+      assert.deepStrictEqual(yield* holdings(client), { images: [], leases: [], ingests: [], blobs: [] })
+    }).pipe(Effect.scoped))
+})

@@ -246,11 +246,13 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   const events = yield* Events
   const registry = yield* Registry
   const defaultPlatform = options?.platform ?? hostPlatform()
-  // Work shared by concurrent pulls: resolving a tag, reading a document, writing a blob, unpacking a layer.
+  // Work shared by concurrent pulls: resolving a tag, reading a document, writing a blob, unpacking a
+  // layer, writing the record.
   const resolutions = yield* makeSingleflight<string>()
   const documents = yield* makeSingleflight<string>()
   const fetches = yield* makeSingleflight<string>()
   const unpacks = yield* makeSingleflight<string>()
+  const records = yield* makeSingleflight<string>()
 
   const readJson = <S extends Schema.Top & { readonly DecodingServices: never }>(
     schema: S,
@@ -510,16 +512,25 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
       })
     })
 
-  /** Points `name` at `target`, creating the record or moving an existing one. */
+  /**
+   * Points `name` at `target`: creates the record, or moves an existing one that
+   * points elsewhere. Concurrent pulls of one image share one write: each record
+   * write is a transaction containerd syncs to disk.
+   */
   const putRecord = (name: string, target: Descriptor) => {
     const descriptor = { mediaType: target.mediaType, digest: target.digest, size: target.size }
-    return client.images.create({ image: { name, target: descriptor } }).pipe(
-      Effect.catchIf(
-        (error) => error.reason._tag === "AlreadyExists",
-        () => client.images.update({ image: { name, target: descriptor }, updateMask: ["target"] })
-      ),
-      Effect.map(({ image }) => toRecord(image!))
+    const put = client.images.create({ image: { name, target: descriptor } }).pipe(
+      Effect.map(({ image }) => toRecord(image!)),
+      Effect.catchIf((error) => error.reason._tag === "AlreadyExists", () =>
+        Effect.gen(function*() {
+          const { image } = yield* client.images.get({ name })
+          if (image?.target?.digest === descriptor.digest) return toRecord(image)
+          const updated = yield* client.images.update({ image: { name, target: descriptor }, updateMask: ["target"] })
+          return toRecord(updated.image!)
+        }))
     )
+    return Effect.flatMap(client.currentNamespace, (namespace) =>
+      records.run(`${namespace}\u0000${name}\u0000${descriptor.digest}`, put))
   }
 
   /**

@@ -15,7 +15,8 @@ const benchmarks: Record<string, () => Promise<Effect.Effect<void, unknown>>> = 
   hub: () => import("./hub.ts").then((m) => m.hubBench),
   lifecycle: () => import("./lifecycle.ts").then((m) => m.lifecycleBench),
   exec: () => import("./exec.ts").then((m) => m.execBench),
-  monitors: () => import("./monitors.ts").then((m) => m.monitorsBench)
+  monitors: () => import("./monitors.ts").then((m) => m.monitorsBench),
+  pull: () => import("./pull.ts").then((m) => m.pullBench)
 }
 
 const selected = process.argv.slice(2)

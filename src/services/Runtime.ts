@@ -41,6 +41,7 @@ import { validateLabels } from "../domain/Labels.ts"
 import * as Oci from "../domain/OciSpec.ts"
 import { parseSignal, type Signal } from "../domain/Signal.ts"
 import type { Container as ContainerRecord } from "../gen/containerd/services/containers/v1/containers.ts"
+import type { Any } from "../gen/google/protobuf/any.ts"
 import { Status } from "../gen/containerd/types/task/task.ts"
 import type { Mount as SnapshotMount } from "../gen/containerd/types/mount.ts"
 import { openProcessIo, type ProcessIo, Stdio } from "../internal/Fifo.ts"
@@ -103,6 +104,11 @@ export interface CreateContainerOptions {
   readonly runtime?: string | undefined
   /** Further spec changes, applied last. */
   readonly spec?: ReadonlyArray<Oci.SpecOption> | undefined
+  /**
+   * The client's own data about the container, stored on the containerd record
+   * (its `extensions`), written in the same call that creates it.
+   */
+  readonly extensions?: Readonly<Record<string, Any>> | undefined
 }
 
 /** What a container record says, decoded. */
@@ -118,6 +124,8 @@ export interface ContainerInfo {
   readonly updatedAt: Date | undefined
   /** The OCI spec as stored (JSON). */
   readonly spec: unknown
+  /** The client data stored with the record (`CreateContainerOptions.extensions`). */
+  readonly extensions: Readonly<Record<string, Any>>
 }
 
 /** What an exec runs; everything not given is inherited from the container's process. */
@@ -302,7 +310,8 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     snapshotKey: record.snapshotKey,
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,
-    spec
+    spec,
+    extensions: record.extensions
   })
 
   /**
@@ -674,7 +683,8 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         runtime: { name: options.runtime ?? defaultRuntime },
         spec: packJson(OciSpecTypeUrl, spec),
         snapshotter,
-        snapshotKey: options.id
+        snapshotKey: options.id,
+        extensions: { ...options.extensions }
       }
     }))
     let record = created.container!

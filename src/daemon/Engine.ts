@@ -1,0 +1,944 @@
+/**
+ * The daemon's container engine: Docker's container semantics (names, ids,
+ * create/start/stop/kill/wait/remove, restart policies, AutoRemove) on the
+ * library's `Monitors` and `Runtime`. The HTTP API (`Api.ts`) only translates.
+ *
+ * State lives in containerd: what a container was created with is an extension
+ * of the containerd container (`StoredContainer`), written in the same
+ * `Containers.Create`; what changes is in labels (the monitors' exit record, the
+ * restart count, a manual stop). The in-memory index (names, ids) is rebuilt from
+ * one `Containers.List` at start, so a restarted daemon loses nothing and no
+ * second database can disagree with containerd.
+ */
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Fiber,
+  FiberMap,
+  Layer,
+  Option,
+  PubSub,
+  Result,
+  Schema,
+  type Scope,
+  Stream
+} from "effect"
+import { packJson, unpackJson } from "../domain/Any.ts"
+import type { ContainerdError } from "../domain/ContainerdError.ts"
+import { signalNumber } from "../domain/Signal.ts"
+import { Containerd, withNamespace } from "../services/Containerd.ts"
+import { Events } from "../services/Events.ts"
+import { Images } from "../services/Images.ts"
+import { type ContainerExit, ExitHandler, makeMonitors, MonitorLabels, type MonitorsShape } from "../services/Monitors.ts"
+import { type BindMount, type Container, Runtime, type TmpfsMount } from "../services/Runtime.ts"
+import { badRequest, conflict, DockerError, fromLibrary, internal, notFound } from "./DockerError.ts"
+import { EventLog } from "./EventLog.ts"
+import {
+  type ContainerInspectJson,
+  type ContainerStateJson,
+  type ContainerSummaryJson,
+  type CreateBody,
+  type HostConfig,
+  type RestartPolicyName,
+  StoredContainer,
+  ZERO_TIME
+} from "./Model.ts"
+
+/** How `wait` decides it is done (`POST /containers/{id}/wait?condition=`). */
+export type WaitCondition = "not-running" | "next-exit" | "removed"
+
+/** Filters of `GET /containers/json`: Docker's `status`, `label`, `name`, `id`. */
+export type ContainerFilters = Readonly<Record<string, ReadonlyArray<string>>>
+
+/** The engine. Every `ref` is a full id, a unique id prefix, or a name (with or without `/`). */
+export interface EngineShape {
+  /** Creates a container; `name` is generated when not given. 404 "No such image" when the image is not here. */
+  readonly create: (
+    name: string | undefined,
+    body: CreateBody
+  ) => Effect.Effect<{ readonly Id: string; readonly Warnings: ReadonlyArray<string> }, DockerError>
+  /** Starts it; `alreadyRunning` (dockerd answers 304) when it was running. */
+  readonly start: (ref: string) => Effect.Effect<{ readonly alreadyRunning: boolean }, DockerError>
+  /** Sends the stop signal, then SIGKILL after `timeout` seconds (default the container's StopTimeout, else 10). */
+  readonly stop: (
+    ref: string,
+    options?: { readonly signal?: string | undefined; readonly timeout?: number | undefined }
+  ) => Effect.Effect<{ readonly alreadyStopped: boolean }, DockerError>
+  /** Stops (as `stop`) and starts again. */
+  readonly restart: (
+    ref: string,
+    options?: { readonly signal?: string | undefined; readonly timeout?: number | undefined }
+  ) => Effect.Effect<void, DockerError>
+  /** Sends a signal (default SIGKILL); 409 when not running. */
+  readonly kill: (ref: string, signal?: string) => Effect.Effect<void, DockerError>
+  readonly pause: (ref: string) => Effect.Effect<void, DockerError>
+  readonly unpause: (ref: string) => Effect.Effect<void, DockerError>
+  /**
+   * Waits for the condition; the effect that waits is returned once the container
+   * is found, so the API can answer 404 before it starts streaming.
+   */
+  readonly wait: (
+    ref: string,
+    condition: WaitCondition
+  ) => Effect.Effect<Effect.Effect<{ readonly StatusCode: number }, DockerError>, DockerError, Scope.Scope>
+  /** Removes it; 409 when running unless `force` (then killed first). */
+  readonly remove: (ref: string, options?: { readonly force?: boolean | undefined }) => Effect.Effect<void, DockerError>
+  readonly inspect: (ref: string) => Effect.Effect<ContainerInspectJson, DockerError>
+  readonly list: (options: {
+    readonly all?: boolean | undefined
+    readonly limit?: number | undefined
+    readonly filters?: ContainerFilters | undefined
+  }) => Effect.Effect<ReadonlyArray<ContainerSummaryJson>, DockerError>
+  /** `ps` of the container's processes: pids from containerd, details from /proc. */
+  readonly top: (ref: string) => Effect.Effect<
+    { readonly Titles: ReadonlyArray<string>; readonly Processes: ReadonlyArray<ReadonlyArray<string>> },
+    DockerError
+  >
+  /** Counts for `GET /info`. */
+  readonly counts: Effect.Effect<{
+    readonly total: number
+    readonly running: number
+    readonly paused: number
+    readonly stopped: number
+  }>
+}
+
+/** Settings of the engine. */
+export interface EngineOptions {
+  /** The containerd namespace the daemon's containers live in. */
+  readonly namespace: string
+}
+
+/** The container engine. */
+export class Engine extends Context.Service<Engine, EngineShape>()("effect-containerd/daemon/Engine") {}
+
+/** Labels the daemon keeps on its containerd containers (besides the monitors'). */
+export const DaemonLabels = {
+  /** The container's name, without the leading `/`: for people reading `ctr containers ls`. */
+  name: "effect-containerd.io/docker.name",
+  /** How often a restart policy restarted it. */
+  restartCount: "effect-containerd.io/docker.restart-count",
+  /** Set when it was stopped by hand: `always` and `unless-stopped` leave it stopped. */
+  stopped: "effect-containerd.io/docker.stopped"
+} as const
+
+/** The extension holding `StoredContainer`. */
+export const STORED_EXTENSION = "effect-containerd.io/docker"
+const STORED_TYPE_URL = "types.effect-containerd.io/docker/StoredContainer"
+const decodeStored = Schema.decodeUnknownOption(StoredContainer)
+
+/** Docker's rule for names (daemon/names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`). */
+const NAME_PATTERN = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
+/** dockerd's default stop timeout, in seconds. */
+const DEFAULT_STOP_TIMEOUT = 10
+/** A killed process that does not go in this long is reported, not waited on forever. */
+const KILL_GRACE = Duration.seconds(30)
+/** Restart delays as dockerd's restartmanager: 100 ms doubling to 1 min, reset after 10 s of running. */
+const RESTART_DELAY_MIN = 100
+const RESTART_DELAY_MAX = 60_000
+const RESTART_RESET_AFTER = 10_000
+
+/** A container as the engine knows it: what it was created with and what Docker tracks beyond the monitors. */
+interface Entry {
+  readonly id: string
+  readonly name: string
+  readonly stored: StoredContainer
+  readonly policy: { readonly name: RestartPolicyName; readonly max: number }
+  restartCount: number
+  manuallyStopped: boolean
+  paused: boolean
+  removing: boolean
+  /** A policy restart is pending (Docker's `Restarting`). */
+  restarting: boolean
+  restartDelay: number
+}
+
+/** A wait's news: an exit (final unless a restart is coming) or the removal. */
+type Notice =
+  | { readonly _tag: "Exit"; readonly id: string; readonly code: number; readonly restarting: boolean }
+  | { readonly _tag: "Removed"; readonly id: string; readonly code: number }
+
+const parsePolicy = (policy: HostConfig["RestartPolicy"]): Result.Result<Entry["policy"], string> => {
+  const name = policy?.Name ?? ""
+  const max = policy?.MaximumRetryCount ?? 0
+  if (max < 0) return Result.fail("invalid restart policy: maximum retry count cannot be negative")
+  switch (name) {
+    case "":
+    case "no":
+    case "always":
+    case "unless-stopped":
+      if (max !== 0) return Result.fail(`invalid restart policy: maximum retry count can only be used with 'on-failure'`)
+      return Result.succeed({ name: name === "" ? "no" : name, max: 0 })
+    case "on-failure":
+      return Result.succeed({ name, max })
+    default:
+      return Result.fail(`invalid restart policy '${name}': use no, always, on-failure or unless-stopped`)
+  }
+}
+
+const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }
+
+const parseTmpfs = (destination: string, options: string): Result.Result<TmpfsMount, string> => {
+  if (!destination.startsWith("/")) return Result.fail(`invalid tmpfs mount ${destination}: the path must be absolute`)
+  let size: number | undefined
+  let mode: number | undefined
+  for (const option of options.split(",").filter((o) => o !== "")) {
+    const [key, value = ""] = option.split("=", 2)
+    if (key === "size") {
+      const match = /^(\d+)([bkmg]?)$/i.exec(value)
+      if (match === null) return Result.fail(`invalid tmpfs size ${JSON.stringify(value)} for ${destination}`)
+      size = Number(match[1]) * UNITS[match[2]!.toLowerCase()]!
+    } else if (key === "mode") {
+      if (!/^[0-7]{3,4}$/.test(value)) return Result.fail(`invalid tmpfs mode ${JSON.stringify(value)} for ${destination}`)
+      mode = parseInt(value, 8)
+    } else if (!["rw", "ro", "noexec", "exec", "nosuid", "suid", "nodev", "dev"].includes(key!)) {
+      return Result.fail(`invalid tmpfs option ${JSON.stringify(option)} for ${destination}`)
+    }
+  }
+  return Result.succeed({ type: "tmpfs", destination, size, mode })
+}
+
+const parseBind = (bind: string): Result.Result<BindMount, string> => {
+  const parts = bind.split(":")
+  if (parts.length < 2 || parts.length > 3) return Result.fail(`invalid volume specification: '${bind}'`)
+  const [source = "", destination = "", mode = "rw"] = parts
+  if (!source.startsWith("/")) {
+    return Result.fail(`invalid volume specification: '${bind}': named volumes are not supported, bind an absolute host path`)
+  }
+  if (!destination.startsWith("/")) return Result.fail(`invalid volume specification: '${bind}': the container path must be absolute`)
+  const modes = mode.split(",")
+  if (!modes.every((m) => ["ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave"].includes(m))) {
+    return Result.fail(`invalid mode: ${mode}`)
+  }
+  return Result.succeed({ type: "bind", source, destination, readonly: modes.includes("ro") })
+}
+
+/** The network a container gets: only `none` and `host` exist until bridge networking does. */
+const parseNetwork = (mode: string | null | undefined): Result.Result<"none" | "host", string> => {
+  switch (mode ?? "") {
+    case "":
+    case "default":
+    case "bridge":
+    case "none":
+      // Isolated, with loopback only: the default until bridge networking exists.
+      return Result.succeed("none")
+    case "host":
+      return Result.succeed("host")
+    default:
+      return Result.fail(`network mode ${JSON.stringify(mode)} is not supported: use none, host or default`)
+  }
+}
+
+const iso = (date: Date | undefined) => date === undefined ? ZERO_TIME : date.toISOString()
+
+const humanDuration = (ms: number): string => {
+  const s = Math.round(ms / 1000)
+  if (s < 1) return "Less than a second"
+  if (s < 60) return `${s} second${s === 1 ? "" : "s"}`
+  const m = Math.round(s / 60)
+  if (m < 60) return m === 1 ? "About a minute" : `${m} minutes`
+  const h = Math.round(m / 60)
+  if (h < 48) return h === 1 ? "About an hour" : `${h} hours`
+  return `${Math.round(h / 24)} days`
+}
+
+const adjectives = ["brave", "calm", "eager", "fervent", "gentle", "happy", "keen", "lucid", "nifty", "quirky", "sharp", "vibrant"]
+const scientists = ["curie", "darwin", "euler", "galois", "hopper", "kepler", "lovelace", "noether", "pike", "ritchie", "turing", "wozniak"]
+
+/** Builds the engine over the library's services, recovering the daemon's namespace. */
+export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
+  const client = yield* Containerd
+  const runtime = yield* Runtime
+  const images = yield* Images
+  const eventLog = yield* EventLog
+  const rpc = withNamespace(options.namespace)
+
+  const byId = new Map<string, Entry>()
+  const byName = new Map<string, string>()
+  /** Names taken by creates in flight. */
+  const reserved = new Set<string>()
+  const notices = yield* PubSub.unbounded<Notice>()
+  /** Pending policy restarts and automatic removals, per container. */
+  const pending = yield* FiberMap.make<string>()
+
+  const entryOf = (id: string, stored: StoredContainer, labels: Readonly<Record<string, string>>): Entry => ({
+    id,
+    name: stored.Name.replace(/^\//, ""),
+    stored,
+    policy: Result.getOrElse(parsePolicy(stored.HostConfig.RestartPolicy), () => ({ name: "no" as const, max: 0 })),
+    restartCount: Number(labels[DaemonLabels.restartCount] ?? 0) || 0,
+    manuallyStopped: labels[DaemonLabels.stopped] === "true",
+    paused: false,
+    removing: false,
+    restarting: false,
+    restartDelay: RESTART_DELAY_MIN
+  })
+
+  const index = (entry: Entry) => {
+    byId.set(entry.id, entry)
+    byName.set(entry.name, entry.id)
+  }
+  const unindex = (entry: Entry) => {
+    byId.delete(entry.id)
+    if (byName.get(entry.name) === entry.id) byName.delete(entry.name)
+  }
+
+  // The index, from containerd: every container of ours with its stored config.
+  const existing = yield* runtime.containers.list([`labels."${MonitorLabels.managed}"==true`]).pipe(
+    rpc,
+    Effect.orElseSucceed((): ReadonlyArray<Container> => [])
+  )
+  for (const container of existing) {
+    const extension = container.info.extensions[STORED_EXTENSION]
+    if (extension === undefined) continue
+    const stored = yield* unpackJson(STORED_TYPE_URL, extension).pipe(
+      Effect.map(decodeStored),
+      Effect.orElseSucceed(() => Option.none<StoredContainer>())
+    )
+    if (Option.isSome(stored)) index(entryOf(container.id, stored.value, container.labels))
+  }
+
+  const attributesOf = (entry: Entry, extra?: Record<string, string>) => ({
+    ...entry.stored.Config.Labels,
+    image: entry.stored.Image,
+    name: entry.name,
+    ...extra
+  })
+  const publish = (entry: Entry, action: string, extra?: Record<string, string>) =>
+    eventLog.publish({ type: "container", action, id: entry.id, attributes: attributesOf(entry, extra) })
+
+  const setLabels = (id: string, labels: Record<string, string>) =>
+    rpc(client.containers.update({
+      container: { id, labels },
+      updateMask: Object.keys(labels).map((key) => `labels.${key}`)
+    })).pipe(Effect.asVoid)
+
+  let monitors: MonitorsShape | undefined
+
+  /**
+   * A pending restart or removal of `id`, run in the engine's scope (never inside
+   * the handler's lock). A policy restart replaces what is pending; a removal or
+   * a restore at start is kept if something is pending already.
+   */
+  const schedule = (entry: Entry, effect: Effect.Effect<void, DockerError>, kind: "restart" | "remove" | "restore") =>
+    FiberMap.run(
+      pending,
+      entry.id,
+      effect.pipe(Effect.catch((error) => Effect.logWarning(`container ${entry.id}: ${error.message}`))),
+      { onlyIfMissing: kind !== "restart" }
+    ).pipe(Effect.asVoid)
+  /** The handler waits for this: recovery may report exits before the engine is built. */
+  const ready = yield* Deferred.make<void>()
+
+  const cancelPending = (entry: Entry) =>
+    Effect.suspend(() => {
+      entry.restarting = false
+      return FiberMap.remove(pending, entry.id)
+    })
+
+  const shouldRestart = (entry: Entry, code: number): boolean => {
+    if (entry.manuallyStopped || entry.removing || entry.stored.HostConfig.AutoRemove === true) return false
+    switch (entry.policy.name) {
+      case "always":
+      case "unless-stopped":
+        return true
+      case "on-failure":
+        return code !== 0 && (entry.policy.max === 0 || entry.restartCount < entry.policy.max)
+      case "no":
+        return false
+    }
+  }
+
+  /** What the engine does with an exit, after the monitors deleted the task and recorded it. */
+  const handleExit = (exit: ContainerExit, self: MonitorsShape) =>
+    Effect.gen(function*() {
+      yield* Deferred.await(ready)
+      const entry = byId.get(exit.containerId)
+      if (entry === undefined) return
+      entry.paused = false
+      const code = exit.status.code
+      const now = yield* Clock.currentTimeMillis
+      const tracked = yield* self.get(entry.id).pipe(withNamespace(options.namespace))
+      const startedAt = Option.getOrUndefined(tracked)?.state.startedAt?.getTime()
+      const restart = shouldRestart(entry, code)
+      entry.restarting = restart
+      if (exit.oomKilled) yield* publish(entry, "oom")
+      yield* publish(entry, "die", { exitCode: String(code) })
+      yield* PubSub.publish(notices, { _tag: "Exit", id: entry.id, code, restarting: restart })
+      // An exit found at recovery whose container the restore below already took care of.
+      if (exit.recovered && (yield* FiberMap.has(pending, entry.id))) return
+      if (entry.stored.HostConfig.AutoRemove === true && !entry.removing) {
+        return yield* schedule(entry, remove(entry.id, { force: false }), "remove")
+      }
+      if (!restart) return
+      // dockerd's restart manager: the delay doubles per restart, back to the
+      // minimum once the container had run for 10 s.
+      if (startedAt !== undefined && now - startedAt >= RESTART_RESET_AFTER) entry.restartDelay = RESTART_DELAY_MIN
+      const delay = entry.restartDelay
+      entry.restartDelay = Math.min(entry.restartDelay * 2, RESTART_DELAY_MAX)
+      yield* schedule(
+        entry,
+        Effect.gen(function*() {
+          yield* Effect.sleep(Duration.millis(delay))
+          if (!entry.restarting || !byId.has(entry.id)) return
+          entry.restartCount++
+          yield* setLabels(entry.id, { [DaemonLabels.restartCount]: String(entry.restartCount) }).pipe(
+            Effect.mapError((e) => fromLibrary(e))
+          )
+          yield* startTask(entry)
+        }),
+        "restart"
+      )
+    })
+
+  const handler = ExitHandler.of({ handle: handleExit })
+  monitors = yield* makeMonitors({ namespaces: [options.namespace] }).pipe(
+    Effect.provideService(ExitHandler, handler)
+  )
+  const mon = monitors
+  const inNamespace = <A, E, R>(effect: Effect.Effect<A, E, R>) => withNamespace(effect, options.namespace)
+
+  /** The entry a ref names: full id, name, or unique id prefix. */
+  const find = (ref: string): Effect.Effect<Entry, DockerError> =>
+    Effect.suspend(() => {
+      const name = ref.replace(/^\//, "")
+      const exact = byId.get(ref) ?? byId.get(byName.get(name) ?? "")
+      if (exact !== undefined) return Effect.succeed(exact)
+      if (ref.length > 0 && /^[0-9a-f]+$/.test(ref)) {
+        const matches = [...byId.keys()].filter((id) => id.startsWith(ref))
+        if (matches.length === 1) return Effect.succeed(byId.get(matches[0]!)!)
+        if (matches.length > 1) return Effect.fail(badRequest(`multiple IDs found with provided prefix: ${ref}`))
+      }
+      return Effect.fail(notFound(`No such container: ${ref}`))
+    })
+
+  const trackedOf = (entry: Entry) => Effect.map(inNamespace(mon.get(entry.id)), Option.getOrUndefined)
+
+  const stateOf = (entry: Entry) =>
+    Effect.map(trackedOf(entry), (tracked): ContainerStateJson => {
+      const state = tracked?.state
+      const running = state?.status === "running" || state?.status === "paused"
+      const paused = running && (state?.status === "paused" || entry.paused)
+      const status: ContainerStateJson["Status"] = entry.removing
+        ? "removing"
+        : entry.restarting
+        ? "restarting"
+        : paused
+        ? "paused"
+        : running
+        ? "running"
+        : state?.status === "exited"
+        ? "exited"
+        : state === undefined || state.status === "deleted"
+        ? "dead"
+        : "created"
+      return {
+        Status: status,
+        Running: running,
+        Paused: paused,
+        Restarting: entry.restarting,
+        OOMKilled: state?.oomKilled ?? false,
+        Dead: status === "dead",
+        Pid: running ? state?.pid ?? 0 : 0,
+        ExitCode: running ? 0 : state?.exitCode ?? 0,
+        Error: state?.exitUnknown === true ? "the container's exit status could not be known" : "",
+        StartedAt: iso(state?.startedAt),
+        FinishedAt: running ? ZERO_TIME : iso(state?.exitedAt)
+      }
+    })
+
+  const lib = <A, R>(effect: Effect.Effect<A, ContainerdError, R>, context?: string) =>
+    Effect.mapError(effect, (error) => fromLibrary(error, context))
+
+  /** Starts the task and publishes `start`. */
+  const startTask = (entry: Entry) =>
+    Effect.gen(function*() {
+      entry.restarting = false
+      yield* lib(inNamespace(mon.start(entry.id)), `cannot start container ${entry.id}`)
+      yield* publish(entry, "start")
+    })
+
+  const validate = (name: string | undefined, body: CreateBody) =>
+    Effect.gen(function*() {
+      if (name !== undefined && name !== "" && !NAME_PATTERN.test(name)) {
+        return yield* Effect.fail(badRequest(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`))
+      }
+      if (body.Image === undefined || body.Image === null || body.Image === "") {
+        return yield* Effect.fail(badRequest("config has no image: an image is required to create a container"))
+      }
+      const host = body.HostConfig ?? {}
+      const check = <A>(result: Result.Result<A, string>) =>
+        Result.isSuccess(result) ? Effect.succeed(result.success) : Effect.fail(badRequest(result.failure))
+      const policy = yield* check(parsePolicy(host.RestartPolicy))
+      if (host.AutoRemove === true && policy.name !== "no") {
+        return yield* Effect.fail(conflict("conflicting options: cannot specify both --restart and --rm"))
+      }
+      if (host.Privileged === true) return yield* Effect.fail(badRequest("privileged containers are not supported"))
+      const network = yield* check(parseNetwork(host.NetworkMode))
+      const binds = yield* Effect.forEach(host.Binds ?? [], (bind) => check(parseBind(bind)))
+      const tmpfs = yield* Effect.forEach(Object.entries(host.Tmpfs ?? {}), ([dest, opts]) => check(parseTmpfs(dest, opts)))
+      if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
+        return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
+      }
+      if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
+        return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
+      }
+      return { network, mounts: [...binds, ...tmpfs] }
+    })
+
+  const generateName = (): string => {
+    for (;;) {
+      const pick = (xs: ReadonlyArray<string>) => xs[crypto.randomInt(xs.length)]!
+      const name = `${pick(adjectives)}_${pick(scientists)}${crypto.randomInt(100)}`
+      if (!byName.has(name) && !reserved.has(name)) return name
+    }
+  }
+
+  const argv = (value: ReadonlyArray<string> | string | null | undefined) =>
+    value === null || value === undefined ? undefined : typeof value === "string" ? [value] : value
+
+  const create: EngineShape["create"] = (requestedName, body) =>
+    Effect.gen(function*() {
+      const checked = yield* validate(requestedName, body)
+      const image = yield* images.resolve(body.Image!).pipe(
+        inNamespace,
+        Effect.mapError((error) =>
+          error.reason._tag === "NotFound" ? notFound(`No such image: ${body.Image}`) : fromLibrary(error)
+        )
+      )
+      const name = requestedName === undefined || requestedName === "" ? generateName() : requestedName.replace(/^\//, "")
+      const holder = byName.get(name)
+      if (holder !== undefined || reserved.has(name)) {
+        return yield* Effect.fail(conflict(
+          `Conflict. The container name "/${name}" is already in use by container "${holder ?? "(being created)"}". You have to remove (or rename) that container to be able to reuse that name.`
+        ))
+      }
+      reserved.add(name)
+      return yield* Effect.gen(function*() {
+        const id = crypto.randomBytes(32).toString("hex")
+        const host = body.HostConfig ?? {}
+        const { HostConfig: _, ...config } = body
+        const stored: StoredContainer = {
+          Name: `/${name}`,
+          Created: new Date(yield* Clock.currentTimeMillis).toISOString(),
+          Image: body.Image!,
+          ImageId: image.configDigest,
+          Config: config,
+          HostConfig: host
+        }
+        const container = yield* lib(inNamespace(mon.create({
+          id,
+          image: image.name,
+          entrypoint: argv(body.Entrypoint),
+          command: argv(body.Cmd),
+          env: body.Env ?? undefined,
+          workingDir: body.WorkingDir || undefined,
+          user: body.User || undefined,
+          labels: { [DaemonLabels.name]: name },
+          mounts: checked.mounts,
+          hostname: body.Hostname || id.slice(0, 12),
+          tty: body.Tty ?? false,
+          network: checked.network,
+          readonlyRootfs: host.ReadonlyRootfs ?? false,
+          resources: {
+            memory: host.Memory || undefined,
+            cpuShares: host.CpuShares || undefined
+          },
+          runtime: host.Runtime || undefined,
+          extensions: { [STORED_EXTENSION]: packJson(STORED_TYPE_URL, stored) }
+        })))
+        const entry = entryOf(container.id, stored, container.labels)
+        index(entry)
+        yield* publish(entry, "create")
+        return { Id: id, Warnings: [] as ReadonlyArray<string> }
+      }).pipe(Effect.ensuring(Effect.sync(() => reserved.delete(name))))
+    })
+
+  const isRunning = (entry: Entry) =>
+    Effect.map(trackedOf(entry), (t) => t?.state.status === "running" || t?.state.status === "paused")
+
+  const taskOf = (entry: Entry) =>
+    Effect.flatMap(trackedOf(entry), (t) =>
+      t?.task === undefined || !(t.state.status === "running" || t.state.status === "paused")
+        ? Effect.fail(conflict(`Container ${entry.id} is not running`))
+        : Effect.succeed(t.task))
+
+  const start: EngineShape["start"] = (ref) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      if (entry.removing) return yield* Effect.fail(conflict(`container ${entry.id} is marked for removal and cannot be started`))
+      if (yield* isRunning(entry)) return { alreadyRunning: true }
+      yield* cancelPending(entry)
+      if (entry.manuallyStopped) {
+        entry.manuallyStopped = false
+        yield* lib(setLabels(entry.id, { [DaemonLabels.stopped]: "" }))
+      }
+      yield* startTask(entry)
+      return { alreadyRunning: false }
+    })
+
+  /** Signals the task and waits up to `timeout` for it to exit; then SIGKILLs it. */
+  const stopTask = (entry: Entry, signal: string | undefined, timeout: number | undefined) =>
+    Effect.gen(function*() {
+      const tracked = yield* trackedOf(entry)
+      const task = tracked?.task
+      const status = tracked?.state.status
+      if (task === undefined || !(status === "running" || status === "paused")) return false
+      const stopSignal = signal || entry.stored.Config.StopSignal || "SIGTERM"
+      const seconds = timeout ?? entry.stored.Config.StopTimeout ?? DEFAULT_STOP_TIMEOUT
+      if (signalNumber(stopSignal) === undefined) return yield* Effect.fail(badRequest(`invalid signal: ${stopSignal}`))
+      const exited = task.wait
+      if (seconds !== 0) {
+        yield* publish(entry, "kill", { signal: String(signalNumber(stopSignal)) })
+        yield* lib(task.kill(stopSignal)).pipe(Effect.catchIf((e) => e.status === 404, () => Effect.void))
+      }
+      const inTime = seconds < 0 ? yield* Effect.asSome(exited) : yield* Effect.timeoutOption(exited, Duration.seconds(seconds))
+      if (Option.isNone(inTime)) {
+        yield* publish(entry, "kill", { signal: "9" })
+        yield* lib(task.kill("SIGKILL", { all: true })).pipe(Effect.catchIf((e) => e.status === 404, () => Effect.void))
+        const killed = yield* Effect.timeoutOption(exited, KILL_GRACE)
+        if (Option.isNone(killed)) return yield* Effect.fail(internal(`container ${entry.id} did not exit after SIGKILL`))
+      }
+      return true
+    })
+
+  /** Waits until the monitors have handled the exit (the task deleted), so a start or remove may follow. */
+  const settled = (entry: Entry) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < 200; i++) {
+        const tracked = yield* trackedOf(entry)
+        if (tracked === undefined || tracked.task === undefined) return
+        yield* Effect.sleep(Duration.millis(10))
+      }
+    })
+
+  const markStopped = (entry: Entry) =>
+    Effect.gen(function*() {
+      yield* cancelPending(entry)
+      if (entry.manuallyStopped) return
+      entry.manuallyStopped = true
+      // Only policies that restart need to remember it across daemon restarts.
+      if (entry.policy.name !== "no") yield* lib(setLabels(entry.id, { [DaemonLabels.stopped]: "true" }))
+    })
+
+  const stop: EngineShape["stop"] = (ref, stopOptions) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const wasRestarting = entry.restarting
+      yield* markStopped(entry)
+      const stopped = yield* stopTask(entry, stopOptions?.signal, stopOptions?.timeout)
+      if (!stopped) return { alreadyStopped: !wasRestarting }
+      yield* publish(entry, "stop")
+      return { alreadyStopped: false }
+    })
+
+  const restart: EngineShape["restart"] = (ref, restartOptions) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      yield* cancelPending(entry)
+      const wasStopped = entry.manuallyStopped
+      entry.manuallyStopped = true // no policy restart in between
+      yield* stopTask(entry, restartOptions?.signal, restartOptions?.timeout).pipe(
+        Effect.ensuring(Effect.sync(() => void (entry.manuallyStopped = wasStopped)))
+      )
+      yield* settled(entry)
+      if (entry.manuallyStopped) {
+        entry.manuallyStopped = false
+        yield* lib(setLabels(entry.id, { [DaemonLabels.stopped]: "" }))
+      }
+      yield* startTask(entry)
+      yield* publish(entry, "restart")
+    })
+
+  const kill: EngineShape["kill"] = (ref, signal) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const name = signal || "SIGKILL"
+      const number = signalNumber(name)
+      if (number === undefined) return yield* Effect.fail(badRequest(`Invalid signal: ${name}`))
+      const task = yield* taskOf(entry)
+      // As dockerd: killing with the stop signal is a stop, so no policy restart follows.
+      if (number === signalNumber(entry.stored.Config.StopSignal || "SIGTERM")) yield* markStopped(entry)
+      yield* lib(task.kill(number))
+      yield* publish(entry, "kill", { signal: String(number) })
+    })
+
+  const pause: EngineShape["pause"] = (ref) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const task = yield* taskOf(entry)
+      if (entry.paused) return yield* Effect.fail(conflict(`Container ${entry.id} is already paused`))
+      yield* lib(task.pause)
+      entry.paused = true
+      yield* publish(entry, "pause")
+    })
+
+  const unpause: EngineShape["unpause"] = (ref) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const task = yield* taskOf(entry)
+      const state = yield* stateOf(entry)
+      if (!state.Paused) return yield* Effect.fail(conflict(`Container ${entry.id} is not paused`))
+      yield* lib(task.resume)
+      entry.paused = false
+      yield* publish(entry, "unpause")
+    })
+
+  const wait: EngineShape["wait"] = (ref, condition) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      // Subscribe before looking, so nothing falls in between.
+      const subscription = yield* PubSub.subscribe(notices)
+      const state = yield* stateOf(entry)
+      const news = Stream.fromSubscription(subscription).pipe(Stream.filter((n) => n.id === entry.id))
+      const first = (predicate: (n: Notice) => boolean) =>
+        Effect.map(Stream.runHead(Stream.filter(news, predicate)), (n) => ({
+          StatusCode: Option.match(n, { onNone: () => state.ExitCode, onSome: (x) => x.code })
+        }))
+      switch (condition) {
+        case "not-running":
+          if (!state.Running && !state.Restarting) return Effect.succeed({ StatusCode: state.ExitCode })
+          return first((n) => n._tag === "Removed" || !n.restarting)
+        case "next-exit":
+          return first(() => true)
+        case "removed":
+          return first((n) => n._tag === "Removed")
+      }
+    })
+
+  const remove: EngineShape["remove"] = (ref, removeOptions) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      if (entry.removing) return yield* Effect.fail(conflict(`removal of container ${entry.id} is already in progress`))
+      const running = yield* isRunning(entry)
+      if ((running || entry.restarting) && removeOptions?.force !== true) {
+        const what = entry.paused ? "paused" : entry.restarting ? "restarting" : "running"
+        return yield* Effect.fail(conflict(
+          `You cannot remove a ${what} container ${entry.id}. Stop the container before attempting removal or force remove`
+        ))
+      }
+      entry.removing = true
+      const current = Fiber.getCurrent()
+      yield* Effect.gen(function*() {
+        // Not from within the pending fiber itself (an automatic removal runs there).
+        const fiber = yield* FiberMap.get(pending, entry.id)
+        if (Option.isSome(fiber) && fiber.value !== current) yield* FiberMap.remove(pending, entry.id)
+        entry.restarting = false
+        if (running) {
+          const task = yield* taskOf(entry)
+          yield* publish(entry, "kill", { signal: "9" })
+          yield* lib(task.kill("SIGKILL", { all: true })).pipe(Effect.catchIf((e) => e.status === 404, () => Effect.void))
+          if (Option.isNone(yield* Effect.timeoutOption(task.wait, KILL_GRACE))) {
+            return yield* Effect.fail(internal(`container ${entry.id} did not exit after SIGKILL`))
+          }
+        }
+        const code = (yield* stateOf(entry)).ExitCode
+        yield* lib(inNamespace(mon.remove(entry.id))).pipe(Effect.catchIf((e) => e.status === 404, () => Effect.void))
+        unindex(entry)
+        yield* publish(entry, "destroy")
+        yield* PubSub.publish(notices, { _tag: "Removed", id: entry.id, code })
+      }).pipe(Effect.onError(() => Effect.sync(() => void (entry.removing = false))))
+    })
+
+  const configJson = (entry: Entry, spec: { process?: { args?: ReadonlyArray<string>; env?: ReadonlyArray<string>; cwd?: string } }) => ({
+    Hostname: entry.stored.Config.Hostname || entry.id.slice(0, 12),
+    Domainname: "",
+    User: entry.stored.Config.User ?? "",
+    AttachStdin: entry.stored.Config.AttachStdin ?? false,
+    AttachStdout: entry.stored.Config.AttachStdout ?? false,
+    AttachStderr: entry.stored.Config.AttachStderr ?? false,
+    Tty: entry.stored.Config.Tty ?? false,
+    OpenStdin: entry.stored.Config.OpenStdin ?? false,
+    StdinOnce: entry.stored.Config.StdinOnce ?? false,
+    Env: spec.process?.env ?? entry.stored.Config.Env ?? [],
+    Cmd: argv(entry.stored.Config.Cmd) ?? null,
+    Entrypoint: argv(entry.stored.Config.Entrypoint) ?? null,
+    Image: entry.stored.Image,
+    WorkingDir: entry.stored.Config.WorkingDir ?? "",
+    Labels: entry.stored.Config.Labels ?? {},
+    ...(entry.stored.Config.StopSignal ? { StopSignal: entry.stored.Config.StopSignal } : {}),
+    ...(entry.stored.Config.StopTimeout !== undefined && entry.stored.Config.StopTimeout !== null
+      ? { StopTimeout: entry.stored.Config.StopTimeout }
+      : {})
+  })
+
+  const hostConfigJson = (entry: Entry) => {
+    const host = entry.stored.HostConfig
+    return {
+      Binds: host.Binds ?? null,
+      NetworkMode: host.NetworkMode || "default",
+      RestartPolicy: { Name: entry.policy.name, MaximumRetryCount: entry.policy.max },
+      AutoRemove: host.AutoRemove ?? false,
+      ReadonlyRootfs: host.ReadonlyRootfs ?? false,
+      Tmpfs: host.Tmpfs ?? null,
+      Memory: host.Memory ?? 0,
+      CpuShares: host.CpuShares ?? 0,
+      Privileged: false,
+      Runtime: host.Runtime || "runc",
+      LogConfig: { Type: "none", Config: {} }
+    }
+  }
+
+  const specOf = (entry: Entry) =>
+    Effect.map(trackedOf(entry), (t) => (t?.container?.info.spec ?? {}) as { process?: { args?: ReadonlyArray<string> } })
+
+  const inspect: EngineShape["inspect"] = (ref) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const state = yield* stateOf(entry)
+      const spec = yield* specOf(entry)
+      const args = spec.process?.args ?? []
+      const host = entry.stored.HostConfig
+      return {
+        Id: entry.id,
+        Created: entry.stored.Created,
+        Path: args[0] ?? "",
+        Args: args.slice(1),
+        State: state,
+        Image: entry.stored.ImageId,
+        Name: `/${entry.name}`,
+        RestartCount: entry.restartCount,
+        Driver: "overlayfs",
+        Platform: "linux",
+        HostConfig: hostConfigJson(entry),
+        Config: configJson(entry, spec),
+        Mounts: [
+          ...(host.Binds ?? []).map((bind) => {
+            const [source = "", destination = "", mode = ""] = bind.split(":")
+            return { Type: "bind", Source: source, Destination: destination, Mode: mode, RW: !mode.split(",").includes("ro"), Propagation: "rprivate" }
+          }),
+          ...Object.keys(host.Tmpfs ?? {}).map((destination) => ({ Type: "tmpfs", Source: "", Destination: destination, Mode: "", RW: true, Propagation: "" }))
+        ],
+        NetworkSettings: { Networks: {}, Ports: {}, IPAddress: "", Gateway: "", MacAddress: "" }
+      } satisfies ContainerInspectJson
+    })
+
+  const statusText = (state: ContainerStateJson, now: number): string => {
+    switch (state.Status) {
+      case "running":
+        return `Up ${humanDuration(now - Date.parse(state.StartedAt))}`
+      case "paused":
+        return `Up ${humanDuration(now - Date.parse(state.StartedAt))} (Paused)`
+      case "restarting":
+        return `Restarting (${state.ExitCode}) ${humanDuration(now - Date.parse(state.FinishedAt))} ago`
+      case "exited":
+        return state.FinishedAt === ZERO_TIME ? `Exited (${state.ExitCode})` : `Exited (${state.ExitCode}) ${humanDuration(now - Date.parse(state.FinishedAt))} ago`
+      case "removing":
+        return "Removal In Progress"
+      case "dead":
+        return "Dead"
+      case "created":
+        return "Created"
+    }
+  }
+
+  const list: EngineShape["list"] = (listOptions) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const filters = listOptions.filters ?? {}
+      const anyOf = (key: string, test: (value: string) => boolean) => {
+        const values = filters[key]
+        return values === undefined || values.length === 0 || values.some(test)
+      }
+      for (const status of filters.status ?? []) {
+        if (!["created", "restarting", "running", "removing", "paused", "exited", "dead"].includes(status)) {
+          return yield* Effect.fail(badRequest(`invalid filter 'status=${status}'`))
+        }
+      }
+      const rows = yield* Effect.forEach([...byId.values()], (entry) =>
+        Effect.gen(function*() {
+          const state = yield* stateOf(entry)
+          const spec = yield* specOf(entry)
+          return { entry, state, spec }
+        }))
+      const all = listOptions.all === true || (filters.status?.length ?? 0) > 0
+      const selected = rows
+        .filter(({ entry, state }) =>
+          (all || state.Running) &&
+          anyOf("status", (v) => v === state.Status) &&
+          anyOf("id", (v) => entry.id.startsWith(v)) &&
+          anyOf("name", (v) => new RegExp(v).test(entry.name)) &&
+          anyOf("label", (v) => {
+            const labels = entry.stored.Config.Labels ?? {}
+            const eq = v.indexOf("=")
+            return eq === -1 ? v in labels : labels[v.slice(0, eq)] === v.slice(eq + 1)
+          }))
+        .sort((a, b) => b.entry.stored.Created.localeCompare(a.entry.stored.Created))
+      const limited = listOptions.limit !== undefined && listOptions.limit > 0 ? selected.slice(0, listOptions.limit) : selected
+      return limited.map(({ entry, spec, state }): ContainerSummaryJson => ({
+        Id: entry.id,
+        Names: [`/${entry.name}`],
+        Image: entry.stored.Image,
+        ImageID: entry.stored.ImageId,
+        Command: (spec.process?.args ?? []).join(" "),
+        Created: Math.floor(Date.parse(entry.stored.Created) / 1000),
+        State: state.Status,
+        Status: statusText(state, now),
+        Labels: entry.stored.Config.Labels ?? {},
+        Ports: [],
+        Mounts: [],
+        HostConfig: { NetworkMode: entry.stored.HostConfig.NetworkMode || "default" },
+        NetworkSettings: { Networks: {} }
+      }))
+    })
+
+  const top: EngineShape["top"] = (ref) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const task = yield* taskOf(entry)
+      const pids = yield* lib(task.pids)
+      const processes = pids.flatMap((pid) => {
+        const read = (file: string) => {
+          try {
+            return fs.readFileSync(`/proc/${pid}/${file}`, "utf8")
+          } catch {
+            return undefined
+          }
+        }
+        const status = read("status")
+        const stat = read("stat")
+        const cmdline = read("cmdline")
+        if (status === undefined || stat === undefined) return []
+        const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? ""
+        const ppid = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] ?? ""
+        const cmd = (cmdline ?? "").split("\0").filter((a) => a !== "").join(" ")
+        return [[uid, String(pid), ppid, cmd]]
+      })
+      return { Titles: ["UID", "PID", "PPID", "CMD"], Processes: processes }
+    })
+
+  const counts: EngineShape["counts"] = Effect.gen(function*() {
+    const states = yield* Effect.forEach([...byId.values()], stateOf)
+    const paused = states.filter((s) => s.Paused).length
+    const running = states.filter((s) => s.Running && !s.Paused).length
+    return { total: states.length, running, paused, stopped: states.length - running - paused }
+  })
+
+  // At start, as dockerd's restore: containers whose policy says so run again,
+  // and leftovers of automatic removal go.
+  yield* Effect.forEach([...byId.values()], (entry) =>
+    Effect.gen(function*() {
+      const state = yield* stateOf(entry)
+      if (state.Running || entry.removing || entry.restarting) return
+      if (entry.stored.HostConfig.AutoRemove === true && state.Status === "exited") {
+        return yield* schedule(entry, remove(entry.id, { force: false }), "remove")
+      }
+      if ((entry.policy.name === "always" || entry.policy.name === "unless-stopped") && !entry.manuallyStopped && state.Status !== "created") {
+        yield* schedule(entry, Effect.andThen(settled(entry), startTask(entry)), "restore")
+      }
+    }), { discard: true })
+  yield* Deferred.succeed(ready, undefined)
+
+  return Engine.of({ create, start, stop, restart, kill, pause, unpause, wait, remove, inspect, list, top, counts })
+})
+
+/** The engine, with its monitors, over the library's services. */
+export const engineLayer = (
+  options: EngineOptions
+): Layer.Layer<Engine, never, Containerd | Runtime | Events | Images | EventLog> =>
+  Layer.effect(Engine, makeEngine(options))

@@ -1,0 +1,142 @@
+/**
+ * The Docker Engine API's container model, as far as the daemon supports it:
+ * the body of `POST /containers/create` (decoded with Schema, so a field of the
+ * wrong type is a 400 before anything is created), what we keep of it on the
+ * containerd container, and the JSON shapes of inspect and list.
+ *
+ * Fields Docker defines but we do not act on are accepted and ignored, as
+ * dockerd ignores what a platform does not support; fields we act on are checked.
+ * The CLI sends `null` for most unset fields, so every field is nullable.
+ */
+import { Schema } from "effect"
+
+const nullable = <S extends Schema.Top>(schema: S) => Schema.optional(Schema.NullOr(schema))
+const Strings = Schema.Array(Schema.String)
+const StringMap = Schema.Record(Schema.String, Schema.String)
+
+/** `Config` of a create request: what runs, as the image's config would say it. */
+export const ContainerConfig = Schema.Struct({
+  Hostname: nullable(Schema.String),
+  Domainname: nullable(Schema.String),
+  User: nullable(Schema.String),
+  AttachStdin: nullable(Schema.Boolean),
+  AttachStdout: nullable(Schema.Boolean),
+  AttachStderr: nullable(Schema.Boolean),
+  Tty: nullable(Schema.Boolean),
+  OpenStdin: nullable(Schema.Boolean),
+  StdinOnce: nullable(Schema.Boolean),
+  Env: nullable(Strings),
+  // The API takes a string too, split as a shell would not: dockerd keeps it whole.
+  Cmd: nullable(Schema.Union([Strings, Schema.String])),
+  Entrypoint: nullable(Schema.Union([Strings, Schema.String])),
+  Image: nullable(Schema.String),
+  Labels: nullable(StringMap),
+  WorkingDir: nullable(Schema.String),
+  StopSignal: nullable(Schema.String),
+  StopTimeout: nullable(Schema.Int)
+})
+export type ContainerConfig = typeof ContainerConfig.Type
+
+/** `HostConfig.RestartPolicy`. */
+export const RestartPolicy = Schema.Struct({
+  Name: nullable(Schema.String),
+  MaximumRetryCount: nullable(Schema.Int)
+})
+export type RestartPolicy = typeof RestartPolicy.Type
+
+/** `HostConfig` of a create request: how the host runs it. */
+export const HostConfig = Schema.Struct({
+  Binds: nullable(Strings),
+  NetworkMode: nullable(Schema.String),
+  RestartPolicy: nullable(RestartPolicy),
+  AutoRemove: nullable(Schema.Boolean),
+  ReadonlyRootfs: nullable(Schema.Boolean),
+  Tmpfs: nullable(StringMap),
+  Memory: nullable(Schema.Int),
+  CpuShares: nullable(Schema.Int),
+  Privileged: nullable(Schema.Boolean),
+  Runtime: nullable(Schema.String)
+})
+export type HostConfig = typeof HostConfig.Type
+
+/** The body of `POST /containers/create`: a `Config` with `HostConfig` beside its fields. */
+export const CreateBody = Schema.Struct({
+  ...ContainerConfig.fields,
+  HostConfig: nullable(HostConfig)
+})
+export type CreateBody = typeof CreateBody.Type
+
+/** Restart policies (`docker run --restart`). */
+export type RestartPolicyName = "no" | "always" | "on-failure" | "unless-stopped"
+
+/**
+ * What the daemon keeps of a container, on the containerd container itself (an
+ * extension), so that containerd is the only database: written once at create.
+ * What changes (restart count, the last exit, a manual stop) is in labels.
+ */
+export const StoredContainer = Schema.Struct({
+  /** `/name`, as Docker shows it. */
+  Name: Schema.String,
+  /** When it was created, RFC 3339. */
+  Created: Schema.String,
+  /** The image as the user named it. */
+  Image: Schema.String,
+  /** The image's config digest: Docker's image ID. */
+  ImageId: Schema.String,
+  Config: ContainerConfig,
+  HostConfig: HostConfig
+})
+export type StoredContainer = typeof StoredContainer.Type
+
+/** Docker's `State` of a container. */
+export interface ContainerStateJson {
+  readonly Status: "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead"
+  readonly Running: boolean
+  readonly Paused: boolean
+  readonly Restarting: boolean
+  readonly OOMKilled: boolean
+  readonly Dead: boolean
+  readonly Pid: number
+  readonly ExitCode: number
+  readonly Error: string
+  readonly StartedAt: string
+  readonly FinishedAt: string
+}
+
+/** `GET /containers/{id}/json`. */
+export interface ContainerInspectJson {
+  readonly Id: string
+  readonly Created: string
+  readonly Path: string
+  readonly Args: ReadonlyArray<string>
+  readonly State: ContainerStateJson
+  readonly Image: string
+  readonly Name: string
+  readonly RestartCount: number
+  readonly Driver: string
+  readonly Platform: string
+  readonly HostConfig: Record<string, unknown>
+  readonly Config: Record<string, unknown>
+  readonly Mounts: ReadonlyArray<Record<string, unknown>>
+  readonly NetworkSettings: Record<string, unknown>
+}
+
+/** One entry of `GET /containers/json`. */
+export interface ContainerSummaryJson {
+  readonly Id: string
+  readonly Names: ReadonlyArray<string>
+  readonly Image: string
+  readonly ImageID: string
+  readonly Command: string
+  readonly Created: number
+  readonly State: ContainerStateJson["Status"]
+  readonly Status: string
+  readonly Labels: Readonly<Record<string, string>>
+  readonly Ports: ReadonlyArray<unknown>
+  readonly Mounts: ReadonlyArray<unknown>
+  readonly HostConfig: { readonly NetworkMode: string }
+  readonly NetworkSettings: { readonly Networks: Record<string, unknown> }
+}
+
+/** Docker's zero time, shown for a container never started or never exited. */
+export const ZERO_TIME = "0001-01-01T00:00:00Z"

@@ -13,6 +13,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Exit, Schedule, Schema, Scope } from "effect"
+import { containerdConfigToml } from "../../src/daemon/EmbeddedContainerd.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
 import {
   awaitGone,
@@ -30,17 +31,6 @@ export class HarnessError extends Schema.TaggedError<HarnessError>()("HarnessErr
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {}
-
-/** Plugins a test daemon does not need; disabling them keeps startup quiet and fast. */
-const disabledPlugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"
-]
 
 /** A running (or restartable) private containerd. */
 export interface ContainerdInstance {
@@ -60,17 +50,9 @@ export interface ContainerdInstance {
   readonly start: Effect.Effect<void, HarnessError>
 }
 
+// The daemon's own config, with the same plugins disabled (CRI, unused snapshotters, tracing).
 const configToml = (dir: string): string =>
-  [
-    `version = 2`,
-    `root = "${dir}/root"`,
-    `state = "${dir}/state"`,
-    `disabled_plugins = [${disabledPlugins.map((p) => `"${p}"`).join(", ")}]`,
-    ``,
-    `[grpc]`,
-    `  address = "${dir}/c.sock"`,
-    ``
-  ].join("\n")
+  containerdConfigToml({ root: `${dir}/root`, state: `${dir}/state`, address: `${dir}/c.sock` })
 
 /** Answers once the daemon serves `Version`, within ten seconds. */
 const awaitReady = (address: string) =>

@@ -34,9 +34,9 @@
  */
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import { Clock, Deferred, Duration, Effect, Exit, Option, Pull, Result, Schedule, Schema, type Scope } from "effect"
+import { probeSocket, removeFile } from "../internal/UnixSocket.ts"
 import { Containerd } from "../services/Containerd.ts"
 
 /** Why the embedded containerd could not be set up, started or kept running. */
@@ -206,31 +206,6 @@ const logSince = (file: string, offset: number): string => {
     return ""
   }
 }
-
-/** Removes a file if it is there; a failure (a directory in the way) is logged, not raised: finalizers use it. */
-const removeFile = (file: string): Effect.Effect<void> =>
-  Effect.try({ try: () => fs.rmSync(file, { force: true }), catch: (cause) => cause }).pipe(
-    Effect.catch((cause) => Effect.logWarning(`could not remove ${file}`, cause))
-  )
-
-/** Whether anyone accepts connections on a unix socket path. */
-const probeSocket = (socket: string): Effect.Effect<"absent" | "stale" | "listening"> =>
-  Effect.callback<"absent" | "stale" | "listening">((resume) => {
-    if (!fs.existsSync(socket)) return resume(Effect.succeed("absent"))
-    const connection = net.connect(socket)
-    connection.once("connect", () => {
-      connection.destroy()
-      resume(Effect.succeed("listening"))
-    })
-    connection.once("error", () => {
-      connection.destroy()
-      resume(Effect.succeed("stale"))
-    })
-    return Effect.sync(() => connection.destroy())
-  }).pipe(
-    // A listener too busy to accept within a second is still a listener.
-    Effect.timeoutOrElse({ duration: "1 second", orElse: () => Effect.succeed("listening" as const) })
-  )
 
 /** Starts `containerd --config <config>` with its output appended to the log. */
 const spawnDaemon = (binary: string, paths: Paths): Effect.Effect<Daemon, EmbeddedContainerdError> =>
@@ -418,6 +393,7 @@ export const embeddedContainerd = Effect.fn("EmbeddedContainerd.start")(function
         `a process not started by this daemon already listens on ${paths.address}; stop it or use another data root`
       )
     }
+    if (socket === "other") return yield* fail("AddressInUse", `${paths.address} exists and is not a socket`)
     if (socket === "stale") yield* removeFile(paths.address)
     yield* start()
   }

@@ -9,16 +9,7 @@ import { embeddedContainerd, type EmbeddedContainerdOptions } from "../../src/da
 import { Containerd } from "../../src/services/Containerd.ts"
 import { Status } from "../../src/gen/containerd/types/task/task.ts"
 import { importArchive } from "../support/FixtureImage.ts"
-import {
-  awaitGone,
-  bundlesOf,
-  DEFAULT_RUNC_ROOT,
-  isAlive,
-  mountsUnder,
-  removeCgroups,
-  signal,
-  taskNamespacesOf
-} from "../support/Processes.ts"
+import { bundlesOf, DEFAULT_RUNC_ROOT, destroyShims, isAlive, mountsUnder } from "../support/Processes.ts"
 import { createRawTask } from "../support/RawContainers.ts"
 import { shared, uniqueNamespace } from "../support/SharedContainerd.ts"
 
@@ -29,23 +20,7 @@ import { shared, uniqueNamespace } from "../support/SharedContainerd.ts"
 const destroyLeftovers = (dataRoot: string) =>
   Effect.gen(function*() {
     const state = path.join(dataRoot, "containerd", "state")
-    const bundles = bundlesOf(state)
-    for (const bundle of bundles) {
-      spawnSync("runc", ["--root", bundle.runcRoot, "delete", "--force", bundle.id], { stdio: "ignore" })
-    }
-    const pids = bundles.flatMap((b) => [...b.shimPids, ...(b.initPid === undefined ? [] : [b.initPid])])
-    for (const pid of pids) signal(pid, "SIGKILL")
-    yield* awaitGone(pids, 5000)
-    for (const mountPoint of mountsUnder(dataRoot)) spawnSync("umount", ["-l", mountPoint])
-    for (const bundle of bundles) {
-      if (bundle.shimSocket !== undefined) fs.rmSync(bundle.shimSocket, { force: true })
-      if (bundle.cgroupsPath !== undefined) removeCgroups(bundle.cgroupsPath)
-      fs.rmSync(path.join(bundle.runcRoot, bundle.id), { recursive: true, force: true })
-    }
-    for (const namespace of taskNamespacesOf(state)) {
-      removeCgroups(`/${namespace}`)
-      fs.rmSync(path.join(DEFAULT_RUNC_ROOT, namespace), { recursive: true, force: true })
-    }
+    yield* destroyShims(state, dataRoot)
     fs.rmSync(dataRoot, { recursive: true, force: true })
   })
 

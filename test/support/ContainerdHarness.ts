@@ -8,23 +8,14 @@
  * (see Processes.ts), unmounts what the shims left mounted, removes the cgroups
  * runc created and the temporary directory.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Exit, Schedule, Schema, Scope } from "effect"
 import { containerdConfigToml } from "../../src/daemon/EmbeddedContainerd.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
-import {
-  awaitGone,
-  bundlesOf,
-  DEFAULT_RUNC_ROOT,
-  isAlive,
-  mountsUnder,
-  removeCgroups,
-  signal,
-  taskNamespacesOf
-} from "./Processes.ts"
+import { awaitGone, destroyShims, isAlive, signal } from "./Processes.ts"
 
 /** The harness could not start or stop what it manages. */
 export class HarnessError extends Schema.TaggedError<HarnessError>()("HarnessError", {
@@ -73,34 +64,12 @@ const awaitReady = (address: string) =>
 const destroy = (dir: string, current: () => ChildProcess | undefined) =>
   Effect.gen(function*() {
     const state = path.join(dir, "state")
-    const bundles = bundlesOf(state)
     const child = current()
     if (child?.pid !== undefined && isAlive(child.pid)) {
       signal(child.pid, "SIGTERM")
       if (!(yield* awaitGone([child.pid], 5000))) signal(child.pid, "SIGKILL")
     }
-    for (const bundle of bundles) {
-      spawnSync("runc", ["--root", bundle.runcRoot, "delete", "--force", bundle.id], { stdio: "ignore" })
-    }
-    const leftovers = bundles.flatMap((b) => [...b.shimPids, ...(b.initPid === undefined ? [] : [b.initPid])])
-    for (const pid of leftovers) signal(pid, "SIGKILL")
-    yield* awaitGone(leftovers, 5000)
-    for (const mountPoint of mountsUnder(dir)) spawnSync("umount", ["-l", mountPoint])
-    for (const bundle of bundles) {
-      if (bundle.shimSocket !== undefined) fs.rmSync(bundle.shimSocket, { force: true })
-      if (bundle.cgroupsPath !== undefined) removeCgroups(bundle.cgroupsPath)
-      fs.rmSync(path.join(bundle.runcRoot, bundle.id), { recursive: true, force: true })
-    }
-    // runc removes a container's cgroup and state with its task, but not the
-    // namespace-level directories above them.
-    for (const namespace of taskNamespacesOf(state)) {
-      removeCgroups(`/${namespace}`)
-      try {
-        fs.rmdirSync(path.join(DEFAULT_RUNC_ROOT, namespace))
-      } catch {
-        // Not empty (another daemon's namespace of the same name) or already gone.
-      }
-    }
+    yield* destroyShims(state, dir)
     fs.rmSync(dir, { recursive: true, force: true })
   })
 

@@ -7,6 +7,7 @@
  * container's init from the bundle's `init.pid`.
  */
 import { Effect, Schedule } from "effect"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
@@ -171,3 +172,36 @@ export const removeCgroups = (cgroupsPath: string): void => {
     }
   }
 }
+
+/**
+ * Removes everything the shims of a stopped containerd left: each container
+ * with its runc state and cgroup (`runc delete --force`), then the shims and
+ * inits by PID, the mounts under `mountRoot`, the shims' sockets, and the
+ * namespace-level cgroups and runc directories above the containers.
+ */
+export const destroyShims = (stateDir: string, mountRoot: string): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const bundles = bundlesOf(stateDir)
+    for (const bundle of bundles) {
+      spawnSync("runc", ["--root", bundle.runcRoot, "delete", "--force", bundle.id], { stdio: "ignore" })
+    }
+    const leftovers = bundles.flatMap((b) => [...b.shimPids, ...(b.initPid === undefined ? [] : [b.initPid])])
+    for (const pid of leftovers) signal(pid, "SIGKILL")
+    yield* awaitGone(leftovers, 5000)
+    for (const mountPoint of mountsUnder(mountRoot)) spawnSync("umount", ["-l", mountPoint])
+    for (const bundle of bundles) {
+      if (bundle.shimSocket !== undefined) fs.rmSync(bundle.shimSocket, { force: true })
+      if (bundle.cgroupsPath !== undefined) removeCgroups(bundle.cgroupsPath)
+      fs.rmSync(path.join(bundle.runcRoot, bundle.id), { recursive: true, force: true })
+    }
+    // runc removes a container's cgroup and state with its task, but not the
+    // namespace-level directories above them.
+    for (const namespace of taskNamespacesOf(stateDir)) {
+      removeCgroups(`/${namespace}`)
+      try {
+        fs.rmdirSync(path.join(DEFAULT_RUNC_ROOT, namespace))
+      } catch {
+        // Not empty (another daemon's namespace of the same name) or already gone.
+      }
+    }
+  })

@@ -16,7 +16,8 @@ const benchmarks: Record<string, () => Promise<Effect.Effect<void, unknown>>> = 
   lifecycle: () => import("./lifecycle.ts").then((m) => m.lifecycleBench),
   exec: () => import("./exec.ts").then((m) => m.execBench),
   monitors: () => import("./monitors.ts").then((m) => m.monitorsBench),
-  pull: () => import("./pull.ts").then((m) => m.pullBench)
+  pull: () => import("./pull.ts").then((m) => m.pullBench),
+  daemon: () => import("./daemon.ts").then((m) => m.daemonBench)
 }
 
 const selected = process.argv.slice(2)

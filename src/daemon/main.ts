@@ -1,0 +1,240 @@
+#!/usr/bin/env node
+/**
+ * The `effect-containerd` command. `effect-containerd daemon` serves the Docker
+ * Engine API on a unix socket, so the unmodified `docker` CLI and dockerode can
+ * drive containers on containerd through this library.
+ *
+ * Like dockerd it runs its own containerd under its data root unless pointed at
+ * one (`--containerd`). Everything it starts lives in one scope: SIGTERM or
+ * SIGINT interrupts it, which closes the API socket (and removes it), stops the
+ * engine's monitors, and stops the embedded containerd (not the containers:
+ * their shims keep running, and the next start finds them again).
+ *
+ * Every flag can also be set by an environment variable, `EFFECT_CONTAINERD_`
+ * and the flag's name in capitals (`EFFECT_CONTAINERD_DATA_ROOT`);
+ * `EFFECT_CONTAINERD_INSECURE_REGISTRY` takes a comma-separated list.
+ */
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
+import { NodeHttpServer, NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Config, Effect, Layer, Option, References, Schema } from "effect"
+import { CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
+import { HttpRouter } from "effect/http"
+import { probeSocket, removeFile } from "../internal/UnixSocket.ts"
+import * as Live from "../layers/Live.ts"
+import { Containerd } from "../services/Containerd.ts"
+import * as Api from "./Api.ts"
+import { embeddedContainerd } from "./EmbeddedContainerd.ts"
+import { engineLayer } from "./Engine.ts"
+import { EventLog } from "./EventLog.ts"
+import { DockerImages } from "./Images.ts"
+import { packageVersion, System } from "./System.ts"
+
+/** Why the daemon could not start: its settings or its socket. */
+class DaemonError extends Schema.TaggedError<DaemonError>()("DaemonError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+/** The daemon's log levels (`--log-level`). */
+const LOG_LEVELS = ["debug", "info", "warn", "error"] as const
+type DaemonLogLevel = typeof LOG_LEVELS[number]
+
+/** The daemon's settings, defaults applied. */
+interface DaemonSettings {
+  /** The API socket. */
+  readonly socketPath: string
+  /** An existing containerd to use; `undefined`: start our own under the data root. */
+  readonly containerdAddress: string | undefined
+  readonly dataRoot: string
+  readonly namespace: string
+  /** Registry hosts (`host[:port]`) spoken to over plain HTTP. */
+  readonly insecureRegistries: ReadonlyArray<string>
+  readonly logLevel: DaemonLogLevel
+}
+
+const isRoot = () => process.getuid?.() === 0
+
+/** `unix:///run/x.sock`, `unix:/run/x.sock` or a path (relative to the working directory); other schemes are refused. */
+const socketPathOf = (host: string): Effect.Effect<string, DaemonError> => {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(host)?.[1]
+  if (scheme !== undefined && scheme !== "unix") {
+    return Effect.fail(new DaemonError({ message: `--host ${host}: only unix sockets are supported (unix:///path or a path)` }))
+  }
+  const socket = host.replace(/^unix:(\/\/)?/, "")
+  return socket === ""
+    ? Effect.fail(new DaemonError({ message: `--host ${host}: the socket path is empty` }))
+    : Effect.succeed(path.resolve(socket))
+}
+
+const optionalEnv = (name: string) => Config.option(Config.String(name))
+
+/** As dockerd: `/run/effect-containerd.sock` for root, else in `$XDG_RUNTIME_DIR`. */
+const defaultSocketPath = Effect.gen(function*() {
+  if (isRoot()) return "/run/effect-containerd.sock"
+  const runtimeDir = yield* optionalEnv("XDG_RUNTIME_DIR")
+  if (Option.isNone(runtimeDir) || runtimeDir.value === "") {
+    return yield* new DaemonError({ message: "XDG_RUNTIME_DIR is not set: pass --host for the API socket" })
+  }
+  return path.join(runtimeDir.value, "effect-containerd.sock")
+})
+
+/** As dockerd: `/var/lib/effect-containerd` for root, else in `$XDG_DATA_HOME` (default `~/.local/share`). */
+const defaultDataRoot = Effect.gen(function*() {
+  if (isRoot()) return "/var/lib/effect-containerd"
+  const dataHome = Option.getOrElse(yield* optionalEnv("XDG_DATA_HOME"), () => "")
+  return path.join(dataHome === "" ? path.join(os.homedir(), ".local", "share") : dataHome, "effect-containerd")
+})
+
+// ---------------------------------------------------------------------------
+// The socket
+
+/**
+ * Claims the API socket path, as dockerd does: removes a socket left by a crash
+ * (but never a live one, nor a file that is not a socket), and removes ours
+ * when the scope closes. Claimed before anything starts, so a second daemon on
+ * the same socket leaves the first one's containerd alone.
+ */
+const claimSocket = (socket: string) =>
+  Effect.gen(function*() {
+    yield* Effect.try({
+      try: () => fs.mkdirSync(path.dirname(socket), { recursive: true }),
+      catch: (cause) => new DaemonError({ message: `could not create ${path.dirname(socket)}`, cause })
+    })
+    const state = yield* probeSocket(socket)
+    if (state === "listening") return yield* new DaemonError({ message: `another daemon is listening on ${socket}` })
+    if (state === "other") return yield* new DaemonError({ message: `${socket} exists and is not a socket` })
+    if (state === "stale") yield* removeFile(socket)
+    yield* Effect.addFinalizer(() => removeFile(socket))
+  })
+
+/** Once the API is served: the socket is for its owner and group (dockerd's 0660), and we say where it is. */
+const announce = (socket: string) =>
+  Effect.gen(function*() {
+    yield* Effect.try({
+      try: () => fs.chmodSync(socket, 0o660),
+      catch: (cause) => new DaemonError({ message: `could not chmod ${socket}`, cause })
+    })
+    yield* Effect.logInfo(`API listening on ${socket}`)
+  })
+
+// ---------------------------------------------------------------------------
+// The daemon
+
+/** The daemon's services over the containerd at `address`: the library, the event log, the engine, images, system. */
+const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: string }) => {
+  const library = Live.services({
+    registry: { hosts: Object.fromEntries(settings.insecureRegistries.map((host) => [host, { insecure: true }])) },
+    runtime: { fifoDir: path.join(settings.dataRoot, "fifo") }
+  }).pipe(Layer.provideMerge(Containerd.layer({ address: settings.containerdAddress, namespace: settings.namespace })))
+  return System.layer({
+    dataRoot: settings.dataRoot,
+    containerdAddress: settings.containerdAddress,
+    namespace: settings.namespace,
+    insecureRegistries: settings.insecureRegistries
+  }).pipe(
+    Layer.provideMerge(DockerImages.layer),
+    Layer.provideMerge(engineLayer({ namespace: settings.namespace })),
+    Layer.provideMerge(EventLog.layer),
+    Layer.provideMerge(library)
+  )
+}
+
+/** The API served on the socket, over the daemon's services (built first, so the socket opens only once they are ready). */
+const daemonLayer = (settings: DaemonSettings & { readonly containerdAddress: string }) =>
+  Layer.effectDiscard(announce(settings.socketPath)).pipe(
+    Layer.provideMerge(HttpRouter.serve(Api.layer, { disableLogger: true, disableListenLog: true })),
+    // Streams (`events`, `wait`) never end by themselves: in-flight requests get a second to finish, then are cut.
+    Layer.provide(NodeHttpServer.layer(() => http.createServer(), { path: settings.socketPath, gracefulShutdownTimeout: "1 second" })),
+    Layer.provide(servicesLayer(settings))
+  )
+
+/** Runs the daemon until interrupted (or until the embedded containerd cannot be kept running). */
+const runDaemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
+  yield* claimSocket(settings.socketPath)
+  if (settings.containerdAddress !== undefined) {
+    return yield* Layer.launch(daemonLayer({ ...settings, containerdAddress: settings.containerdAddress }))
+  }
+  const containerd = yield* embeddedContainerd({ dataRoot: settings.dataRoot, logLevel: settings.logLevel })
+  return yield* Effect.raceFirst(
+    Layer.launch(daemonLayer({ ...settings, containerdAddress: containerd.address })),
+    containerd.join
+  )
+}, Effect.scoped)
+
+// ---------------------------------------------------------------------------
+// The command
+
+const fromEnv = (name: string) => Flag.withFallbackConfig(Config.String(`EFFECT_CONTAINERD_${name}`))
+
+const flags = {
+  host: Flag.String("host").pipe(
+    Flag.withAlias("H"),
+    Flag.withDescription(
+      "The API socket: a path or unix:///path (default /run/effect-containerd.sock as root, else $XDG_RUNTIME_DIR/effect-containerd.sock)"
+    ),
+    fromEnv("HOST"),
+    Flag.optional
+  ),
+  containerd: Flag.String("containerd").pipe(
+    Flag.withDescription("The socket of a containerd to use; without it, the daemon runs its own under the data root"),
+    fromEnv("CONTAINERD"),
+    Flag.optional
+  ),
+  dataRoot: Flag.String("data-root").pipe(
+    Flag.withDescription(
+      "Where the daemon keeps its state (default /var/lib/effect-containerd as root, else $XDG_DATA_HOME/effect-containerd)"
+    ),
+    fromEnv("DATA_ROOT"),
+    Flag.optional
+  ),
+  namespace: Flag.String("namespace").pipe(
+    Flag.withDescription("The containerd namespace of the daemon's containers and images"),
+    fromEnv("NAMESPACE"),
+    Flag.withDefault("effect-containerd")
+  ),
+  insecureRegistries: Flag.String("insecure-registry").pipe(
+    Flag.withDescription("A registry (host[:port]) to speak plain HTTP to; repeatable"),
+    Flag.atLeast(1),
+    Flag.withFallbackConfig(Config.Array(Schema.String, "EFFECT_CONTAINERD_INSECURE_REGISTRY")),
+    Flag.withDefault([])
+  ),
+  logLevel: Flag.Literals("log-level", LOG_LEVELS).pipe(
+    Flag.withDescription("The least severe messages logged"),
+    Flag.withFallbackConfig(Config.Literals(LOG_LEVELS, "EFFECT_CONTAINERD_LOG_LEVEL")),
+    Flag.withDefault("info" as const)
+  )
+}
+
+const minimumLogLevel = { debug: "Debug", info: "Info", warn: "Warn", error: "Error" } as const
+
+const daemon = Command.make("daemon", flags, (input) =>
+  Effect.gen(function*() {
+    const settings: DaemonSettings = {
+      socketPath: Option.isSome(input.host) ? yield* socketPathOf(input.host.value) : yield* defaultSocketPath,
+      containerdAddress: Option.getOrUndefined(input.containerd),
+      dataRoot: Option.isSome(input.dataRoot) ? path.resolve(input.dataRoot.value) : yield* defaultDataRoot,
+      namespace: input.namespace,
+      insecureRegistries: input.insecureRegistries,
+      logLevel: input.logLevel
+    }
+    yield* runDaemon(settings)
+  }).pipe(Effect.provideService(References.MinimumLogLevel, minimumLogLevel[input.logLevel]))).pipe(
+    Command.withDescription("Serve the Docker Engine API on a unix socket")
+  )
+
+/** `effect-containerd`: its one subcommand is `daemon`. */
+const command = Command.make("effect-containerd").pipe(
+  Command.withDescription("Containers on containerd, driven through the Docker Engine API"),
+  Command.withSubcommands([daemon])
+)
+
+packageVersion.pipe(
+  Effect.flatMap((version) => Command.run(command, { version })),
+  // `--log-level` is the daemon's own flag (with its environment variable), not the CLI's built-in one.
+  Effect.provide(CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version, GlobalFlag.Completions] })),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain
+)

@@ -1,0 +1,159 @@
+/**
+ * Our daemon as a real process for the tests: `effect-containerd daemon` on a
+ * temporary socket and data root, run from the sources (Node's type stripping),
+ * against a containerd the test names (the shared one, in a namespace of its
+ * own) or its embedded one. It can be stopped (SIGTERM, as a service manager
+ * would) and started again on the same socket, data root and namespace.
+ *
+ * `docker(...)` runs the real docker CLI against it, with a config directory of
+ * its own so nothing of the machine's `~/.docker` is read.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Schedule, type Scope } from "effect"
+import { HarnessError } from "./ContainerdHarness.ts"
+
+/** The daemon's entry point: the sources under vitest, the build under dist/ (benchmarks). */
+const MAIN = path.resolve(import.meta.dirname, `../../src/daemon/main${path.extname(import.meta.filename)}`)
+const NODE_FLAGS = MAIN.endsWith(".ts") ? ["--experimental-transform-types", "--no-warnings"] : []
+
+/** What the test says about the daemon it wants. */
+export interface DaemonOptions {
+  /** An existing containerd's socket; without it the daemon starts its own. */
+  readonly containerd?: string | undefined
+  readonly namespace: string
+  readonly insecureRegistries?: ReadonlyArray<string> | undefined
+}
+
+/** A running (or restartable) daemon. */
+export interface DaemonInstance {
+  readonly dir: string
+  /** The API socket path. */
+  readonly socket: string
+  readonly dataRoot: string
+  readonly pid: () => number | undefined
+  /** Starts the daemon (again) and waits until `/_ping` answers. */
+  readonly start: Effect.Effect<void, HarnessError>
+  /** SIGTERM, then waits for the process to exit (SIGKILL after 20 s). */
+  readonly stop: Effect.Effect<void>
+  /** Everything the daemon printed so far. */
+  readonly output: () => string
+  /** Runs the docker CLI against the daemon: its stdout, stderr and exit code. */
+  readonly docker: (
+    args: ReadonlyArray<string>,
+    options?: { readonly timeout?: number }
+  ) => Effect.Effect<{ readonly stdout: string; readonly stderr: string; readonly code: number }>
+  /** One HTTP request to the API: its status and body. */
+  readonly request: (
+    method: string,
+    path: string,
+    body?: string
+  ) => Effect.Effect<{ readonly status: number; readonly body: string }, HarnessError>
+}
+
+/** Starts the daemon; it is stopped when the scope closes. */
+export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstance, HarnessError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-daemon-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    const socket = path.join(dir, "docker.sock")
+    const dataRoot = path.join(dir, "data")
+    const dockerConfig = path.join(dir, "docker-config")
+    fs.mkdirSync(dockerConfig)
+    let child: ChildProcess | undefined
+    let output = ""
+
+    const request: DaemonInstance["request"] = (method, urlPath, body) =>
+      Effect.callback<{ status: number; body: string }, HarnessError>((resume) => {
+        const req = http.request({ socketPath: socket, method, path: urlPath, headers: { "content-type": "application/json" } }, (res) => {
+          let text = ""
+          res.setEncoding("utf8")
+          res.on("data", (chunk) => void (text += chunk))
+          res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: text })))
+        })
+        req.on("error", (cause) => resume(Effect.fail(new HarnessError({ message: `${method} ${urlPath}: ${cause.message}`, cause }))))
+        req.end(body)
+        return Effect.sync(() => req.destroy())
+      })
+
+    const stop = Effect.suspend(() => {
+      const running = child
+      if (running === undefined || running.exitCode !== null || running.signalCode !== null) return Effect.void
+      return Effect.callback<void>((resume) => {
+        const timer = setTimeout(() => running.kill("SIGKILL"), 20_000)
+        running.once("exit", () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+        running.kill("SIGTERM")
+      })
+    })
+
+    const start = Effect.gen(function*() {
+      const args = [
+        ...NODE_FLAGS,
+        MAIN,
+        "daemon",
+        "--host",
+        socket,
+        "--data-root",
+        dataRoot,
+        "--namespace",
+        options.namespace,
+        ...(options.containerd === undefined ? [] : ["--containerd", options.containerd]),
+        ...(options.insecureRegistries ?? []).flatMap((host) => ["--insecure-registry", host])
+      ]
+      const spawned = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
+      child = spawned
+      spawned.stdout!.on("data", (chunk) => void (output += chunk))
+      spawned.stderr!.on("data", (chunk) => void (output += chunk))
+      yield* request("GET", "/_ping").pipe(
+        Effect.filterOrFail((r) => r.status === 200, () => new HarnessError({ message: "not ready" })),
+        Effect.retry({
+          schedule: Schedule.spaced("100 millis"),
+          while: () => spawned.exitCode === null && spawned.signalCode === null,
+          times: 300
+        }),
+        Effect.mapError((cause) => new HarnessError({ message: `the daemon did not start:\n${output}`, cause }))
+      )
+    })
+
+    const docker: DaemonInstance["docker"] = (args, dockerOptions) =>
+      Effect.callback((resume) => {
+        const proc = execFile(
+          "docker",
+          ["--host", `unix://${socket}`, ...args],
+          {
+            env: { ...process.env, DOCKER_CONFIG: dockerConfig, DOCKER_CLI_HINTS: "false" },
+            timeout: dockerOptions?.timeout ?? 60_000,
+            maxBuffer: 16 * 1024 * 1024
+          },
+          (error, stdout, stderr) =>
+            resume(Effect.succeed({
+              stdout,
+              stderr,
+              code: error === null ? 0 : typeof error.code === "number" ? error.code : 1
+            }))
+        )
+        return Effect.sync(() => proc.kill())
+      })
+
+    yield* Effect.addFinalizer(() => stop)
+    yield* start
+    return {
+      dir,
+      socket,
+      dataRoot,
+      pid: () => child?.pid,
+      start,
+      stop,
+      output: () => output,
+      docker,
+      request
+    }
+  })

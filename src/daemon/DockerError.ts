@@ -59,6 +59,7 @@ export const fromLibrary = (error: ContainerdError | RegistryError, context?: st
   const status = error._tag === "ContainerdError"
     ? containerdStatus[error.reason._tag]
     : registryStatus[error.reason._tag]
-  const message = error.reason.message
+  // A registry error names its reference; containerd's message names its object.
+  const message = error._tag === "RegistryError" ? error.message : error.reason.message
   return new DockerError({ status, message: context === undefined ? message : `${context}: ${message}`, cause: error })
 }

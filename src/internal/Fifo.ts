@@ -56,6 +56,12 @@ export interface ProcessIo {
   readonly connected: Effect.Effect<void>
   /** Closes our end of stdin. */
   readonly endStdin: Effect.Effect<void>
+  /**
+   * Every output stream being read has been read to its end. Once the shim has
+   * closed its writers (the process is deleted), this is when no output is left
+   * in the FIFOs, so releasing them then loses nothing.
+   */
+  readonly drained: Effect.Effect<void>
   /** Closes every descriptor and removes the directory; idempotent. */
   readonly release: Effect.Effect<void>
 }
@@ -91,6 +97,7 @@ export const openProcessIo = (
       stdin: noStdin,
       connected: Effect.void,
       endStdin: Effect.void,
+      drained: Effect.void,
       release: Effect.void
     })
   }
@@ -144,9 +151,21 @@ const openEnds = (dir: string, terminal: boolean, withStdin: boolean): ProcessIo
       for (const fd of placeholders.splice(0)) fs.closeSync(fd)
     }
     let released = false
+    /** The readers someone reads: only those can be waited on to end. */
+    const reading = new Set<net.Socket>()
+    const ended = (socket: net.Socket) =>
+      Effect.callback<void>((resume) => {
+        if (socket.readableEnded || socket.destroyed) return resume(Effect.void)
+        const done = () => resume(Effect.void)
+        socket.once("end", done).once("close", done)
+        return Effect.sync(() => void socket.off("end", done).off("close", done))
+      })
     const toStream = (name: string, socket: net.Socket | undefined) =>
       socket === undefined ? Stream.empty : NodeStream.fromReadable<Uint8Array, ContainerdError>({
-        evaluate: () => socket,
+        evaluate: () => {
+          reading.add(socket)
+          return socket
+        },
         onError: (cause) => ioError(name, `reading ${name} failed`, cause),
         closeOnDone: false
       })
@@ -165,6 +184,7 @@ const openEnds = (dir: string, terminal: boolean, withStdin: boolean): ProcessIo
       }),
       connected: Effect.sync(closePlaceholders),
       endStdin: Effect.sync(() => stdin?.end()),
+      drained: Effect.suspend(() => Effect.forEach(reading, ended, { concurrency: "unbounded", discard: true })),
       release: Effect.sync(() => {
         if (released) return
         released = true

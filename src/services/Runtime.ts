@@ -29,7 +29,7 @@
  * scope holding its stdio and its exit registration; deleting it (or closing
  * that scope) releases them.
  */
-import { Context, Effect, Exit, Layer, Option, Result, Scope, Semaphore, type Sink, type Stream } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Option, Result, Scope, Semaphore, type Sink, type Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { OciLinuxResourcesTypeUrl, OciProcessTypeUrl, OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
@@ -288,6 +288,9 @@ const toOciMount = (mount: BindMount | TmpfsMount): Oci.Mount =>
 
 const sameUser = (a: Oci.User, b: Oci.User) => JSON.stringify(a) === JSON.stringify(b)
 
+/** How long a delete waits for the output being read to be read to its end. */
+const DRAIN_TIMEOUT = Duration.seconds(5)
+
 /** Builds the runtime; it needs the client, the exit hub and the image resolver. */
 export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions = {}) {
   const client = yield* Containerd
@@ -368,6 +371,8 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
             pid: response.pid
           })
           status = deleted
+          // The shim has closed its ends: let readers take what is left in the FIFOs first.
+          yield* params.io.drained.pipe(Effect.timeoutOption(DRAIN_TIMEOUT))
           yield* Scope.close(params.scope, Exit.void)
           return deleted
         }))

@@ -62,7 +62,13 @@ export const MonitorLabels = {
   /** The last handled exit, as JSON: its code, time, OOM mark, and whether it is unknown. */
   exit: "effect-containerd.io/exit",
   /** Set at shutdown on containers whose task was still running: when they started. */
-  running: "effect-containerd.io/running"
+  running: "effect-containerd.io/running",
+  /**
+   * "true" on containers removed as soon as they exit (Docker's `--rm`): their
+   * exit is handled but not recorded, which saves an RPC per run. Recovery
+   * then sees such a container as never started; its owner removes it anyway.
+   */
+  transient: "effect-containerd.io/transient"
 } as const
 
 /** What the consumer is told when a monitored task ends. */
@@ -495,7 +501,9 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
             if (Option.isSome(entry)) yield* core.markDeletingTask(entry.value)
             yield* ignoreNotFound(task.delete)
           }
-          yield* ignoreNotFound(recordExit(tracked.namespace, tracked.id, exit))
+          if (tracked.container?.labels[MonitorLabels.transient] !== "true") {
+            yield* ignoreNotFound(recordExit(tracked.namespace, tracked.id, exit))
+          }
         }),
       exists: (namespace, id) =>
         client.containers.get({ id }).pipe(

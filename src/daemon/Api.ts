@@ -21,10 +21,11 @@ import { Cause, Clock, Effect, Layer, Option, Result, Schema, type Scope, Stream
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { Platform } from "../domain/Image.ts"
 import { badRequest, DockerError, notFound } from "./DockerError.ts"
-import { Engine, type WaitCondition } from "./Engine.ts"
+import { type AttachSession, Engine, type WaitCondition } from "./Engine.ts"
+import { formatDockerTimestamp, frame } from "./JsonLog.ts"
 import { EventLog } from "./EventLog.ts"
 import { DockerImages, IMAGE_FILTERS } from "./Images.ts"
-import { CreateBody } from "./Model.ts"
+import { CreateBody, ExecConfig, ExecStartConfig } from "./Model.ts"
 import { API_VERSION, MIN_API_VERSION, System } from "./System.ts"
 
 /** Docker's filters: each key matches if any of its values does. */
@@ -248,6 +249,39 @@ const jsonLines = (values: Stream.Stream<unknown>, separator = "\n") =>
     { contentType: "application/json" }
   )
 
+/** How attach and logs frame output: raw bytes for a terminal, else Docker's multiplexed frames. */
+const framed = (tty: boolean) => (stream: "stdout" | "stderr", data: Uint8Array): Uint8Array =>
+  tty ? data : frame(stream === "stdout" ? 1 : 2, data)
+
+const streamContentType = (tty: boolean) =>
+  tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream"
+
+/**
+ * An attach over the connection the client hijacks (`Upgrade: tcp`, as the
+ * docker CLI does): output framed onto it until the run ends, its input fed to
+ * the container's stdin; the client half-closing its side ends the input.
+ */
+const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSession) =>
+  Effect.gen(function*() {
+    const socket = yield* request.upgradeWith({ headers: { "content-type": streamContentType(session.tty) } }).pipe(
+      Effect.mapError((error) => badRequest(`could not upgrade the connection: ${error.message}`))
+    )
+    const reader = yield* socket.reader.pipe(Effect.orElseSucceed(() => undefined))
+    const writer = yield* socket.writer
+    if (reader !== undefined && session.write !== undefined) {
+      const write = session.write
+      const pump: Effect.Effect<void> = reader.pull.pipe(
+        Effect.flatMap((chunks) => Effect.forEach(chunks, (chunk) => write(typeof chunk === "string" ? encoder.encode(chunk) : chunk), { discard: true })),
+        Effect.forever,
+        Effect.catch(() => session.endInput)
+      )
+      yield* Effect.forkScoped(pump)
+    }
+    const frameOf = framed(session.tty)
+    yield* Stream.runForEach(session.output, ({ data, stream }) => writer.write(frameOf(stream, data))).pipe(Effect.ignore)
+    return HttpServerResponse.empty({ status: 101 })
+  })
+
 /** The response for a failed request: its `DockerError`, 404 for no route, else 500. Server errors are logged, as by dockerd. */
 const failureResponse = (
   request: HttpServerRequest.HttpServerRequest,
@@ -324,6 +358,16 @@ const routes = Effect.gen(function*() {
         : Effect.fail(notFound("page not found")))
 
   const stopOptions = Effect.all({ timeout: integerQuery("t"), signal: optionalQuery("signal") })
+
+  /** `?h=&w=` of a resize: both required, 1 to 65535. */
+  const terminalSize = Effect.gen(function*() {
+    const height = yield* integerQuery("h")
+    const width = yield* integerQuery("w")
+    if (height === undefined || width === undefined || height <= 0 || width <= 0 || height > 65535 || width > 65535) {
+      return yield* badRequest("invalid terminal size: h and w must be between 1 and 65535")
+    }
+    return { height, width }
+  })
 
   const ping: Handler = Effect.succeed(HttpServerResponse.text("OK", {
     contentType: "text/plain; charset=utf-8",
@@ -414,6 +458,68 @@ const routes = Effect.gen(function*() {
         }))
     ),
     HttpRouter.route(
+      "POST",
+      "/containers/:id/attach",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const options = yield* Effect.all({
+            stdin: booleanQuery("stdin"),
+            stdout: booleanQuery("stdout"),
+            stderr: booleanQuery("stderr"),
+            logs: booleanQuery("logs"),
+            stream: booleanQuery("stream")
+          })
+          const session = yield* engine.attach(id, options)
+          const request = yield* HttpServerRequest.HttpServerRequest
+          if (request.headers["upgrade"] !== undefined) return yield* hijack(request, session)
+          // No hijack (dockerode without stdin): the output as the response body.
+          const frameOf = framed(session.tty)
+          return HttpServerResponse.stream(
+            Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(session.output, ({ data, stream }) => frameOf(stream, data))),
+            { contentType: streamContentType(session.tty) }
+          )
+        }))
+    ),
+    HttpRouter.route(
+      "GET",
+      "/containers/:id/logs",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const time = (name: string) =>
+            parsedQuery(name, (value) => value === undefined || value === "" || value === "0" ? Result.succeed(undefined) : parseTimestamp(value, now))
+          const stdout = yield* booleanQuery("stdout")
+          const stderr = yield* booleanQuery("stderr")
+          if (!stdout && !stderr) return yield* badRequest("you must choose at least one stream")
+          const follow = yield* booleanQuery("follow")
+          const timestamps = yield* booleanQuery("timestamps")
+          const since = yield* time("since")
+          const until = yield* time("until")
+          const tailText = yield* optionalQuery("tail")
+          const tail = tailText === undefined || tailText === "all" ? undefined : yield* integerQuery("tail")
+          const entries = yield* engine.logs(id, { stdout, stderr, follow, since, until, tail })
+          const tty = (yield* engine.inspect(id)).Config.Tty === true
+          const frameOf = framed(tty)
+          const body = Stream.map(entries, (entry) => {
+            const data = timestamps ? Buffer.concat([encoder.encode(`${formatDockerTimestamp(entry.timeNanos)} `), entry.log]) : entry.log
+            return frameOf(entry.stream, data)
+          }).pipe(Stream.catch(() => Stream.empty))
+          return HttpServerResponse.stream(Stream.concat(Stream.make(new Uint8Array(0)), body), {
+            contentType: streamContentType(tty)
+          })
+        }))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/resize",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const { height, width } = yield* terminalSize
+          yield* engine.resize(id, height, width)
+          return empty(200)
+        }))
+    ),
+    HttpRouter.route(
       "DELETE",
       "/containers/:id",
       onContainer((id) =>
@@ -426,6 +532,43 @@ const routes = Effect.gen(function*() {
           return empty(204)
         }))
     ),
+
+    // Execs
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/exec",
+      onContainer((id) => Effect.flatMap(decodeBody(ExecConfig), (config) => Effect.map(engine.execCreate(id, config), (body) => json(body, 201))))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/exec/:id/start",
+      Effect.gen(function*() {
+        const id = yield* pathParam("id")
+        const config = yield* decodeBody(ExecStartConfig)
+        const { exited, session } = yield* engine.execStart(id, { detach: config.Detach === true })
+        if (config.Detach === true) return empty(200)
+        const request = yield* HttpServerRequest.HttpServerRequest
+        // The CLI asks for the exit code when the stream ends: end it only after the exit is known.
+        const whole = { ...session, output: Stream.concat(session.output, Stream.fromEffectDrain(exited)) }
+        if (request.headers["upgrade"] !== undefined) return yield* hijack(request, whole)
+        const frameOf = framed(session.tty)
+        return HttpServerResponse.stream(
+          Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(whole.output, ({ data, stream }) => frameOf(stream, data))),
+          { contentType: streamContentType(session.tty) }
+        )
+      })
+    ),
+    HttpRouter.route(
+      "POST",
+      "/exec/:id/resize",
+      Effect.gen(function*() {
+        const id = yield* pathParam("id")
+        const { height, width } = yield* terminalSize
+        yield* engine.execResize(id, height, width)
+        return empty(200)
+      })
+    ),
+    HttpRouter.route("GET", "/exec/:id/json", Effect.flatMap(pathParam("id"), (id) => Effect.map(engine.execInspect(id), (body) => json(body)))),
 
     // Images
     HttpRouter.route(

@@ -12,20 +12,24 @@
  */
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import {
+  type Cause,
   Clock,
   Context,
   Deferred,
   Duration,
   Effect,
+  Exit,
   Fiber,
   FiberMap,
   Layer,
   Option,
   PubSub,
+  Queue,
   Result,
   Schema,
-  type Scope,
+  Scope,
   Stream
 } from "effect"
 import { packJson, unpackJson } from "../domain/Any.ts"
@@ -35,14 +39,17 @@ import { Containerd, withNamespace } from "../services/Containerd.ts"
 import { Events } from "../services/Events.ts"
 import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, MonitorLabels, type MonitorsShape } from "../services/Monitors.ts"
-import { type BindMount, type Container, Runtime, type TmpfsMount } from "../services/Runtime.ts"
+import { type BindMount, type Container, type Process, Runtime, Stdio, type Task, type TmpfsMount } from "../services/Runtime.ts"
 import { badRequest, conflict, DockerError, fromLibrary, internal, notFound } from "./DockerError.ts"
 import { EventLog } from "./EventLog.ts"
+import { type LogEntry, makeWriter, readLogs } from "./JsonLog.ts"
 import {
   type ContainerInspectJson,
   type ContainerStateJson,
   type ContainerSummaryJson,
   type CreateBody,
+  type ExecConfig,
+  type ExecInspectJson,
   type HostConfig,
   type RestartPolicyName,
   StoredContainer,
@@ -99,6 +106,28 @@ export interface EngineShape {
     { readonly Titles: ReadonlyArray<string>; readonly Processes: ReadonlyArray<ReadonlyArray<string>> },
     DockerError
   >
+  /**
+   * Attaches to the container's output (and its stdin, if it was created with
+   * `OpenStdin` and `stdin` is asked for): from now until the end of its next
+   * (or current) run. With `logs`, what it logged before comes first.
+   */
+  readonly attach: (ref: string, options: AttachOptions) => Effect.Effect<AttachSession, DockerError, Scope.Scope>
+  /** The container's json-file log, filtered; with `follow`, until the container stops. */
+  readonly logs: (ref: string, options: LogsOptions) => Effect.Effect<Stream.Stream<LogEntry, DockerError>, DockerError>
+  /** Creates an exec in a running container (Docker's exec instance); 409 if it is not running or paused. */
+  readonly execCreate: (ref: string, config: ExecConfig) => Effect.Effect<{ readonly Id: string }, DockerError>
+  /**
+   * Starts an exec. Detached: runs with no stdio. Attached: the session's output
+   * ends with the exec's output; `exited` waits for its exit code.
+   */
+  readonly execStart: (
+    execId: string,
+    options: { readonly detach: boolean }
+  ) => Effect.Effect<{ readonly session: AttachSession; readonly exited: Effect.Effect<number> }, DockerError>
+  readonly execResize: (execId: string, height: number, width: number) => Effect.Effect<void, DockerError>
+  readonly execInspect: (execId: string) => Effect.Effect<ExecInspectJson, DockerError>
+  /** Resizes the container's terminal. */
+  readonly resize: (ref: string, height: number, width: number) => Effect.Effect<void, DockerError>
   /** Counts for `GET /info`. */
   readonly counts: Effect.Effect<{
     readonly total: number
@@ -108,10 +137,51 @@ export interface EngineShape {
   }>
 }
 
+/** What `attach` connects. */
+export interface AttachOptions {
+  readonly stdin: boolean
+  readonly stdout: boolean
+  readonly stderr: boolean
+  /** Replay the log before the live output. */
+  readonly logs: boolean
+  /** Live output and input (Docker's `stream`); without it only the log is replayed. */
+  readonly stream: boolean
+}
+
+/** An attached client's view of the container. */
+export interface AttachSession {
+  /** A terminal: output is raw bytes, not multiplexed. */
+  readonly tty: boolean
+  /** The output asked for; ends when the run ends. */
+  readonly output: Stream.Stream<{ readonly stream: "stdout" | "stderr"; readonly data: Uint8Array }>
+  /** Writes to the container's stdin (if attached to it). */
+  readonly write: ((data: Uint8Array) => Effect.Effect<void>) | undefined
+  /** The client's input ended: closes stdin if the container says `StdinOnce`. */
+  readonly endInput: Effect.Effect<void>
+}
+
+/** What `logs` returns. */
+export interface LogsOptions {
+  readonly stdout: boolean
+  readonly stderr: boolean
+  readonly follow: boolean
+  /** Unix ms. */
+  readonly since?: number | undefined
+  readonly until?: number | undefined
+  /** The last N entries; all if undefined. */
+  readonly tail?: number | undefined
+}
+
 /** Settings of the engine. */
 export interface EngineOptions {
   /** The containerd namespace the daemon's containers live in. */
   readonly namespace: string
+  /** Where containers' json-file logs go: `<logRoot>/<id>/<id>-json.log`. */
+  readonly logRoot: string
+  /** A log file's size before it is rotated (a container's `max-size` log option wins); default unlimited. */
+  readonly logMaxSize?: number | undefined
+  /** How many log files are kept per container (`max-file`); default 1. */
+  readonly logMaxFiles?: number | undefined
 }
 
 /** The container engine. */
@@ -156,6 +226,30 @@ interface Entry {
   /** A policy restart is pending (Docker's `Restarting`). */
   restarting: boolean
   restartDelay: number
+  /** The output of every run, live, for attachers; `End` after each run's last byte. */
+  readonly output: PubSub.PubSub<OutputEvent>
+  /** The current run's stdin (containers with `OpenStdin`), written by attachers. */
+  input: Queue.Queue<Uint8Array, Cause.Done> | undefined
+  /** A run's output is being pumped: it has not ended yet. */
+  streaming: boolean
+}
+
+/** What attachers receive: output of a stream, or the end of a run's output. */
+export type OutputEvent =
+  | { readonly _tag: "Output"; readonly stream: "stdout" | "stderr"; readonly data: Uint8Array }
+  | { readonly _tag: "End" }
+
+/** An exec instance: created, then started once; kept until its container goes. */
+interface ExecEntry {
+  readonly id: string
+  readonly containerId: string
+  readonly config: ExecConfig
+  started: boolean
+  running: boolean
+  exitCode: number | undefined
+  pid: number
+  process: Process | undefined
+  readonly exited: Deferred.Deferred<number>
 }
 
 /** A wait's news: an exit (final unless a restart is coming) or the removal. */
@@ -183,6 +277,12 @@ const parsePolicy = (policy: HostConfig["RestartPolicy"]): Result.Result<Entry["
 
 const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }
 
+/** A size as Docker writes them (`512`, `64k`, `10m`, `1g`), in bytes; `undefined` if absent or malformed. */
+export const parseSize = (value: string | undefined): number | undefined => {
+  const match = /^(\d+)([bkmg]?)$/i.exec(value ?? "")
+  return match === null ? undefined : Number(match[1]) * UNITS[match[2]!.toLowerCase()]!
+}
+
 const parseTmpfs = (destination: string, options: string): Result.Result<TmpfsMount, string> => {
   if (!destination.startsWith("/")) return Result.fail(`invalid tmpfs mount ${destination}: the path must be absolute`)
   let size: number | undefined
@@ -190,9 +290,8 @@ const parseTmpfs = (destination: string, options: string): Result.Result<TmpfsMo
   for (const option of options.split(",").filter((o) => o !== "")) {
     const [key, value = ""] = option.split("=", 2)
     if (key === "size") {
-      const match = /^(\d+)([bkmg]?)$/i.exec(value)
-      if (match === null) return Result.fail(`invalid tmpfs size ${JSON.stringify(value)} for ${destination}`)
-      size = Number(match[1]) * UNITS[match[2]!.toLowerCase()]!
+      size = parseSize(value)
+      if (size === undefined) return Result.fail(`invalid tmpfs size ${JSON.stringify(value)} for ${destination}`)
     } else if (key === "mode") {
       if (!/^[0-7]{3,4}$/.test(value)) return Result.fail(`invalid tmpfs mode ${JSON.stringify(value)} for ${destination}`)
       mode = parseInt(value, 8)
@@ -265,8 +364,11 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const notices = yield* PubSub.unbounded<Notice>()
   /** Pending policy restarts and automatic removals, per container. */
   const pending = yield* FiberMap.make<string>()
+  /** Each running container's output pump. */
+  const pumps = yield* FiberMap.make<string>()
 
-  const entryOf = (id: string, stored: StoredContainer, labels: Readonly<Record<string, string>>): Entry => ({
+  const entryOf = (id: string, stored: StoredContainer, labels: Readonly<Record<string, string>>): Effect.Effect<Entry> =>
+    Effect.map(PubSub.unbounded<OutputEvent>(), (output) => ({
     id,
     name: stored.Name.replace(/^\//, ""),
     stored,
@@ -276,17 +378,22 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     paused: false,
     removing: false,
     restarting: false,
-    restartDelay: RESTART_DELAY_MIN
-  })
+    restartDelay: RESTART_DELAY_MIN,
+    output,
+    input: undefined,
+    streaming: false
+  }))
 
   const index = (entry: Entry) => {
     byId.set(entry.id, entry)
     byName.set(entry.name, entry.id)
   }
-  const unindex = (entry: Entry) => {
-    byId.delete(entry.id)
-    if (byName.get(entry.name) === entry.id) byName.delete(entry.name)
-  }
+  const unindex = (entry: Entry) =>
+    Effect.suspend(() => {
+      byId.delete(entry.id)
+      if (byName.get(entry.name) === entry.id) byName.delete(entry.name)
+      return PubSub.shutdown(entry.output)
+    })
 
   // The index, from containerd: every container of ours with its stored config.
   const existing = yield* runtime.containers.list([`labels."${MonitorLabels.managed}"==true`]).pipe(
@@ -300,7 +407,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       Effect.map(decodeStored),
       Effect.orElseSucceed(() => Option.none<StoredContainer>())
     )
-    if (Option.isSome(stored)) index(entryOf(container.id, stored.value, container.labels))
+    if (Option.isSome(stored)) index(yield* entryOf(container.id, stored.value, container.labels))
   }
 
   const attributesOf = (entry: Entry, extra?: Record<string, string>) => ({
@@ -456,10 +563,69 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     Effect.mapError(effect, (error) => fromLibrary(error, context))
 
   /** Starts the task and publishes `start`. */
+  const logPathOf = (entry: Entry) => path.join(options.logRoot, entry.id, `${entry.id}-json.log`)
+
+  /**
+   * Drains one run's output into the json-file log and to the attachers, and
+   * feeds attachers' input to its stdin. Output is read whether or not anyone
+   * attaches, so a container never blocks on its stdout.
+   */
+  const pump = (entry: Entry, task: Task) =>
+    Effect.scoped(Effect.gen(function*() {
+      const logConfig = entry.stored.HostConfig.LogConfig?.Config ?? {}
+      // A log that cannot be written must not stop the output being read: the container would block.
+      const writer = yield* makeWriter({
+        path: logPathOf(entry),
+        maxSize: parseSize(logConfig["max-size"]) ?? options.logMaxSize,
+        maxFiles: Number(logConfig["max-file"] ?? options.logMaxFiles ?? 1) || 1
+      }).pipe(Effect.catch((error) =>
+        Effect.as(Effect.logError(`container ${entry.id}: its log cannot be written; output is dropped`, error), {
+          write: () => Effect.void,
+          close: Effect.void
+        })
+      ))
+      const forward = (stream: "stdout" | "stderr", source: Stream.Stream<Uint8Array, ContainerdError>) =>
+        Stream.runForEach(source, (data) =>
+          Effect.andThen(writer.write(stream, data), PubSub.publish(entry.output, { _tag: "Output", stream, data }))).pipe(
+          Effect.catch((error) => Effect.logWarning(`container ${entry.id}: reading ${stream} failed`, error))
+        )
+      const input = entry.input
+      if (input !== undefined) {
+        yield* Effect.forkScoped(
+          Stream.fromQueue(input).pipe(
+            Stream.run(task.stdin),
+            Effect.andThen(task.closeStdin),
+            Effect.ignore
+          )
+        )
+      }
+      yield* Effect.all([forward("stdout", task.stdout), forward("stderr", task.stderr)], { concurrency: 2, discard: true })
+      yield* writer.close
+      // The next run gets a fresh stdin.
+      if (entry.input === input) entry.input = undefined
+      entry.streaming = false
+      yield* PubSub.publish(entry.output, { _tag: "End" })
+    }))
+
+  /** The stdin queue of the container's next (or current) run; attachers may write before it starts. */
+  const inputOf = (entry: Entry) =>
+    Effect.gen(function*() {
+      if (entry.input === undefined) entry.input = yield* Queue.unbounded<Uint8Array, Cause.Done>()
+      return entry.input
+    })
+
+  /** Starts the task with its stdio drained by a pump, and publishes `start`. */
   const startTask = (entry: Entry) =>
     Effect.gen(function*() {
       entry.restarting = false
-      yield* lib(inNamespace(mon.start(entry.id)), `cannot start container ${entry.id}`)
+      const openStdin = entry.stored.Config.OpenStdin === true
+      if (openStdin) yield* inputOf(entry)
+      const task = yield* lib(
+        inNamespace(mon.start(entry.id, { stdio: Stdio.pipe({ stdin: openStdin }) })),
+        `cannot start container ${entry.id}`
+      )
+      entry.streaming = true
+      yield* FiberMap.run(pumps, entry.id, pump(entry, task))
       yield* publish(entry, "start")
     })
 
@@ -484,6 +650,18 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       const tmpfs = yield* Effect.forEach(Object.entries(host.Tmpfs ?? {}), ([dest, opts]) => check(parseTmpfs(dest, opts)))
       if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
         return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
+      }
+      const log = host.LogConfig
+      if (log?.Type !== undefined && log.Type !== null && log.Type !== "" && log.Type !== "json-file") {
+        return yield* Effect.fail(badRequest(`logging driver ${JSON.stringify(log.Type)} is not supported: use json-file`))
+      }
+      const maxSize = log?.Config?.["max-size"]
+      if (maxSize !== undefined && (parseSize(maxSize) ?? 0) <= 0) {
+        return yield* Effect.fail(badRequest(`invalid log option max-size=${JSON.stringify(maxSize)}: use a size such as 10m`))
+      }
+      const maxFile = log?.Config?.["max-file"]
+      if (maxFile !== undefined && !/^[1-9]\d*$/.test(maxFile)) {
+        return yield* Effect.fail(badRequest(`invalid log option max-file=${JSON.stringify(maxFile)}: use a positive number`))
       }
       if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
         return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
@@ -539,7 +717,10 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           env: body.Env ?? undefined,
           workingDir: body.WorkingDir || undefined,
           user: body.User || undefined,
-          labels: { [DaemonLabels.name]: name },
+          labels: {
+            [DaemonLabels.name]: name,
+            ...(host.AutoRemove === true ? { [MonitorLabels.transient]: "true" } : {})
+          },
           mounts: checked.mounts,
           hostname: body.Hostname || id.slice(0, 12),
           tty: body.Tty ?? false,
@@ -552,7 +733,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           runtime: host.Runtime || undefined,
           extensions: { [STORED_EXTENSION]: packJson(STORED_TYPE_URL, stored) }
         })))
-        const entry = entryOf(container.id, stored, container.labels)
+        const entry = yield* entryOf(container.id, stored, container.labels)
         index(entry)
         yield* publish(entry, "create")
         return { Id: id, Warnings: [] as ReadonlyArray<string> }
@@ -739,7 +920,9 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         }
         const code = (yield* stateOf(entry)).ExitCode
         yield* lib(inNamespace(mon.remove(entry.id))).pipe(Effect.catchIf((e) => e.status === 404, () => Effect.void))
-        unindex(entry)
+        yield* FiberMap.remove(pumps, entry.id)
+        for (const exec of execs.values()) if (exec.containerId === entry.id) execs.delete(exec.id)
+        yield* unindex(entry)
         yield* publish(entry, "destroy")
         yield* PubSub.publish(notices, { _tag: "Removed", id: entry.id, code })
       }).pipe(Effect.onError(() => Effect.sync(() => void (entry.removing = false))))
@@ -912,6 +1095,216 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       return { Titles: ["UID", "PID", "PPID", "CMD"], Processes: processes }
     })
 
+  const attach: EngineShape["attach"] = (ref, attachOptions) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const tty = entry.stored.Config.Tty === true
+      const wanted = (stream: "stdout" | "stderr") => stream === "stdout" ? attachOptions.stdout : attachOptions.stderr
+      // Subscribe first, so nothing between the replay and now is missed.
+      const live = attachOptions.stream
+        ? Stream.fromSubscription(yield* PubSub.subscribe(entry.output)).pipe(
+          Stream.takeWhile((event) => event._tag !== "End"),
+          Stream.filterMap((event) =>
+            event._tag === "Output" && wanted(event.stream)
+              ? Result.succeed({ stream: event.stream, data: event.data })
+              : Result.failVoid
+          )
+        )
+        : Stream.empty
+      const replay = attachOptions.logs
+        ? readLogs({ path: logPathOf(entry), stdout: attachOptions.stdout, stderr: attachOptions.stderr }).pipe(
+          Stream.map((e) => ({ stream: e.stream, data: e.log })),
+          Stream.catch(() => Stream.empty)
+        )
+        : Stream.empty
+      // A container that is not running and not about to: only the replay.
+      const running = yield* isRunning(entry)
+      const input = attachOptions.stdin && attachOptions.stream && entry.stored.Config.OpenStdin === true
+        ? yield* inputOf(entry)
+        : undefined
+      return {
+        tty,
+        output: Stream.concat(replay, running || entry.restarting || attachOptions.stream ? live : Stream.empty),
+        write: input === undefined ? undefined : (data: Uint8Array) => Effect.asVoid(Queue.offer(input, data)),
+        endInput: input !== undefined && entry.stored.Config.StdinOnce === true ? Effect.asVoid(Queue.end(input)) : Effect.void
+      } satisfies AttachSession
+    })
+
+  const logs: EngineShape["logs"] = (ref, logsOptions) =>
+    Effect.map(find(ref), (entry) =>
+      Stream.unwrap(Effect.gen(function*() {
+        // Subscribed before looking, so the end of the output cannot slip between.
+        const subscription = yield* PubSub.subscribe(entry.output)
+        const follow = logsOptions.follow && entry.streaming
+        const end = yield* Deferred.make<void>()
+        if (follow) {
+          yield* Effect.forkScoped(
+            Stream.fromSubscription(subscription).pipe(
+              Stream.takeUntil((event) => event._tag === "End"),
+              Stream.runDrain,
+              Effect.andThen(Deferred.succeed(end, undefined))
+            )
+          )
+        }
+        return readLogs({
+          path: logPathOf(entry),
+          stdout: logsOptions.stdout,
+          stderr: logsOptions.stderr,
+          since: logsOptions.since,
+          until: logsOptions.until,
+          tail: logsOptions.tail,
+          follow,
+          done: Deferred.await(end)
+        }).pipe(Stream.mapError((error) => internal(`reading the log of ${entry.id} failed: ${error.message}`, error)))
+      })))
+
+  const resize: EngineShape["resize"] = (ref, height, width) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const task = yield* taskOf(entry)
+      yield* lib(task.resize(width, height))
+    })
+
+  const execs = new Map<string, ExecEntry>()
+  /** Exec processes live in the engine's scope, each in a child scope closed when it is deleted. */
+  const engineScope = yield* Effect.scope
+
+  const findExec = (execId: string) =>
+    Effect.suspend(() => {
+      const exec = execs.get(execId)
+      return exec === undefined ? Effect.fail(notFound(`No such exec instance: ${execId}`)) : Effect.succeed(exec)
+    })
+
+  const execCreate: EngineShape["execCreate"] = (ref, config) =>
+    Effect.gen(function*() {
+      const entry = yield* find(ref)
+      const state = yield* stateOf(entry)
+      if (!state.Running) return yield* Effect.fail(conflict(`Container ${entry.id} is not running`))
+      if (state.Paused) return yield* Effect.fail(conflict(`Container ${entry.id} is paused, unpause the container before exec`))
+      if (config.Cmd === undefined || config.Cmd === null || config.Cmd.length === 0) {
+        return yield* Effect.fail(badRequest("No exec command specified"))
+      }
+      if (config.Privileged === true) return yield* Effect.fail(badRequest("privileged execs are not supported"))
+      const id = crypto.randomBytes(32).toString("hex")
+      execs.set(id, {
+        id,
+        containerId: entry.id,
+        config,
+        started: false,
+        running: false,
+        exitCode: undefined,
+        pid: 0,
+        process: undefined,
+        exited: yield* Deferred.make<number>()
+      })
+      yield* publish(entry, `exec_create: ${config.Cmd.join(" ")}`, { execID: id })
+      return { Id: id }
+    })
+
+  const execStart: EngineShape["execStart"] = (execId, startOptions) =>
+    Effect.gen(function*() {
+      const exec = yield* findExec(execId)
+      if (exec.started) return yield* Effect.fail(conflict(`exec ${execId} has already been started`))
+      const entry = yield* find(exec.containerId)
+      const task = yield* taskOf(entry)
+      if (entry.paused) return yield* Effect.fail(conflict(`Container ${entry.id} is paused, unpause the container before exec`))
+      exec.started = true
+      const { config } = exec
+      const attached = !startOptions.detach
+      const withStdin = attached && config.AttachStdin === true
+      const tty = config.Tty === true
+      const scope = yield* Scope.fork(engineScope)
+      const process = yield* lib(task.exec(execId, {
+        args: config.Cmd ?? [],
+        env: config.Env ?? undefined,
+        workingDir: config.WorkingDir || undefined,
+        user: config.User || undefined,
+        tty,
+        stdio: attached ? Stdio.pipe({ stdin: withStdin }) : Stdio.null
+      })).pipe(Scope.provide(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
+      const output = yield* PubSub.unbounded<OutputEvent>()
+      const input = withStdin ? yield* Queue.unbounded<Uint8Array, Cause.Done>() : undefined
+      // Subscribed before the start, so the first bytes reach the client.
+      const subscription = yield* PubSub.subscribe(output).pipe(Scope.provide(scope))
+      if (attached) {
+        const forward = (stream: "stdout" | "stderr", source: Stream.Stream<Uint8Array, ContainerdError>) =>
+          Stream.runForEach(source, (data) => PubSub.publish(output, { _tag: "Output", stream, data })).pipe(Effect.ignore)
+        yield* Effect.forkIn(
+          Effect.all([forward("stdout", process.stdout), forward("stderr", process.stderr)], { concurrency: 2, discard: true }).pipe(
+            Effect.andThen(PubSub.publish(output, { _tag: "End" }))
+          ),
+          scope
+        )
+        if (input !== undefined) {
+          yield* Effect.forkIn(
+            Stream.fromQueue(input).pipe(Stream.run(process.stdin), Effect.andThen(process.closeStdin), Effect.ignore),
+            scope
+          )
+        }
+      }
+      yield* lib(process.start).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+      exec.process = process
+      exec.pid = process.pid
+      exec.running = true
+      yield* publish(entry, `exec_start: ${(config.Cmd ?? []).join(" ")}`, { execID: execId })
+      // The exit comes from the hub; then the process is deleted and its scope closed.
+      yield* Effect.forkIn(
+        Effect.gen(function*() {
+          const status = yield* process.wait
+          yield* process.delete.pipe(Effect.ignore)
+          exec.running = false
+          exec.exitCode = status.code
+          exec.process = undefined
+          yield* publish(entry, "exec_die", { execID: execId, exitCode: String(status.code) })
+          yield* Deferred.succeed(exec.exited, status.code)
+          yield* Scope.close(scope, Exit.void)
+        }),
+        engineScope
+      )
+      const session: AttachSession = {
+        tty,
+        output: attached
+          ? Stream.fromSubscription(subscription).pipe(
+            Stream.takeWhile((event) => event._tag !== "End"),
+            Stream.filterMap((event) =>
+              event._tag === "Output" ? Result.succeed({ stream: event.stream, data: event.data }) : Result.failVoid
+            )
+          )
+          : Stream.empty,
+        write: input === undefined ? undefined : (data) => Effect.asVoid(Queue.offer(input, data)),
+        endInput: input === undefined ? Effect.void : Effect.asVoid(Queue.end(input))
+      }
+      return { session, exited: Deferred.await(exec.exited) }
+    })
+
+  const execResize: EngineShape["execResize"] = (execId, height, width) =>
+    Effect.gen(function*() {
+      const exec = yield* findExec(execId)
+      if (exec.process === undefined || !exec.running) return yield* Effect.fail(conflict(`exec ${execId} is not running`))
+      yield* lib(exec.process.resize(width, height))
+    })
+
+  const execInspect: EngineShape["execInspect"] = (execId) =>
+    Effect.map(findExec(execId), (exec) => ({
+      ID: exec.id,
+      ContainerID: exec.containerId,
+      Running: exec.running,
+      ExitCode: exec.exitCode ?? null,
+      Pid: exec.pid,
+      OpenStdin: exec.config.AttachStdin === true,
+      OpenStdout: exec.config.AttachStdout === true,
+      OpenStderr: exec.config.AttachStderr === true,
+      CanRemove: false,
+      DetachKeys: exec.config.DetachKeys ?? "",
+      ProcessConfig: {
+        tty: exec.config.Tty === true,
+        entrypoint: exec.config.Cmd?.[0] ?? "",
+        arguments: exec.config.Cmd?.slice(1) ?? [],
+        privileged: false,
+        user: exec.config.User ?? ""
+      }
+    }))
+
   const counts: EngineShape["counts"] = Effect.gen(function*() {
     const states = yield* Effect.forEach([...byId.values()], stateOf)
     const paused = states.filter((s) => s.Paused).length
@@ -925,7 +1318,8 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     Effect.gen(function*() {
       const state = yield* stateOf(entry)
       if (state.Running || entry.removing || entry.restarting) return
-      if (entry.stored.HostConfig.AutoRemove === true && state.Status === "exited") {
+      // As dockerd's restore: every --rm container not running goes (its exit is not recorded).
+      if (entry.stored.HostConfig.AutoRemove === true) {
         return yield* schedule(entry, remove(entry.id, { force: false }), "remove")
       }
       if ((entry.policy.name === "always" || entry.policy.name === "unless-stopped") && !entry.manuallyStopped && state.Status !== "created") {
@@ -934,7 +1328,28 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     }), { discard: true })
   yield* Deferred.succeed(ready, undefined)
 
-  return Engine.of({ create, start, stop, restart, kill, pause, unpause, wait, remove, inspect, list, top, counts })
+  return Engine.of({
+    create,
+    start,
+    stop,
+    restart,
+    kill,
+    pause,
+    unpause,
+    wait,
+    remove,
+    inspect,
+    list,
+    top,
+    attach,
+    logs,
+    resize,
+    execCreate,
+    execStart,
+    execResize,
+    execInspect,
+    counts
+  })
 })
 
 /** The engine, with its monitors, over the library's services. */

@@ -55,7 +55,8 @@ export const HostConfig = Schema.Struct({
   Memory: nullable(Schema.Int),
   CpuShares: nullable(Schema.Int),
   Privileged: nullable(Schema.Boolean),
-  Runtime: nullable(Schema.String)
+  Runtime: nullable(Schema.String),
+  LogConfig: nullable(Schema.Struct({ Type: nullable(Schema.String), Config: nullable(StringMap) }))
 })
 export type HostConfig = typeof HostConfig.Type
 
@@ -65,6 +66,49 @@ export const CreateBody = Schema.Struct({
   HostConfig: nullable(HostConfig)
 })
 export type CreateBody = typeof CreateBody.Type
+
+/** The body of `POST /containers/{id}/exec`. */
+export const ExecConfig = Schema.Struct({
+  AttachStdin: nullable(Schema.Boolean),
+  AttachStdout: nullable(Schema.Boolean),
+  AttachStderr: nullable(Schema.Boolean),
+  DetachKeys: nullable(Schema.String),
+  Tty: nullable(Schema.Boolean),
+  Env: nullable(Strings),
+  Cmd: nullable(Strings),
+  Privileged: nullable(Schema.Boolean),
+  User: nullable(Schema.String),
+  WorkingDir: nullable(Schema.String)
+})
+export type ExecConfig = typeof ExecConfig.Type
+
+/** The body of `POST /exec/{id}/start`. */
+export const ExecStartConfig = Schema.Struct({
+  Detach: nullable(Schema.Boolean),
+  Tty: nullable(Schema.Boolean)
+})
+export type ExecStartConfig = typeof ExecStartConfig.Type
+
+/** `GET /exec/{id}/json`. */
+export interface ExecInspectJson {
+  readonly ID: string
+  readonly ContainerID: string
+  readonly Running: boolean
+  readonly ExitCode: number | null
+  readonly Pid: number
+  readonly OpenStdin: boolean
+  readonly OpenStdout: boolean
+  readonly OpenStderr: boolean
+  readonly CanRemove: boolean
+  readonly DetachKeys: string
+  readonly ProcessConfig: {
+    readonly tty: boolean
+    readonly entrypoint: string
+    readonly arguments: ReadonlyArray<string>
+    readonly privileged: boolean
+    readonly user: string
+  }
+}
 
 /** Restart policies (`docker run --restart`). */
 export type RestartPolicyName = "no" | "always" | "on-failure" | "unless-stopped"

@@ -136,7 +136,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
     insecureRegistries: settings.insecureRegistries
   }).pipe(
     Layer.provideMerge(DockerImages.layer),
-    Layer.provideMerge(engineLayer({ namespace: settings.namespace })),
+    Layer.provideMerge(engineLayer({ namespace: settings.namespace, logRoot: path.join(settings.dataRoot, "containers") })),
     Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(library)
   )

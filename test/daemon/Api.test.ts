@@ -114,6 +114,29 @@ const fakeEngine = (calls: Calls) => {
     inspect: (ref) => Effect.map(find(ref), (container) => inspectJson(ref, container.running)),
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),
     top: (ref) => Effect.as(find(ref), { Titles: ["PID"], Processes: [["1"]] }),
+    attach: (ref) =>
+      Effect.as(find(ref), {
+        tty: false,
+        output: Stream.make({ stream: "stdout" as const, data: new TextEncoder().encode("hi\n") }),
+        write: undefined,
+        endInput: Effect.void
+      }),
+    logs: (ref) =>
+      Effect.as(
+        find(ref),
+        Stream.make({
+          stream: "stderr" as const,
+          time: "2026-12-02T03:04:05.000000001Z",
+          timeMs: 0,
+          timeNanos: BigInt(Date.UTC(2026, 11, 2, 3, 4, 5)) * 1_000_000n + 1n,
+          log: new TextEncoder().encode("oops\n")
+        })
+      ),
+    resize: (ref) => Effect.asVoid(find(ref)),
+    execCreate: (ref) => Effect.as(find(ref), { Id: "exec-1" }),
+    execStart: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
+    execResize: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
+    execInspect: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 })
   })
 }
@@ -430,4 +453,32 @@ describe("Api parsing", () => {
     assert.deepStrictEqual(parsePlatform(""), Result.succeed(undefined))
     assert.isTrue(Result.isFailure(parsePlatform("linux")))
   })
+})
+
+describe("Api stdio routes", () => {
+  it.effect("logs and attach (without a hijack) answer Docker's multiplexed frames; bad sizes and streams are 400s", () =>
+    withApi((call) =>
+      Effect.gen(function*() {
+        const bytes = (response: Response) => Effect.promise(() => response.arrayBuffer().then((b) => new Uint8Array(b)))
+        const logs = yield* call("GET", "/v1.47/containers/box/logs?stdout=1&stderr=1&timestamps=1")
+        assert.strictEqual(logs.headers.get("content-type"), "application/vnd.docker.multiplexed-stream")
+        const framed = yield* bytes(logs)
+        const text = "2026-12-02T03:04:05.000000001Z oops\n"
+        assert.deepStrictEqual([...framed.slice(0, 8)], [2, 0, 0, 0, 0, 0, 0, text.length])
+        assert.strictEqual(new TextDecoder().decode(framed.slice(8)), text)
+
+        const attach = yield* bytes(yield* call("POST", "/containers/box/attach?stream=1&stdout=1&stderr=1"))
+        assert.deepStrictEqual([...attach.slice(0, 8)], [1, 0, 0, 0, 0, 0, 0, 3])
+        assert.strictEqual(new TextDecoder().decode(attach.slice(8)), "hi\n")
+
+        assert.strictEqual((yield* call("GET", "/containers/box/logs")).status, 400, "no stream chosen")
+        assert.strictEqual((yield* call("GET", "/containers/nosuch/logs?stdout=1")).status, 404)
+        assert.strictEqual((yield* call("POST", "/containers/box/resize?h=0&w=80")).status, 400)
+        assert.strictEqual((yield* call("POST", "/containers/box/resize?h=24&w=80")).status, 200)
+        assert.strictEqual((yield* call("POST", "/exec/nosuch/resize?h=24&w=80")).status, 404)
+        assert.strictEqual((yield* call("GET", "/exec/nosuch/json")).status, 404)
+        const created = yield* call("POST", "/containers/box/exec", JSON.stringify({ Cmd: ["true"] }))
+        assert.deepStrictEqual([created.status, yield* jsonOf(created)], [201, { Id: "exec-1" }])
+        assert.strictEqual((yield* call("POST", "/containers/box/exec", JSON.stringify({ Cmd: "true" }))).status, 400)
+      })))
 })

@@ -5,6 +5,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, type Duration, Effect, Fiber, Layer, Schedule, Stream } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { Containerd, rpcCounts } from "../../src/services/Containerd.ts"
 import { Engine, engineLayer } from "../../src/daemon/Engine.ts"
 import { EventLog } from "../../src/daemon/EventLog.ts"
@@ -15,7 +18,14 @@ import { uniqueNamespace } from "../support/SharedContainerd.ts"
 
 /** The engine and event log over the shared daemon, in a namespace of the test's own. */
 const engine = (namespace: string) =>
-  engineLayer({ namespace }).pipe(Layer.provideMerge(EventLog.layer), Layer.provideMerge(runtimeLayer(namespace)))
+  Layer.unwrap(Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-logs-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    ),
+    (logRoot) =>
+      engineLayer({ namespace, logRoot }).pipe(Layer.provideMerge(EventLog.layer), Layer.provideMerge(runtimeLayer(namespace)))
+  ))
 
 const eventually = <E>(check: Effect.Effect<boolean, E>, within: Duration.Input = "10 seconds") =>
   check.pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (ok) => ok }), Effect.timeout(within))

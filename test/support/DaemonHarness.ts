@@ -44,7 +44,7 @@ export interface DaemonInstance {
   /** Runs the docker CLI against the daemon: its stdout, stderr and exit code. */
   readonly docker: (
     args: ReadonlyArray<string>,
-    options?: { readonly timeout?: number }
+    options?: { readonly timeout?: number; readonly input?: string }
   ) => Effect.Effect<{ readonly stdout: string; readonly stderr: string; readonly code: number }>
   /** One HTTP request to the API: its status and body. */
   readonly request: (
@@ -140,6 +140,7 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
               code: error === null ? 0 : typeof error.code === "number" ? error.code : 1
             }))
         )
+        if (dockerOptions?.input !== undefined) proc.stdin?.end(dockerOptions.input)
         return Effect.sync(() => proc.kill())
       })
 

@@ -1,0 +1,693 @@
+/**
+ * Docker's json-file log driver for one container: what the container writes to
+ * stdout and stderr, kept as dockerd's `daemon/logger/jsonfilelog` keeps it, so
+ * `docker logs` through our API — and any tool that reads `<id>-json.log` files
+ * directly — sees what it would see with dockerd.
+ *
+ * The file holds one JSON object a line, byte for byte as dockerd writes it:
+ * `{"log":"hello\n","stream":"stdout","time":"2026-12-02T03:04:05.123456789Z"}`
+ * (Go's string escaping, `<` `>` `&` U+2028 U+2029 included; `time` in Go's
+ * RFC3339Nano, UTC, trailing zeros of the fraction dropped). Output is cut into
+ * entries as dockerd's `logger.Copier` cuts it: a line keeps its `\n`; a line
+ * that reaches 16 KiB without one is written as an entry of its own with no
+ * `\n` (a partial entry; the rest follows in the next), and what is left of a
+ * line when the writer closes is written the same way.
+ *
+ * Rotation is dockerd's `loggerutils.LogFile`: with `maxSize` set, before an
+ * entry that would take `x.log` past it, `x.log.{maxFiles-1}` is dropped, each
+ * `x.log.i` becomes `x.log.{i+1}`, `x.log` becomes `x.log.1` and a new `x.log`
+ * is begun, so at most `maxFiles` files exist. With `maxFiles` 1 (the default)
+ * `x.log` is truncated in place. Without `maxSize` the file grows without limit
+ * (dockerd's default too).
+ *
+ * The reader is the json-file `ReadLogs`: rotated files oldest first, then
+ * `x.log`; `since`, `until` and `tail`; and `follow`, which keeps reading what is
+ * appended, across rotations, until it is interrupted, `until` passes, or `done`
+ * (the container exited) completes and the rest of the file has been read.
+ *
+ * Gotchas:
+ * - dockerd rotates once a file has reached `max-size`, so its files pass it by
+ *   up to one entry; here the check comes before the write, so a file exceeds
+ *   `maxSize` only when one entry alone does.
+ * - With `maxFiles` 1 the file is truncated in place: a follower loses what it
+ *   had not read yet, and notices the truncation only while the file is shorter
+ *   than what it had read (as with dockerd).
+ * - `done` must complete after the writer has closed: the follower reads to the
+ *   end of the file once it sees `done`, then stops.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import {
+  Array as Arr,
+  Cause,
+  Clock,
+  Duration,
+  Effect,
+  Option,
+  Predicate,
+  type Pull,
+  Queue,
+  Schema,
+  type Scope,
+  Stream
+} from "effect"
+
+/** A container output stream as json-file names it. */
+export type LogStream = "stdout" | "stderr"
+
+/** The log file could not be opened, written, rotated or read, or the options are invalid. */
+export class JsonLogError extends Schema.TaggedError<JsonLogError>()("JsonLogError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+/** The longest entry without a newline, as dockerd's copier buffer (16 KiB); longer lines are cut. */
+export const MAX_LINE = 16 * 1024
+
+/** How a container's log file is written. */
+export interface WriterOptions {
+  /** The log file, e.g. `<container dir>/<id>-json.log`. */
+  readonly path: string
+  /** Rotate before the file would pass this many bytes; unset or -1: never (dockerd's `max-size`). */
+  readonly maxSize?: number | undefined
+  /** The most files kept, `x.log` included; default 1 (dockerd's `max-file`). */
+  readonly maxFiles?: number | undefined
+}
+
+/** Appends a container's output to its log file. */
+export interface JsonLogWriter {
+  /** Adds a chunk of output; complete lines are written now, the rest kept for the next chunk. Failures are logged, as dockerd's copier does. */
+  readonly write: (stream: LogStream, chunk: Uint8Array) => Effect.Effect<void>
+  /** Writes what is left of each stream's last line and closes the file; later writes are dropped. */
+  readonly close: Effect.Effect<void>
+}
+
+/** One entry read back from the log. */
+export interface LogEntry {
+  readonly stream: LogStream
+  /** The `time` field as stored (Go's RFC3339Nano, trailing zeros dropped). */
+  readonly time: string
+  readonly timeMs: number
+  /** `time` in nanoseconds since the epoch (for `--timestamps`, with `formatDockerTimestamp`). */
+  readonly timeNanos: bigint
+  /** The output, with its `\n` unless it is a partial entry. */
+  readonly log: Uint8Array
+}
+
+/** What `readLogs` reads, as `GET /containers/{id}/logs` asks for it. */
+export interface ReadOptions {
+  readonly path: string
+  readonly stdout: boolean
+  readonly stderr: boolean
+  /** Only entries at or after this time (ms since the epoch). */
+  readonly since?: number | undefined
+  /** Only entries at or before this time (ms since the epoch); a follower stops once it passes. */
+  readonly until?: number | undefined
+  /** Only the last `tail` entries that pass the other filters; unset or negative: all. */
+  readonly tail?: number | undefined
+  /** Keep emitting entries as they are appended. */
+  readonly follow?: boolean | undefined
+  /** Completes when no more output will come (the container exited): the follower reads what is left and ends. */
+  readonly done?: Effect.Effect<void> | undefined
+}
+
+const NEWLINE = 0x0a
+const READ_CHUNK = 64 * 1024
+const POLL_INTERVAL = Duration.millis(100)
+// dockerd creates log files 0640.
+const FILE_MODE = 0o640
+
+// ---------------------------------------------------------------------------
+// Format
+
+const secondsPart = (nanos: bigint): string =>
+  new Date(Number(nanos / 1_000_000_000n) * 1000).toISOString().slice(0, 19)
+
+const fractionPart = (nanos: bigint): string => (nanos % 1_000_000_000n).toString().padStart(9, "0")
+
+/** `nanos` since the epoch as `docker logs --timestamps` prints it (RFC3339Nano with all nine digits, UTC). */
+export const formatDockerTimestamp = (nanos: bigint): string => {
+  const at = nanos < 0n ? 0n : nanos
+  return `${secondsPart(at)}.${fractionPart(at)}Z`
+}
+
+// Go's time.RFC3339Nano, which json-file stores: trailing zeros of the fraction are dropped.
+const formatStoredTime = (nanos: bigint): string => {
+  const at = nanos < 0n ? 0n : nanos
+  const fraction = fractionPart(at).replace(/0+$/, "")
+  return fraction === "" ? `${secondsPart(at)}Z` : `${secondsPart(at)}.${fraction}Z`
+}
+
+// The characters dockerd's ffjsonWriteJSONBytesAsString escapes; JSON.stringify would leave `<>&` and
+// U+2028/9 as they are and write `\t` where Go writes `\u0009`.
+const ESCAPED = /[\u0000-\u001f"\\<>&\u2028\u2029]/g
+
+const escapeChar = (char: string): string => {
+  switch (char) {
+    case "\"":
+      return "\\\""
+    case "\\":
+      return "\\\\"
+    case "\n":
+      return "\\n"
+    case "\r":
+      return "\\r"
+    default:
+      return `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`
+  }
+}
+
+// Invalid UTF-8 becomes U+FFFD, as dockerd writes `\ufffd` for it.
+const entryLine = (stream: LogStream, bytes: Buffer, time: string): string =>
+  `{"log":"${bytes.toString("utf8").replace(ESCAPED, escapeChar)}","stream":"${stream}","time":"${time}"}\n`
+
+/** A frame of Docker's multiplexed stream (attach, logs without a TTY): `[stream,0,0,0,size(u32 BE)]` then the payload; 0 stdin, 1 stdout, 2 stderr. */
+export const frame = (stream: 0 | 1 | 2, payload: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(8 + payload.byteLength)
+  out[0] = stream
+  new DataView(out.buffer).setUint32(4, payload.byteLength, false)
+  out.set(payload, 8)
+  return out
+}
+
+// ---------------------------------------------------------------------------
+// Writer
+
+// The file and the partial lines; synchronous, so one chunk's entries are never interleaved with
+// another's. Only the fs calls throw, and every method is run inside Effect.try.
+class Appender {
+  private fd: number | undefined
+  private size = 0
+  private readonly partial: Record<LogStream, Buffer | undefined> = { stdout: undefined, stderr: undefined }
+  closed = false
+  failing = false
+
+  readonly file: string
+  readonly maxSize: number
+  readonly maxFiles: number
+
+  constructor(file: string, maxSize: number, maxFiles: number) {
+    this.file = file
+    this.maxSize = maxSize
+    this.maxFiles = maxFiles
+  }
+
+  open(): void {
+    fs.mkdirSync(path.dirname(this.file), { recursive: true })
+    this.fd = fs.openSync(this.file, "a", FILE_MODE)
+    this.size = fs.fstatSync(this.fd).size
+  }
+
+  // Cuts as dockerd's copier: at each newline, and every MAX_LINE bytes of a line without one.
+  write(stream: LogStream, chunk: Uint8Array, nanos: bigint): void {
+    if (this.closed || chunk.byteLength === 0) return
+    const previous = this.partial[stream]
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    const data = previous === undefined ? bytes : Buffer.concat([previous, bytes])
+    const time = formatStoredTime(nanos)
+    const lines: Array<string> = []
+    let start = 0
+    for (let newline = data.indexOf(NEWLINE); newline !== -1; newline = data.indexOf(NEWLINE, start)) {
+      for (; newline - start >= MAX_LINE; start += MAX_LINE) {
+        lines.push(entryLine(stream, data.subarray(start, start + MAX_LINE), time))
+      }
+      lines.push(entryLine(stream, data.subarray(start, newline + 1), time))
+      start = newline + 1
+    }
+    for (; data.length - start >= MAX_LINE; start += MAX_LINE) {
+      lines.push(entryLine(stream, data.subarray(start, start + MAX_LINE), time))
+    }
+    // Copied: the caller may reuse its chunk. Kept before any I/O, so a failed write loses
+    // only this chunk's entries, never the line being assembled.
+    this.partial[stream] = start < data.length ? Buffer.from(data.subarray(start)) : undefined
+    this.append(lines)
+  }
+
+  // What is left of each stream's last line, written without a newline (dockerd's copier at EOF).
+  flushPartials(nanos: bigint): void {
+    if (this.closed) return
+    this.closed = true
+    const time = formatStoredTime(nanos)
+    const lines: Array<string> = []
+    for (const stream of ["stdout", "stderr"] as const) {
+      const rest = this.partial[stream]
+      if (rest !== undefined) lines.push(entryLine(stream, rest, time))
+      this.partial[stream] = undefined
+    }
+    this.append(lines)
+  }
+
+  closeFile(): void {
+    const fd = this.fd
+    this.fd = undefined
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+
+  // One write for the entries that fit; rotation between entries where the next would not.
+  private append(lines: ReadonlyArray<string>): void {
+    let batch = ""
+    let batchBytes = 0
+    for (const line of lines) {
+      const bytes = Buffer.byteLength(line)
+      const used = this.size + batchBytes
+      if (this.maxSize > 0 && used > 0 && used + bytes > this.maxSize) {
+        this.writeOut(batch)
+        batch = ""
+        batchBytes = 0
+        this.rotate()
+      }
+      batch += line
+      batchBytes += bytes
+    }
+    this.writeOut(batch)
+  }
+
+  private writeOut(text: string): void {
+    if (text === "") return
+    if (this.fd === undefined) this.open()
+    const fd = this.fd!
+    const data = Buffer.from(text, "utf8")
+    for (let offset = 0; offset < data.length;) {
+      const written = fs.writeSync(fd, data, offset, data.length - offset)
+      offset += written
+      this.size += written
+    }
+  }
+
+  // dockerd's loggerutils rotate(): drop the oldest, shift the others up, begin a new x.log.
+  private rotate(): void {
+    this.closeFile()
+    if (this.maxFiles > 1) {
+      fs.rmSync(`${this.file}.${this.maxFiles - 1}`, { force: true })
+      for (let i = this.maxFiles - 1; i > 1; i--) {
+        const from = `${this.file}.${i - 1}`
+        if (fs.existsSync(from)) fs.renameSync(from, `${this.file}.${i}`)
+      }
+      if (fs.existsSync(this.file)) fs.renameSync(this.file, `${this.file}.1`)
+    }
+    const { O_APPEND, O_CREAT, O_TRUNC, O_WRONLY } = fs.constants
+    this.fd = fs.openSync(this.file, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC, FILE_MODE)
+    this.size = 0
+  }
+}
+
+/** Opens (creates or appends to) a container's json-file log; the scope closes it, writing what is left. */
+export const makeWriter = Effect.fn("JsonLog.makeWriter")(
+  function*(options: WriterOptions): Effect.fn.Return<JsonLogWriter, JsonLogError, Scope.Scope> {
+    const maxSize = options.maxSize ?? -1
+    const maxFiles = options.maxFiles ?? 1
+    if (maxSize !== -1 && !(maxSize > 0)) {
+      return yield* new JsonLogError({ message: `maxSize must be a positive number of bytes or -1, got ${maxSize}` })
+    }
+    if (!Number.isInteger(maxFiles) || maxFiles < 1) {
+      return yield* new JsonLogError({ message: `maxFiles must be an integer of at least 1, got ${maxFiles}` })
+    }
+    const appender = new Appender(options.path, maxSize, maxFiles)
+    yield* Effect.try({
+      try: () => appender.open(),
+      catch: (cause) => new JsonLogError({ message: `could not open ${options.path}`, cause })
+    })
+
+    // As dockerd's copier, a failed write is logged and the output dropped: the container must not
+    // stop because its log cannot be written. Logged once per run of failures.
+    const attempt = (what: string, run: (nanos: bigint) => void): Effect.Effect<void> =>
+      Clock.clockWith((clock) =>
+        Effect.try({
+          // The time is read in the same synchronous step as the write, so entries are in time order.
+          try: () => run(clock.currentTimeNanosUnsafe()),
+          catch: (cause) => new JsonLogError({ message: `could not ${what} ${options.path}`, cause })
+        })
+      ).pipe(
+        Effect.matchEffect({
+          onSuccess: () => Effect.sync(() => void (appender.failing = false)),
+          onFailure: (error) => {
+            if (appender.failing) return Effect.void
+            appender.failing = true
+            return Effect.logWarning(error.message, error.cause)
+          }
+        })
+      )
+
+    const close = Effect.andThen(
+      attempt("write", (nanos) => appender.flushPartials(nanos)),
+      attempt("close", () => appender.closeFile())
+    )
+    yield* Effect.addFinalizer(() => close)
+    return {
+      write: (stream, chunk) => attempt("write", (nanos) => appender.write(stream, chunk, nanos)),
+      close
+    }
+  }
+)
+
+// ---------------------------------------------------------------------------
+// Reader
+
+const StoredEntry = Schema.fromJsonString(Schema.Struct({
+  log: Schema.optionalKey(Schema.String),
+  stream: Schema.Literals(["stdout", "stderr"]),
+  time: Schema.String
+}))
+const decodeStored = Schema.decodeUnknownOption(StoredEntry)
+
+// The last second parsed: neighbouring entries mostly share it, and Date.parse is the costly part of reading.
+let lastSecond = { text: "", nanos: 0n }
+
+const TIME = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/
+
+/** Nanoseconds since the epoch of an RFC3339(Nano) time as json-file stores it; undefined if it is not one. */
+export const parseLogTime = (time: string): bigint | undefined => {
+  const match = TIME.exec(time)
+  if (match === null) return undefined
+  const second = `${match[1]}${match[3]}`
+  if (second !== lastSecond.text) {
+    const ms = Date.parse(second)
+    if (Number.isNaN(ms)) return undefined
+    lastSecond = { text: second, nanos: BigInt(ms) * 1_000_000n }
+  }
+  return lastSecond.nanos + BigInt((match[2] ?? "").padEnd(9, "0"))
+}
+
+// A line that is not a json-file entry (torn by a crash, or not ours) is skipped, as dockerd does.
+const decodeLine = (line: Buffer): LogEntry | undefined => {
+  const stored = decodeStored(line.toString("utf8"))
+  if (Option.isNone(stored)) return undefined
+  const nanos = parseLogTime(stored.value.time)
+  if (nanos === undefined) return undefined
+  return {
+    stream: stored.value.stream,
+    time: stored.value.time,
+    timeMs: Number(nanos / 1_000_000n),
+    timeNanos: nanos,
+    log: Buffer.from(stored.value.log ?? "", "utf8")
+  }
+}
+
+// An open log file being read forward. `end` caps a read that must not see later appends.
+interface Cursor {
+  readonly fd: number
+  readonly ino: bigint
+  position: number
+  leftover: Buffer | undefined
+  end: number | undefined
+}
+
+const isNotFound = (cause: unknown): boolean => Predicate.hasProperty(cause, "code") && cause.code === "ENOENT"
+
+const closeQuietly = (fd: number): void => fs.close(fd, () => {})
+
+const openCursor = (file: string): Effect.Effect<Cursor | undefined, JsonLogError> =>
+  Effect.try({
+    try: (): Cursor => {
+      const fd = fs.openSync(file, "r")
+      return { fd, ino: fs.fstatSync(fd, { bigint: true }).ino, position: 0, leftover: undefined, end: undefined }
+    },
+    catch: (cause) => cause
+  }).pipe(Effect.catch((cause) =>
+    isNotFound(cause)
+      ? Effect.succeed(undefined)
+      : Effect.fail(new JsonLogError({ message: `could not open ${file}`, cause }))
+  ))
+
+const statFile = (file: string) =>
+  Effect.try({
+    try: () => fs.statSync(file, { bigint: true, throwIfNoEntry: false }),
+    catch: (cause) => new JsonLogError({ message: `could not stat ${file}`, cause })
+  })
+
+// `x.log.1`, `x.log.2`, ... as they are now, newest first.
+const rotatedNames = (file: string): Effect.Effect<ReadonlyArray<string>, JsonLogError> => {
+  const base = path.basename(file)
+  return Effect.try({ try: () => fs.readdirSync(path.dirname(file)), catch: (cause) => cause }).pipe(
+    Effect.catch((cause) =>
+      isNotFound(cause)
+        ? Effect.succeed<Array<string>>([])
+        : Effect.fail(new JsonLogError({ message: `could not list ${path.dirname(file)}`, cause }))
+    ),
+    Effect.map((names) =>
+      names.flatMap((name) => {
+        const suffix = name.startsWith(`${base}.`) ? name.slice(base.length + 1) : ""
+        return /^[1-9]\d*$/.test(suffix) ? [{ name, n: Number(suffix) }] : []
+      }).sort((a, b) => a.n - b.n).map(({ name }) => path.join(path.dirname(file), name))
+    )
+  )
+}
+
+// The offset just past the last newline: a torn last line is not read (a follower reads it once it is whole).
+const lineAlignedEnd = (fd: number, size: number): number => {
+  for (let pos = size; pos > 0;) {
+    const start = Math.max(0, pos - READ_CHUNK)
+    const block = readAt(fd, start, pos)
+    const newline = block.lastIndexOf(NEWLINE)
+    if (newline !== -1) return start + newline + 1
+    pos = start
+  }
+  return 0
+}
+
+const readAt = (fd: number, start: number, end: number): Buffer => {
+  const block = Buffer.allocUnsafe(end - start)
+  let filled = 0
+  while (filled < block.length) {
+    const n = fs.readSync(fd, block, filled, block.length - filled, start + filled)
+    if (n === 0) break
+    filled += n
+  }
+  return block.subarray(0, filled)
+}
+
+// Visits the whole lines before `end` (a line boundary) last first, as dockerd's tail reader;
+// stops when `visit` says so and returns false then.
+const scanBackward = (fd: number, end: number, visit: (line: Buffer) => boolean): boolean => {
+  let carry: Buffer | undefined
+  for (let pos = end; pos > 0;) {
+    const start = Math.max(0, pos - READ_CHUNK)
+    const block = readAt(fd, start, pos)
+    const data = carry === undefined ? block : Buffer.concat([block, carry])
+    // data ends with a newline; every line after the first one in data is whole.
+    let lineEnd = data.length
+    for (let prev = lineEnd >= 2 ? data.lastIndexOf(NEWLINE, lineEnd - 2) : -1; prev !== -1;) {
+      if (!visit(data.subarray(prev + 1, lineEnd - 1))) return false
+      lineEnd = prev + 1
+      prev = lineEnd >= 2 ? data.lastIndexOf(NEWLINE, lineEnd - 2) : -1
+    }
+    if (start === 0) return lineEnd === 0 || visit(data.subarray(0, lineEnd - 1))
+    carry = data.subarray(0, lineEnd)
+    pos = start
+  }
+  return true
+}
+
+// Reads the next chunk: whole lines (maybe none), or undefined at the end of the file.
+const readForward = (cursor: Cursor): Array<Buffer> | undefined => {
+  const want = cursor.end === undefined ? READ_CHUNK : Math.min(READ_CHUNK, cursor.end - cursor.position)
+  if (want <= 0) return undefined
+  const buffer = Buffer.allocUnsafe(want)
+  const n = fs.readSync(cursor.fd, buffer, 0, want, cursor.position)
+  if (n === 0) return undefined
+  cursor.position += n
+  const data = cursor.leftover === undefined ? buffer.subarray(0, n) : Buffer.concat([cursor.leftover, buffer.subarray(0, n)])
+  const lines: Array<Buffer> = []
+  let start = 0
+  for (let newline = data.indexOf(NEWLINE); newline !== -1; newline = data.indexOf(NEWLINE, start)) {
+    if (newline > start) lines.push(data.subarray(start, newline))
+    start = newline + 1
+  }
+  cursor.leftover = start < data.length ? Buffer.from(data.subarray(start)) : undefined
+  return lines
+}
+
+/**
+ * A container's log entries, as dockerd's json-file `ReadLogs`: filtered by stream, `since` and
+ * `until`, the last `tail` of them, then (with `follow`) what is appended until `done`.
+ */
+export const readLogs = (options: ReadOptions): Stream.Stream<LogEntry, JsonLogError> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const file = options.path
+    const follow = options.follow === true
+    const { since, until } = options
+    const wanted = (entry: LogEntry) => entry.stream === "stdout" ? options.stdout : options.stderr
+
+    const opened = new Set<Cursor>()
+    yield* Effect.addFinalizer(() => Effect.sync(() => opened.forEach((cursor) => closeQuietly(cursor.fd))))
+    const track = (cursor: Cursor | undefined) => {
+      if (cursor !== undefined) opened.add(cursor)
+      return cursor
+    }
+    const release = (cursor: Cursor) => {
+      opened.delete(cursor)
+      closeQuietly(cursor.fd)
+    }
+
+    // The rotated files newest first, skipping `skip` and stopping at `stopAt` (the one a follower
+    // has read): a rotation racing with us can neither duplicate a file nor make us read one twice.
+    const openRotated = Effect.fnUntraced(function*(skip: bigint | undefined, stopAt: bigint | undefined) {
+      const found: Array<Cursor> = []
+      for (const name of yield* rotatedNames(file)) {
+        const cursor = track(yield* openCursor(name))
+        if (cursor === undefined) continue
+        if (cursor.ino === stopAt) {
+          release(cursor)
+          break
+        }
+        if (cursor.ino === skip || found.some((other) => other.ino === cursor.ino)) release(cursor)
+        else found.push(cursor)
+      }
+      return found
+    })
+
+    // x.log first: a rotation after this moves it to x.log.1, where the inode check finds it.
+    let current = track(yield* openCursor(file))
+    const newestFirst = yield* openRotated(current?.ino, undefined)
+    let rotated: Array<Cursor> = newestFirst.slice().reverse()
+    let pending: Array<LogEntry> = []
+    let ended = false
+
+    if (!follow && current !== undefined) {
+      const size = yield* Effect.try({
+        try: () => fs.fstatSync(current!.fd).size,
+        catch: (cause) => new JsonLogError({ message: `could not stat ${file}`, cause })
+      })
+      current.end = size
+    }
+
+    const tail = options.tail
+    if (tail !== undefined && tail >= 0) {
+      const collected: Array<LogEntry> = []
+      const visit = (line: Buffer): boolean => {
+        const entry = decodeLine(line)
+        if (entry === undefined || !wanted(entry)) return true
+        if (since !== undefined && entry.timeMs < since) return false
+        if (until !== undefined && entry.timeMs > until) return true
+        collected.push(entry)
+        return collected.length < tail
+      }
+      yield* Effect.try({
+        try: () => {
+          let more = tail > 0
+          for (const cursor of current === undefined ? newestFirst : [current, ...newestFirst]) {
+            const end = lineAlignedEnd(cursor.fd, cursor.end ?? fs.fstatSync(cursor.fd).size)
+            // A follower goes on from the end of what the tail read.
+            if (cursor === current) cursor.position = end
+            if (more) more = scanBackward(cursor.fd, end, visit)
+          }
+        },
+        catch: (cause) => new JsonLogError({ message: `could not read ${file}`, cause })
+      })
+      rotated.forEach(release)
+      rotated = []
+      if (!follow && current !== undefined) {
+        release(current)
+        current = undefined
+      }
+      pending = collected.reverse()
+    }
+
+    // Following: woken by fs.watch on the directory (it sees x.log replaced, not only written),
+    // and every POLL_INTERVAL in case the watch misses events or cannot be set up.
+    const wake = yield* Queue.sliding<void>(1)
+    let finished = false
+    if (follow) {
+      const base = path.basename(file)
+      yield* Effect.acquireRelease(
+        Effect.option(Effect.try({
+          try: () => {
+            const watcher = fs.watch(path.dirname(file), { persistent: false }, (_event, name) => {
+              if (name === null || name.startsWith(base)) Queue.offerUnsafe(wake, undefined)
+            })
+            watcher.on("error", () => watcher.close())
+            return watcher
+          },
+          catch: (cause) => cause
+        })),
+        (watcher) => Effect.sync(() => Option.map(watcher, (w) => w.close()))
+      )
+      if (options.done !== undefined) {
+        yield* Effect.forkScoped(Effect.andThen(
+          options.done,
+          Effect.sync(() => {
+            finished = true
+            Queue.offerUnsafe(wake, undefined)
+          })
+        ))
+      }
+    }
+
+    const select = (lines: ReadonlyArray<Buffer>): Array<LogEntry> => {
+      const out: Array<LogEntry> = []
+      for (const line of lines) {
+        const entry = decodeLine(line)
+        if (entry === undefined || !wanted(entry)) continue
+        if (since !== undefined && entry.timeMs < since) continue
+        if (until !== undefined && entry.timeMs > until) {
+          ended = true
+          break
+        }
+        out.push(entry)
+      }
+      return out
+    }
+
+    // At the end of x.log: has it been replaced by a rotation (or truncated in place)?
+    const followRotation = Effect.gen(function*() {
+      const stat = yield* statFile(file)
+      if (stat === undefined) return false
+      if (current !== undefined && stat.ino === current.ino) {
+        if (stat.size >= BigInt(current.position)) return false
+        current.position = 0
+        current.leftover = undefined
+        return true
+      }
+      const next = track(yield* openCursor(file))
+      if (next === undefined) return false
+      if (current !== undefined) {
+        // The old file is read to its end first (it was renamed after its last write), then any
+        // file rotated after it and before the new x.log.
+        const between = yield* openRotated(next.ino, current.ino)
+        rotated.push(current, ...between.reverse())
+      }
+      current = next
+      return true
+    })
+
+    const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<LogEntry>, JsonLogError> = Effect.gen(function*() {
+      while (true) {
+        if (pending.length > 0) {
+          const out = pending
+          pending = []
+          if (Arr.isReadonlyArrayNonEmpty(out)) return out
+        }
+        if (ended) return yield* Cause.done()
+        const cursor = rotated[0] ?? current
+        // Seen before the read: everything written before `done` is then read before stopping.
+        const finishedBeforeRead = finished
+        if (cursor !== undefined) {
+          const lines = yield* Effect.try({
+            try: () => readForward(cursor),
+            catch: (cause) => new JsonLogError({ message: `could not read ${file}`, cause })
+          })
+          if (lines !== undefined) {
+            const out = select(lines)
+            if (Arr.isReadonlyArrayNonEmpty(out)) return out
+            continue
+          }
+          if (cursor !== current) {
+            release(cursor)
+            rotated.shift()
+            continue
+          }
+        }
+        if (!follow) {
+          ended = true
+          continue
+        }
+        if (yield* followRotation) continue
+        if (finishedBeforeRead || (until !== undefined && (yield* Clock.currentTimeMillis) > until)) {
+          ended = true
+          continue
+        }
+        yield* Effect.timeoutOption(Queue.take(wake), POLL_INTERVAL)
+      }
+    })
+    return Stream.fromPull(Effect.succeed(pull))
+  }))

@@ -535,8 +535,9 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
 
   /**
    * Stores a planned image: blobs (layers fetched concurrently, unpacked in
-   * order as they arrive), then the config, manifest and index with their GC
-   * labels, then the record under `name`. Runs under the namespace's pull lease.
+   * order as they arrive) and, meanwhile, the config, manifest and index with
+   * their GC labels; then the record under `name`. Runs under the namespace's
+   * pull lease.
    */
   const store = <E>(
     source: Source<E>,
@@ -597,21 +598,28 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
           yield* unpackLayer(namespace, snapshotter, plan, i)
           emit({ _tag: "PullComplete", id })
         }), { discard: true })
-      // Both fail fast: a failed download interrupts the unpacks waiting for it.
-      yield* Effect.all([fetchLayers, unpack && !unpacked ? unpackLayers : Effect.void], { concurrency: 2, discard: true })
-
+      // The documents are small and refer to the layers by digest, which containerd
+      // allows before the layers exist (the lease keeps everything meanwhile): they
+      // are written while the layers download and unpack, not after.
       const configLabels = unpack && topChain !== "" ? { [Labels.gcSnapshot(snapshotter)]: topChain } : {}
-      const config = yield* ensureDocument(namespace, source, plan.config, configLabels)
-      if (config === "exists" && unpack && topChain !== "") yield* labelConfig(plan, snapshotter)
-      yield* ensureDocument(namespace, source, plan.manifest, {
-        [Labels.gcConfig]: plan.config.descriptor.digest,
-        ...Object.fromEntries(plan.layers.map((layer, i) => [Labels.gcLayer(i), layer.digest]))
-      })
-      if (plan.index !== undefined) {
-        yield* ensureDocument(namespace, source, plan.index.document, {
-          [Labels.gcManifest(plan.index.position)]: plan.manifest.descriptor.digest
+      const documents = Effect.gen(function*() {
+        const config = yield* ensureDocument(namespace, source, plan.config, configLabels)
+        if (config === "exists" && unpack && topChain !== "") yield* labelConfig(plan, snapshotter)
+        yield* ensureDocument(namespace, source, plan.manifest, {
+          [Labels.gcConfig]: plan.config.descriptor.digest,
+          ...Object.fromEntries(plan.layers.map((layer, i) => [Labels.gcLayer(i), layer.digest]))
         })
-      }
+        if (plan.index !== undefined) {
+          yield* ensureDocument(namespace, source, plan.index.document, {
+            [Labels.gcManifest(plan.index.position)]: plan.manifest.descriptor.digest
+          })
+        }
+      })
+      // All fail fast: a failed download interrupts the unpacks waiting for it.
+      yield* Effect.all([fetchLayers, unpack && !unpacked ? unpackLayers : Effect.void, documents], {
+        concurrency: 3,
+        discard: true
+      })
       const record = yield* putRecord(name, plan.top.descriptor)
       return {
         name: record.name,

@@ -282,6 +282,22 @@ const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSes
     return HttpServerResponse.empty({ status: 101 })
   })
 
+/**
+ * Answers an attach or an attached exec: over the hijacked connection when the
+ * client asks for one (`Upgrade`), else (dockerode without stdin) with the
+ * framed output as the response body.
+ */
+const respondAttached = (session: AttachSession) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    if (request.headers["upgrade"] !== undefined) return yield* hijack(request, session)
+    const frameOf = framed(session.tty)
+    return HttpServerResponse.stream(
+      Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(session.output, ({ data, stream }) => frameOf(stream, data))),
+      { contentType: streamContentType(session.tty) }
+    )
+  })
+
 /** The response for a failed request: its `DockerError`, 404 for no route, else 500. Server errors are logged, as by dockerd. */
 const failureResponse = (
   request: HttpServerRequest.HttpServerRequest,
@@ -469,15 +485,7 @@ const routes = Effect.gen(function*() {
             logs: booleanQuery("logs"),
             stream: booleanQuery("stream")
           })
-          const session = yield* engine.attach(id, options)
-          const request = yield* HttpServerRequest.HttpServerRequest
-          if (request.headers["upgrade"] !== undefined) return yield* hijack(request, session)
-          // No hijack (dockerode without stdin): the output as the response body.
-          const frameOf = framed(session.tty)
-          return HttpServerResponse.stream(
-            Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(session.output, ({ data, stream }) => frameOf(stream, data))),
-            { contentType: streamContentType(session.tty) }
-          )
+          return yield* respondAttached(yield* engine.attach(id, options))
         }))
     ),
     HttpRouter.route(
@@ -547,15 +555,8 @@ const routes = Effect.gen(function*() {
         const config = yield* decodeBody(ExecStartConfig)
         const { exited, session } = yield* engine.execStart(id, { detach: config.Detach === true })
         if (config.Detach === true) return empty(200)
-        const request = yield* HttpServerRequest.HttpServerRequest
         // The CLI asks for the exit code when the stream ends: end it only after the exit is known.
-        const whole = { ...session, output: Stream.concat(session.output, Stream.fromEffectDrain(exited)) }
-        if (request.headers["upgrade"] !== undefined) return yield* hijack(request, whole)
-        const frameOf = framed(session.tty)
-        return HttpServerResponse.stream(
-          Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(whole.output, ({ data, stream }) => frameOf(stream, data))),
-          { contentType: streamContentType(session.tty) }
-        )
+        return yield* respondAttached({ ...session, output: Stream.concat(session.output, Stream.fromEffectDrain(exited)) })
       })
     ),
     HttpRouter.route(

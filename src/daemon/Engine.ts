@@ -1117,14 +1117,12 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           Stream.catch(() => Stream.empty)
         )
         : Stream.empty
-      // A container that is not running and not about to: only the replay.
-      const running = yield* isRunning(entry)
       const input = attachOptions.stdin && attachOptions.stream && entry.stored.Config.OpenStdin === true
         ? yield* inputOf(entry)
         : undefined
       return {
         tty,
-        output: Stream.concat(replay, running || entry.restarting || attachOptions.stream ? live : Stream.empty),
+        output: Stream.concat(replay, live),
         write: input === undefined ? undefined : (data: Uint8Array) => Effect.asVoid(Queue.offer(input, data)),
         endInput: input !== undefined && entry.stored.Config.StdinOnce === true ? Effect.asVoid(Queue.end(input)) : Effect.void
       } satisfies AttachSession

@@ -43,6 +43,7 @@ import { type BindMount, type Container, type Process, Runtime, Stdio, type Task
 import { badRequest, conflict, DockerError, fromLibrary, internal, notFound } from "./DockerError.ts"
 import { EventLog } from "./EventLog.ts"
 import { type LogEntry, makeWriter, readLogs } from "./JsonLog.ts"
+import { type LogConfig, logConfigPath, logPath } from "./LogFiles.ts"
 import {
   type ContainerInspectJson,
   type ContainerStateJson,
@@ -182,6 +183,13 @@ export interface EngineOptions {
   readonly logMaxSize?: number | undefined
   /** How many log files are kept per container (`max-file`); default 1. */
   readonly logMaxFiles?: number | undefined
+  /**
+   * The shim logger (`logger.ts`) as a command (`[node, ...flags, logger.js]`).
+   * With it, containers without a stdin or a terminal are logged by the shim's
+   * child instead of through the daemon's FIFOs, so their output never waits
+   * for the daemon. Without it, every container's output goes through FIFOs.
+   */
+  readonly logger?: ReadonlyArray<string> | undefined
 }
 
 /** The container engine. */
@@ -232,6 +240,8 @@ interface Entry {
   input: Queue.Queue<Uint8Array, Cause.Done> | undefined
   /** A run's output is being pumped: it has not ended yet. */
   streaming: boolean
+  /** Readers following the log file; its removal waits for them to finish. */
+  followers: number
 }
 
 /** What attachers receive: output of a stream, or the end of a run's output. */
@@ -381,7 +391,8 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     restartDelay: RESTART_DELAY_MIN,
     output,
     input: undefined,
-    streaming: false
+    streaming: false,
+    followers: 0
   }))
 
   const index = (entry: Entry) => {
@@ -474,6 +485,11 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       const startedAt = Option.getOrUndefined(tracked)?.state.startedAt?.getTime()
       const restart = shouldRestart(entry, code)
       entry.restarting = restart
+      if (shimLogged(entry) && entry.streaming) {
+        // The task is deleted, so the shim has waited for its logger: the log is whole.
+        entry.streaming = false
+        yield* PubSub.publish(entry.output, { _tag: "End" })
+      }
       if (exit.oomKilled) yield* publish(entry, "oom")
       yield* publish(entry, "die", { exitCode: String(code) })
       yield* PubSub.publish(notices, { _tag: "Exit", id: entry.id, code, restarting: restart })
@@ -563,7 +579,38 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     Effect.mapError(effect, (error) => fromLibrary(error, context))
 
   /** Starts the task and publishes `start`. */
-  const logPathOf = (entry: Entry) => path.join(options.logRoot, entry.id, `${entry.id}-json.log`)
+  const logPathOf = (entry: Entry) => logPath(options.logRoot, entry.id)
+
+  /** Runs `effect`'s file work; a failure is a 500 that names what failed. */
+  const files = (what: string, f: () => void) =>
+    Effect.try({ try: f, catch: (cause) => internal(`${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause) })
+
+  /** The container's log options, as its create request set them or the daemon's defaults. */
+  const logConfigOf = (stored: StoredContainer): LogConfig => {
+    const config = stored.HostConfig.LogConfig?.Config ?? {}
+    const maxSize = parseSize(config["max-size"]) ?? options.logMaxSize
+    const maxFiles = Number(config["max-file"] ?? options.logMaxFiles ?? 1) || 1
+    return maxSize === undefined ? { maxFiles } : { maxSize, maxFiles }
+  }
+
+  /**
+   * The shim runs its logger with nothing but CONTAINER_ID and CONTAINER_NAMESPACE
+   * in the environment and no arguments of ours in a fixed order, so the command
+   * and the log root are written into a script it can exec.
+   */
+  const loggerScript = options.logger === undefined ? undefined : path.join(options.logRoot, "logger.sh")
+  if (loggerScript !== undefined && options.logger !== undefined) {
+    const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`
+    const command = [...options.logger, options.logRoot].map(quote).join(" ")
+    yield* files("could not write the shim logger's script", () => {
+      fs.mkdirSync(options.logRoot, { recursive: true })
+      fs.writeFileSync(loggerScript, `#!/bin/sh\nexec ${command}\n`, { mode: 0o755 })
+    }).pipe(Effect.orDie)
+  }
+
+  /** Whether the shim logger writes this container's log (no stdin, no terminal: nothing else needs the daemon). */
+  const shimLogged = (entry: Entry) =>
+    loggerScript !== undefined && entry.stored.Config.OpenStdin !== true && entry.stored.Config.Tty !== true
 
   /**
    * Drains one run's output into the json-file log and to the attachers, and
@@ -572,13 +619,8 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
    */
   const pump = (entry: Entry, task: Task) =>
     Effect.scoped(Effect.gen(function*() {
-      const logConfig = entry.stored.HostConfig.LogConfig?.Config ?? {}
       // A log that cannot be written must not stop the output being read: the container would block.
-      const writer = yield* makeWriter({
-        path: logPathOf(entry),
-        maxSize: parseSize(logConfig["max-size"]) ?? options.logMaxSize,
-        maxFiles: Number(logConfig["max-file"] ?? options.logMaxFiles ?? 1) || 1
-      }).pipe(Effect.catch((error) =>
+      const writer = yield* makeWriter({ path: logPathOf(entry), ...logConfigOf(entry.stored) }).pipe(Effect.catch((error) =>
         Effect.as(Effect.logError(`container ${entry.id}: its log cannot be written; output is dropped`, error), {
           write: () => Effect.void,
           close: Effect.void
@@ -618,6 +660,12 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const startTask = (entry: Entry) =>
     Effect.gen(function*() {
       entry.restarting = false
+      if (shimLogged(entry)) {
+        yield* lib(inNamespace(mon.start(entry.id, { stdio: Stdio.binary(loggerScript!) })), `cannot start container ${entry.id}`)
+        // Its output ends when the task is deleted (the shim waits for the logger then): see handleExit.
+        entry.streaming = true
+        return yield* publish(entry, "start")
+      }
       const openStdin = entry.stored.Config.OpenStdin === true
       if (openStdin) yield* inputOf(entry)
       const task = yield* lib(
@@ -733,6 +781,10 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           runtime: host.Runtime || undefined,
           extensions: { [STORED_EXTENSION]: packJson(STORED_TYPE_URL, stored) }
         })))
+        yield* files("could not write the container's log options", () => {
+          fs.mkdirSync(path.dirname(logConfigPath(options.logRoot, id)), { recursive: true })
+          fs.writeFileSync(logConfigPath(options.logRoot, id), JSON.stringify(logConfigOf(stored)))
+        }).pipe(Effect.onError(() => lib(inNamespace(mon.remove(id))).pipe(Effect.ignore)))
         const entry = yield* entryOf(container.id, stored, container.labels)
         index(entry)
         yield* publish(entry, "create")
@@ -921,6 +973,13 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         const code = (yield* stateOf(entry)).ExitCode
         yield* lib(inNamespace(mon.remove(entry.id))).pipe(Effect.catchIf((e) => e.status === 404, () => Effect.void))
         yield* FiberMap.remove(pumps, entry.id)
+        // As dockerd removes containers/<id>: the log goes with the container, once
+        // its followers (an attached `docker run --rm`) have read it to the end.
+        for (let waited = 0; entry.followers > 0 && waited < 5000; waited += 10) yield* Effect.sleep(Duration.millis(10))
+        yield* files("could not remove the container's log", () =>
+          fs.rmSync(path.join(options.logRoot, entry.id), { recursive: true, force: true })).pipe(
+            Effect.catch((error) => Effect.logWarning(error.message))
+          )
         for (const exec of execs.values()) if (exec.containerId === entry.id) execs.delete(exec.id)
         yield* unindex(entry)
         yield* publish(entry, "destroy")
@@ -1101,8 +1160,20 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       const tty = entry.stored.Config.Tty === true
       const wanted = (stream: "stdout" | "stderr") => stream === "stdout" ? attachOptions.stdout : attachOptions.stderr
       // Subscribe first, so nothing between the replay and now is missed.
-      const live = attachOptions.stream
-        ? Stream.fromSubscription(yield* PubSub.subscribe(entry.output)).pipe(
+      const subscription = attachOptions.stream ? yield* PubSub.subscribe(entry.output) : undefined
+      const live = subscription === undefined
+        ? Stream.empty
+        : shimLogged(entry)
+        ? Stream.unwrap(Effect.map(
+          followLog(entry, subscription, {
+            stdout: attachOptions.stdout,
+            stderr: attachOptions.stderr,
+            since: yield* Clock.currentTimeMillis,
+            follow: true
+          }),
+          (entries) => entries.pipe(Stream.map((e) => ({ stream: e.stream, data: e.log })), Stream.catch(() => Stream.empty))
+        ))
+        : Stream.fromSubscription(subscription).pipe(
           Stream.takeWhile((event) => event._tag !== "End"),
           Stream.filterMap((event) =>
             event._tag === "Output" && wanted(event.stream)
@@ -1110,7 +1181,6 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
               : Result.failVoid
           )
         )
-        : Stream.empty
       const replay = attachOptions.logs
         ? readLogs({ path: logPathOf(entry), stdout: attachOptions.stdout, stderr: attachOptions.stderr }).pipe(
           Stream.map((e) => ({ stream: e.stream, data: e.log })),
@@ -1128,32 +1198,42 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       } satisfies AttachSession
     })
 
+  /**
+   * The container's log file, read (and with `follow`, followed) until its
+   * current or next run's output has ended — the `End` on `subscription`, which
+   * the caller took before looking, so the end cannot slip past.
+   */
+  const followLog = (
+    entry: Entry,
+    subscription: PubSub.Subscription<OutputEvent>,
+    read: Omit<Parameters<typeof readLogs>[0], "path" | "done">
+  ) =>
+    Effect.gen(function*() {
+      const end = yield* Deferred.make<void>()
+      if (read.follow === true) {
+        yield* Effect.forkScoped(
+          Stream.fromSubscription(subscription).pipe(
+            Stream.takeUntil((event) => event._tag === "End"),
+            Stream.runDrain,
+            Effect.andThen(Deferred.succeed(end, undefined))
+          )
+        )
+      }
+      // Counted while it runs, not before: a stream nobody runs must not hold up a removal.
+      return Stream.unwrap(Effect.sync(() => {
+        entry.followers++
+        return readLogs({ ...read, path: logPathOf(entry), done: Deferred.await(end) }).pipe(
+          Stream.ensuring(Effect.sync(() => void entry.followers--))
+        )
+      }))
+    })
+
   const logs: EngineShape["logs"] = (ref, logsOptions) =>
     Effect.map(find(ref), (entry) =>
       Stream.unwrap(Effect.gen(function*() {
-        // Subscribed before looking, so the end of the output cannot slip between.
         const subscription = yield* PubSub.subscribe(entry.output)
-        const follow = logsOptions.follow && entry.streaming
-        const end = yield* Deferred.make<void>()
-        if (follow) {
-          yield* Effect.forkScoped(
-            Stream.fromSubscription(subscription).pipe(
-              Stream.takeUntil((event) => event._tag === "End"),
-              Stream.runDrain,
-              Effect.andThen(Deferred.succeed(end, undefined))
-            )
-          )
-        }
-        return readLogs({
-          path: logPathOf(entry),
-          stdout: logsOptions.stdout,
-          stderr: logsOptions.stderr,
-          since: logsOptions.since,
-          until: logsOptions.until,
-          tail: logsOptions.tail,
-          follow,
-          done: Deferred.await(end)
-        }).pipe(Stream.mapError((error) => internal(`reading the log of ${entry.id} failed: ${error.message}`, error)))
+        const entries = yield* followLog(entry, subscription, { ...logsOptions, follow: logsOptions.follow && entry.streaming })
+        return Stream.mapError(entries, (error) => internal(`reading the log of ${entry.id} failed: ${error.message}`, error))
       })))
 
   const resize: EngineShape["resize"] = (ref, height, width) =>
@@ -1315,6 +1395,8 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   yield* Effect.forEach([...byId.values()], (entry) =>
     Effect.gen(function*() {
       const state = yield* stateOf(entry)
+      // A shim-logged container's log is still being written: `logs -f` follows it to its end.
+      if (state.Running && shimLogged(entry)) entry.streaming = true
       if (state.Running || entry.removing || entry.restarting) return
       // As dockerd's restore: every --rm container not running goes (its exit is not recorded).
       if (entry.stored.HostConfig.AutoRemove === true) {

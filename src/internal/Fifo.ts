@@ -34,12 +34,20 @@ export type Stdio =
   | { readonly _tag: "Pipe"; readonly stdin: boolean }
   /** The shim appends stdout and stderr to this file itself, so output outlives us. */
   | { readonly _tag: "LogFile"; readonly path: string }
+  /**
+   * The shim starts this program (containerd's `binary://` logging) with the
+   * process's stdout and stderr as fds 3 and 4; it runs as long as the process,
+   * whether or not we do. `args` are passed as query pairs: containerd hands
+   * them over as `key value` in no fixed order, so use at most one.
+   */
+  | { readonly _tag: "Binary"; readonly path: string; readonly args?: Readonly<Record<string, string>> | undefined }
 
 /** Stdio constructors. */
 export const Stdio = {
   null: { _tag: "Null" } as Stdio,
   pipe: (options?: { readonly stdin?: boolean }): Stdio => ({ _tag: "Pipe", stdin: options?.stdin ?? false }),
-  logFile: (file: string): Stdio => ({ _tag: "LogFile", path: file })
+  logFile: (file: string): Stdio => ({ _tag: "LogFile", path: file }),
+  binary: (program: string, args?: Readonly<Record<string, string>>): Stdio => ({ _tag: "Binary", path: program, args })
 }
 
 /** Our ends of a process's stdio. */
@@ -89,9 +97,13 @@ export const openProcessIo = (
   terminal: boolean
 ): Effect.Effect<ProcessIo, ContainerdError, Scope.Scope> => {
   if (stdio._tag !== "Pipe") {
-    const file = stdio._tag === "LogFile" ? `file://${stdio.path}` : ""
+    const uri = stdio._tag === "LogFile"
+      ? `file://${stdio.path}`
+      : stdio._tag === "Binary"
+      ? `binary://${stdio.path}${stdio.args === undefined ? "" : `?${new URLSearchParams(stdio.args).toString()}`}`
+      : ""
     return Effect.succeed({
-      request: { stdin: "", stdout: file, stderr: file },
+      request: { stdin: "", stdout: uri, stderr: uri },
       stdout: Stream.empty,
       stderr: Stream.empty,
       stdin: noStdin,

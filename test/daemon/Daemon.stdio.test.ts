@@ -104,7 +104,7 @@ describe("the daemon's stdio, driven by the docker CLI", () => {
       )).trim()
       assert.strictEqual((yield* docker("wait", id)).trim(), "0")
       const dir = path.join(daemon.dataRoot, "containers", id)
-      const files = fs.readdirSync(dir).sort()
+      const files = fs.readdirSync(dir).filter((f) => f.includes("-json.log")).sort()
       assert.deepStrictEqual(files, [`${id}-json.log`, `${id}-json.log.1`, `${id}-json.log.2`])
       for (const file of files) assert.isAtMost(fs.statSync(path.join(dir, file)).size, 10 * 1024 * 1024)
       // The rotated files are full: rotation happened at the size asked for.
@@ -118,6 +118,24 @@ describe("the daemon's stdio, driven by the docker CLI", () => {
       assert.isAbove(lines.length, 120_000)
       yield* docker("rm", id)
     }).pipe(Effect.scoped), 180_000)
+
+  it.live("a container writing while the daemon is down does not block: its log is whole when the daemon is back", () =>
+    Effect.gen(function*() {
+      const { daemon, docker } = yield* setup
+      // 5,000 lines of 80 bytes: six times a pipe's buffer, written while nobody but the shim's logger reads.
+      const script = "sleep 1; i=0; while [ $i -lt 5000 ]; do printf 'line %05d %070d\\n' $i 0; i=$((i+1)); done; echo finished"
+      const id = (yield* docker("run", "-d", FIXTURE_IMAGE, "sh", "-c", script)).trim()
+      yield* daemon.stop
+      yield* Effect.sleep("5 seconds")
+      yield* daemon.start
+      yield* eventually(Effect.map(daemon.docker(["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", id]), (r) =>
+        r.stdout.trim() === "exited 0"))
+      const lines = (yield* docker("logs", id)).split("\n").filter((l) => l !== "")
+      assert.strictEqual(lines.length, 5001)
+      assert.strictEqual(lines.at(-1), "finished")
+      assert.strictEqual(lines[4999]!.slice(0, 10), "line 04999")
+      yield* docker("rm", id)
+    }).pipe(Effect.scoped), 120_000)
 
   it.live("docker run -it sh in a real terminal: typed commands run, their output is on the screen", () =>
     Effect.gen(function*() {

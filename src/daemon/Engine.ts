@@ -184,12 +184,12 @@ export interface EngineOptions {
   /** How many log files are kept per container (`max-file`); default 1. */
   readonly logMaxFiles?: number | undefined
   /**
-   * The shim logger (`logger.ts`) as a command (`[node, ...flags, logger.js]`).
-   * With it, containers without a stdin or a terminal are logged by the shim's
-   * child instead of through the daemon's FIFOs, so their output never waits
-   * for the daemon. Without it, every container's output goes through FIFOs.
+   * The shim logger (`ShimLogger.buildShimLogger`). With it, containers without
+   * a stdin or a terminal are logged by the shim's child instead of through the
+   * daemon's FIFOs, so their output never waits for the daemon. Without it,
+   * every container's output goes through FIFOs.
    */
-  readonly logger?: ReadonlyArray<string> | undefined
+  readonly shimLogger?: string | undefined
 }
 
 /** The container engine. */
@@ -593,20 +593,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     return maxSize === undefined ? { maxFiles } : { maxSize, maxFiles }
   }
 
-  /**
-   * The shim runs its logger with nothing but CONTAINER_ID and CONTAINER_NAMESPACE
-   * in the environment and no arguments of ours in a fixed order, so the command
-   * and the log root are written into a script it can exec.
-   */
-  const loggerScript = options.logger === undefined ? undefined : path.join(options.logRoot, "logger.sh")
-  if (loggerScript !== undefined && options.logger !== undefined) {
-    const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`
-    const command = [...options.logger, options.logRoot].map(quote).join(" ")
-    yield* files("could not write the shim logger's script", () => {
-      fs.mkdirSync(options.logRoot, { recursive: true })
-      fs.writeFileSync(loggerScript, `#!/bin/sh\nexec ${command}\n`, { mode: 0o755 })
-    }).pipe(Effect.orDie)
-  }
+  const loggerScript = options.shimLogger
 
   /** Whether the shim logger writes this container's log (no stdin, no terminal: nothing else needs the daemon). */
   const shimLogged = (entry: Entry) =>

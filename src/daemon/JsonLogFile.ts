@@ -1,8 +1,8 @@
 /**
- * The json-file log's format and its appender, with nothing but Node's own
- * modules: shared by `JsonLog.ts` (the daemon's Effect side) and the shim
- * logger (`logger.ts`), which must start in milliseconds because the shim waits
- * for it before it starts the container. See `JsonLog.ts` for the format.
+ * The json-file log's format and its appender, plain and synchronous: what
+ * `JsonLog.ts` wraps in Effect for the logs the daemon writes itself. The shim
+ * logger (`logger.c`) writes the same bytes for the same output;
+ * `test/daemon/ShimLogger.test.ts` holds the two to it.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -180,6 +180,3 @@ export class Appender {
   }
 }
 
-/** Now, in nanoseconds since the epoch, for a writer outside Effect (the shim logger). */
-export const nowNanos = (): bigint =>
-  BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6))

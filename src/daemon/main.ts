@@ -18,7 +18,6 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { NodeHttpServer, NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Config, Effect, Layer, Option, References, Schema } from "effect"
 import { CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
@@ -30,6 +29,7 @@ import * as Api from "./Api.ts"
 import { embeddedContainerd } from "./EmbeddedContainerd.ts"
 import { engineLayer } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
+import { buildShimLogger } from "./ShimLogger.ts"
 import { DockerImages } from "./Images.ts"
 import { packageVersion, System } from "./System.ts"
 
@@ -124,13 +124,6 @@ const announce = (socket: string) =>
 // ---------------------------------------------------------------------------
 // The daemon
 
-/** The shim logger, run by the same Node with the same flags as the daemon (from the sources, or from dist/). */
-const loggerCommand = [
-  process.execPath,
-  ...process.execArgv,
-  fileURLToPath(new URL(`./logger${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url))
-]
-
 /** The daemon's services over the containerd at `address`: the library, the event log, the engine, images, system. */
 const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: string }) => {
   const library = Live.services({
@@ -144,11 +137,11 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
     insecureRegistries: settings.insecureRegistries
   }).pipe(
     Layer.provideMerge(DockerImages.layer),
-    Layer.provideMerge(engineLayer({
-      namespace: settings.namespace,
-      logRoot: path.join(settings.dataRoot, "containers"),
-      logger: loggerCommand
-    })),
+    Layer.provideMerge(Layer.unwrap(Effect.map(
+      buildShimLogger(path.join(settings.dataRoot, "bin"), path.join(settings.dataRoot, "containers")),
+      (shimLogger) =>
+        engineLayer({ namespace: settings.namespace, logRoot: path.join(settings.dataRoot, "containers"), shimLogger })
+    ))),
     Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(library)
   )

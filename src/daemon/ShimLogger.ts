@@ -1,0 +1,63 @@
+/**
+ * Builds the shim logger (`logger.c`) for this machine: the program containerd's
+ * shim runs for every container logged with `binary://`. It is compiled with the
+ * system's C compiler at daemon start, into `<dir>/logger-<hash of the source>`,
+ * so a changed source is rebuilt and an unchanged one costs nothing. The shim
+ * gives it no environment but CONTAINER_ID and CONTAINER_NAMESPACE, and its
+ * arguments in no fixed order, so the log root is baked into a wrapper script
+ * beside it. Without a compiler the daemon logs every container through its
+ * FIFOs instead (and says so).
+ */
+import { Effect } from "effect"
+import { execFile } from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** `logger.c`: beside this module in the sources, under `src/` from the build in `dist/`. */
+const sourceOf = (): string | undefined => {
+  const here = path.dirname(fileURLToPath(import.meta.url))
+  return [path.join(here, "logger.c"), path.join(here, "..", "..", "..", "src", "daemon", "logger.c")].find((file) =>
+    fs.existsSync(file)
+  )
+}
+
+const compile = (source: string, output: string) =>
+  Effect.callback<void, string>((resume) => {
+    const partial = `${output}.${process.pid}.tmp`
+    execFile("cc", ["-O2", "-o", partial, source], (error, _stdout, stderr) => {
+      if (error !== null) return resume(Effect.fail(stderr || error.message))
+      fs.renameSync(partial, output)
+      resume(Effect.void)
+    })
+  })
+
+/**
+ * The shim logger for `logRoot` (a script to pass to `Stdio.binary`), built
+ * under `dir`; `undefined` when it cannot be built here.
+ */
+export const buildShimLogger = (dir: string, logRoot: string): Effect.Effect<string | undefined> =>
+  Effect.gen(function*() {
+    const source = sourceOf()
+    if (source === undefined) {
+      yield* Effect.logWarning("logger.c is missing: containers' output goes through the daemon's FIFOs")
+      return undefined
+    }
+    const hash = crypto.createHash("sha256").update(fs.readFileSync(source)).digest("hex").slice(0, 12)
+    const binary = path.join(dir, `logger-${hash}`)
+    fs.mkdirSync(dir, { recursive: true })
+    if (!fs.existsSync(binary)) {
+      const built = yield* Effect.result(compile(source, binary))
+      if (built._tag === "Failure") {
+        yield* Effect.logWarning(
+          `could not compile the shim logger (${built.failure.trim()}): containers' output goes through the daemon's FIFOs`
+        )
+        return undefined
+      }
+    }
+    const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`
+    const script = path.join(dir, "logger")
+    fs.writeFileSync(script, `#!/bin/sh\nexec ${quote(binary)} ${quote(logRoot)}\n`, { mode: 0o755 })
+    return script
+  })

@@ -68,12 +68,22 @@ describe("the daemon's stdio, driven by the docker CLI", () => {
       assert.deepStrictEqual([again.stdout, again.stderr], ["a\nc\n", "b\n"])
     }).pipe(Effect.scoped), 120_000)
 
-  it.live("docker exec: output and exit code, stdin, 50 at once in one container", () =>
+  it.live("docker exec: output and exit code, stdin, 50 at once; exec, attach and logs refused where Docker refuses them", () =>
     Effect.gen(function*() {
       const { daemon, docker } = yield* setup
       yield* docker("run", "-d", "--name", "box", FIXTURE_IMAGE, "sleep", "300")
+      const since = String(Date.now() / 1000)
       const one = yield* daemon.docker(["exec", "box", "sh", "-c", "echo hi; echo there >&2; exit 4"])
       assert.deepStrictEqual([one.code, one.stdout, one.stderr], [4, "hi\n", "there\n"])
+      const events = (yield* docker(
+        "events", "--since", since, "--until", String(Date.now() / 1000 + 0.3), "--filter", "container=box",
+        "--format", "{{.Action}}|{{index .Actor.Attributes \"exitCode\"}}"
+      )).trim().split("\n")
+      assert.deepStrictEqual(events, [
+        "exec_create: sh -c echo hi; echo there >&2; exit 4|",
+        "exec_start: sh -c echo hi; echo there >&2; exit 4|",
+        "exec_die|4"
+      ])
       const piped = yield* daemon.docker(["exec", "-i", "box", "cat"], { input: "through\n" })
       assert.deepStrictEqual([piped.code, piped.stdout], [0, "through\n"], piped.stderr)
 
@@ -92,6 +102,16 @@ describe("the daemon's stdio, driven by the docker CLI", () => {
       assert.match(paused.stderr, /is paused/)
       yield* docker("unpause", "box")
       yield* docker("rm", "-f", "box")
+
+      const exited = (yield* docker("run", "-d", FIXTURE_IMAGE, "true")).trim()
+      yield* docker("wait", exited)
+      const notRunning = yield* daemon.docker(["exec", exited, "true"])
+      assert.deepStrictEqual([notRunning.code !== 0, /is not running/.test(notRunning.stderr)], [true, true], notRunning.stderr)
+      const attachMissing = yield* daemon.docker(["attach", "nosuch"])
+      assert.match(attachMissing.stderr, /No such container/)
+      const logsMissing = yield* daemon.docker(["logs", "nosuch"])
+      assert.match(logsMissing.stderr, /No such container/)
+      yield* docker("rm", exited)
     }).pipe(Effect.scoped), 120_000)
 
   it.live("a container writing 100 MB with nobody attached completes; its log is whole and rotated as configured", () =>

@@ -216,6 +216,9 @@ const NAME_PATTERN = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
 const DEFAULT_STOP_TIMEOUT = 10
 /** A killed process that does not go in this long is reported, not waited on forever. */
 const KILL_GRACE = Duration.seconds(30)
+/** How long an exited exec stays inspectable, and how often old ones are collected (dockerd: 5 min). */
+const EXEC_RETENTION = Duration.minutes(5)
+const EXEC_GC_INTERVAL = Duration.minutes(1)
 /** Restart delays as dockerd's restartmanager: 100 ms doubling to 1 min, reset after 10 s of running. */
 const RESTART_DELAY_MIN = 100
 const RESTART_DELAY_MAX = 60_000
@@ -260,6 +263,8 @@ interface ExecEntry {
   pid: number
   process: Process | undefined
   readonly exited: Deferred.Deferred<number>
+  /** When it exited (ms), for the collection of old execs. */
+  exitedAt: number | undefined
 }
 
 /** A wait's news: an exit (final unless a restart is coming) or the removal. */
@@ -1231,6 +1236,15 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     })
 
   const execs = new Map<string, ExecEntry>()
+  // As dockerd's execCommandGC: an exec that exited more than 5 minutes ago is
+  // forgotten, so a long-lived container's execs do not pile up.
+  yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+    yield* Effect.sleep(EXEC_GC_INTERVAL)
+    const now = yield* Clock.currentTimeMillis
+    for (const exec of execs.values()) {
+      if (exec.exitedAt !== undefined && now - exec.exitedAt > Duration.toMillis(EXEC_RETENTION)) execs.delete(exec.id)
+    }
+  })))
   /** Exec processes live in the engine's scope, each in a child scope closed when it is deleted. */
   const engineScope = yield* Effect.scope
 
@@ -1258,6 +1272,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         started: false,
         running: false,
         exitCode: undefined,
+        exitedAt: undefined,
         pid: 0,
         process: undefined,
         exited: yield* Deferred.make<number>()
@@ -1319,6 +1334,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           yield* process.delete.pipe(Effect.ignore)
           exec.running = false
           exec.exitCode = status.code
+          exec.exitedAt = yield* Clock.currentTimeMillis
           exec.process = undefined
           yield* publish(entry, "exec_die", { execID: execId, exitCode: String(status.code) })
           yield* Deferred.succeed(exec.exited, status.code)

@@ -53,6 +53,11 @@ describe("the daemon, driven by the docker CLI", () => {
       assert.match(pulled.stdout, /Digest: sha256:[0-9a-f]{64}/)
       assert.match(pulled.stdout, /Downloaded newer image for/)
       assert.include(yield* docker("images", "--format", "{{.Repository}}:{{.Tag}}"), `${registry.host}/fixture/busybox:v1`)
+      yield* docker("tag", reference, "local/copy:1")
+      const inspected = JSON.parse(yield* docker("image", "inspect", "local/copy:1")) as Array<{ Id: string; RepoTags: Array<string> }>
+      assert.includeMembers(inspected[0]!.RepoTags, ["local/copy:1", `${registry.host}/fixture/busybox:v1`])
+      assert.match(yield* docker("rmi", "local/copy:1"), /Untagged: local\/copy:1/)
+      assert.notInclude(yield* docker("images", "--format", "{{.Repository}}:{{.Tag}}"), "local/copy:1")
 
       const since = String(Date.now() / 1000)
       const id = yield* docker("run", "-d", "--name", "web", "--label", "app=web", reference, "sleep", "300")

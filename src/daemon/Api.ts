@@ -34,7 +34,7 @@ export type Filters = Readonly<Record<string, ReadonlyArray<string>>>
 /** The filters `GET /containers/json` passes to the engine. */
 export const CONTAINER_FILTERS: ReadonlyArray<string> = ["id", "name", "label", "status"]
 /** The filters `GET /events` understands (the `EventLog`'s). */
-export const EVENT_FILTERS: ReadonlyArray<string> = ["type", "event", "container", "image", "label"]
+const EVENT_FILTERS: ReadonlyArray<string> = ["type", "event", "container", "image", "label"]
 
 // ---------------------------------------------------------------------------
 // Parsing, as dockerd does (pure)

@@ -196,7 +196,7 @@ export interface EngineOptions {
 export class Engine extends Context.Service<Engine, EngineShape>()("effect-containerd/daemon/Engine") {}
 
 /** Labels the daemon keeps on its containerd containers (besides the monitors'). */
-export const DaemonLabels = {
+const DaemonLabels = {
   /** The container's name, without the leading `/`: for people reading `ctr containers ls`. */
   name: "effect-containerd.io/docker.name",
   /** How often a restart policy restarted it. */
@@ -206,7 +206,7 @@ export const DaemonLabels = {
 } as const
 
 /** The extension holding `StoredContainer`. */
-export const STORED_EXTENSION = "effect-containerd.io/docker"
+const STORED_EXTENSION = "effect-containerd.io/docker"
 const STORED_TYPE_URL = "types.effect-containerd.io/docker/StoredContainer"
 const decodeStored = Schema.decodeUnknownOption(StoredContainer)
 
@@ -216,6 +216,8 @@ const NAME_PATTERN = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
 const DEFAULT_STOP_TIMEOUT = 10
 /** A killed process that does not go in this long is reported, not waited on forever. */
 const KILL_GRACE = Duration.seconds(30)
+/** How long a start waits for the previous run's exit to be handled (the task deleted, the log closed). */
+const SETTLE_TIMEOUT = Duration.seconds(30)
 /** How long an exited exec stays inspectable, and how often old ones are collected (dockerd: 5 min). */
 const EXEC_RETENTION = Duration.minutes(5)
 const EXEC_GC_INTERVAL = Duration.minutes(1)
@@ -245,10 +247,12 @@ interface Entry {
   streaming: boolean
   /** Readers following the log file; its removal waits for them to finish. */
   followers: number
+  /** Completed once the engine has handled the current run's exit (so the next start may come). */
+  handled: Deferred.Deferred<void> | undefined
 }
 
 /** What attachers receive: output of a stream, or the end of a run's output. */
-export type OutputEvent =
+type OutputEvent =
   | { readonly _tag: "Output"; readonly stream: "stdout" | "stderr"; readonly data: Uint8Array }
   | { readonly _tag: "End" }
 
@@ -293,7 +297,7 @@ const parsePolicy = (policy: HostConfig["RestartPolicy"]): Result.Result<Entry["
 const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }
 
 /** A size as Docker writes them (`512`, `64k`, `10m`, `1g`), in bytes; `undefined` if absent or malformed. */
-export const parseSize = (value: string | undefined): number | undefined => {
+const parseSize = (value: string | undefined): number | undefined => {
   const match = /^(\d+)([bkmg]?)$/i.exec(value ?? "")
   return match === null ? undefined : Number(match[1]) * UNITS[match[2]!.toLowerCase()]!
 }
@@ -365,12 +369,13 @@ const adjectives = ["brave", "calm", "eager", "fervent", "gentle", "happy", "kee
 const scientists = ["curie", "darwin", "euler", "galois", "hopper", "kepler", "lovelace", "noether", "pike", "ritchie", "turing", "wozniak"]
 
 /** Builds the engine over the library's services, recovering the daemon's namespace. */
-export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
+const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const client = yield* Containerd
   const runtime = yield* Runtime
   const images = yield* Images
   const eventLog = yield* EventLog
-  const rpc = withNamespace(options.namespace)
+  /** Runs in the daemon's namespace, whatever the client's default. */
+  const inNamespace = <A, E, R>(effect: Effect.Effect<A, E, R>) => withNamespace(effect, options.namespace)
 
   const byId = new Map<string, Entry>()
   const byName = new Map<string, string>()
@@ -397,7 +402,8 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     output,
     input: undefined,
     streaming: false,
-    followers: 0
+    followers: 0,
+    handled: undefined
   }))
 
   const index = (entry: Entry) => {
@@ -413,7 +419,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
 
   // The index, from containerd: every container of ours with its stored config.
   const existing = yield* runtime.containers.list([`labels."${MonitorLabels.managed}"==true`]).pipe(
-    rpc,
+    inNamespace,
     Effect.orElseSucceed((): ReadonlyArray<Container> => [])
   )
   for (const container of existing) {
@@ -436,12 +442,11 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     eventLog.publish({ type: "container", action, id: entry.id, attributes: attributesOf(entry, extra) })
 
   const setLabels = (id: string, labels: Record<string, string>) =>
-    rpc(client.containers.update({
+    inNamespace(client.containers.update({
       container: { id, labels },
       updateMask: Object.keys(labels).map((key) => `labels.${key}`)
     })).pipe(Effect.asVoid)
 
-  let monitors: MonitorsShape | undefined
 
   /**
    * A pending restart or removal of `id`, run in the engine's scope (never inside
@@ -483,6 +488,15 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       yield* Deferred.await(ready)
       const entry = byId.get(exit.containerId)
       if (entry === undefined) return
+      const handled = entry.handled
+      yield* handleRunEnd(entry, exit, self).pipe(
+        Effect.ensuring(handled === undefined ? Effect.void : Deferred.succeed(handled, undefined))
+      )
+    })
+
+  /** The exit of one run, in order: the end of its output, its events, then AutoRemove or the restart policy. */
+  const handleRunEnd = (entry: Entry, exit: ContainerExit, self: MonitorsShape) =>
+    Effect.gen(function*() {
       entry.paused = false
       const code = exit.status.code
       const now = yield* Clock.currentTimeMillis
@@ -525,11 +539,9 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     })
 
   const handler = ExitHandler.of({ handle: handleExit })
-  monitors = yield* makeMonitors({ namespaces: [options.namespace] }).pipe(
+  const mon = yield* makeMonitors({ namespaces: [options.namespace] }).pipe(
     Effect.provideService(ExitHandler, handler)
   )
-  const mon = monitors
-  const inNamespace = <A, E, R>(effect: Effect.Effect<A, E, R>) => withNamespace(effect, options.namespace)
 
   /** The entry a ref names: full id, name, or unique id prefix. */
   const find = (ref: string): Effect.Effect<Entry, DockerError> =>
@@ -652,6 +664,13 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const startTask = (entry: Entry) =>
     Effect.gen(function*() {
       entry.restarting = false
+      const handled = yield* Deferred.make<void>()
+      entry.handled = handled
+      yield* startRun(entry).pipe(Effect.onError(() => Deferred.succeed(handled, undefined)))
+    })
+
+  const startRun = (entry: Entry) =>
+    Effect.gen(function*() {
       if (shimLogged(entry)) {
         yield* lib(inNamespace(mon.start(entry.id, { stdio: Stdio.binary(loggerScript!) })), `cannot start container ${entry.id}`)
         // Its output ends when the task is deleted (the shim waits for the logger then): see handleExit.
@@ -682,7 +701,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         Result.isSuccess(result) ? Effect.succeed(result.success) : Effect.fail(badRequest(result.failure))
       const policy = yield* check(parsePolicy(host.RestartPolicy))
       if (host.AutoRemove === true && policy.name !== "no") {
-        return yield* Effect.fail(conflict("conflicting options: cannot specify both --restart and --rm"))
+        return yield* Effect.fail(badRequest("conflicting options: cannot specify both --restart and --rm"))
       }
       if (host.Privileged === true) return yield* Effect.fail(badRequest("privileged containers are not supported"))
       const network = yield* check(parseNetwork(host.NetworkMode))
@@ -799,11 +818,15 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       if (entry.removing) return yield* Effect.fail(conflict(`container ${entry.id} is marked for removal and cannot be started`))
       if (yield* isRunning(entry)) return { alreadyRunning: true }
       yield* cancelPending(entry)
+      yield* settled(entry)
       if (entry.manuallyStopped) {
         entry.manuallyStopped = false
         yield* lib(setLabels(entry.id, { [DaemonLabels.stopped]: "" }))
       }
-      yield* startTask(entry)
+      // As dockerd: a --rm container that cannot start is removed.
+      yield* startTask(entry).pipe(Effect.onError(() =>
+        entry.stored.HostConfig.AutoRemove === true ? schedule(entry, remove(entry.id, { force: true }), "remove") : Effect.void
+      ))
       return { alreadyRunning: false }
     })
 
@@ -833,14 +856,11 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     })
 
   /** Waits until the monitors have handled the exit (the task deleted), so a start or remove may follow. */
+  /** Waits until the engine has handled the last run's exit (the task is deleted): a start may follow. */
   const settled = (entry: Entry) =>
-    Effect.gen(function*() {
-      for (let i = 0; i < 200; i++) {
-        const tracked = yield* trackedOf(entry)
-        if (tracked === undefined || tracked.task === undefined) return
-        yield* Effect.sleep(Duration.millis(10))
-      }
-    })
+    Effect.suspend(() =>
+      entry.handled === undefined ? Effect.void : Effect.asVoid(Effect.timeoutOption(Deferred.await(entry.handled), SETTLE_TIMEOUT))
+    )
 
   const markStopped = (entry: Entry) =>
     Effect.gen(function*() {
@@ -858,6 +878,8 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       yield* markStopped(entry)
       const stopped = yield* stopTask(entry, stopOptions?.signal, stopOptions?.timeout)
       if (!stopped) return { alreadyStopped: !wasRestarting }
+      // As dockerd, stopped means cleaned up: a start may follow at once.
+      yield* settled(entry)
       yield* publish(entry, "stop")
       return { alreadyStopped: false }
     })
@@ -867,11 +889,10 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       const entry = yield* find(ref)
       yield* cancelPending(entry)
       const wasStopped = entry.manuallyStopped
-      entry.manuallyStopped = true // no policy restart in between
-      yield* stopTask(entry, restartOptions?.signal, restartOptions?.timeout).pipe(
+      entry.manuallyStopped = true // no policy restart in between, until the exit is handled
+      yield* Effect.andThen(stopTask(entry, restartOptions?.signal, restartOptions?.timeout), settled(entry)).pipe(
         Effect.ensuring(Effect.sync(() => void (entry.manuallyStopped = wasStopped)))
       )
-      yield* settled(entry)
       if (entry.manuallyStopped) {
         entry.manuallyStopped = false
         yield* lib(setLabels(entry.id, { [DaemonLabels.stopped]: "" }))
@@ -1084,6 +1105,13 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           return yield* Effect.fail(badRequest(`invalid filter 'status=${status}'`))
         }
       }
+      // Names match as regular expressions (dockerd's name filter); a malformed one is the client's error.
+      const namePatterns: Array<RegExp> = []
+      for (const pattern of filters.name ?? []) {
+        const compiled = Result.try({ try: () => new RegExp(pattern), catch: () => pattern })
+        if (Result.isFailure(compiled)) return yield* Effect.fail(badRequest(`invalid filter 'name=${pattern}': not a regular expression`))
+        namePatterns.push(compiled.success)
+      }
       const rows = yield* Effect.forEach([...byId.values()], (entry) =>
         Effect.gen(function*() {
           const state = yield* stateOf(entry)
@@ -1096,7 +1124,7 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           (all || state.Running) &&
           anyOf("status", (v) => v === state.Status) &&
           anyOf("id", (v) => entry.id.startsWith(v)) &&
-          anyOf("name", (v) => new RegExp(v).test(entry.name)) &&
+          (namePatterns.length === 0 || namePatterns.some((pattern) => pattern.test(entry.name))) &&
           anyOf("label", (v) => {
             const labels = entry.stored.Config.Labels ?? {}
             const eq = v.indexOf("=")
@@ -1153,38 +1181,41 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       const wanted = (stream: "stdout" | "stderr") => stream === "stdout" ? attachOptions.stdout : attachOptions.stderr
       // Subscribe first, so nothing between the replay and now is missed.
       const subscription = attachOptions.stream ? yield* PubSub.subscribe(entry.output) : undefined
-      const live = subscription === undefined
-        ? Stream.empty
-        : shimLogged(entry)
-        ? Stream.unwrap(Effect.map(
-          followLog(entry, subscription, {
-            stdout: attachOptions.stdout,
-            stderr: attachOptions.stderr,
-            since: yield* Clock.currentTimeMillis,
-            follow: true
-          }),
-          (entries) => entries.pipe(Stream.map((e) => ({ stream: e.stream, data: e.log })), Stream.catch(() => Stream.empty))
-        ))
-        : Stream.fromSubscription(subscription).pipe(
-          Stream.takeWhile((event) => event._tag !== "End"),
-          Stream.filterMap((event) =>
-            event._tag === "Output" && wanted(event.stream)
-              ? Result.succeed({ stream: event.stream, data: event.data })
-              : Result.failVoid
-          )
-        )
       const replay = attachOptions.logs
         ? readLogs({ path: logPathOf(entry), stdout: attachOptions.stdout, stderr: attachOptions.stderr }).pipe(
           Stream.map((e) => ({ stream: e.stream, data: e.log })),
           Stream.catch(() => Stream.empty)
         )
         : Stream.empty
+      // A shim-logged container's output is its log file: one reader, from now (or, with
+      // `logs`, from the start), followed to the end of the run, so nothing comes twice.
+      const output = subscription !== undefined && shimLogged(entry)
+        ? Stream.unwrap(Effect.map(
+          followLog(entry, subscription, {
+            stdout: attachOptions.stdout,
+            stderr: attachOptions.stderr,
+            since: attachOptions.logs ? undefined : yield* Clock.currentTimeMillis,
+            follow: true
+          }),
+          (entries) => entries.pipe(Stream.map((e) => ({ stream: e.stream, data: e.log })), Stream.catch(() => Stream.empty))
+        ))
+        : Stream.concat(
+          replay,
+          subscription === undefined ? Stream.empty : Stream.fromSubscription(subscription).pipe(
+            Stream.takeWhile((event) => event._tag !== "End"),
+            Stream.filterMap((event) =>
+              event._tag === "Output" && wanted(event.stream)
+                ? Result.succeed({ stream: event.stream, data: event.data })
+                : Result.failVoid
+            )
+          )
+        )
       const input = attachOptions.stdin && attachOptions.stream && entry.stored.Config.OpenStdin === true
         ? yield* inputOf(entry)
         : undefined
       return {
         tty,
-        output: Stream.concat(replay, live),
+        output,
         write: input === undefined ? undefined : (data: Uint8Array) => Effect.asVoid(Queue.offer(input, data)),
         endInput: input !== undefined && entry.stored.Config.StdinOnce === true ? Effect.asVoid(Queue.end(input)) : Effect.void
       } satisfies AttachSession
@@ -1398,6 +1429,9 @@ export const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   yield* Effect.forEach([...byId.values()], (entry) =>
     Effect.gen(function*() {
       const state = yield* stateOf(entry)
+      // An exit still to be handled here (running, or stopped with its task not yet
+      // deleted by recovery): starts wait for it.
+      if (state.Running || (yield* trackedOf(entry))?.task !== undefined) entry.handled = yield* Deferred.make<void>()
       // A shim-logged container's log is still being written: `logs -f` follows it to its end.
       if (state.Running && shimLogged(entry)) entry.streaming = true
       if (state.Running || entry.removing || entry.restarting) return

@@ -366,7 +366,7 @@ const filterImage = (
 }
 
 /** Builds the daemon's images service. */
-export const makeDockerImages = Effect.gen(function*() {
+const makeDockerImages = Effect.gen(function*() {
   const client = yield* Containerd
   const images = yield* Images
   const engine = yield* Engine

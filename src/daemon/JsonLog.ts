@@ -55,8 +55,6 @@ import { Appender, type LogStream } from "./JsonLogFile.ts"
 
 export { formatDockerTimestamp, type LogStream, MAX_LINE } from "./JsonLogFile.ts"
 
-/** A container output stream as json-file names it. */
-
 /** The log file could not be opened, written, rotated or read, or the options are invalid. */
 export class JsonLogError extends Schema.TaggedError<JsonLogError>()("JsonLogError", {
   message: Schema.String,

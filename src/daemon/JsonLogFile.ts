@@ -59,10 +59,9 @@ const escapeChar = (char: string): string => {
 const entryLine = (stream: LogStream, bytes: Buffer, time: string): string =>
   `{"log":"${bytes.toString("utf8").replace(ESCAPED, escapeChar)}","stream":"${stream}","time":"${time}"}\n`
 
-
 /**
- * A container's log file and its partial lines, appended synchronously, so one chunk's entries are never interleaved with
-// another's. Only the fs calls throw.
+ * A container's log file and its partial lines, appended synchronously, so one
+ * chunk's entries are never interleaved with another's. Only the fs calls throw.
  */
 export class Appender {
   private fd: number | undefined

@@ -25,11 +25,21 @@ const sourceOf = (): string | undefined => {
 
 const compile = (source: string, output: string) =>
   Effect.callback<void, string>((resume) => {
+    // Built beside the output and renamed into place, so a half-written binary is never run.
     const partial = `${output}.${process.pid}.tmp`
-    execFile("cc", ["-O2", "-o", partial, source], (error, _stdout, stderr) => {
-      if (error !== null) return resume(Effect.fail(stderr || error.message))
-      fs.renameSync(partial, output)
-      resume(Effect.void)
+    const child = execFile("cc", ["-O2", "-o", partial, source], (error, _stdout, stderr) => {
+      try {
+        if (error !== null) throw new Error(stderr || error.message)
+        fs.renameSync(partial, output)
+        resume(Effect.void)
+      } catch (cause) {
+        fs.rmSync(partial, { force: true })
+        resume(Effect.fail(cause instanceof Error ? cause.message : String(cause)))
+      }
+    })
+    return Effect.sync(() => {
+      child.kill()
+      fs.rmSync(partial, { force: true })
     })
   })
 
@@ -47,6 +57,10 @@ export const buildShimLogger = (dir: string, logRoot: string): Effect.Effect<str
     const hash = crypto.createHash("sha256").update(fs.readFileSync(source)).digest("hex").slice(0, 12)
     const binary = path.join(dir, `logger-${hash}`)
     fs.mkdirSync(dir, { recursive: true })
+    // Loggers built from older sources are no longer run by new containers; running shims keep theirs open.
+    for (const file of fs.readdirSync(dir)) {
+      if (file.startsWith("logger-") && path.join(dir, file) !== binary) fs.rmSync(path.join(dir, file), { force: true })
+    }
     if (!fs.existsSync(binary)) {
       const built = yield* Effect.result(compile(source, binary))
       if (built._tag === "Failure") {

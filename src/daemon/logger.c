@@ -9,7 +9,7 @@
  *
  * It is C, compiled by the daemon at start (Engine.ts), because the shim waits
  * for it on every container start: Node needs ~100 ms to boot, this ~1 ms.
- * The format is JsonLogFile.ts's, entry for entry (test/daemon/Logger.test.ts
+ * The format is JsonLogFile.ts's, entry for entry (test/daemon/ShimLogger.test.ts
  * compares the two): lines cut at each newline and every 16 KiB, the escaping
  * of Go's encoder (`<>&` and U+2028/9 too; invalid UTF-8 as U+FFFD), the time
  * as Go's RFC3339Nano, and rotation before a write that would pass max-size.
@@ -156,18 +156,28 @@ static void now(char *buf, size_t cap) {
   snprintf(buf + n, cap - n, "Z");
 }
 
+/*
+ * Opens the log. A failure (disk full, permissions) is reported and the output
+ * dropped until a later write opens it: exiting would close the pipes, and the
+ * container would get SIGPIPE on its next write.
+ */
 static void open_log(int truncate) {
+  static int reported;
   out_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | (truncate ? O_TRUNC : 0), 0640);
-  if (out_fd < 0) die("open");
+  if (out_fd < 0) {
+    if (!reported) fprintf(stderr, "effect-containerd logger: open %s: %s\n", path, strerror(errno));
+    reported = 1;
+    return;
+  }
+  reported = 0;
   struct stat st;
-  if (fstat(out_fd, &st) < 0) die("fstat");
-  size = st.st_size;
+  size = fstat(out_fd, &st) == 0 ? st.st_size : 0;
 }
 
 /* dockerd's rotate(): drop the oldest, shift the others up, begin a new file. */
 static void rotate(void) {
   char from[4200], to[4200];
-  close(out_fd);
+  if (out_fd >= 0) close(out_fd);
   if (max_files > 1) {
     snprintf(to, sizeof to, "%s.%d", path, max_files - 1);
     unlink(to);
@@ -183,6 +193,8 @@ static void rotate(void) {
 }
 
 static void write_all(const char *p, size_t n) {
+  if (out_fd < 0) open_log(0);
+  if (out_fd < 0) return;
   while (n > 0) {
     ssize_t w = write(out_fd, p, n);
     if (w < 0) {
@@ -288,7 +300,7 @@ int main(int argc, char **argv) {
     for (int s = 0; s < 2; s++) {
       if (fds[s].fd < 0 || fds[s].revents == 0) continue;
       ssize_t r = read(fds[s].fd, buf, sizeof buf);
-      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (r <= 0) {
         close(fds[s].fd);
         fds[s].fd = -1;
@@ -306,6 +318,6 @@ int main(int argc, char **argv) {
     if (partial_len[s] > 0) put_entry(s, (const unsigned char *)partial[s], partial_len[s], time);
   }
   flush_batch();
-  close(out_fd);
+  if (out_fd >= 0) close(out_fd);
   return 0;
 }

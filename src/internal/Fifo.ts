@@ -37,17 +37,17 @@ export type Stdio =
   /**
    * The shim starts this program (containerd's `binary://` logging) with the
    * process's stdout and stderr as fds 3 and 4; it runs as long as the process,
-   * whether or not we do. `args` are passed as query pairs: containerd hands
-   * them over as `key value` in no fixed order, so use at most one.
+   * whether or not we do. It gets no arguments: containerd would pass ours in no
+   * fixed order.
    */
-  | { readonly _tag: "Binary"; readonly path: string; readonly args?: Readonly<Record<string, string>> | undefined }
+  | { readonly _tag: "Binary"; readonly path: string }
 
 /** Stdio constructors. */
 export const Stdio = {
   null: { _tag: "Null" } as Stdio,
   pipe: (options?: { readonly stdin?: boolean }): Stdio => ({ _tag: "Pipe", stdin: options?.stdin ?? false }),
   logFile: (file: string): Stdio => ({ _tag: "LogFile", path: file }),
-  binary: (program: string, args?: Readonly<Record<string, string>>): Stdio => ({ _tag: "Binary", path: program, args })
+  binary: (program: string): Stdio => ({ _tag: "Binary", path: program })
 }
 
 /** Our ends of a process's stdio. */
@@ -100,7 +100,7 @@ export const openProcessIo = (
     const uri = stdio._tag === "LogFile"
       ? `file://${stdio.path}`
       : stdio._tag === "Binary"
-      ? `binary://${stdio.path}${stdio.args === undefined ? "" : `?${new URLSearchParams(stdio.args).toString()}`}`
+      ? `binary://${stdio.path}`
       : ""
     return Effect.succeed({
       request: { stdin: "", stdout: uri, stderr: uri },
@@ -180,7 +180,10 @@ const openEnds = (dir: string, terminal: boolean, withStdin: boolean): ProcessIo
         },
         onError: (cause) => ioError(name, `reading ${name} failed`, cause),
         closeOnDone: false
-      })
+      }).pipe(
+        // A reader that stopped (ended, or interrupted) is no longer one to wait for.
+        Stream.ensuring(Effect.sync(() => void reading.delete(socket)))
+      )
     return {
       request: {
         stdin: withStdin ? path.join(dir, "stdin") : "",

@@ -602,7 +602,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
       // allows before the layers exist (the lease keeps everything meanwhile): they
       // are written while the layers download and unpack, not after.
       const configLabels = unpack && topChain !== "" ? { [Labels.gcSnapshot(snapshotter)]: topChain } : {}
-      const documents = Effect.gen(function*() {
+      const writeDocuments = Effect.gen(function*() {
         const config = yield* ensureDocument(namespace, source, plan.config, configLabels)
         if (config === "exists" && unpack && topChain !== "") yield* labelConfig(plan, snapshotter)
         yield* ensureDocument(namespace, source, plan.manifest, {
@@ -616,7 +616,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
         }
       })
       // All fail fast: a failed download interrupts the unpacks waiting for it.
-      yield* Effect.all([fetchLayers, unpack && !unpacked ? unpackLayers : Effect.void, documents], {
+      yield* Effect.all([fetchLayers, unpack && !unpacked ? unpackLayers : Effect.void, writeDocuments], {
         concurrency: 3,
         discard: true
       })

@@ -101,7 +101,7 @@ describe("Engine against containerd", () => {
       assert.strictEqual((yield* Effect.flip(docker.inspect(Id))).status, 404)
     }).pipe(Effect.scoped), 60_000)
 
-  it.live("restart policy on-failure:2 restarts twice; AutoRemove removes after the exit", () =>
+  it.live("restart policy on-failure:2 restarts twice; restart and stop+start under always; AutoRemove removes after the exit", () =>
     Effect.gen(function*() {
       const namespace = uniqueNamespace("eng")
       const ctx = yield* Layer.build(engine(namespace))
@@ -116,6 +116,18 @@ describe("Engine against containerd", () => {
       const done = yield* docker.inspect(Id)
       assert.strictEqual(done.RestartCount, 2)
       assert.strictEqual(done.State.ExitCode, 1)
+
+      // A restart is not a policy restart: the count stays, and the container runs once.
+      const always = yield* docker.create("always", body({ Cmd: ["sleep", "100"], HostConfig: { RestartPolicy: { Name: "always" } } }))
+      yield* docker.start(always.Id)
+      yield* docker.restart(always.Id, { timeout: 0 })
+      yield* Effect.sleep("500 millis")
+      const restarted = yield* docker.inspect(always.Id)
+      assert.deepStrictEqual([restarted.State.Status, restarted.RestartCount], ["running", 0])
+      // Stopped means cleaned up: a start may follow at once.
+      yield* docker.stop(always.Id, { timeout: 0 })
+      assert.deepStrictEqual(yield* docker.start(always.Id), { alreadyRunning: false })
+      yield* docker.remove(always.Id, { force: true })
 
       const rm = yield* docker.create(undefined, body({ Cmd: ["true"], HostConfig: { AutoRemove: true } }))
       const removed = yield* Effect.forkScoped(yield* docker.wait(rm.Id, "removed"))
@@ -137,7 +149,7 @@ describe("Engine against containerd", () => {
         [undefined, body({ HostConfig: { NetworkMode: "container:x" } }), 400],
         [undefined, body({ HostConfig: { Binds: ["data:/data"] } }), 400],
         [undefined, body({ HostConfig: { RestartPolicy: { Name: "sometimes" } } }), 400],
-        [undefined, body({ HostConfig: { AutoRemove: true, RestartPolicy: { Name: "always" } } }), 409],
+        [undefined, body({ HostConfig: { AutoRemove: true, RestartPolicy: { Name: "always" } } }), 400],
         [undefined, body({ StopSignal: "SIGNOPE" }), 400]
       ]
       for (const [name, request, status] of cases) {

@@ -23,6 +23,7 @@ import {
   Exit,
   Fiber,
   FiberMap,
+  Latch,
   Layer,
   Option,
   PubSub,
@@ -216,6 +217,8 @@ const NAME_PATTERN = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
 const DEFAULT_STOP_TIMEOUT = 10
 /** A killed process that does not go in this long is reported, not waited on forever. */
 const KILL_GRACE = Duration.seconds(30)
+/** How long a removal waits for the readers of the container's log to finish. */
+const FOLLOWERS_TIMEOUT = Duration.seconds(5)
 /** How long a start waits for the previous run's exit to be handled (the task deleted, the log closed). */
 const SETTLE_TIMEOUT = Duration.seconds(30)
 /** How long an exited exec stays inspectable, and how often old ones are collected (dockerd: 5 min). */
@@ -247,6 +250,8 @@ interface Entry {
   streaming: boolean
   /** Readers following the log file; its removal waits for them to finish. */
   followers: number
+  /** Open while no reader follows the log file. */
+  readonly unfollowed: Latch.Latch
   /** Completed once the engine has handled the current run's exit (so the next start may come). */
   handled: Deferred.Deferred<void> | undefined
 }
@@ -403,6 +408,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     input: undefined,
     streaming: false,
     followers: 0,
+    unfollowed: Latch.makeUnsafe(true),
     handled: undefined
   }))
 
@@ -988,7 +994,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         yield* FiberMap.remove(pumps, entry.id)
         // As dockerd removes containers/<id>: the log goes with the container, once
         // its followers (an attached `docker run --rm`) have read it to the end.
-        for (let waited = 0; entry.followers > 0 && waited < 5000; waited += 10) yield* Effect.sleep(Duration.millis(10))
+        yield* Effect.timeoutOption(entry.unfollowed.await, FOLLOWERS_TIMEOUT)
         yield* files("could not remove the container's log", () =>
           fs.rmSync(path.join(options.logRoot, entry.id), { recursive: true, force: true })).pipe(
             Effect.catch((error) => Effect.logWarning(error.message))
@@ -1244,9 +1250,11 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       }
       // Counted while it runs, not before: a stream nobody runs must not hold up a removal.
       return Stream.unwrap(Effect.sync(() => {
-        entry.followers++
+        if (entry.followers++ === 0) entry.unfollowed.closeUnsafe()
         return readLogs({ ...read, path: logPathOf(entry), done: Deferred.await(end) }).pipe(
-          Stream.ensuring(Effect.sync(() => void entry.followers--))
+          Stream.ensuring(Effect.sync(() => {
+            if (--entry.followers === 0) entry.unfollowed.openUnsafe()
+          }))
         )
       }))
     })

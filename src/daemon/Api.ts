@@ -505,8 +505,7 @@ const routes = Effect.gen(function*() {
           const until = yield* time("until")
           const tailText = yield* optionalQuery("tail")
           const tail = tailText === undefined || tailText === "all" ? undefined : yield* integerQuery("tail")
-          const entries = yield* engine.logs(id, { stdout, stderr, follow, since, until, tail })
-          const tty = (yield* engine.inspect(id)).Config.Tty === true
+          const { entries, tty } = yield* engine.logs(id, { stdout, stderr, follow, since, until, tail })
           const frameOf = framed(tty)
           const body = Stream.map(entries, (entry) => {
             const data = timestamps ? Buffer.concat([encoder.encode(`${formatDockerTimestamp(entry.timeNanos)} `), entry.log]) : entry.log

@@ -115,7 +115,10 @@ export interface EngineShape {
    */
   readonly attach: (ref: string, options: AttachOptions) => Effect.Effect<AttachSession, DockerError, Scope.Scope>
   /** The container's json-file log, filtered; with `follow`, until the container stops. */
-  readonly logs: (ref: string, options: LogsOptions) => Effect.Effect<Stream.Stream<LogEntry, DockerError>, DockerError>
+  readonly logs: (
+    ref: string,
+    options: LogsOptions
+  ) => Effect.Effect<{ readonly tty: boolean; readonly entries: Stream.Stream<LogEntry, DockerError> }, DockerError>
   /** Creates an exec in a running container (Docker's exec instance); 409 if it is not running or paused. */
   readonly execCreate: (ref: string, config: ExecConfig) => Effect.Effect<{ readonly Id: string }, DockerError>
   /**
@@ -1260,12 +1263,14 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     })
 
   const logs: EngineShape["logs"] = (ref, logsOptions) =>
-    Effect.map(find(ref), (entry) =>
-      Stream.unwrap(Effect.gen(function*() {
+    Effect.map(find(ref), (entry) => ({
+      tty: entry.stored.Config.Tty === true,
+      entries: Stream.unwrap(Effect.gen(function*() {
         const subscription = yield* PubSub.subscribe(entry.output)
         const entries = yield* followLog(entry, subscription, { ...logsOptions, follow: logsOptions.follow && entry.streaming })
         return Stream.mapError(entries, (error) => internal(`reading the log of ${entry.id} failed: ${error.message}`, error))
-      })))
+      }))
+    }))
 
   const resize: EngineShape["resize"] = (ref, height, width) =>
     Effect.gen(function*() {

@@ -122,16 +122,16 @@ const fakeEngine = (calls: Calls) => {
         endInput: Effect.void
       }),
     logs: (ref) =>
-      Effect.as(
-        find(ref),
-        Stream.make({
+      Effect.as(find(ref), {
+        tty: false,
+        entries: Stream.make({
           stream: "stderr" as const,
           time: "2026-12-02T03:04:05.000000001Z",
           timeMs: 0,
           timeNanos: BigInt(Date.UTC(2026, 11, 2, 3, 4, 5)) * 1_000_000n + 1n,
           log: new TextEncoder().encode("oops\n")
         })
-      ),
+      }),
     resize: (ref) => Effect.asVoid(find(ref)),
     execCreate: (ref) => Effect.as(find(ref), { Id: "exec-1" }),
     execStart: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),

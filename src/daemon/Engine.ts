@@ -619,11 +619,9 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     return maxSize === undefined ? { maxFiles } : { maxSize, maxFiles }
   }
 
-  const loggerScript = options.shimLogger
-
   /** Whether the shim logger writes this container's log (no stdin, no terminal: nothing else needs the daemon). */
   const shimLogged = (entry: Entry) =>
-    loggerScript !== undefined && entry.stored.Config.OpenStdin !== true && entry.stored.Config.Tty !== true
+    options.shimLogger !== undefined && entry.stored.Config.OpenStdin !== true && entry.stored.Config.Tty !== true
 
   /**
    * Drains one run's output into the json-file log and to the attachers, and
@@ -681,7 +679,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const startRun = (entry: Entry) =>
     Effect.gen(function*() {
       if (shimLogged(entry)) {
-        yield* lib(inNamespace(mon.start(entry.id, { stdio: Stdio.binary(loggerScript!) })), `cannot start container ${entry.id}`)
+        yield* lib(inNamespace(mon.start(entry.id, { stdio: Stdio.binary(options.shimLogger!, options.logRoot) })), `cannot start container ${entry.id}`)
         // Its output ends when the task is deleted (the shim waits for the logger then): see handleExit.
         entry.streaming = true
         return yield* publish(entry, "start")

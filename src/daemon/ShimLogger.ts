@@ -3,10 +3,10 @@
  * shim runs for every container logged with `binary://`. It is compiled with the
  * system's C compiler at daemon start, into `<dir>/logger-<hash of the source>`,
  * so a changed source is rebuilt and an unchanged one costs nothing. The shim
- * gives it no environment but CONTAINER_ID and CONTAINER_NAMESPACE, and its
- * arguments in no fixed order, so the log root is baked into a wrapper script
- * beside it. Without a compiler the daemon logs every container through its
- * FIFOs instead (and says so).
+ * gives it no environment but CONTAINER_ID and CONTAINER_NAMESPACE; the log
+ * root is its one argument, exec'd directly (no shell on the start path).
+ * Without a compiler the daemon logs every container through its FIFOs instead
+ * (and says so).
  */
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
@@ -44,10 +44,10 @@ const compile = (source: string, output: string) =>
   })
 
 /**
- * The shim logger for `logRoot` (a script to pass to `Stdio.binary`), built
- * under `dir`; `undefined` when it cannot be built here.
+ * The shim logger (a program for `Stdio.binary`, given the log root as its
+ * argument), built under `dir`; `undefined` when it cannot be built here.
  */
-export const buildShimLogger = (dir: string, logRoot: string): Effect.Effect<string | undefined> =>
+export const buildShimLogger = (dir: string): Effect.Effect<string | undefined> =>
   Effect.gen(function*() {
     const source = sourceOf()
     if (source === undefined) {
@@ -70,8 +70,5 @@ export const buildShimLogger = (dir: string, logRoot: string): Effect.Effect<str
         return undefined
       }
     }
-    const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`
-    const script = path.join(dir, "logger")
-    fs.writeFileSync(script, `#!/bin/sh\nexec ${quote(binary)} ${quote(logRoot)}\n`, { mode: 0o755 })
-    return script
+    return binary
   })

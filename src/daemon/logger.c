@@ -17,8 +17,9 @@
  * SIGTERM (sent by the shim when the task is deleted) is ignored: the streams
  * are read to their end; the shim waits 12 s before SIGKILL.
  *
- * Usage: logger <log root>, with CONTAINER_ID set (the shim sets it); the
- * options are <root>/<id>/log-config.json ({"maxSize":n,"maxFiles":n}).
+ * Usage: logger <log root> [""], with CONTAINER_ID set (the shim sets it, and
+ * passes the URI's query `?<log root>` as those two arguments); the options are
+ * <root>/<id>/log-config.json ({"maxSize":n,"maxFiles":n}).
  */
 #define _GNU_SOURCE
 #include <errno.h>

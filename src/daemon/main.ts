@@ -138,7 +138,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
   }).pipe(
     Layer.provideMerge(DockerImages.layer),
     Layer.provideMerge(Layer.unwrap(Effect.map(
-      buildShimLogger(path.join(settings.dataRoot, "bin"), path.join(settings.dataRoot, "containers")),
+      buildShimLogger(path.join(settings.dataRoot, "bin")),
       (shimLogger) =>
         engineLayer({ namespace: settings.namespace, logRoot: path.join(settings.dataRoot, "containers"), shimLogger })
     ))),

@@ -37,17 +37,17 @@ export type Stdio =
   /**
    * The shim starts this program (containerd's `binary://` logging) with the
    * process's stdout and stderr as fds 3 and 4; it runs as long as the process,
-   * whether or not we do. It gets no arguments: containerd would pass ours in no
-   * fixed order.
+   * whether or not we do. Its arguments are `argument ""`: containerd passes the
+   * URI's query pairs as `key value`, in no fixed order when there are several.
    */
-  | { readonly _tag: "Binary"; readonly path: string }
+  | { readonly _tag: "Binary"; readonly path: string; readonly argument?: string | undefined }
 
 /** Stdio constructors. */
 export const Stdio = {
   null: { _tag: "Null" } as Stdio,
   pipe: (options?: { readonly stdin?: boolean }): Stdio => ({ _tag: "Pipe", stdin: options?.stdin ?? false }),
   logFile: (file: string): Stdio => ({ _tag: "LogFile", path: file }),
-  binary: (program: string): Stdio => ({ _tag: "Binary", path: program })
+  binary: (program: string, argument?: string): Stdio => ({ _tag: "Binary", path: program, argument })
 }
 
 /** Our ends of a process's stdio. */
@@ -100,7 +100,7 @@ export const openProcessIo = (
     const uri = stdio._tag === "LogFile"
       ? `file://${stdio.path}`
       : stdio._tag === "Binary"
-      ? `binary://${stdio.path}`
+      ? `binary://${stdio.path}${stdio.argument === undefined ? "" : `?${encodeURIComponent(stdio.argument)}`}`
       : ""
     return Effect.succeed({
       request: { stdin: "", stdout: uri, stderr: uri },

@@ -22,10 +22,10 @@ const tempDir = Effect.acquireRelease(
 
 type Chunk = readonly [LogStream, Uint8Array]
 
-/** Runs the logger for container `id` on `chunks`, as the shim would, until it exits. */
-const runLogger = (script: string, id: string, chunks: ReadonlyArray<Chunk>) =>
+/** Runs the logger for container `id` on `chunks`, as the shim would (`?<root>`: `root ""`), until it exits. */
+const runLogger = (program: string, root: string, id: string, chunks: ReadonlyArray<Chunk>) =>
   Effect.callback<number>((resume) => {
-    const child = spawn(script, [], {
+    const child = spawn(program, [root, ""], {
       env: { CONTAINER_ID: id, CONTAINER_NAMESPACE: "test" },
       stdio: ["ignore", "ignore", "inherit", "pipe", "pipe", "pipe"]
     })
@@ -57,8 +57,8 @@ describe("the shim logger", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const root = path.join(dir, "containers")
-      const script = yield* buildShimLogger(path.join(dir, "bin"), root)
-      assert.isDefined(script, "the logger builds with the system's C compiler")
+      const program = yield* buildShimLogger(path.join(dir, "bin"))
+      assert.isDefined(program, "the logger builds with the system's C compiler")
       const long = "x".repeat(40 * 1024)
       const chunks: ReadonlyArray<Chunk> = [
         ["stdout", bytes("hello\n")],
@@ -71,7 +71,7 @@ describe("the shim logger", () => {
         ["stderr", new Uint8Array([0x61, 0xff, 0x62, 0xe2, 0x82, 0x63, 0xf0, 0x9f, 0x98, 0x80, 0x0a])],
         ["stdout", bytes("no newline at the end")]
       ]
-      assert.strictEqual(yield* runLogger(script!, "c1", chunks), 0)
+      assert.strictEqual(yield* runLogger(program!, root, "c1", chunks), 0)
 
       const reference = path.join(dir, "reference.log")
       const appender = new Appender(reference, -1, 1)
@@ -91,11 +91,11 @@ describe("the shim logger", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const root = path.join(dir, "containers")
-      const script = yield* buildShimLogger(path.join(dir, "bin"), root)
+      const program = yield* buildShimLogger(path.join(dir, "bin"))
       fs.mkdirSync(path.join(root, "c2"), { recursive: true })
       fs.writeFileSync(logConfigPath(root, "c2"), JSON.stringify({ maxSize: 4096, maxFiles: 3 }))
       const lines = Array.from({ length: 500 }, (_, i) => `line ${String(i).padStart(4, "0")}\n`)
-      assert.strictEqual(yield* runLogger(script!, "c2", lines.map((l) => ["stdout", bytes(l)] as const)), 0)
+      assert.strictEqual(yield* runLogger(program!, root, "c2", lines.map((l) => ["stdout", bytes(l)] as const)), 0)
 
       const file = logPath(root, "c2")
       const names = [`${file}.2`, `${file}.1`, file]

@@ -7,7 +7,7 @@
  * of the containerd container (`StoredContainer`), written in the same
  * `Containers.Create`; what changes is in labels (the monitors' exit record, the
  * restart count, a manual stop). The in-memory index (names, ids) is rebuilt from
- * one `Containers.List` at start, so a restarted daemon loses nothing and no
+ * the one `Containers.List` of the monitors' recovery at start, so a restarted daemon loses nothing and no
  * second database can disagree with containerd.
  */
 import * as crypto from "node:crypto"
@@ -40,7 +40,7 @@ import { Containerd, withNamespace } from "../services/Containerd.ts"
 import { Events } from "../services/Events.ts"
 import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, MonitorLabels, type MonitorsShape } from "../services/Monitors.ts"
-import { type BindMount, type Container, type Process, Runtime, Stdio, type Task, type TmpfsMount } from "../services/Runtime.ts"
+import { type BindMount, type Process, type Runtime, Stdio, type Task, type TmpfsMount } from "../services/Runtime.ts"
 import { badRequest, conflict, DockerError, fromLibrary, internal, notFound } from "./DockerError.ts"
 import { EventLog } from "./EventLog.ts"
 import { type LogEntry, makeWriter, readLogs } from "./JsonLog.ts"
@@ -379,7 +379,6 @@ const scientists = ["curie", "darwin", "euler", "galois", "hopper", "kepler", "l
 /** Builds the engine over the library's services, recovering the daemon's namespace. */
 const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const client = yield* Containerd
-  const runtime = yield* Runtime
   const images = yield* Images
   const eventLog = yield* EventLog
   /** Runs in the daemon's namespace, whatever the client's default. */
@@ -425,21 +424,6 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       if (byName.get(entry.name) === entry.id) byName.delete(entry.name)
       return PubSub.shutdown(entry.output)
     })
-
-  // The index, from containerd: every container of ours with its stored config.
-  const existing = yield* runtime.containers.list([`labels."${MonitorLabels.managed}"==true`]).pipe(
-    inNamespace,
-    Effect.orElseSucceed((): ReadonlyArray<Container> => [])
-  )
-  for (const container of existing) {
-    const extension = container.info.extensions[STORED_EXTENSION]
-    if (extension === undefined) continue
-    const stored = yield* unpackJson(STORED_TYPE_URL, extension).pipe(
-      Effect.map(decodeStored),
-      Effect.orElseSucceed(() => Option.none<StoredContainer>())
-    )
-    if (Option.isSome(stored)) index(yield* entryOf(container.id, stored.value, container.labels))
-  }
 
   const attributesOf = (entry: Entry, extra?: Record<string, string>) => ({
     ...entry.stored.Config.Labels,
@@ -551,6 +535,21 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const mon = yield* makeMonitors({ namespaces: [options.namespace] }).pipe(
     Effect.provideService(ExitHandler, handler)
   )
+
+  // The index, from what the monitors' recovery just listed (one Containers.List
+  // for both): every container of ours with its stored config. Exits found by the
+  // recovery wait for `ready`, so they are handled with the index in place.
+  for (const state of yield* mon.states) {
+    if (state.namespace !== options.namespace) continue
+    const container = Option.getOrUndefined(yield* inNamespace(mon.get(state.id)))?.container
+    const extension = container?.info.extensions[STORED_EXTENSION]
+    if (container === undefined || extension === undefined) continue
+    const stored = yield* unpackJson(STORED_TYPE_URL, extension).pipe(
+      Effect.map(decodeStored),
+      Effect.orElseSucceed(() => Option.none<StoredContainer>())
+    )
+    if (Option.isSome(stored)) index(yield* entryOf(container.id, stored.value, container.labels))
+  }
 
   /** The entry a ref names: full id, name, or unique id prefix. */
   const find = (ref: string): Effect.Effect<Entry, DockerError> =>

@@ -6,9 +6,10 @@
  * State lives in containerd: what a container was created with is an extension
  * of the containerd container (`StoredContainer`), written in the same
  * `Containers.Create`; what changes is in labels (the monitors' exit record, the
- * restart count, a manual stop). The in-memory index (names, ids) is rebuilt from
- * the one `Containers.List` of the monitors' recovery at start, so a restarted daemon loses nothing and no
- * second database can disagree with containerd.
+ * restart count, a manual stop). The in-memory index (names, ids) is rebuilt
+ * from the one `Containers.List` of the monitors' recovery at start, so a
+ * restarted daemon loses nothing and no second database can disagree with
+ * containerd.
  */
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"

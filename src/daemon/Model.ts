@@ -67,18 +67,18 @@ export const CreateBody = Schema.Struct({
 })
 export type CreateBody = typeof CreateBody.Type
 
-/** The body of `POST /containers/{id}/exec`. */
+/** The body of `POST /containers/{id}/exec`: the process fields of a `Config`, and an argv `Cmd`. */
 export const ExecConfig = Schema.Struct({
-  AttachStdin: nullable(Schema.Boolean),
-  AttachStdout: nullable(Schema.Boolean),
-  AttachStderr: nullable(Schema.Boolean),
-  DetachKeys: nullable(Schema.String),
-  Tty: nullable(Schema.Boolean),
-  Env: nullable(Strings),
+  AttachStdin: ContainerConfig.fields.AttachStdin,
+  AttachStdout: ContainerConfig.fields.AttachStdout,
+  AttachStderr: ContainerConfig.fields.AttachStderr,
+  Tty: ContainerConfig.fields.Tty,
+  Env: ContainerConfig.fields.Env,
+  User: ContainerConfig.fields.User,
+  WorkingDir: ContainerConfig.fields.WorkingDir,
   Cmd: nullable(Strings),
-  Privileged: nullable(Schema.Boolean),
-  User: nullable(Schema.String),
-  WorkingDir: nullable(Schema.String)
+  DetachKeys: nullable(Schema.String),
+  Privileged: nullable(Schema.Boolean)
 })
 export type ExecConfig = typeof ExecConfig.Type
 

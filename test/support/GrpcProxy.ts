@@ -19,14 +19,36 @@ export interface GrpcProxy {
   readonly address: string
   /** Calls seen so far, by method path. */
   readonly counts: () => ReadonlyMap<string, number>
+  /** Unary calls seen so far, in order, with when they started and ended (ms since the epoch). */
+  readonly timeline: () => ReadonlyArray<TimedCall>
 }
 
-const forward = (upstream: grpc.Client, path: string, count: () => void, method: { requestStream: boolean; responseStream: boolean }) => {
+/** A unary call as the proxy saw it. */
+export interface TimedCall {
+  readonly method: string
+  readonly start: number
+  readonly end: number
+}
+
+const now = () => performance.timeOrigin + performance.now()
+
+
+const forward = (
+  upstream: grpc.Client,
+  path: string,
+  count: () => void,
+  timed: (call: TimedCall) => void,
+  method: { requestStream: boolean; responseStream: boolean }
+) => {
   const options = (call: { getDeadline(): grpc.Deadline }) => ({ deadline: call.getDeadline() })
   if (!method.requestStream && !method.responseStream) {
     return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
       count()
-      upstream.makeUnaryRequest(path, identity, identity, call.request, call.metadata, options(call), callback)
+      const start = now()
+      upstream.makeUnaryRequest(path, identity, identity, call.request, call.metadata, options(call), (error, value) => {
+        timed({ method: path, start, end: now() })
+        callback(error, value)
+      })
     }
   }
   if (!method.requestStream) {
@@ -65,6 +87,7 @@ export const startGrpcProxy = (
         "grpc.max_send_message_length": 16 * 1024 * 1024
       })
       const counts = new Map<string, number>()
+      const calls: Array<TimedCall> = []
       const server = new grpc.Server({
         "grpc.max_receive_message_length": 16 * 1024 * 1024,
         "grpc.max_send_message_length": 16 * 1024 * 1024
@@ -84,13 +107,19 @@ export const startGrpcProxy = (
             responseSerialize: identity,
             responseDeserialize: identity
           }
-          handlers[key] = forward(upstream, methodPath, () => counts.set(methodPath, (counts.get(methodPath) ?? 0) + 1), method) as grpc.UntypedHandleCall
+          handlers[key] = forward(
+            upstream,
+            methodPath,
+            () => counts.set(methodPath, (counts.get(methodPath) ?? 0) + 1),
+            (call) => calls.push(call),
+            method
+          ) as grpc.UntypedHandleCall
         }
         server.addService(definition, handlers)
       }
       server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (error) =>
         resume(error ? Effect.die(error) : Effect.succeed({
-          proxy: { address, counts: () => new Map(counts) },
+          proxy: { address, counts: () => new Map(counts), timeline: () => [...calls] },
           server,
           upstream,
           dir

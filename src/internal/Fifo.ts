@@ -15,10 +15,13 @@
  * - stdin: we open read-write, which never blocks and gives the shim's
  *   non-blocking open a peer. Ending stdin is closing ours plus CloseIO.
  *
- * Node has no mkfifo(3); the FIFOs are made with one `mkfifo` call per process.
+ * Node has no mkfifo(3), and spawning `mkfifo` from a large process costs
+ * 15-20 ms of its CPU (most of the daemon's CPU per `docker exec`). So a
+ * `FifoPool` makes FIFOs in batches, one `mkfifo` for many, and each process's
+ * are renamed into its directory: rename(2) moves a FIFO like any file.
  */
 import { NodeSink, NodeStream } from "@effect/platform-node"
-import { Effect, type Scope, Sink, Stream } from "effect"
+import { Deferred, Effect, Scope, Sink, Stream } from "effect"
 import { execFile } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -83,14 +86,74 @@ const mkfifo = (paths: ReadonlyArray<string>) =>
       resume(error ? Effect.fail(ioError("mkfifo", `could not create FIFOs: ${stderr || error.message}`, error)) : Effect.void))
   })
 
+/** FIFOs made ahead; `take` moves some to where a process wants them. */
+export interface FifoPool {
+  /** Renames fresh FIFOs (mode 0600) to `paths`, making a batch first if too few are left. */
+  readonly take: (paths: ReadonlyArray<string>) => Effect.Effect<void, ContainerdError>
+}
+
+/** How many FIFOs one `mkfifo` makes: about twenty processes' worth. */
+const POOL_BATCH = 64
+
+/**
+ * A pool in a private directory of `root` (the `take` destinations must be on
+ * its filesystem), removed with the scope. At most one batch is made at a time,
+ * in a fiber of the pool's scope: takers that find too few wait for it, and an
+ * interrupted taker does not cancel it for the others.
+ */
+export const makeFifoPool = Effect.fnUntraced(function*(root: string) {
+  const scope = yield* Effect.scope
+  const dir = path.join(root, `.pool-${crypto.randomBytes(6).toString("hex")}`)
+  const free: Array<string> = []
+  let made = 0
+  let batch: Deferred.Deferred<void, ContainerdError> | undefined
+  yield* Scope.addFinalizer(scope, Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+
+  const makeBatch = Effect.suspend(() => {
+    const names = Array.from({ length: POOL_BATCH }, () => path.join(dir, String(made++)))
+    return Effect.try({
+      try: () => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),
+      catch: (cause) => ioError("FifoPool", `could not create ${dir}`, cause)
+    }).pipe(
+      Effect.andThen(mkfifo(names)),
+      Effect.andThen(Effect.sync(() => void free.push(...names)))
+    )
+  })
+
+  const refill = Effect.suspend(() => {
+    if (batch !== undefined) return Deferred.await(batch)
+    const done = Deferred.makeUnsafe<void, ContainerdError>()
+    batch = done
+    return makeBatch.pipe(
+      Effect.ensuring(Effect.sync(() => void (batch = undefined))),
+      Deferred.into(done),
+      Effect.forkIn(scope),
+      Effect.andThen(Deferred.await(done))
+    )
+  })
+
+  const take = (paths: ReadonlyArray<string>): Effect.Effect<void, ContainerdError> =>
+    Effect.suspend(() => {
+      if (free.length < paths.length) return Effect.andThen(refill, take(paths))
+      const fifos = free.splice(0, paths.length)
+      return Effect.try({
+        try: () => fifos.forEach((fifo, i) => fs.renameSync(fifo, paths[i]!)),
+        catch: (cause) => ioError("FifoPool", `could not move FIFOs to ${path.dirname(paths[0]!)}`, cause)
+      })
+    })
+
+  return { take } satisfies FifoPool
+})
+
 const { O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY } = fs.constants
 
 /**
- * Opens the stdio of one process in a fresh directory `<root>/<name>-<random>`,
- * which the process owns alone and removes on release. Closing the scope
- * releases it if `release` was not called first.
+ * Opens the stdio of one process in a fresh directory `<dir>/<name>-<random>`
+ * (`dir` under the pool's root), which the process owns alone and removes on
+ * release. Closing the scope releases it if `release` was not called first.
  */
 export const openProcessIo = (
+  pool: FifoPool,
   root: string,
   name: string,
   stdio: Stdio,
@@ -121,7 +184,7 @@ export const openProcessIo = (
         catch: (cause) => ioError("openProcessIo", `could not create ${dir}`, cause)
       })
       const names = ["stdout", ...(terminal ? [] : ["stderr"]), ...(stdio.stdin ? ["stdin"] : [])]
-      yield* mkfifo(names.map((name) => path.join(dir, name))).pipe(
+      yield* pool.take(names.map((name) => path.join(dir, name))).pipe(
         Effect.onError(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
       )
       return yield* Effect.try({

@@ -44,7 +44,7 @@ import type { Container as ContainerRecord } from "../gen/containerd/services/co
 import type { Any } from "../gen/google/protobuf/any.ts"
 import { Status } from "../gen/containerd/types/task/task.ts"
 import type { Mount as SnapshotMount } from "../gen/containerd/types/mount.ts"
-import { openProcessIo, type ProcessIo, Stdio } from "../internal/Fifo.ts"
+import { makeFifoPool, openProcessIo, type ProcessIo, Stdio } from "../internal/Fifo.ts"
 import { readRootfsFile } from "../internal/Rootfs.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { ExitHub } from "./ExitHub.ts"
@@ -297,6 +297,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
   const hub = yield* ExitHub
   const images = yield* Images
   const fifoDir = options.fifoDir ?? "/run/effect-containerd/fifo"
+  const fifos = yield* makeFifoPool(fifoDir)
   const snapshotter = options.snapshotter ?? "overlayfs"
   const defaultRuntime = options.runtime ?? "io.containerd.runc.v2"
   const execConcurrency = options.execConcurrency ?? 8
@@ -415,7 +416,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
   ) {
     // A child of the caller's scope: closed with it, or earlier by `delete`.
     const scope = yield* Scope.fork(yield* Effect.scope)
-    const io = yield* openProcessIo(path.join(fifoDir, namespace), `${containerId}-${execId || "init"}`, stdio, terminal).pipe(
+    const io = yield* openProcessIo(fifos, path.join(fifoDir, namespace), `${containerId}-${execId || "init"}`, stdio, terminal).pipe(
       Scope.provide(scope)
     )
     const exited = yield* hub.awaitExit(containerId, execId, { pid: knownPid }).pipe(

@@ -49,7 +49,7 @@ export const benchDaemon = Effect.gen(function*() {
       execFile("ctr", ["--address", address, "--namespace", NAMESPACE, ...args], (error, stdout, stderr) =>
         resume(error ? Effect.fail(new Error(`ctr ${args.join(" ")}: ${stderr || error.message}`)) : Effect.succeed(stdout)))
     })
-  return { instance, proxy, runtime, ctr }
+  return { instance, image, proxy, runtime, ctr }
 })
 
 /** The calls a proxy saw while `effect` ran. */

@@ -1,7 +1,7 @@
 /**
  * Where the time of a docker CLI cycle goes: CLI processes, HTTP requests (seen
  * by a pass-through socket in front of the daemon) and containerd calls (seen
- * by the counting proxy), on one time line in milliseconds from the cycle's start.
+ * by the counting proxy), on one time line, with `ctr run --rm` after it for comparison in milliseconds from the cycle's start.
  *
  *   node --experimental-transform-types --no-warnings scratchpad/timeline.ts [cycles]
  */
@@ -18,7 +18,7 @@ const cycles = Number(process.argv[2] ?? 3)
 const now = () => performance.timeOrigin + performance.now()
 
 const program = Effect.gen(function*() {
-  const { proxy } = yield* benchDaemon
+  const { ctr, proxy } = yield* benchDaemon
   const daemon = yield* startDaemon({ containerd: proxy.address, namespace: NAMESPACE })
   const front = path.join(daemon.dir, "front.sock")
   const marks: Array<{ at: number; what: string }> = []
@@ -61,6 +61,9 @@ const program = Effect.gen(function*() {
     const start = now()
     yield* cycle
     yield* docker("run", "--rm", FIXTURE_IMAGE, "true")
+    mark("ctr run --rm (through the proxy)")
+    yield* ctr(proxy.address, ["run", "--rm", FIXTURE_IMAGE, `ctr-${i}`, "true"])
+    mark("ctr exited")
     const rows = [
       ...marks,
       ...proxy.timeline().slice(from).map((c) => ({

@@ -54,6 +54,42 @@ export interface DaemonInstance {
   ) => Effect.Effect<{ readonly status: number; readonly body: string }, HarnessError>
 }
 
+/** One HTTP request to a Docker API on `socket`: its status and body. */
+export const requestOver = (socket: string): DaemonInstance["request"] => (method, urlPath, body) =>
+  Effect.callback<{ status: number; body: string }, HarnessError>((resume) => {
+    const req = http.request({ socketPath: socket, method, path: urlPath, headers: { "content-type": "application/json" } }, (res) => {
+      let text = ""
+      res.setEncoding("utf8")
+      res.on("data", (chunk) => void (text += chunk))
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: text })))
+    })
+    req.on("error", (cause) => resume(Effect.fail(new HarnessError({ message: `${method} ${urlPath}: ${cause.message}`, cause }))))
+    req.end(body)
+    return Effect.sync(() => req.destroy())
+  })
+
+/** The docker CLI against the engine on `socket`, with the CLI config in `dockerConfig`. */
+export const dockerCli = (socket: string, dockerConfig: string): DaemonInstance["docker"] => (args, dockerOptions) =>
+  Effect.callback((resume) => {
+    const proc = execFile(
+      "docker",
+      ["--host", `unix://${socket}`, ...args],
+      {
+        env: { ...process.env, DOCKER_CONFIG: dockerConfig, DOCKER_CLI_HINTS: "false" },
+        timeout: dockerOptions?.timeout ?? 60_000,
+        maxBuffer: 16 * 1024 * 1024
+      },
+      (error, stdout, stderr) =>
+        resume(Effect.succeed({
+          stdout,
+          stderr,
+          code: error === null ? 0 : typeof error.code === "number" ? error.code : 1
+        }))
+    )
+    if (dockerOptions?.input !== undefined) proc.stdin?.end(dockerOptions.input)
+    return Effect.sync(() => proc.kill())
+  })
+
 /** Starts the daemon; it is stopped when the scope closes. */
 export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstance, HarnessError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -68,18 +104,7 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
     let child: ChildProcess | undefined
     let output = ""
 
-    const request: DaemonInstance["request"] = (method, urlPath, body) =>
-      Effect.callback<{ status: number; body: string }, HarnessError>((resume) => {
-        const req = http.request({ socketPath: socket, method, path: urlPath, headers: { "content-type": "application/json" } }, (res) => {
-          let text = ""
-          res.setEncoding("utf8")
-          res.on("data", (chunk) => void (text += chunk))
-          res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: text })))
-        })
-        req.on("error", (cause) => resume(Effect.fail(new HarnessError({ message: `${method} ${urlPath}: ${cause.message}`, cause }))))
-        req.end(body)
-        return Effect.sync(() => req.destroy())
-      })
+    const request = requestOver(socket)
 
     const stop = Effect.suspend(() => {
       const running = child
@@ -123,26 +148,7 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
       )
     })
 
-    const docker: DaemonInstance["docker"] = (args, dockerOptions) =>
-      Effect.callback((resume) => {
-        const proc = execFile(
-          "docker",
-          ["--host", `unix://${socket}`, ...args],
-          {
-            env: { ...process.env, DOCKER_CONFIG: dockerConfig, DOCKER_CLI_HINTS: "false" },
-            timeout: dockerOptions?.timeout ?? 60_000,
-            maxBuffer: 16 * 1024 * 1024
-          },
-          (error, stdout, stderr) =>
-            resume(Effect.succeed({
-              stdout,
-              stderr,
-              code: error === null ? 0 : typeof error.code === "number" ? error.code : 1
-            }))
-        )
-        if (dockerOptions?.input !== undefined) proc.stdin?.end(dockerOptions.input)
-        return Effect.sync(() => proc.kill())
-      })
+    const docker = dockerCli(socket, dockerConfig)
 
     yield* Effect.addFinalizer(() => stop)
     yield* start

@@ -1,0 +1,82 @@
+/**
+ * dockerd 20.10 (Debian's `docker.io`, when installed) on the bench's private
+ * containerd, for side-by-side figures with the engine the issues quote. It
+ * gets its own containerd namespace, data root and socket, no networking of its
+ * own (`--bridge=none`, as our daemon's default), and the fixture image converted
+ * by skopeo to the docker-archive form its `docker load` reads.
+ */
+import { Effect, Option, Schedule, type Scope } from "effect"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
+
+/** A running dockerd: its API socket. */
+export interface Dockerd {
+  readonly socket: string
+}
+
+const run = (command: string, args: ReadonlyArray<string>) =>
+  Effect.callback<void, Error>((resume) => {
+    execFile(command, args, { timeout: 120_000 }, (error, _stdout, stderr) =>
+      resume(error ? Effect.fail(new Error(`${command} ${args.join(" ")}: ${stderr || error.message}`)) : Effect.void))
+  })
+
+const ping = (socket: string) =>
+  Effect.callback<void, Error>((resume) => {
+    const req = http.request({ socketPath: socket, path: "/_ping" }, (res) => {
+      res.resume()
+      resume(res.statusCode === 200 ? Effect.void : Effect.fail(new Error(`ping: ${res.statusCode}`)))
+    })
+    req.on("error", (error) => resume(Effect.fail(error)))
+    req.end()
+  })
+
+const onPath = (binary: string) =>
+  (process.env["PATH"] ?? "").split(":").some((dir) => fs.existsSync(path.join(dir, binary)))
+
+/** Starts dockerd with `image` loaded; none when dockerd is not installed. Stopped with the scope. */
+export const startDockerd = (
+  containerd: string,
+  image: { readonly archive: string; readonly name: string }
+): Effect.Effect<Option.Option<Dockerd>, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (!onPath("dockerd")) return Option.none()
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-dockerd-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    const socket = path.join(dir, "docker.sock")
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn("dockerd", [
+          "--host", `unix://${socket}`,
+          "--containerd", containerd,
+          "--containerd-namespace", "bench-dockerd",
+          "--containerd-plugins-namespace", "bench-dockerd-plugins",
+          "--data-root", path.join(dir, "data"),
+          "--exec-root", path.join(dir, "exec"),
+          "--pidfile", path.join(dir, "dockerd.pid"),
+          "--bridge=none", "--iptables=false", "--ip-masq=false"
+        ], { stdio: ["ignore", fs.openSync(path.join(dir, "dockerd.log"), "a"), "ignore"] })
+      ),
+      (child: ChildProcess) =>
+        Effect.callback<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
+          child.once("exit", () => {
+            clearTimeout(timer)
+            resume(Effect.void)
+          })
+          child.kill("SIGTERM")
+        })
+    )
+    yield* ping(socket).pipe(
+      Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 300, while: () => child.exitCode === null })
+    )
+    const archive = path.join(dir, "image.docker.tar")
+    yield* run("skopeo", ["copy", "-q", `oci-archive:${image.archive}`, `docker-archive:${archive}:${image.name}`])
+    yield* run("docker", ["--host", `unix://${socket}`, "load", "-q", "-i", archive])
+    return Option.some({ socket })
+  })

@@ -22,7 +22,7 @@ import { NodeHttpServer, NodeRuntime, NodeServices } from "@effect/platform-node
 import { Config, Effect, Layer, Option, References, Schema } from "effect"
 import { CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
 import { HttpRouter } from "effect/http"
-import { probeSocket, removeFile } from "../internal/UnixSocket.ts"
+import { holdLock, probeSocket, removeFile } from "../internal/UnixSocket.ts"
 import * as Live from "../layers/Live.ts"
 import { Containerd } from "../services/Containerd.ts"
 import * as Api from "./Api.ts"
@@ -92,14 +92,24 @@ const defaultDataRoot = Effect.gen(function*() {
 // ---------------------------------------------------------------------------
 // The socket
 
+/** Holds `key`'s lock for the daemon's life, or fails with `held` when another process has it. */
+const exclusive = (purpose: string, key: string, held: string) =>
+  holdLock(purpose, key).pipe(
+    Effect.mapError((cause) => new DaemonError({ message: `could not lock ${key}: ${cause.message}`, cause })),
+    Effect.filterOrFail((acquired) => acquired, () => new DaemonError({ message: held }))
+  )
+
 /**
  * Claims the API socket path, as dockerd does: removes a socket left by a crash
  * (but never a live one, nor a file that is not a socket), and removes ours
  * when the scope closes. Claimed before anything starts, so a second daemon on
- * the same socket leaves the first one's containerd alone.
+ * the same socket leaves the first one's containerd alone. A lock on the path
+ * makes the probe and the removal safe from a second daemon starting at the
+ * same moment, which could otherwise remove the socket the first just bound.
  */
 const claimSocket = (socket: string) =>
   Effect.gen(function*() {
+    yield* exclusive("socket", socket, `another daemon is starting or listening on ${socket}`)
     yield* Effect.try({
       try: () => fs.mkdirSync(path.dirname(socket), { recursive: true }),
       catch: (cause) => new DaemonError({ message: `could not create ${path.dirname(socket)}`, cause })
@@ -158,6 +168,14 @@ const daemonLayer = (settings: DaemonSettings & { readonly containerdAddress: st
 
 /** Runs the daemon until interrupted (or until the embedded containerd cannot be kept running). */
 const runDaemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
+  // One daemon per data root (dockerd's pid file, without its stale-file race):
+  // two would share the embedded containerd, the logs and the FIFOs, and both
+  // would handle every exit.
+  yield* exclusive(
+    "data-root",
+    settings.dataRoot,
+    `another effect-containerd daemon is running with the data root ${settings.dataRoot}`
+  )
   yield* claimSocket(settings.socketPath)
   if (settings.containerdAddress !== undefined) {
     return yield* Layer.launch(daemonLayer({ ...settings, containerdAddress: settings.containerdAddress }))

@@ -2,9 +2,11 @@
  * What is at a unix socket path, and removing one: what a server that owns a
  * socket path (our daemon's API socket, the embedded containerd's) checks
  * before it starts, so a socket left by a crash is cleaned up but a live one,
- * or a file that is not a socket, is never taken over.
+ * or a file that is not a socket, is never taken over. And a lock for the life
+ * of a process, on an abstract socket.
  */
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 
@@ -37,3 +39,27 @@ export const removeFile = (file: string): Effect.Effect<void> =>
   Effect.try({ try: () => fs.rmSync(file, { force: true }), catch: (cause) => cause }).pipe(
     Effect.catch((cause) => Effect.logWarning(`could not remove ${file}`, cause))
   )
+
+/**
+ * Holds a process-wide lock on `key` (a path, say) for the scope: `false` if
+ * another process holds it. The lock is a listener on a Linux abstract unix
+ * socket named after the key's hash: binding it is atomic, and the kernel
+ * releases it when the process dies, so a crash leaves nothing stale behind and
+ * no check-then-remove race exists, unlike a pid file. Connections to it are
+ * refused.
+ */
+export const holdLock = (purpose: string, key: string): Effect.Effect<boolean, NodeJS.ErrnoException, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<net.Server | undefined, NodeJS.ErrnoException>((resume) => {
+      const name = `\0effect-containerd/${purpose}/${crypto.createHash("sha256").update(key).digest("hex")}`
+      const server = net.createServer((connection) => connection.destroy())
+      server.once("error", (error: NodeJS.ErrnoException) =>
+        resume(error.code === "EADDRINUSE" ? Effect.succeed(undefined) : Effect.fail(error)))
+      server.listen(name, () => {
+        // It must not keep the process alive on its own.
+        server.unref()
+        resume(Effect.succeed(server))
+      })
+    }),
+    (server) => server === undefined ? Effect.void : Effect.sync(() => void server.close())
+  ).pipe(Effect.map((server) => server !== undefined))

@@ -8,7 +8,7 @@ import { type Duration, Effect, Schedule } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Containerd } from "../../src/services/Containerd.ts"
-import { startDaemon } from "../support/DaemonHarness.ts"
+import { runDaemonCommand, startDaemon } from "../support/DaemonHarness.ts"
 import { buildLayeredImage, FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { startRegistry } from "../support/RegistryHarness.ts"
 import { importFixture, shared, sharedClient, uniqueNamespace } from "../support/SharedContainerd.ts"
@@ -171,7 +171,7 @@ describe("the daemon, driven by the docker CLI", () => {
       yield* docker("rm", "-f", "busy", "taken")
     }).pipe(Effect.scoped), 120_000)
 
-  it.live("without --containerd the daemon starts its own containerd and stops it on shutdown", () =>
+  it.live("without --containerd the daemon starts its own containerd and stops it on shutdown; a second daemon on its data root or socket is refused", () =>
     Effect.gen(function*() {
       const daemon = yield* startDaemon({ namespace: "effect-containerd" })
       const ping = yield* daemon.request("GET", "/_ping")
@@ -181,6 +181,21 @@ describe("the daemon, driven by the docker CLI", () => {
       assert.doesNotThrow(() => process.kill(pid, 0))
       const info = JSON.parse((yield* daemon.request("GET", "/info")).body) as Record<string, unknown>
       assert.strictEqual(info.Containers, 0)
+
+      // A second daemon on the same data root, or on the same socket, is refused
+      // before it touches anything; the first one serves on, with the same containerd.
+      const otherSocket = path.join(daemon.dir, "second.sock")
+      const otherRoot = path.join(daemon.dir, "second-data")
+      const sameRoot = yield* runDaemonCommand(["--host", otherSocket, "--data-root", daemon.dataRoot])
+      assert.notStrictEqual(sameRoot.code, 0)
+      assert.include(sameRoot.output, `another effect-containerd daemon is running with the data root ${daemon.dataRoot}`)
+      const sameSocket = yield* runDaemonCommand(["--host", daemon.socket, "--data-root", otherRoot])
+      assert.notStrictEqual(sameSocket.code, 0)
+      assert.include(sameSocket.output, `another daemon is starting or listening on ${daemon.socket}`)
+      assert.isFalse(fs.existsSync(otherSocket) || fs.existsSync(otherRoot), "the refused daemons created nothing")
+      assert.strictEqual((yield* daemon.request("GET", "/_ping")).status, 200)
+      assert.strictEqual(Number(fs.readFileSync(pidFile, "utf8")), pid)
+
       yield* daemon.stop
       assert.throws(() => process.kill(pid, 0))
       assert.isFalse(fs.existsSync(daemon.socket), "the API socket is removed")

@@ -90,6 +90,17 @@ export const dockerCli = (socket: string, dockerConfig: string): DaemonInstance[
     return Effect.sync(() => proc.kill())
   })
 
+/** Runs `effect-containerd daemon ARGS` to its end, as a start that is refused ends: its exit code and output. */
+export const runDaemonCommand = (args: ReadonlyArray<string>): Effect.Effect<{ readonly code: number; readonly output: string }> =>
+  Effect.callback((resume) => {
+    const proc = execFile(process.execPath, [...NODE_FLAGS, MAIN, "daemon", ...args], { timeout: 30_000 }, (error, stdout, stderr) =>
+      resume(Effect.succeed({
+        code: error === null ? 0 : typeof error.code === "number" ? error.code : 1,
+        output: stdout + stderr
+      })))
+    return Effect.sync(() => proc.kill())
+  })
+
 /** Starts the daemon; it is stopped when the scope closes. */
 export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstance, HarnessError, Scope.Scope> =>
   Effect.gen(function*() {

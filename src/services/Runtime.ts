@@ -34,7 +34,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { OciLinuxResourcesTypeUrl, OciProcessTypeUrl, OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
 import { mergeWithImage, processEnv, replaceOrAppendEnv, resolveUser } from "../domain/ContainerConfig.ts"
-import { type ContainerdError, failedPrecondition, invalidArgument } from "../domain/ContainerdError.ts"
+import { type ContainerdError, failedPrecondition, invalidArgument, notFound } from "../domain/ContainerdError.ts"
 import { Exited, type ExitStatus } from "../domain/ExitStatus.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import { validateLabels } from "../domain/Labels.ts"
@@ -322,6 +322,11 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
    * The handle of one process. Its scope holds its stdio, its exit registration
    * and a fiber that records the exit as soon as the hub delivers it, so the
    * handle always knows whether its process is still running.
+   *
+   * Once deleted the handle is spent. containerd names a task by its container
+   * alone, so an RPC through a stale handle would reach the container's next
+   * task: deleting again answers the recorded status without an RPC, and every
+   * other operation (`live`, also used by the task's own) fails with NotFound.
    */
   const makeProcess = Effect.fnUntraced(function*(params: {
     readonly namespace: string
@@ -347,6 +352,14 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     let status = params.status
     const method = (name: string) => `${execId === "" ? "Task" : "Process"}.${name}`
     yield* Effect.forkIn(Effect.tap(params.exited, (s) => Effect.sync(() => void (status ??= s))), params.scope)
+    /** How the process ended, once this handle has deleted it. */
+    let deleted: ExitStatus | undefined
+    const deleting = Semaphore.makeUnsafe(1)
+    const live = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | ContainerdError, R> =>
+      Effect.suspend((): Effect.Effect<A, E | ContainerdError, R> =>
+        deleted === undefined
+          ? effect
+          : Effect.fail(notFound(method(name), `process ${execId || containerId} was deleted through this handle`)))
 
     const start = rpc(Effect.gen(function*() {
       const response = yield* client.tasks.start({ containerId, execId })
@@ -356,8 +369,10 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       yield* params.afterStart
     }))
 
-    const remove = Effect.suspend(() =>
-      started && status === undefined
+    const remove = deleting.withPermit(Effect.suspend(() =>
+      deleted !== undefined
+        ? Effect.succeed(deleted)
+        : started && status === undefined
         ? Effect.fail(failedPrecondition(
           method("delete"),
           `process ${execId || containerId} is running: it must exit (wait for it, or kill it) before it can be deleted`
@@ -366,18 +381,19 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
           const response = execId === ""
             ? yield* client.tasks.delete({ containerId })
             : yield* client.tasks.deleteProcess({ containerId, execId })
-          const deleted = status ?? new Exited({
+          const ended = status ?? new Exited({
             code: response.exitStatus,
             exitedAt: response.exitedAt ?? new Date(0),
             pid: response.pid
           })
-          status = deleted
+          status = ended
+          deleted = ended
           // The shim has closed its ends: let readers take what is left in the FIFOs first.
           yield* params.io.drained.pipe(Effect.timeoutOption(DRAIN_TIMEOUT))
           yield* Scope.close(params.scope, Exit.void)
-          return deleted
+          return ended
         }))
-    )
+    ))
 
     const process: Process = {
       containerId,
@@ -388,21 +404,21 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       stdout: params.io.stdout,
       stderr: params.io.stderr,
       stdin: params.io.stdin,
-      start: params.startPermit === undefined ? start : params.startPermit(start),
+      start: live("start", params.startPermit === undefined ? start : params.startPermit(start)),
       kill: (signal = "SIGTERM") =>
-        Effect.flatMap(parseSignal(method("kill"), signal), (n) => rpc(client.tasks.kill({ containerId, execId, signal: n }))),
+        Effect.flatMap(parseSignal(method("kill"), signal), (n) => live("kill", rpc(client.tasks.kill({ containerId, execId, signal: n })))),
       resize: (width, height) =>
         isPositiveInteger(width) && isPositiveInteger(height) && width <= 65535 && height <= 65535
-          ? rpc(client.tasks.resizePty({ containerId, execId, width, height }))
+          ? live("resize", rpc(client.tasks.resizePty({ containerId, execId, width, height })))
           : Effect.fail(invalidArgument(method("resize"), `invalid terminal size ${width}x${height}`)),
-      closeStdin: Effect.andThen(params.io.endStdin, rpc(client.tasks.closeIO({ containerId, execId, stdin: true }))),
+      closeStdin: live("closeStdin", Effect.andThen(params.io.endStdin, rpc(client.tasks.closeIO({ containerId, execId, stdin: true })))),
       // Records the status too, so whoever saw the exit can delete at once.
       wait: Effect.suspend(() =>
         status !== undefined ? Effect.succeed(status) : Effect.tap(params.exited, (s) => Effect.sync(() => void (status ??= s)))
       ),
       delete: remove
     }
-    return process
+    return { process, live }
   })
 
   /** Opens stdio and registers for the exit of a process about to be created, in a child scope. */
@@ -442,7 +458,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     const { containerId, namespace } = params
     const rpc = withNamespace(namespace)
     // The shim opened the init's FIFOs during Tasks.Create.
-    const init = yield* makeProcess({ ...params, execId: "", afterStart: Effect.void })
+    const { process: init, live } = yield* makeProcess({ ...params, execId: "", afterStart: Effect.void })
     const startPermit = Semaphore.makeUnsafe(execConcurrency).withPermits(1)
 
     const execProcess = Effect.fnUntraced(function*(execId: string, exec: ExecOptions) {
@@ -480,7 +496,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         spec: packJson(OciProcessTypeUrl, processSpec)
       })).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
       // An exec's FIFOs are opened by the shim in Start, not in Exec.
-      return yield* makeProcess({
+      const { process } = yield* makeProcess({
         namespace,
         containerId,
         execId,
@@ -492,6 +508,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         afterStart: io.connected,
         startPermit
       })
+      return process
     })
 
     const task: Task = {
@@ -501,23 +518,23 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       },
       kill: (signal = "SIGTERM", options) =>
         Effect.flatMap(parseSignal("Task.kill", signal), (n) =>
-          rpc(client.tasks.kill({ containerId, signal: n, all: options?.all ?? false }))),
-      pause: rpc(client.tasks.pause({ containerId })),
-      resume: rpc(client.tasks.resume({ containerId })),
-      exec: execProcess,
-      pids: rpc(Effect.map(client.tasks.listPids({ containerId }), (r) => r.processes.map((p) => p.pid))),
-      metrics: rpc(Effect.map(client.tasks.metrics({ filters: [`id==${containerId}`] }), (r) => ({
+          live("kill", rpc(client.tasks.kill({ containerId, signal: n, all: options?.all ?? false })))),
+      pause: live("pause", rpc(client.tasks.pause({ containerId }))),
+      resume: live("resume", rpc(client.tasks.resume({ containerId }))),
+      exec: (execId, exec) => live("exec", execProcess(execId, exec)),
+      pids: live("pids", rpc(Effect.map(client.tasks.listPids({ containerId }), (r) => r.processes.map((p) => p.pid)))),
+      metrics: live("metrics", rpc(Effect.map(client.tasks.metrics({ filters: [`id==${containerId}`] }), (r) => ({
         timestamp: r.metrics[0]?.timestamp,
         data: r.metrics[0]?.data
-      }))),
+      })))),
       update: (resources) =>
-        rpc(client.tasks.update({
+        live("update", rpc(client.tasks.update({
           containerId,
           resources: packJson(OciLinuxResourcesTypeUrl, {
             ...(resources.memory === undefined ? {} : { memory: { limit: resources.memory } }),
             ...(resources.cpuShares === undefined ? {} : { cpu: { shares: resources.cpuShares } })
           })
-        }))
+        })))
     }
     return task
   })

@@ -266,6 +266,23 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
       yield* task.delete
     }))
 
+  it.effect("a deleted task's handle is spent: it never reaches the container's next task", () =>
+    Effect.gen(function*() {
+      const c = yield* container({ command: ["sh", "-c", "exit 5"] })
+      const first = yield* c.newTask()
+      yield* first.start
+      yield* first.wait
+      assert.strictEqual((yield* first.delete).code, 5)
+      const next = yield* c.newTask()
+      // A retried handler deleting again, or a late kill, through the old handle.
+      assert.strictEqual((yield* first.delete).code, 5, "the recorded status, without an RPC")
+      assert.match(yield* reasonOf(first.kill("KILL")), /^NotFound: .*was deleted through this handle/)
+      assert.match(yield* reasonOf(first.exec("late", { args: ["true"] })), /^NotFound/)
+      yield* next.start
+      assert.strictEqual((yield* next.wait).code, 5, "the next task was neither deleted nor killed")
+      yield* next.delete
+    }))
+
   it.effect("writes output to a file:// log that the shim keeps", () =>
     Effect.gen(function*() {
       const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ectr-log-")), "c.log")

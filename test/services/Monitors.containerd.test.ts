@@ -172,7 +172,8 @@ describe("Monitors against containerd", () => {
         const runtime = yield* Runtime
         for (const [id, command] of [
           ["keeps-running", ["sleep", "600"]],
-          ["exits-while-down", ["sh", "-c", "sleep 1; exit 3"]],
+          // Exits with 3 by itself once told (SIGTERM), so only while we are down, however slow the machine.
+          ["exits-while-down", ["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"]],
           ["deleted-behind", ["sleep", "600"]],
           ["exited-before", ["sh", "-c", "exit 4"]]
         ] as const) {
@@ -192,9 +193,10 @@ describe("Monitors against containerd", () => {
       assert.deepStrictEqual(handled.map((h) => `${h.containerId}=${h.status.code}`), ["exited-before=4"])
 
       // While we are down: one exits by itself, one is killed and its task deleted behind our back.
-      yield* Effect.sleep("1500 millis")
+      ctr("task", "kill", "--signal", "TERM", "exits-while-down")
       ctr("task", "kill", "--signal", "KILL", "deleted-behind")
-      yield* Effect.sleep("300 millis")
+      const stopped = (id: string) => new RegExp(`^${id}\\s+\\d+\\s+STOPPED`, "m").test(String(ctr("task", "ls")))
+      yield* eventually(Effect.sync(() => stopped("exits-while-down") && stopped("deleted-behind")))
       ctr("task", "rm", "deleted-behind")
 
       yield* Effect.gen(function*() {

@@ -82,7 +82,7 @@ const ioError = (method: string, message: string, cause?: unknown): ContainerdEr
 
 const mkfifo = (paths: ReadonlyArray<string>) =>
   Effect.callback<void, ContainerdError>((resume) => {
-    execFile("mkfifo", ["-m", "600", ...paths], (error, _stdout, stderr) =>
+    execFile("mkfifo", ["-m", "600", ...paths], { timeout: 10_000 }, (error, _stdout, stderr) =>
       resume(error ? Effect.fail(ioError("mkfifo", `could not create FIFOs: ${stderr || error.message}`, error)) : Effect.void))
   })
 
@@ -98,8 +98,8 @@ const POOL_BATCH = 64
 /**
  * A pool in a private directory of `root` (the `take` destinations must be on
  * its filesystem), removed with the scope. At most one batch is made at a time,
- * in a fiber of the pool's scope: takers that find too few wait for it, and an
- * interrupted taker does not cancel it for the others.
+ * by the first taker that finds too few, uninterruptibly (one short `mkfifo`,
+ * under a timeout) so that it always settles the batch the others wait for.
  */
 export const makeFifoPool = Effect.fnUntraced(function*(root: string) {
   const scope = yield* Effect.scope
@@ -107,7 +107,12 @@ export const makeFifoPool = Effect.fnUntraced(function*(root: string) {
   const free: Array<string> = []
   let made = 0
   let batch: Deferred.Deferred<void, ContainerdError> | undefined
-  yield* Scope.addFinalizer(scope, Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+  yield* Scope.addFinalizer(
+    scope,
+    Effect.try({ try: () => fs.rmSync(dir, { recursive: true, force: true }), catch: (cause) => cause }).pipe(
+      Effect.catch((cause) => Effect.logWarning(`could not remove ${dir}`, cause))
+    )
+  )
 
   const makeBatch = Effect.suspend(() => {
     const names = Array.from({ length: POOL_BATCH }, () => path.join(dir, String(made++)))
@@ -120,17 +125,18 @@ export const makeFifoPool = Effect.fnUntraced(function*(root: string) {
     )
   })
 
-  const refill = Effect.suspend(() => {
-    if (batch !== undefined) return Deferred.await(batch)
-    const done = Deferred.makeUnsafe<void, ContainerdError>()
-    batch = done
-    return makeBatch.pipe(
-      Effect.ensuring(Effect.sync(() => void (batch = undefined))),
-      Deferred.into(done),
-      Effect.forkIn(scope),
-      Effect.andThen(Deferred.await(done))
-    )
-  })
+  const refill = Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      if (batch !== undefined) return restore(Deferred.await(batch))
+      const done = Deferred.makeUnsafe<void, ContainerdError>()
+      batch = done
+      return makeBatch.pipe(
+        Effect.ensuring(Effect.sync(() => void (batch = undefined))),
+        Deferred.into(done),
+        Effect.andThen(Deferred.await(done))
+      )
+    })
+  )
 
   const take = (paths: ReadonlyArray<string>): Effect.Effect<void, ContainerdError> =>
     Effect.suspend(() => {
@@ -138,7 +144,11 @@ export const makeFifoPool = Effect.fnUntraced(function*(root: string) {
       const fifos = free.splice(0, paths.length)
       return Effect.try({
         try: () => fifos.forEach((fifo, i) => fs.renameSync(fifo, paths[i]!)),
-        catch: (cause) => ioError("FifoPool", `could not move FIFOs to ${path.dirname(paths[0]!)}`, cause)
+        catch: (cause) => {
+          // The pool's directory may be gone too: make a fresh batch next time.
+          free.length = 0
+          return ioError("FifoPool", `could not move FIFOs to ${path.dirname(paths[0]!)}`, cause)
+        }
       })
     })
 

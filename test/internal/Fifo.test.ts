@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -29,6 +29,20 @@ describe("FifoPool", () => {
       yield* Scope.close(scope, Exit.void)
       assert.isFalse(fs.existsSync(path.join(root, poolDir)))
       assert.isTrue(fs.statSync(wanted[29]![2]!).isFIFO(), "taken FIFOs belong to their takers")
+    }))
+
+  it.live("a taker interrupted while the batch is made leaves the others served", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      const pool = yield* makeFifoPool(root)
+      const first = yield* Effect.forkChild(pool.take([path.join(root, "a")]))
+      const second = yield* Effect.forkChild(pool.take([path.join(root, "b")]))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(first)
+      yield* Fiber.join(second).pipe(Effect.timeout("5 seconds"))
+      assert.isTrue(fs.statSync(path.join(root, "b")).isFIFO())
+      yield* pool.take([path.join(root, "c")]).pipe(Effect.timeout("5 seconds"))
+      assert.isTrue(fs.statSync(path.join(root, "c")).isFIFO())
     }))
 
   it.live("a destination that cannot be reached fails the take with a typed error, and the pool still serves", () =>

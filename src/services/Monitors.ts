@@ -496,7 +496,8 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
     ops: {
       finishExit: (tracked, task, exit) =>
         Effect.gen(function*() {
-          if (task !== undefined) {
+          // A retry finds the task deleted already: no RPC, and no TaskDelete of ours to expect.
+          if (task !== undefined && !task.deleted) {
             const entry = yield* core.entry(tracked.namespace, tracked.id)
             if (Option.isSome(entry)) yield* core.markDeletingTask(entry.value)
             yield* ignoreNotFound(task.delete)
@@ -565,7 +566,7 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
         // After any handling in flight; an exited task whose handling is still
         // pending (in backoff) goes with the container.
         yield* lockOf(entry).withPermit(Effect.gen(function*() {
-          if (entry.task !== undefined && entry.state.status === "exited") {
+          if (entry.task !== undefined && !entry.task.deleted && entry.state.status === "exited") {
             yield* core.markDeletingTask(entry)
             yield* ignoreNotFound(entry.task.delete)
             entry.task = undefined

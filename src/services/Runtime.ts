@@ -165,6 +165,8 @@ export interface Process {
   readonly wait: Effect.Effect<ExitStatus>
   /** Removes the stopped process and releases its stdio; returns how it ended. */
   readonly delete: Effect.Effect<ExitStatus, ContainerdError>
+  /** Whether this handle is spent: its process was deleted through it (or, for an exec, its task was). */
+  readonly deleted: boolean
 }
 
 /** Resource changes for a running task. */
@@ -323,10 +325,11 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
    * and a fiber that records the exit as soon as the hub delivers it, so the
    * handle always knows whether its process is still running.
    *
-   * Once deleted the handle is spent. containerd names a task by its container
-   * alone, so an RPC through a stale handle would reach the container's next
-   * task: deleting again answers the recorded status without an RPC, and every
-   * other operation (`live`, also used by the task's own) fails with NotFound.
+   * Once deleted the handle is spent (an exec's also once its task's is).
+   * containerd names a task by its container alone, so an RPC through a stale
+   * handle would reach the container's next task: deleting again answers the
+   * recorded status without an RPC, and every other operation (`live`, also
+   * used by the task's own) fails with NotFound, checked right before its RPC.
    */
   const makeProcess = Effect.fnUntraced(function*(params: {
     readonly namespace: string
@@ -344,6 +347,8 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     readonly startPermit?: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
     /** A status already known (an attached, stopped task). */
     readonly status?: ExitStatus | undefined
+    /** The task an exec runs in. */
+    readonly task?: { readonly deleted: boolean } | undefined
   }) {
     const { containerId, execId, namespace } = params
     const rpc = withNamespace(namespace)
@@ -355,11 +360,10 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     /** How the process ended, once this handle has deleted it. */
     let deleted: ExitStatus | undefined
     const deleting = Semaphore.makeUnsafe(1)
+    const spent = () => deleted !== undefined || params.task?.deleted === true
+    const gone = (name: string) => notFound(method(name), `process ${execId || containerId} was deleted: this handle is spent`)
     const live = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | ContainerdError, R> =>
-      Effect.suspend((): Effect.Effect<A, E | ContainerdError, R> =>
-        deleted === undefined
-          ? effect
-          : Effect.fail(notFound(method(name), `process ${execId || containerId} was deleted through this handle`)))
+      Effect.suspend((): Effect.Effect<A, E | ContainerdError, R> => spent() ? Effect.fail(gone(name)) : effect)
 
     const start = rpc(Effect.gen(function*() {
       const response = yield* client.tasks.start({ containerId, execId })
@@ -370,8 +374,12 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     }))
 
     const remove = deleting.withPermit(Effect.suspend(() =>
+      // Closing the scope again is a no-op, or ends a release an interruption cut short.
       deleted !== undefined
-        ? Effect.succeed(deleted)
+        ? Effect.as(Scope.close(params.scope, Exit.void), deleted)
+        : params.task?.deleted === true
+        // Deleting a task deletes its execs: only our ends are left to release.
+        ? Effect.andThen(Scope.close(params.scope, Exit.void), status === undefined ? Effect.fail(gone("delete")) : Effect.succeed(status))
         : started && status === undefined
         ? Effect.fail(failedPrecondition(
           method("delete"),
@@ -404,7 +412,10 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       stdout: params.io.stdout,
       stderr: params.io.stderr,
       stdin: params.io.stdin,
-      start: live("start", params.startPermit === undefined ? start : params.startPermit(start)),
+      get deleted() {
+        return spent()
+      },
+      start: params.startPermit === undefined ? live("start", start) : params.startPermit(live("start", start)),
       kill: (signal = "SIGTERM") =>
         Effect.flatMap(parseSignal(method("kill"), signal), (n) => live("kill", rpc(client.tasks.kill({ containerId, execId, signal: n })))),
       resize: (width, height) =>
@@ -459,6 +470,11 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     const rpc = withNamespace(namespace)
     // The shim opened the init's FIFOs during Tasks.Create.
     const { process: init, live } = yield* makeProcess({ ...params, execId: "", afterStart: Effect.void })
+    const running = {
+      get deleted() {
+        return init.deleted
+      }
+    }
     const startPermit = Semaphore.makeUnsafe(execConcurrency).withPermits(1)
 
     const execProcess = Effect.fnUntraced(function*(execId: string, exec: ExecOptions) {
@@ -488,13 +504,13 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         user
       }
       const { exited, io, scope } = yield* prepareProcess(namespace, containerId, execId, exec.stdio ?? Stdio.null, exec.tty ?? false)
-      yield* rpc(client.tasks.exec({
+      yield* live("exec", rpc(client.tasks.exec({
         containerId,
         execId,
         terminal: exec.tty ?? false,
         ...io.request,
         spec: packJson(OciProcessTypeUrl, processSpec)
-      })).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
+      }))).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
       // An exec's FIFOs are opened by the shim in Start, not in Exec.
       const { process } = yield* makeProcess({
         namespace,
@@ -506,7 +522,8 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         exited,
         started: false,
         afterStart: io.connected,
-        startPermit
+        startPermit,
+        task: running
       })
       return process
     })
@@ -515,6 +532,9 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       ...init,
       get pid() {
         return init.pid
+      },
+      get deleted() {
+        return init.deleted
       },
       kill: (signal = "SIGTERM", options) =>
         Effect.flatMap(parseSignal("Task.kill", signal), (n) =>
@@ -568,10 +588,15 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         get pid() {
           return task.pid
         },
-        // Deleted, or found gone (NotFound): either way the container has no task.
+        get deleted() {
+          return task.deleted
+        },
+        // Deleted, or found gone (NotFound): either way the container has no task
+        // (unless this handle is a stale one and the container has a newer task).
         delete: task.delete.pipe(
           Effect.onExit((exit) =>
-            Exit.isSuccess(exit) || Exit.findErrorOption(exit).pipe(Option.exists((e) => e.reason._tag === "NotFound"))
+            (Exit.isSuccess(exit) || Exit.findErrorOption(exit).pipe(Option.exists((e) => e.reason._tag === "NotFound"))) &&
+              liveTask === task
               ? Effect.sync(() => void (liveTask = undefined))
               : Effect.void
           )

@@ -276,11 +276,27 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
       const next = yield* c.newTask()
       // A retried handler deleting again, or a late kill, through the old handle.
       assert.strictEqual((yield* first.delete).code, 5, "the recorded status, without an RPC")
-      assert.match(yield* reasonOf(first.kill("KILL")), /^NotFound: .*was deleted through this handle/)
+      assert.match(yield* reasonOf(first.kill("KILL")), /^NotFound: .*this handle is spent/)
       assert.match(yield* reasonOf(first.exec("late", { args: ["true"] })), /^NotFound/)
       yield* next.start
       assert.strictEqual((yield* next.wait).code, 5, "the next task was neither deleted nor killed")
       yield* next.delete
+    }))
+
+  it.effect("an exec's handle is spent with its task's", () =>
+    Effect.gen(function*() {
+      const c = yield* container({ command: ["sleep", "30"] })
+      const task = yield* c.newTask()
+      yield* task.start
+      const exec = yield* task.exec("sleeper", { args: ["sleep", "30"] })
+      yield* exec.start
+      assert.isFalse(exec.deleted)
+      yield* task.kill("KILL", { all: true })
+      yield* task.wait
+      yield* task.delete
+      assert.isTrue(task.deleted && exec.deleted)
+      assert.match(yield* reasonOf(exec.kill("KILL")), /^NotFound: .*this handle is spent/)
+      assert.match(yield* reasonOf(exec.delete), /^(success|NotFound)/, "releases its ends either way")
     }))
 
   it.effect("writes output to a file:// log that the shim keeps", () =>

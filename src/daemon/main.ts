@@ -92,6 +92,16 @@ const defaultDataRoot = Effect.gen(function*() {
 // ---------------------------------------------------------------------------
 // The socket
 
+/** The path with symlinks resolved as far as it exists, so two spellings of one directory lock alike. */
+const realPath = (file: string): string => {
+  try {
+    return fs.realpathSync(file)
+  } catch {
+    const parent = path.dirname(file)
+    return parent === file ? file : path.join(realPath(parent), path.basename(file))
+  }
+}
+
 /** Holds `key`'s lock for the daemon's life, or fails with `held` when another process has it. */
 const exclusive = (purpose: string, key: string, held: string) =>
   holdLock(purpose, key).pipe(
@@ -109,7 +119,7 @@ const exclusive = (purpose: string, key: string, held: string) =>
  */
 const claimSocket = (socket: string) =>
   Effect.gen(function*() {
-    yield* exclusive("socket", socket, `another daemon is starting or listening on ${socket}`)
+    yield* exclusive("socket", realPath(socket), `another daemon is starting or listening on ${socket}`)
     yield* Effect.try({
       try: () => fs.mkdirSync(path.dirname(socket), { recursive: true }),
       catch: (cause) => new DaemonError({ message: `could not create ${path.dirname(socket)}`, cause })
@@ -173,7 +183,7 @@ const runDaemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
   // would handle every exit.
   yield* exclusive(
     "data-root",
-    settings.dataRoot,
+    realPath(settings.dataRoot),
     `another effect-containerd daemon is running with the data root ${settings.dataRoot}`
   )
   yield* claimSocket(settings.socketPath)

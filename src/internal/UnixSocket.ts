@@ -45,8 +45,11 @@ export const removeFile = (file: string): Effect.Effect<void> =>
  * another process holds it. The lock is a listener on a Linux abstract unix
  * socket named after the key's hash: binding it is atomic, and the kernel
  * releases it when the process dies, so a crash leaves nothing stale behind and
- * no check-then-remove race exists, unlike a pid file. Connections to it are
- * refused.
+ * there is no check-then-remove race, unlike a pid file. Connections to it are
+ * accepted and closed at once. Abstract names belong to the network namespace
+ * and carry no permissions: daemons in different network namespaces do not see
+ * each other's locks, and a local user could take a name first (a denial of
+ * start, never a takeover).
  */
 export const holdLock = (purpose: string, key: string): Effect.Effect<boolean, NodeJS.ErrnoException, Scope.Scope> =>
   Effect.acquireRelease(
@@ -56,8 +59,9 @@ export const holdLock = (purpose: string, key: string): Effect.Effect<boolean, N
       server.once("error", (error: NodeJS.ErrnoException) =>
         resume(error.code === "EADDRINUSE" ? Effect.succeed(undefined) : Effect.fail(error)))
       server.listen(name, () => {
-        // It must not keep the process alive on its own.
+        // It must not keep the process alive, nor crash it on a later accept error.
         server.unref()
+        server.on("error", () => {})
         resume(Effect.succeed(server))
       })
     }),

@@ -1,9 +1,10 @@
 /**
  * dockerd 20.10 (Debian's `docker.io`, when installed) on the bench's private
  * containerd, for side-by-side figures with the engine the issues quote. It
- * gets its own containerd namespace, data root and socket, no networking of its
- * own (`--bridge=none`, as our daemon's default), and the fixture image converted
- * by skopeo to the docker-archive form its `docker load` reads.
+ * gets its own containerd namespace, data root and socket, overlay2 (as our
+ * overlayfs snapshotter), no networking of its own (`--bridge=none`, as our
+ * daemon's default), and the fixture image converted by skopeo to the
+ * docker-archive form its `docker load` reads.
  */
 import { Effect, Option, Schedule, type Scope } from "effect"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
@@ -36,21 +37,27 @@ const ping = (socket: string) =>
 const onPath = (binary: string) =>
   (process.env["PATH"] ?? "").split(":").some((dir) => fs.existsSync(path.join(dir, binary)))
 
-/** Starts dockerd with `image` loaded; none when dockerd is not installed. Stopped with the scope. */
+const removeTree = (dir: string) =>
+  Effect.try({ try: () => fs.rmSync(dir, { recursive: true, force: true }), catch: (cause) => cause }).pipe(
+    Effect.catch((cause) => Effect.logWarning(`could not remove ${dir}`, cause))
+  )
+
+/** Starts dockerd with `image` loaded; none when dockerd (or skopeo) is not installed. Stopped with the scope. */
 export const startDockerd = (
   containerd: string,
   image: { readonly archive: string; readonly name: string }
 ): Effect.Effect<Option.Option<Dockerd>, Error, Scope.Scope> =>
   Effect.gen(function*() {
-    if (!onPath("dockerd")) return Option.none()
+    if (!onPath("dockerd") || !onPath("skopeo")) return Option.none()
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-dockerd-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      removeTree
     )
     const socket = path.join(dir, "docker.sock")
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        spawn("dockerd", [
+      Effect.sync(() => {
+        const log = fs.openSync(path.join(dir, "dockerd.log"), "a")
+        const spawned = spawn("dockerd", [
           "--host", `unix://${socket}`,
           "--containerd", containerd,
           "--containerd-namespace", "bench-dockerd",
@@ -58,12 +65,17 @@ export const startDockerd = (
           "--data-root", path.join(dir, "data"),
           "--exec-root", path.join(dir, "exec"),
           "--pidfile", path.join(dir, "dockerd.pid"),
+          "--storage-driver=overlay2",
           "--bridge=none", "--iptables=false", "--ip-masq=false"
-        ], { stdio: ["ignore", fs.openSync(path.join(dir, "dockerd.log"), "a"), "ignore"] })
-      ),
+        ], { stdio: ["ignore", log, log] })
+        fs.closeSync(log)
+        // A failed spawn leaves no pid and fails the ping below; the event needs a listener.
+        spawned.on("error", () => {})
+        return spawned
+      }),
       (child: ChildProcess) =>
         Effect.callback<void>((resume) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
           const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
           child.once("exit", () => {
             clearTimeout(timer)

@@ -40,6 +40,10 @@ export const startStubEngine: Effect.Effect<{ readonly socket: string }, never, 
     server.on("upgrade", (_req, conn: import("node:net").Socket) => {
       conn.end("HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
     })
+    server.once("error", (error) => {
+      fs.rmSync(dir, { recursive: true, force: true })
+      resume(Effect.die(error))
+    })
     server.listen(socket, () => resume(Effect.succeed({ socket, server, dir })))
   }),
   ({ dir, server }) =>

@@ -58,13 +58,14 @@ const workloads = (socket: string, dockerConfig: string) => {
     /** 50 `docker exec` at once in one running container: the wall time in ms. */
     execs: Effect.gen(function*() {
       const box = yield* docker("run", "-d", FIXTURE_IMAGE, "sleep", "600")
-      yield* docker("exec", box, "true")
-      const { ms } = yield* timed(Effect.forEach(Array.from({ length: 50 }), () => docker("exec", box, "true"), {
-        concurrency: "unbounded",
-        discard: true
-      }))
-      yield* docker("rm", "-f", box)
-      return ms
+      return yield* Effect.gen(function*() {
+        yield* docker("exec", box, "true")
+        const { ms } = yield* timed(Effect.forEach(Array.from({ length: 50 }), () => docker("exec", box, "true"), {
+          concurrency: "unbounded",
+          discard: true
+        }))
+        return ms
+      }).pipe(Effect.ensuring(Effect.ignore(docker("rm", "-f", box))))
     })
   }
 }

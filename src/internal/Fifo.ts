@@ -35,7 +35,12 @@ export type Stdio =
   | { readonly _tag: "Null" }
   /** FIFOs: stdout and stderr as Streams, stdin as a Sink when asked for. */
   | { readonly _tag: "Pipe"; readonly stdin: boolean }
-  /** The shim appends stdout and stderr to this file itself, so output outlives us. */
+  /**
+   * The shim appends stdout and stderr to this file itself, so output outlives
+   * us. containerd 1.6's shim can drop stderr written just before the process
+   * exits on a loaded machine (seen with `ctr --log-uri file://` too): for a
+   * complete record use `Binary` (as our daemon does) or `Pipe`.
+   */
   | { readonly _tag: "LogFile"; readonly path: string }
   /**
    * The shim starts this program (containerd's `binary://` logging) with the

@@ -301,7 +301,11 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
 
   it.effect("writes output to a file:// log that the shim keeps: stdout whole, stderr intact when there", () =>
     Effect.gen(function*() {
-      const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ectr-log-")), "c.log")
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-log-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const log = path.join(dir, "c.log")
       const c = yield* container({ command: ["sh", "-c", "echo to the log; echo and errors >&2"] })
       const task = yield* c.newTask({ stdio: Stdio.logFile(log) })
       yield* task.start
@@ -315,7 +319,6 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
       for (let waited = 0; lines().length < 2 && waited < 2000; waited += 20) yield* Effect.sleep("20 millis")
       assert.include(lines(), "to the log")
       assert.includeMembers(["and errors", "to the log"], lines(), "nothing but whole lines of the output")
-      fs.rmSync(path.dirname(log), { recursive: true, force: true })
     }))
 
   it.effect("removes a process's FIFO directory when it is deleted", () =>

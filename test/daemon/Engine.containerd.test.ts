@@ -4,6 +4,7 @@
  * policies, AutoRemove, and bad input refused before anything is created.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { TestClock } from "effect/testing"
 import { Context, type Duration, Effect, Fiber, Layer, Schedule, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -164,4 +165,25 @@ describe("Engine against containerd", () => {
       const { containers } = yield* client.containers.list({})
       assert.strictEqual(containers.length, 1)
     }).pipe(Effect.scoped), 60_000)
+
+  // TestClock: the engine's exec GC sleeps and stamps exits on the test's clock,
+  // while the container and its execs run for real.
+  it.effect("an exec that exited is forgotten 5 minutes later (dockerd's exec GC); a running one is kept", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(engine(uniqueNamespace("eng")))
+      const docker = Context.get(ctx, Engine)
+      const { Id } = yield* docker.create(undefined, body({ Cmd: ["sleep", "600"] }))
+      yield* docker.start(Id)
+      const done = yield* docker.execCreate(Id, { Cmd: ["sh", "-c", "exit 4"] })
+      assert.strictEqual(yield* (yield* docker.execStart(done.Id, { detach: true })).exited, 4)
+      const running = yield* docker.execCreate(Id, { Cmd: ["sleep", "600"] })
+      yield* docker.execStart(running.Id, { detach: true })
+
+      yield* TestClock.adjust("4 minutes")
+      assert.strictEqual((yield* docker.execInspect(done.Id)).ExitCode, 4, "kept for 5 minutes")
+      yield* TestClock.adjust("2 minutes")
+      assert.strictEqual((yield* Effect.flip(docker.execInspect(done.Id))).status, 404)
+      assert.isTrue((yield* docker.execInspect(running.Id)).Running, "a running exec is never forgotten")
+      yield* docker.remove(Id, { force: true })
+    }))
 })

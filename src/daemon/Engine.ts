@@ -195,6 +195,8 @@ export interface EngineOptions {
    * every container's output goes through FIFOs.
    */
   readonly shimLogger?: string | undefined
+  /** How long an exited exec stays inspectable (dockerd's exec GC); default 5 minutes, checked every fifth of it. */
+  readonly execRetention?: Duration.Input | undefined
 }
 
 /** The container engine. */
@@ -227,7 +229,6 @@ const FOLLOWERS_TIMEOUT = Duration.seconds(5)
 const SETTLE_TIMEOUT = Duration.seconds(30)
 /** How long an exited exec stays inspectable, and how often old ones are collected (dockerd: 5 min). */
 const EXEC_RETENTION = Duration.minutes(5)
-const EXEC_GC_INTERVAL = Duration.minutes(1)
 /** Restart delays as dockerd's restartmanager: 100 ms doubling to 1 min, reset after 10 s of running. */
 const RESTART_DELAY_MIN = 100
 const RESTART_DELAY_MAX = 60_000
@@ -1280,11 +1281,12 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const execs = new Map<string, ExecEntry>()
   // As dockerd's execCommandGC: an exec that exited more than 5 minutes ago is
   // forgotten, so a long-lived container's execs do not pile up.
+  const execRetention = Duration.toMillis(Duration.fromInputUnsafe(options.execRetention ?? EXEC_RETENTION))
   yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-    yield* Effect.sleep(EXEC_GC_INTERVAL)
+    yield* Effect.sleep(Duration.millis(execRetention / 5))
     const now = yield* Clock.currentTimeMillis
     for (const exec of execs.values()) {
-      if (exec.exitedAt !== undefined && now - exec.exitedAt > Duration.toMillis(EXEC_RETENTION)) execs.delete(exec.id)
+      if (exec.exitedAt !== undefined && now - exec.exitedAt > execRetention) execs.delete(exec.id)
     }
   })))
   /** Exec processes live in the engine's scope, each in a child scope closed when it is deleted. */

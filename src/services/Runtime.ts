@@ -470,11 +470,6 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     const rpc = withNamespace(namespace)
     // The shim opened the init's FIFOs during Tasks.Create.
     const { process: init, live } = yield* makeProcess({ ...params, execId: "", afterStart: Effect.void })
-    const running = {
-      get deleted() {
-        return init.deleted
-      }
-    }
     const startPermit = Semaphore.makeUnsafe(execConcurrency).withPermits(1)
 
     const execProcess = Effect.fnUntraced(function*(execId: string, exec: ExecOptions) {
@@ -523,7 +518,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         started: false,
         afterStart: io.connected,
         startPermit,
-        task: running
+        task: init
       })
       return process
     })

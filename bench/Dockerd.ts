@@ -9,9 +9,10 @@
 import { Effect, Option, Schedule, type Scope } from "effect"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
+import { removeTree } from "../src/internal/Files.ts"
+import { requestOver } from "../test/support/DaemonHarness.ts"
 
 /** A running dockerd: its API socket. */
 export interface Dockerd {
@@ -24,23 +25,8 @@ const run = (command: string, args: ReadonlyArray<string>) =>
       resume(error ? Effect.fail(new Error(`${command} ${args.join(" ")}: ${stderr || error.message}`)) : Effect.void))
   })
 
-const ping = (socket: string) =>
-  Effect.callback<void, Error>((resume) => {
-    const req = http.request({ socketPath: socket, path: "/_ping" }, (res) => {
-      res.resume()
-      resume(res.statusCode === 200 ? Effect.void : Effect.fail(new Error(`ping: ${res.statusCode}`)))
-    })
-    req.on("error", (error) => resume(Effect.fail(error)))
-    req.end()
-  })
-
 const onPath = (binary: string) =>
   (process.env["PATH"] ?? "").split(":").some((dir) => fs.existsSync(path.join(dir, binary)))
-
-const removeTree = (dir: string) =>
-  Effect.try({ try: () => fs.rmSync(dir, { recursive: true, force: true }), catch: (cause) => cause }).pipe(
-    Effect.catch((cause) => Effect.logWarning(`could not remove ${dir}`, cause))
-  )
 
 /** Starts dockerd with `image` loaded; none when dockerd (or skopeo) is not installed. Stopped with the scope. */
 export const startDockerd = (
@@ -84,7 +70,8 @@ export const startDockerd = (
           child.kill("SIGTERM")
         })
     )
-    yield* ping(socket).pipe(
+    yield* requestOver(socket)("GET", "/_ping").pipe(
+      Effect.filterOrFail((r) => r.status === 200, () => new Error("dockerd is not ready")),
       Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 300, while: () => child.exitCode === null })
     )
     const archive = path.join(dir, "image.docker.tar")

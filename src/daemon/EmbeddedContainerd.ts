@@ -36,7 +36,8 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Clock, Deferred, Duration, Effect, Exit, Option, Pull, Result, Schedule, Schema, type Scope } from "effect"
-import { probeSocket, removeFile } from "../internal/UnixSocket.ts"
+import { removeFile } from "../internal/Files.ts"
+import { probeSocket } from "../internal/UnixSocket.ts"
 import { Containerd } from "../services/Containerd.ts"
 
 /** Why the embedded containerd could not be set up, started or kept running. */

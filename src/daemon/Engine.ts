@@ -37,6 +37,7 @@ import {
 import { packJson, unpackJson } from "../domain/Any.ts"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import { signalNumber } from "../domain/Signal.ts"
+import { removeTree } from "../internal/Files.ts"
 import { Containerd, withNamespace } from "../services/Containerd.ts"
 import { Events } from "../services/Events.ts"
 import { Images } from "../services/Images.ts"
@@ -997,10 +998,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         // As dockerd removes containers/<id>: the log goes with the container, once
         // its followers (an attached `docker run --rm`) have read it to the end.
         yield* Effect.timeoutOption(entry.unfollowed.await, FOLLOWERS_TIMEOUT)
-        yield* files("could not remove the container's log", () =>
-          fs.rmSync(path.join(options.logRoot, entry.id), { recursive: true, force: true })).pipe(
-            Effect.catch((error) => Effect.logWarning(error.message))
-          )
+        yield* removeTree(path.join(options.logRoot, entry.id))
         for (const exec of execs.values()) if (exec.containerId === entry.id) execs.delete(exec.id)
         yield* unindex(entry)
         yield* publish(entry, "destroy")

@@ -28,6 +28,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { type ContainerdError, GrpcCode, fromGrpcStatus } from "../domain/ContainerdError.ts"
+import { removeTree } from "./Files.ts"
 
 /** How a process's stdio is connected. */
 export type Stdio =
@@ -112,12 +113,7 @@ export const makeFifoPool = Effect.fnUntraced(function*(root: string) {
   const free: Array<string> = []
   let made = 0
   let batch: Deferred.Deferred<void, ContainerdError> | undefined
-  yield* Scope.addFinalizer(
-    scope,
-    Effect.try({ try: () => fs.rmSync(dir, { recursive: true, force: true }), catch: (cause) => cause }).pipe(
-      Effect.catch((cause) => Effect.logWarning(`could not remove ${dir}`, cause))
-    )
-  )
+  yield* Scope.addFinalizer(scope, removeTree(dir))
 
   const makeBatch = Effect.suspend(() => {
     const names = Array.from({ length: POOL_BATCH }, () => path.join(dir, String(made++)))

@@ -1,7 +1,7 @@
 /**
- * What is at a unix socket path, and removing one: what a server that owns a
- * socket path (our daemon's API socket, the embedded containerd's) checks
- * before it starts, so a socket left by a crash is cleaned up but a live one,
+ * What is at a unix socket path: what a server that owns a socket path (our
+ * daemon's API socket, the embedded containerd's) checks before it starts, so
+ * a socket left by a crash is cleaned up (`Files.removeFile`) but a live one,
  * or a file that is not a socket, is never taken over. And a lock for the life
  * of a process, on an abstract socket.
  */
@@ -34,11 +34,6 @@ export const probeSocket = (socket: string): Effect.Effect<SocketState> =>
     Effect.timeoutOrElse({ duration: "1 second", orElse: () => Effect.succeed("listening" as const) })
   )
 
-/** Removes a file if it is there; a failure (a directory in the way) is logged, not raised: finalizers use it. */
-export const removeFile = (file: string): Effect.Effect<void> =>
-  Effect.try({ try: () => fs.rmSync(file, { force: true }), catch: (cause) => cause }).pipe(
-    Effect.catch((cause) => Effect.logWarning(`could not remove ${file}`, cause))
-  )
 
 /**
  * Holds a process-wide lock on `key` (a path, say) for the scope: `false` if

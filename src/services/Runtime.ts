@@ -536,7 +536,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
           live("kill", rpc(client.tasks.kill({ containerId, signal: n, all: options?.all ?? false })))),
       pause: live("pause", rpc(client.tasks.pause({ containerId }))),
       resume: live("resume", rpc(client.tasks.resume({ containerId }))),
-      exec: (execId, exec) => live("exec", execProcess(execId, exec)),
+      exec: execProcess,
       pids: live("pids", rpc(Effect.map(client.tasks.listPids({ containerId }), (r) => r.processes.map((p) => p.pid)))),
       metrics: live("metrics", rpc(Effect.map(client.tasks.metrics({ filters: [`id==${containerId}`] }), (r) => ({
         timestamp: r.metrics[0]?.timestamp,

@@ -22,7 +22,7 @@ import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } fr
 import type { Platform } from "../domain/Image.ts"
 import { badRequest, DockerError, notFound } from "./DockerError.ts"
 import { type AttachSession, Engine, type WaitCondition } from "./Engine.ts"
-import { formatDockerTimestamp, frame } from "./JsonLog.ts"
+import { formatDockerTimestamp } from "./JsonLogFile.ts"
 import { EventLog } from "./EventLog.ts"
 import { DockerImages, IMAGE_FILTERS } from "./Images.ts"
 import { CreateBody, ExecConfig, ExecStartConfig } from "./Model.ts"
@@ -248,6 +248,15 @@ const jsonLines = (values: Stream.Stream<unknown>, separator = "\n") =>
     Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(values, (value) => encoder.encode(JSON.stringify(value) + separator))),
     { contentType: "application/json" }
   )
+
+/** A frame of Docker's multiplexed stream (attach, logs without a TTY): `[stream,0,0,0,size(u32 BE)]` then the payload; 0 stdin, 1 stdout, 2 stderr. */
+export const frame = (stream: 0 | 1 | 2, payload: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(8 + payload.byteLength)
+  out[0] = stream
+  new DataView(out.buffer).setUint32(4, payload.byteLength, false)
+  out.set(payload, 8)
+  return out
+}
 
 /** How attach and logs frame output: raw bytes for a terminal, else Docker's multiplexed frames. */
 const framed = (tty: boolean) => (stream: "stdout" | "stderr", data: Uint8Array): Uint8Array =>

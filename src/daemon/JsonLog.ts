@@ -44,16 +44,14 @@ import {
   Duration,
   Effect,
   Option,
-  Predicate,
   type Pull,
   Queue,
   Schema,
   type Scope,
   Stream
 } from "effect"
-import { Appender, type LogStream } from "./JsonLogFile.ts"
+import { Appender, isNotFound, type LogStream } from "./JsonLogFile.ts"
 
-export { formatDockerTimestamp, type LogStream, MAX_LINE } from "./JsonLogFile.ts"
 
 /** The log file could not be opened, written, rotated or read, or the options are invalid. */
 export class JsonLogError extends Schema.TaggedError<JsonLogError>()("JsonLogError", {
@@ -112,15 +110,6 @@ export interface ReadOptions {
 const NEWLINE = 0x0a
 const READ_CHUNK = 64 * 1024
 const POLL_INTERVAL = Duration.millis(100)
-
-/** A frame of Docker's multiplexed stream (attach, logs without a TTY): `[stream,0,0,0,size(u32 BE)]` then the payload; 0 stdin, 1 stdout, 2 stderr. */
-export const frame = (stream: 0 | 1 | 2, payload: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(8 + payload.byteLength)
-  out[0] = stream
-  new DataView(out.buffer).setUint32(4, payload.byteLength, false)
-  out.set(payload, 8)
-  return out
-}
 
 /** Opens (creates or appends to) a container's json-file log; the scope closes it, writing what is left. */
 export const makeWriter = Effect.fn("JsonLog.makeWriter")(
@@ -222,8 +211,6 @@ interface Cursor {
   leftover: Buffer | undefined
   end: number | undefined
 }
-
-const isNotFound = (cause: unknown): boolean => Predicate.hasProperty(cause, "code") && cause.code === "ENOENT"
 
 const closeQuietly = (fd: number): void => fs.close(fd, () => {})
 

@@ -4,6 +4,7 @@
  * logger (`logger.c`) writes the same bytes for the same output;
  * `test/daemon/ShimLogger.test.ts` holds the two to it.
  */
+import { Predicate } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
@@ -56,6 +57,18 @@ const escapeChar = (char: string): string => {
 }
 
 // Invalid UTF-8 becomes U+FFFD, as dockerd writes `\ufffd` for it.
+/** Whether a file-system failure is "no such file". */
+export const isNotFound = (cause: unknown): boolean => Predicate.hasProperty(cause, "code") && cause.code === "ENOENT"
+
+/** Renames `from` unless it is not there (as logger.c does): one system call, and no window between a check and the rename. */
+const renameIfThere = (from: string, to: string): void => {
+  try {
+    fs.renameSync(from, to)
+  } catch (cause) {
+    if (!isNotFound(cause)) throw cause
+  }
+}
+
 const entryLine = (stream: LogStream, bytes: Buffer, time: string): string =>
   `{"log":"${bytes.toString("utf8").replace(ESCAPED, escapeChar)}","stream":"${stream}","time":"${time}"}\n`
 
@@ -167,11 +180,8 @@ export class Appender {
     this.closeFile()
     if (this.maxFiles > 1) {
       fs.rmSync(`${this.file}.${this.maxFiles - 1}`, { force: true })
-      for (let i = this.maxFiles - 1; i > 1; i--) {
-        const from = `${this.file}.${i - 1}`
-        if (fs.existsSync(from)) fs.renameSync(from, `${this.file}.${i}`)
-      }
-      if (fs.existsSync(this.file)) fs.renameSync(this.file, `${this.file}.1`)
+      for (let i = this.maxFiles - 1; i > 1; i--) renameIfThere(`${this.file}.${i - 1}`, `${this.file}.${i}`)
+      renameIfThere(this.file, `${this.file}.1`)
     }
     const { O_APPEND, O_CREAT, O_TRUNC, O_WRONLY } = fs.constants
     this.fd = fs.openSync(this.file, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC, FILE_MODE)

@@ -10,6 +10,7 @@ import { HttpRouter } from "effect/http"
 import {
   compareVersions,
   CONTAINER_FILTERS,
+  frame,
   layer as apiLayer,
   parseBoolean,
   parseFilters,
@@ -481,4 +482,14 @@ describe("Api stdio routes", () => {
         assert.deepStrictEqual([created.status, yield* jsonOf(created)], [201, { Id: "exec-1" }])
         assert.strictEqual((yield* call("POST", "/containers/box/exec", JSON.stringify({ Cmd: "true" }))).status, 400)
       })))
+})
+
+describe("frame", () => {
+  it("prefixes the stream type and the big-endian size", () => {
+    assert.deepStrictEqual([...frame(1, new TextEncoder().encode("hi"))], [1, 0, 0, 0, 0, 0, 0, 2, 104, 105])
+    const big = frame(2, new Uint8Array(0x01_02_03))
+    assert.deepStrictEqual([...big.subarray(0, 8)], [2, 0, 0, 0, 0, 1, 2, 3])
+    assert.strictEqual(big.length, 8 + 0x01_02_03)
+    assert.deepStrictEqual([...frame(0, new Uint8Array(0))], [0, 0, 0, 0, 0, 0, 0, 0])
+  })
 })

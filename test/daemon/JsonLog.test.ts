@@ -10,16 +10,8 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Queue, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import {
-  formatDockerTimestamp,
-  frame,
-  type LogEntry,
-  makeWriter,
-  MAX_LINE,
-  parseLogTime,
-  readLogs,
-  type ReadOptions
-} from "../../src/daemon/JsonLog.ts"
+import { type LogEntry, makeWriter, parseLogTime, readLogs, type ReadOptions } from "../../src/daemon/JsonLog.ts"
+import { formatDockerTimestamp, MAX_LINE } from "../../src/daemon/JsonLogFile.ts"
 
 // 2026-12-02T03:04:05Z
 const T0 = Date.UTC(2026, 11, 2, 3, 4, 5)
@@ -360,14 +352,4 @@ describe("JsonLog follow", () => {
       yield* within(Fiber.join(fiber))
       assert.deepStrictEqual(yield* rest, ["before\n"])
     }))
-})
-
-describe("frame", () => {
-  it("prefixes the stream type and the big-endian size", () => {
-    assert.deepStrictEqual([...frame(1, bytes("hi"))], [1, 0, 0, 0, 0, 0, 0, 2, 104, 105])
-    const big = frame(2, new Uint8Array(0x01_02_03))
-    assert.deepStrictEqual([...big.subarray(0, 8)], [2, 0, 0, 0, 0, 1, 2, 3])
-    assert.strictEqual(big.length, 8 + 0x01_02_03)
-    assert.deepStrictEqual([...frame(0, new Uint8Array(0))], [0, 0, 0, 0, 0, 0, 0, 0])
-  })
 })

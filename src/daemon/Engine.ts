@@ -13,7 +13,6 @@
  */
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import * as path from "node:path"
 import {
   type Cause,
   Clock,
@@ -46,7 +45,7 @@ import { type BindMount, type Process, type Runtime, Stdio, type Task, type Tmpf
 import { badRequest, conflict, DockerError, fromLibrary, internal, notFound } from "./DockerError.ts"
 import { EventLog } from "./EventLog.ts"
 import { type LogEntry, makeWriter, readLogs } from "./JsonLog.ts"
-import { type LogConfig, logConfigPath, logPath } from "./LogFiles.ts"
+import { containerDir, type LogConfig, logConfigPath, logPath } from "./LogFiles.ts"
 import {
   type ContainerInspectJson,
   type ContainerStateJson,
@@ -185,10 +184,6 @@ export interface EngineOptions {
   readonly namespace: string
   /** Where containers' json-file logs go: `<logRoot>/<id>/<id>-json.log`. */
   readonly logRoot: string
-  /** A log file's size before it is rotated (a container's `max-size` log option wins); default unlimited. */
-  readonly logMaxSize?: number | undefined
-  /** How many log files are kept per container (`max-file`); default 1. */
-  readonly logMaxFiles?: number | undefined
   /**
    * The shim logger (`ShimLogger.buildShimLogger`). With it, containers without
    * a stdin or a terminal are logged by the shim's child instead of through the
@@ -613,11 +608,11 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const files = (what: string, f: () => void) =>
     Effect.try({ try: f, catch: (cause) => internal(`${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause) })
 
-  /** The container's log options, as its create request set them or the daemon's defaults. */
+  /** The container's log options, as its create request set them (dockerd's defaults: no rotation, one file). */
   const logConfigOf = (stored: StoredContainer): LogConfig => {
     const config = stored.HostConfig.LogConfig?.Config ?? {}
-    const maxSize = parseSize(config["max-size"]) ?? options.logMaxSize
-    const maxFiles = Number(config["max-file"] ?? options.logMaxFiles ?? 1) || 1
+    const maxSize = parseSize(config["max-size"])
+    const maxFiles = Number(config["max-file"] ?? 1) || 1
     return maxSize === undefined ? { maxFiles } : { maxSize, maxFiles }
   }
 
@@ -802,7 +797,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           extensions: { [STORED_EXTENSION]: packJson(STORED_TYPE_URL, stored) }
         })))
         yield* files("could not write the container's log options", () => {
-          fs.mkdirSync(path.dirname(logConfigPath(options.logRoot, id)), { recursive: true })
+          fs.mkdirSync(containerDir(options.logRoot, id), { recursive: true })
           fs.writeFileSync(logConfigPath(options.logRoot, id), JSON.stringify(logConfigOf(stored)))
         }).pipe(Effect.onError(() => lib(inNamespace(mon.remove(id))).pipe(Effect.ignore)))
         const entry = yield* entryOf(container.id, stored, container.labels)
@@ -998,7 +993,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         // As dockerd removes containers/<id>: the log goes with the container, once
         // its followers (an attached `docker run --rm`) have read it to the end.
         yield* Effect.timeoutOption(entry.unfollowed.await, FOLLOWERS_TIMEOUT)
-        yield* removeTree(path.join(options.logRoot, entry.id))
+        yield* removeTree(containerDir(options.logRoot, entry.id))
         for (const exec of execs.values()) if (exec.containerId === entry.id) execs.delete(exec.id)
         yield* unindex(entry)
         yield* publish(entry, "destroy")

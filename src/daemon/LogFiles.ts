@@ -12,8 +12,11 @@ export interface LogConfig {
   readonly maxFiles?: number
 }
 
+/** A container's directory: its log, the rotated ones, and its log options. */
+export const containerDir = (root: string, id: string) => path.join(root, id)
+
 /** The log options file of a container. */
-export const logConfigPath = (root: string, id: string) => path.join(root, id, "log-config.json")
+export const logConfigPath = (root: string, id: string) => path.join(containerDir(root, id), "log-config.json")
 
 /** The json-file log of a container. */
-export const logPath = (root: string, id: string) => path.join(root, id, `${id}-json.log`)
+export const logPath = (root: string, id: string) => path.join(containerDir(root, id), `${id}-json.log`)

@@ -1192,12 +1192,11 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       // `logs`, from the start), followed to the end of the run, so nothing comes twice.
       const output = subscription !== undefined && shimLogged(entry)
         ? Stream.unwrap(Effect.map(
-          followLog(entry, subscription, {
+          followLog(entry, {
             stdout: attachOptions.stdout,
             stderr: attachOptions.stderr,
-            since: attachOptions.logs ? undefined : yield* Clock.currentTimeMillis,
-            follow: true
-          }),
+            since: attachOptions.logs ? undefined : yield* Clock.currentTimeMillis
+          }, subscription),
           (entries) => entries.pipe(Stream.map((e) => ({ stream: e.stream, data: e.log })), Stream.catch(() => Stream.empty))
         ))
         : Stream.concat(
@@ -1223,18 +1222,18 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     })
 
   /**
-   * The container's log file, read (and with `follow`, followed) until its
-   * current or next run's output has ended — the `End` on `subscription`, which
-   * the caller took before looking, so the end cannot slip past.
+   * The container's log file, read; given a `subscription` to its output (which
+   * the caller took before looking, so the end cannot slip past), followed until
+   * its current or next run's output has ended: the `End` on it.
    */
   const followLog = (
     entry: Entry,
-    subscription: PubSub.Subscription<OutputEvent>,
-    read: Omit<Parameters<typeof readLogs>[0], "path" | "done">
+    read: Omit<Parameters<typeof readLogs>[0], "path" | "done" | "follow">,
+    subscription?: PubSub.Subscription<OutputEvent>
   ) =>
     Effect.gen(function*() {
       const end = yield* Deferred.make<void>()
-      if (read.follow === true) {
+      if (subscription !== undefined) {
         yield* Effect.forkScoped(
           Stream.fromSubscription(subscription).pipe(
             Stream.takeUntil((event) => event._tag === "End"),
@@ -1246,7 +1245,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       // Counted while it runs, not before: a stream nobody runs must not hold up a removal.
       return Stream.unwrap(Effect.sync(() => {
         if (entry.followers++ === 0) entry.unfollowed.closeUnsafe()
-        return readLogs({ ...read, path: logPathOf(entry), done: Deferred.await(end) }).pipe(
+        return readLogs({ ...read, follow: subscription !== undefined, path: logPathOf(entry), done: Deferred.await(end) }).pipe(
           Stream.ensuring(Effect.sync(() => {
             if (--entry.followers === 0) entry.unfollowed.openUnsafe()
           }))
@@ -1258,8 +1257,9 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     Effect.map(find(ref), (entry) => ({
       tty: entry.stored.Config.Tty === true,
       entries: Stream.unwrap(Effect.gen(function*() {
-        const subscription = yield* PubSub.subscribe(entry.output)
-        const entries = yield* followLog(entry, subscription, { ...logsOptions, follow: logsOptions.follow && entry.streaming })
+        // Only a follower listens for the run's end; a plain read buffers nothing of the live output.
+        const subscription = logsOptions.follow === true && entry.streaming ? yield* PubSub.subscribe(entry.output) : undefined
+        const entries = yield* followLog(entry, logsOptions, subscription)
         return Stream.mapError(entries, (error) => internal(`reading the log of ${entry.id} failed: ${error.message}`, error))
       }))
     }))

@@ -268,9 +268,9 @@ interface ExecEntry {
   readonly containerId: string
   readonly config: ExecConfig
   started: boolean
-  running: boolean
   exitCode: number | undefined
   pid: number
+  /** The process while it runs (started, not yet exited). */
   process: Process | undefined
   readonly exited: Deferred.Deferred<number>
   /** When it exited (ms), for the collection of old execs. */
@@ -1307,7 +1307,6 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         containerId: entry.id,
         config,
         started: false,
-        running: false,
         exitCode: undefined,
         exitedAt: undefined,
         pid: 0,
@@ -1362,14 +1361,12 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       yield* lib(process.start).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
       exec.process = process
       exec.pid = process.pid
-      exec.running = true
       yield* publish(entry, `exec_start: ${(config.Cmd ?? []).join(" ")}`, { execID: execId })
       // The exit comes from the hub; then the process is deleted and its scope closed.
       yield* Effect.forkIn(
         Effect.gen(function*() {
           const status = yield* process.wait
           yield* process.delete.pipe(Effect.ignore)
-          exec.running = false
           exec.exitCode = status.code
           exec.exitedAt = yield* Clock.currentTimeMillis
           exec.process = undefined
@@ -1398,7 +1395,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const execResize: EngineShape["execResize"] = (execId, height, width) =>
     Effect.gen(function*() {
       const exec = yield* findExec(execId)
-      if (exec.process === undefined || !exec.running) return yield* Effect.fail(conflict(`exec ${execId} is not running`))
+      if (exec.process === undefined) return yield* Effect.fail(conflict(`exec ${execId} is not running`))
       yield* lib(exec.process.resize(width, height))
     })
 
@@ -1406,7 +1403,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     Effect.map(findExec(execId), (exec) => ({
       ID: exec.id,
       ContainerID: exec.containerId,
-      Running: exec.running,
+      Running: exec.process !== undefined,
       ExitCode: exec.exitCode ?? null,
       Pid: exec.pid,
       OpenStdin: exec.config.AttachStdin === true,

@@ -240,14 +240,15 @@ const errorResponse = (status: number, message: string) => json({ message }, sta
 const encoder = new TextEncoder()
 
 /**
- * Values as JSON lines, streamed. The empty first chunk makes Node send the
- * headers at once, as dockerd flushes them before it has anything to say.
+ * A streamed response. The empty first chunk makes Node send the headers at
+ * once, as dockerd flushes them before it has anything to say.
  */
+const flushedStream = (chunks: Stream.Stream<Uint8Array>, contentType: string) =>
+  HttpServerResponse.stream(Stream.concat(Stream.make(new Uint8Array(0)), chunks), { contentType })
+
+/** Values as JSON lines, streamed. */
 const jsonLines = (values: Stream.Stream<unknown>, separator = "\n") =>
-  HttpServerResponse.stream(
-    Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(values, (value) => encoder.encode(JSON.stringify(value) + separator))),
-    { contentType: "application/json" }
-  )
+  flushedStream(Stream.map(values, (value) => encoder.encode(JSON.stringify(value) + separator)), "application/json")
 
 /** A frame of Docker's multiplexed stream (attach, logs without a TTY): `[stream,0,0,0,size(u32 BE)]` then the payload; 0 stdin, 1 stdout, 2 stderr. */
 export const frame = (stream: 0 | 1 | 2, payload: Uint8Array): Uint8Array => {
@@ -264,6 +265,12 @@ const framed = (tty: boolean) => (stream: "stdout" | "stderr", data: Uint8Array)
 
 const streamContentType = (tty: boolean) =>
   tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream"
+
+/** A container's or exec's output as a response body (attach without a hijack, logs). */
+const outputResponse = (tty: boolean, output: AttachSession["output"]) => {
+  const frameOf = framed(tty)
+  return flushedStream(Stream.map(output, ({ data, stream }) => frameOf(stream, data)), streamContentType(tty))
+}
 
 /**
  * An attach over the connection the client hijacks (`Upgrade: tcp`, as the
@@ -300,11 +307,7 @@ const respondAttached = (session: AttachSession) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     if (request.headers["upgrade"] !== undefined) return yield* hijack(request, session)
-    const frameOf = framed(session.tty)
-    return HttpServerResponse.stream(
-      Stream.concat(Stream.make(new Uint8Array(0)), Stream.map(session.output, ({ data, stream }) => frameOf(stream, data))),
-      { contentType: streamContentType(session.tty) }
-    )
+    return outputResponse(session.tty, session.output)
   })
 
 /** The response for a failed request: its `DockerError`, 404 for no route, else 500. Server errors are logged, as by dockerd. */
@@ -515,14 +518,11 @@ const routes = Effect.gen(function*() {
           const tailText = yield* optionalQuery("tail")
           const tail = tailText === undefined || tailText === "all" ? undefined : yield* integerQuery("tail")
           const { entries, tty } = yield* engine.logs(id, { stdout, stderr, follow, since, until, tail })
-          const frameOf = framed(tty)
-          const body = Stream.map(entries, (entry) => {
-            const data = timestamps ? Buffer.concat([encoder.encode(`${formatDockerTimestamp(entry.timeNanos)} `), entry.log]) : entry.log
-            return frameOf(entry.stream, data)
-          }).pipe(Stream.catch(() => Stream.empty))
-          return HttpServerResponse.stream(Stream.concat(Stream.make(new Uint8Array(0)), body), {
-            contentType: streamContentType(tty)
-          })
+          const output = Stream.map(entries, (entry) => ({
+            stream: entry.stream,
+            data: timestamps ? Buffer.concat([encoder.encode(`${formatDockerTimestamp(entry.timeNanos)} `), entry.log]) : entry.log
+          })).pipe(Stream.catch(() => Stream.empty))
+          return outputResponse(tty, output)
         }))
     ),
     HttpRouter.route(

@@ -625,6 +625,10 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
    * feeds attachers' input to its stdin. Output is read whether or not anyone
    * attaches, so a container never blocks on its stdout.
    */
+  /** Feeds a process's stdin from `input` until the input ends, then closes it (a container's run, an exec). */
+  const feedStdin = (process: Process, input: Queue.Dequeue<Uint8Array, Cause.Done>) =>
+    Stream.fromQueue(input).pipe(Stream.run(process.stdin), Effect.andThen(process.closeStdin), Effect.ignore)
+
   const pump = (entry: Entry, task: Task) =>
     Effect.scoped(Effect.gen(function*() {
       // A log that cannot be written must not stop the output being read: the container would block.
@@ -640,15 +644,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           Effect.catch((error) => Effect.logWarning(`container ${entry.id}: reading ${stream} failed`, error))
         )
       const input = entry.input
-      if (input !== undefined) {
-        yield* Effect.forkScoped(
-          Stream.fromQueue(input).pipe(
-            Stream.run(task.stdin),
-            Effect.andThen(task.closeStdin),
-            Effect.ignore
-          )
-        )
-      }
+      if (input !== undefined) yield* Effect.forkScoped(feedStdin(task, input))
       yield* Effect.all([forward("stdout", task.stdout), forward("stderr", task.stderr)], { concurrency: 2, discard: true })
       yield* writer.close
       // The next run gets a fresh stdin.
@@ -1351,12 +1347,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
           ),
           scope
         )
-        if (input !== undefined) {
-          yield* Effect.forkIn(
-            Stream.fromQueue(input).pipe(Stream.run(process.stdin), Effect.andThen(process.closeStdin), Effect.ignore),
-            scope
-          )
-        }
+        if (input !== undefined) yield* Effect.forkIn(feedStdin(process, input), scope)
       }
       yield* lib(process.start).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
       exec.process = process

@@ -1334,16 +1334,16 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         tty,
         stdio: attached ? Stdio.pipe({ stdin: withStdin }) : Stdio.null
       })).pipe(Scope.provide(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
-      const output = yield* PubSub.unbounded<OutputEvent>()
+      // One reader (the client), so a queue, ended with the output (or with the exec's scope).
+      const output = yield* Queue.unbounded<{ readonly stream: "stdout" | "stderr"; readonly data: Uint8Array }, Cause.Done>()
+      yield* Scope.addFinalizer(scope, Queue.end(output))
       const input = withStdin ? yield* Queue.unbounded<Uint8Array, Cause.Done>() : undefined
-      // Subscribed before the start, so the first bytes reach the client.
-      const subscription = yield* PubSub.subscribe(output).pipe(Scope.provide(scope))
       if (attached) {
         const forward = (stream: "stdout" | "stderr", source: Stream.Stream<Uint8Array, ContainerdError>) =>
-          Stream.runForEach(source, (data) => PubSub.publish(output, { _tag: "Output", stream, data })).pipe(Effect.ignore)
+          Stream.runForEach(source, (data) => Queue.offer(output, { stream, data })).pipe(Effect.ignore)
         yield* Effect.forkIn(
           Effect.all([forward("stdout", process.stdout), forward("stderr", process.stderr)], { concurrency: 2, discard: true }).pipe(
-            Effect.andThen(PubSub.publish(output, { _tag: "End" }))
+            Effect.andThen(Queue.end(output))
           ),
           scope
         )
@@ -1369,14 +1369,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       )
       const session: AttachSession = {
         tty,
-        output: attached
-          ? Stream.fromSubscription(subscription).pipe(
-            Stream.takeWhile((event) => event._tag !== "End"),
-            Stream.filterMap((event) =>
-              event._tag === "Output" ? Result.succeed({ stream: event.stream, data: event.data }) : Result.failVoid
-            )
-          )
-          : Stream.empty,
+        output: attached ? Stream.fromQueue(output) : Stream.empty,
         write: input === undefined ? undefined : (data) => Effect.asVoid(Queue.offer(input, data)),
         endInput: input === undefined ? Effect.void : Effect.asVoid(Queue.end(input))
       }

@@ -56,7 +56,6 @@ const escapeChar = (char: string): string => {
   }
 }
 
-// Invalid UTF-8 becomes U+FFFD, as dockerd writes `\ufffd` for it.
 /** Whether a file-system failure is "no such file". */
 export const isNotFound = (cause: unknown): boolean => Predicate.hasProperty(cause, "code") && cause.code === "ENOENT"
 
@@ -69,8 +68,10 @@ const renameIfThere = (from: string, to: string): void => {
   }
 }
 
-const entryLine = (stream: LogStream, bytes: Buffer, time: string): string =>
-  `{"log":"${bytes.toString("utf8").replace(ESCAPED, escapeChar)}","stream":"${stream}","time":"${time}"}\n`
+// Invalid UTF-8 becomes U+FFFD, as dockerd writes `\ufffd` for it. Encoded once, here: its length
+// decides rotation, and the bytes are what is written.
+const entryLine = (stream: LogStream, bytes: Buffer, time: string): Buffer =>
+  Buffer.from(`{"log":"${bytes.toString("utf8").replace(ESCAPED, escapeChar)}","stream":"${stream}","time":"${time}"}\n`, "utf8")
 
 /**
  * A container's log file and its partial lines, appended synchronously, so one
@@ -106,7 +107,7 @@ export class Appender {
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     const data = previous === undefined ? bytes : Buffer.concat([previous, bytes])
     const time = formatStoredTime(nanos)
-    const lines: Array<string> = []
+    const lines: Array<Buffer> = []
     let start = 0
     for (let newline = data.indexOf(NEWLINE); newline !== -1; newline = data.indexOf(NEWLINE, start)) {
       for (; newline - start >= MAX_LINE; start += MAX_LINE) {
@@ -129,7 +130,7 @@ export class Appender {
     if (this.closed) return
     this.closed = true
     const time = formatStoredTime(nanos)
-    const lines: Array<string> = []
+    const lines: Array<Buffer> = []
     for (const stream of ["stdout", "stderr"] as const) {
       const rest = this.partial[stream]
       if (rest !== undefined) lines.push(entryLine(stream, rest, time))
@@ -145,29 +146,28 @@ export class Appender {
   }
 
   // One write for the entries that fit; rotation between entries where the next would not.
-  private append(lines: ReadonlyArray<string>): void {
-    let batch = ""
+  private append(lines: ReadonlyArray<Buffer>): void {
+    let batch: Array<Buffer> = []
     let batchBytes = 0
     for (const line of lines) {
-      const bytes = Buffer.byteLength(line)
       const used = this.size + batchBytes
-      if (this.maxSize > 0 && used > 0 && used + bytes > this.maxSize) {
+      if (this.maxSize > 0 && used > 0 && used + line.length > this.maxSize) {
         this.writeOut(batch)
-        batch = ""
+        batch = []
         batchBytes = 0
         this.rotate()
       }
-      batch += line
-      batchBytes += bytes
+      batch.push(line)
+      batchBytes += line.length
     }
     this.writeOut(batch)
   }
 
-  private writeOut(text: string): void {
-    if (text === "") return
+  private writeOut(lines: ReadonlyArray<Buffer>): void {
+    if (lines.length === 0) return
     if (this.fd === undefined) this.open()
     const fd = this.fd!
-    const data = Buffer.from(text, "utf8")
+    const data = lines.length === 1 ? lines[0]! : Buffer.concat(lines)
     for (let offset = 0; offset < data.length;) {
       const written = fs.writeSync(fd, data, offset, data.length - offset)
       offset += written

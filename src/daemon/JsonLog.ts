@@ -130,21 +130,22 @@ export const makeWriter = Effect.fn("JsonLog.makeWriter")(
 
     // As dockerd's copier, a failed write is logged and the output dropped: the container must not
     // stop because its log cannot be written. Logged once per run of failures.
+    let failing = false
     const attempt = (what: string, run: (nanos: bigint) => void): Effect.Effect<void> =>
       Clock.clockWith((clock) =>
         Effect.try({
           // The time is read in the same synchronous step as the write, so entries are in time order.
-          try: () => run(clock.currentTimeNanosUnsafe()),
+          try: () => {
+            run(clock.currentTimeNanosUnsafe())
+            failing = false
+          },
           catch: (cause) => new JsonLogError({ message: `could not ${what} ${options.path}`, cause })
         })
       ).pipe(
-        Effect.matchEffect({
-          onSuccess: () => Effect.sync(() => void (appender.failing = false)),
-          onFailure: (error) => {
-            if (appender.failing) return Effect.void
-            appender.failing = true
-            return Effect.logWarning(error.message, error.cause)
-          }
+        Effect.catch((error) => {
+          if (failing) return Effect.void
+          failing = true
+          return Effect.logWarning(error.message, error.cause)
         })
       )
 

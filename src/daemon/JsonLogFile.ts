@@ -82,7 +82,6 @@ export class Appender {
   private size = 0
   private readonly partial: Record<LogStream, Buffer | undefined> = { stdout: undefined, stderr: undefined }
   closed = false
-  failing = false
 
   readonly file: string
   readonly maxSize: number

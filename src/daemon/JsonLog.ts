@@ -189,10 +189,11 @@ export const parseLogTime = (time: string): bigint | undefined => {
   return lastSecond.nanos + BigInt((match[2] ?? "").padEnd(9, "0"))
 }
 
-// A line that is not a json-file entry (torn by a crash, or not ours) is skipped, as dockerd does.
-const decodeLine = (line: Buffer): LogEntry | undefined => {
+// A line that is not a json-file entry (torn by a crash, or not ours) is skipped, as dockerd does;
+// so is one of a stream not `wanted`, before its time is parsed and its text copied.
+const decodeLine = (line: Buffer, wanted: (stream: LogStream) => boolean): LogEntry | undefined => {
   const stored = decodeStored(line.toString("utf8"))
-  if (Option.isNone(stored)) return undefined
+  if (Option.isNone(stored) || !wanted(stored.value.stream)) return undefined
   const nanos = parseLogTime(stored.value.time)
   if (nanos === undefined) return undefined
   return {
@@ -325,7 +326,7 @@ export const readLogs = (options: ReadOptions): Stream.Stream<LogEntry, JsonLogE
     const file = options.path
     const follow = options.follow === true
     const { since, until } = options
-    const wanted = (entry: LogEntry) => entry.stream === "stdout" ? options.stdout : options.stderr
+    const wanted = (stream: LogStream) => stream === "stdout" ? options.stdout : options.stderr
 
     const opened = new Set<Cursor>()
     yield* Effect.addFinalizer(() => Effect.sync(() => opened.forEach((cursor) => closeQuietly(cursor.fd))))
@@ -374,8 +375,8 @@ export const readLogs = (options: ReadOptions): Stream.Stream<LogEntry, JsonLogE
     if (tail !== undefined && tail >= 0) {
       const collected: Array<LogEntry> = []
       const visit = (line: Buffer): boolean => {
-        const entry = decodeLine(line)
-        if (entry === undefined || !wanted(entry)) return true
+        const entry = decodeLine(line, wanted)
+        if (entry === undefined) return true
         if (since !== undefined && entry.timeMs < since) return false
         if (until !== undefined && entry.timeMs > until) return true
         collected.push(entry)
@@ -435,8 +436,8 @@ export const readLogs = (options: ReadOptions): Stream.Stream<LogEntry, JsonLogE
     const select = (lines: ReadonlyArray<Buffer>): Array<LogEntry> => {
       const out: Array<LogEntry> = []
       for (const line of lines) {
-        const entry = decodeLine(line)
-        if (entry === undefined || !wanted(entry)) continue
+        const entry = decodeLine(line, wanted)
+        if (entry === undefined) continue
         if (since !== undefined && entry.timeMs < since) continue
         if (until !== undefined && entry.timeMs > until) {
           ended = true

@@ -386,6 +386,8 @@ export const readLogs = (options: ReadOptions): Stream.Stream<LogEntry, JsonLogE
         try: () => {
           let more = tail > 0
           for (const cursor of current === undefined ? newestFirst : [current, ...newestFirst]) {
+            // Rotated files are looked at only while the tail wants more; the current one always, for its end.
+            if (!more && cursor !== current) break
             const end = lineAlignedEnd(cursor.fd, cursor.end ?? fs.fstatSync(cursor.fd).size)
             // A follower goes on from the end of what the tail read.
             if (cursor === current) cursor.position = end

@@ -53,6 +53,7 @@ import {
 import type { Envelope } from "../gen/containerd/services/events/v1/events.ts"
 import type { Any } from "../gen/google/protobuf/any.ts"
 import { Empty } from "../gen/google/protobuf/empty.ts"
+import { persistentSchedule, retryPersistently } from "../internal/Retry.ts"
 import { Containerd } from "./Containerd.ts"
 
 /** Events received from containerd, by topic. */
@@ -120,10 +121,7 @@ export interface EventsShape {
 }
 
 /** The default resubscription delays: 100 ms doubling, capped at 5 s, forever. */
-export const defaultReconnectSchedule: Schedule.Schedule<unknown> = Schedule.min([
-  Schedule.exponential("100 millis"),
-  Schedule.spaced("5 seconds")
-])
+export const defaultReconnectSchedule: Schedule.Schedule<unknown> = persistentSchedule
 
 /** Topics the probe is published on; one fresh topic per subscription attempt. */
 const PROBE_TOPIC_PREFIX = "/effect-containerd/probe/"
@@ -151,6 +149,8 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
   const filters = options.filters ?? []
   const probeInterval = Duration.fromInputUnsafe(options.probeInterval ?? "250 millis")
   const ready = yield* Deferred.make<void, ContainerdError>()
+  /** Why the last probe could not be published, for the error if the first subscription never goes live. */
+  let lastProbeFailure: ContainerdError | undefined
 
   /**
    * Decodes and publishes what arrived in one read, in one step: every event
@@ -195,13 +195,22 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
       const consume = upstream.subscribe(filters.length === 0 ? [] : [...filters, `topic=="${probeTopic}"`]).pipe(
         Stream.runForEachArray((envelopes) => handleAll(envelopes, probeTopic, live))
       )
-      const probe = upstream.publish(probeTopic, packMessage(Empty, {})).pipe(
+      // A failed publish is retried, not the end of the prober: without the echo
+      // nothing is live, and after a reconnect no `Resynced` would ever be emitted.
+      const publish = retryPersistently(
+        "publishing the event probe",
+        upstream.publish(probeTopic, packMessage(Empty, {})).pipe(
+          Effect.tapError((error) => Effect.sync(() => void (lastProbeFailure = error)))
+        )
+      )
+      const probe = publish.pipe(
         Effect.andThen(Deferred.await(live).pipe(Effect.timeoutOption(probeInterval))),
         Effect.repeat({ until: (seen) => seen._tag === "Some" })
       )
       const onLive = first
         ? Deferred.succeed(ready, undefined)
         : Effect.andThen(Metric.update(EventReconnects, 1), emit(new Resynced({ reason: "Reconnected", missed: 0 })))
+      // It cannot fail (every failure is retried) and it ends with the subscription.
       const prober = yield* Effect.forkChild(Effect.andThen(probe, onLive))
       const ended = yield* Effect.exit(consume)
       yield* Fiber.interrupt(prober)
@@ -240,7 +249,9 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
         Effect.fail(deadlineExceeded(
           "Events.subscribe",
           `the event subscription did not become live within ${Duration.format(connectTimeout)}: ` +
-            "containerd never echoed the probe event"
+            (lastProbeFailure === undefined
+              ? "containerd never echoed the probe event"
+              : `the probe event could not be published (${lastProbeFailure.message})`)
         ))
     })
   )

@@ -92,6 +92,59 @@ describe("Events (in-memory upstream)", () => {
       assert.deepStrictEqual(tags(yield* all.drain), ["Resynced:Reconnected:0", "TaskExit:a"])
     }))
 
+  it.effect("a probe that cannot be published after a reconnect is retried: Resynced still comes", () =>
+    Effect.gen(function*() {
+      const upstream = yield* makeInMemoryUpstream
+      const events = yield* makeEvents(upstream)
+      const all = yield* collect(yield* events.subscribe())
+      yield* upstream.failPublish(3)
+      const before = upstream.publishes.length
+      yield* upstream.cut
+      yield* settle
+      yield* TestClock.adjust(100)
+      yield* settle
+      assert.isTrue(yield* upstream.connected)
+      assert.deepStrictEqual(tags(yield* all.drain), [], "not live before the probe comes back")
+      // Retried 100 ms doubling: at the reconnect, then 100 and 200 ms later; the fourth goes through.
+      for (let i = 0; i < 4; i++) {
+        yield* TestClock.adjust(100 * 2 ** i)
+        yield* settle
+      }
+      assert.deepStrictEqual(upstream.publishes.slice(before), [100, 200, 400, 800])
+      assert.deepStrictEqual(tags(yield* all.drain), ["Resynced:Reconnected:0"])
+    }))
+
+  it.effect("at the first connection, a probe that cannot be published is retried and the stream builds", () =>
+    Effect.gen(function*() {
+      const upstream = yield* makeInMemoryUpstream
+      yield* upstream.failPublish(2)
+      const building = yield* Effect.forkChild(makeEvents(upstream))
+      yield* settle
+      yield* TestClock.adjust(100)
+      yield* settle
+      yield* TestClock.adjust(200)
+      yield* settle
+      assert.deepStrictEqual(upstream.publishes, [0, 100, 300])
+      const events = yield* Fiber.join(building)
+      const all = yield* collect(yield* events.subscribe())
+      yield* upstream.emit(envelopes.taskExit("c1", "", 10, 0, "a"))
+      assert.deepStrictEqual(tags(yield* all.drain), ["TaskExit:a"])
+    }))
+
+  it.effect("a probe that never gets published fails the first connection after 30 s, saying why", () =>
+    Effect.gen(function*() {
+      const upstream = yield* makeInMemoryUpstream
+      yield* upstream.failPublish(1_000)
+      const building = yield* Effect.forkChild(makeEvents(upstream))
+      for (let i = 0; i < 35; i++) {
+        yield* settle
+        yield* TestClock.adjust("1 second")
+      }
+      const error = yield* Effect.flip(Fiber.join(building))
+      assert.strictEqual(error.reason._tag, "DeadlineExceeded")
+      assert.match(error.message, /within 30s: the probe event could not be published \(.*unavailable/)
+    }))
+
   it.effect("stops resubscribing when a finite reconnect schedule runs out", () =>
     Effect.gen(function*() {
       const upstream = yield* makeInMemoryUpstream

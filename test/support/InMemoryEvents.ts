@@ -20,15 +20,19 @@ export interface InMemoryUpstream extends EventsUpstream {
   readonly cut: Effect.Effect<void>
   /** While false, subscribing fails at once with Unavailable. */
   readonly setAvailable: (available: boolean) => Effect.Effect<void>
+  /** Makes the next `count` publishes fail with Unavailable (the event is not delivered). */
+  readonly failPublish: (count: number) => Effect.Effect<void>
+  /** Clock time (ms) of every publish attempt, failed or not. */
+  readonly publishes: ReadonlyArray<number>
   /** Clock time (ms) of every subscription attempt. */
   readonly attempts: ReadonlyArray<number>
   /** Whether a subscription is open. */
   readonly connected: Effect.Effect<boolean>
 }
 
-const unavailable = (): ContainerdError =>
+const unavailable = (method = "Subscribe"): ContainerdError =>
   fromGrpcStatus({ code: GrpcCode.UNAVAILABLE, details: "in-memory upstream is down" }, {
-    method: "/containerd.services.events.v1.Events/Subscribe",
+    method: `/containerd.services.events.v1.Events/${method}`,
     address: "unix:///in-memory"
   })
 
@@ -37,6 +41,8 @@ export const makeInMemoryUpstream: Effect.Effect<InMemoryUpstream> = Effect.sync
   let current: Queue.Queue<Envelope, ContainerdError> | undefined
   let available = true
   const attempts: Array<number> = []
+  const publishes: Array<number> = []
+  let publishFailures = 0
 
   const emit = (envelope: Envelope) =>
     Effect.suspend(() => current === undefined ? Effect.void : Effect.asVoid(Queue.offer(current, envelope)))
@@ -55,7 +61,17 @@ export const makeInMemoryUpstream: Effect.Effect<InMemoryUpstream> = Effect.sync
           }))
         )
       })),
-    publish: (topic, event) => emit({ timestamp: new Date(), namespace: "default", topic, event }),
+    publishes,
+    publish: (topic, event) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        publishes.push(now)
+        if (publishFailures > 0) {
+          publishFailures--
+          return Effect.fail(unavailable("Publish"))
+        }
+        return emit({ timestamp: new Date(), namespace: "default", topic, event })
+      }),
+    failPublish: (count) => Effect.sync(() => void (publishFailures = count)),
     emit,
     cut: Effect.suspend(() => {
       const queue = current

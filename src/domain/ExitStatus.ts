@@ -36,3 +36,10 @@ export type ExitStatus = Exited | ExitUnknown
 
 /** The exit code engines report for a process whose real status is unknown. */
 export const UNKNOWN_EXIT_CODE = 255
+
+/** The exit containerd reports for a stopped process (Tasks.Get, Tasks.Delete, Tasks.List). */
+export const exitedOf = (process: {
+  readonly exitStatus: number
+  readonly exitedAt?: Date | undefined
+  readonly pid: number
+}): Exited => new Exited({ code: process.exitStatus, exitedAt: process.exitedAt ?? new Date(0), pid: process.pid })

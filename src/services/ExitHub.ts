@@ -8,9 +8,16 @@
  * - `awaitExit(container, exec)` registers interest and returns the effect that
  *   waits. Register before asking containerd to start the process: an exit that
  *   arrives before the start RPC returns (a process that ends at once) is held in
- *   the registration and delivered once the start is recorded — by `started(pid)`
- *   from the caller or by the TaskStart / TaskExecStarted event, whichever comes
- *   first. So nobody ever sees an exit before its start.
+ *   the registration and delivered once the start is recorded — by `start` (or
+ *   `started(pid)`) from the caller or by the TaskStart / TaskExecStarted event,
+ *   whichever comes first. So nobody ever sees an exit before its start.
+ * - A task's init exists before it is started (`created(pid)`, after
+ *   Tasks.Create). If it dies then — killed, or OOM in `runc init` — while no
+ *   start is in flight, its exit is delivered as it is (containerd's
+ *   TestIssue9103: the task is stopped). A start that fails delivers the exit it
+ *   held, or asks containerd (`Tasks.Get`, retried) how the process is: stopped
+ *   → its status, gone → `ExitUnknown`, started after all → watched as started,
+ *   still created → it keeps waiting.
  * - An exit whose PID is not the registered process's (a previous incarnation, a
  *   reparented child) is dropped. Exits for processes nobody registered are
  *   dropped on the spot: the hub keeps no state for them. A process is delivered
@@ -20,16 +27,18 @@
  * - On `Resynced` (events may have been missed), every pending registration is
  *   reconciled with `Tasks.Get`: a stopped process completes with its real status;
  *   a started process whose task is gone completes with `ExitUnknown` (code 255,
- *   flagged); a running one keeps waiting. Waiting costs no RPC otherwise —
- *   `Tasks.Wait` is never used.
+ *   flagged); a running one keeps waiting. A failed `Tasks.Get` is retried until
+ *   it answers or the registration goes; a later `Resynced` starts the reconcile
+ *   over. Waiting costs no RPC otherwise — `Tasks.Wait` is never used.
  * - Registration is scoped: closing the scope removes it.
  */
-import { Context, Deferred, Effect, Layer, Metric, type Scope, Stream } from "effect"
+import { Context, Deferred, Effect, FiberHandle, Layer, Metric, type Scope, Stream } from "effect"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import type { ContainerdEvent, EventMessage } from "../domain/Event.ts"
-import { Exited, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
+import { Exited, exitedOf, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import { Status } from "../gen/containerd/types/task/task.ts"
+import { retryPersistently } from "../internal/Retry.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { Events, type EventsShape } from "./Events.ts"
 
@@ -40,6 +49,7 @@ export const ExitWaitsPending = Metric.gauge("effect_containerd_exit_waits_pendi
 
 /** What containerd says about a process when the hub reconciles. */
 export type ProcessState =
+  | { readonly _tag: "Created"; readonly pid: number }
   | { readonly _tag: "Running"; readonly pid: number }
   | { readonly _tag: "Stopped"; readonly exit: Exited }
   | { readonly _tag: "Missing" }
@@ -69,8 +79,20 @@ export interface ExitHubShape {
     execId?: string,
     options?: AwaitExitOptions
   ) => Effect.Effect<Effect.Effect<ExitStatus>, ContainerdError, Scope.Scope>
-  /** Records that a process started with `pid`; an exit held for it is delivered now. */
+  /**
+   * Starts a registered process with `start` (the Tasks.Start call, answering
+   * its pid): exits wait until it has answered; then the start is recorded, or,
+   * if it failed, the process's fate is found out (see the module header).
+   */
+  readonly start: <E, R>(
+    containerId: string,
+    execId: string,
+    start: Effect.Effect<{ readonly pid: number }, E, R>
+  ) => Effect.Effect<number, E, R>
+  /** Records that a process runs as `pid` (started elsewhere, or found running); an exit held for it is delivered now. */
   readonly started: (containerId: string, execId: string, pid: number) => Effect.Effect<void>
+  /** Records that a process exists as `pid` but is not started (a task's init after Tasks.Create). */
+  readonly created: (containerId: string, execId: string, pid: number) => Effect.Effect<void>
   /** How many processes are being waited for. */
   readonly pending: Effect.Effect<number>
 }
@@ -84,6 +106,10 @@ interface Entry {
   refs: number
   /** Set once the start is recorded. */
   pid: number | undefined
+  /** The PID of the process while it exists unstarted (a created task's init). */
+  createdPid: number | undefined
+  /** Starts in flight: while any is, exits are held. */
+  starting: number
   /** Exits that arrived before the start was recorded, by PID. */
   early: Map<number, ExitStatus> | undefined
   /** The container hit its memory limit (init registrations only). */
@@ -128,46 +154,64 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   const recordExit = (key: string, status: ExitStatus): void => {
     const entry = entries.get(key)
     if (entry === undefined) return
-    if (entry.pid === undefined) {
-      ;(entry.early ??= new Map()).set(status.pid, status)
+    if (entry.pid !== undefined) {
+      if (entry.pid === status.pid) deliver(entry, status)
       return
     }
-    if (entry.pid === status.pid) deliver(entry, status)
+    // Died before it was started, and no start can still be answered.
+    if (entry.createdPid === status.pid && entry.starting === 0) return deliver(entry, status)
+    ;(entry.early ??= new Map()).set(status.pid, status)
+  }
+
+  const recordCreated = (key: string, pid: number): void => {
+    const entry = entries.get(key)
+    if (entry === undefined || entry.pid !== undefined) return
+    entry.createdPid = pid
+    const held = entry.starting === 0 ? entry.early?.get(pid) : undefined
+    if (held !== undefined) deliver(entry, held)
   }
 
   const gone = (entry: Entry, reason: string): void =>
-    deliver(entry, new ExitUnknown({ code: 255, pid: entry.pid ?? 0, reason }))
+    deliver(entry, new ExitUnknown({ code: 255, pid: entry.pid ?? entry.createdPid ?? 0, reason }))
 
-  const reconcileOne = (entry: Entry) =>
-    deps.lookup(entry.namespace, entry.containerId, entry.execId).pipe(
-      Effect.flatMap((state) =>
-        Effect.andThen(
-          Effect.sync(() => {
-            if (entries.get(entry.key) !== entry) return
-            switch (state._tag) {
-              case "Stopped":
-                return entry.pid === undefined || entry.pid === state.exit.pid
-                  ? recordExit(entry.key, state.exit)
-                  : gone(entry, `process ${entry.pid} was replaced by ${state.exit.pid} while events were missed`)
-              case "Missing":
-                // Not started yet: its task may not exist yet either; the start will tell.
-                return entry.pid === undefined
-                  ? undefined
-                  : gone(entry, "the process's task was deleted while events were missed")
-              case "Running":
-                return entry.pid !== undefined && state.pid !== 0 && state.pid !== entry.pid
-                  ? gone(entry, `process ${entry.pid} was replaced by ${state.pid} while events were missed`)
-                  : undefined
-            }
-          }),
-          updateGauge
-        )
-      ),
-      Effect.catch((error) => Effect.logWarning("could not reconcile a pending exit; it keeps waiting", error))
+  /** Whether the process exists for us: started, or created with no start in flight. */
+  const exists = (entry: Entry) => entry.pid !== undefined || (entry.createdPid !== undefined && entry.starting === 0)
+
+  /** Applies what containerd says of a pending process (after missed events, or a failed start). */
+  const apply = (entry: Entry, state: ProcessState, when: string): void => {
+    if (entries.get(entry.key) !== entry) return
+    switch (state._tag) {
+      case "Stopped":
+        return entry.pid !== undefined && entry.pid !== state.exit.pid
+          ? gone(entry, `process ${entry.pid} was replaced by ${state.exit.pid} ${when}`)
+          : recordExit(entry.key, state.exit)
+      case "Missing":
+        // Not created yet (or a start still to answer): the create or the start will tell.
+        return exists(entry) ? gone(entry, `the process's task was deleted ${when}`) : undefined
+      case "Running":
+        if (entry.pid === undefined) return state.pid === 0 ? undefined : recordStart(entry.key, state.pid)
+        return state.pid !== 0 && state.pid !== entry.pid
+          ? gone(entry, `process ${entry.pid} was replaced by ${state.pid} ${when}`)
+          : undefined
+      case "Created":
+        return
+    }
+  }
+
+  /** Asks containerd about a pending process until it answers or nobody waits any more. */
+  const lookUp = (entry: Entry, when: string) =>
+    retryPersistently(
+      "looking up a process whose exit is awaited",
+      deps.lookup(entry.namespace, entry.containerId, entry.execId),
+      { retryWhile: () => entries.get(entry.key) === entry }
+    ).pipe(
+      Effect.flatMap((state) => Effect.andThen(Effect.sync(() => apply(entry, state, when)), updateGauge)),
+      // Only when the registration went while failing: nobody waits for the answer.
+      Effect.catch(() => Effect.void)
     )
 
   const reconcile = Effect.suspend(() =>
-    Effect.forEach([...entries.values()], reconcileOne, {
+    Effect.forEach([...entries.values()], (entry) => lookUp(entry, "while events were missed"), {
       concurrency: deps.resyncConcurrency ?? 16,
       discard: true
     })
@@ -196,6 +240,8 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
 
   const stream = yield* deps.events.subscribe({ tags: ["TaskStart", "TaskExecStarted", "TaskExit", "TaskDelete", "TaskOOM"] })
   const scope = yield* Effect.scope
+  // One reconcile at a time: a later Resynced starts it over, for every registration.
+  const reconciling = yield* FiberHandle.make<void, never>()
   yield* stream.pipe(
     Stream.runForEachArray((messages: ReadonlyArray<EventMessage>) =>
       Effect.suspend(() => {
@@ -204,7 +250,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
           if (message._tag === "Resynced") resynced = true
           else onEvent(message)
         }
-        return Effect.andThen(updateGauge, resynced ? Effect.asVoid(Effect.forkIn(reconcile, scope)) : Effect.void)
+        return Effect.andThen(updateGauge, resynced ? Effect.asVoid(FiberHandle.run(reconciling, reconcile)) : Effect.void)
       })
     ),
     Effect.forkScoped
@@ -226,6 +272,8 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
           deferred: Deferred.makeUnsafe<ExitStatus>(),
           refs: 0,
           pid: undefined,
+          createdPid: undefined,
+          starting: 0,
           early: undefined,
           oom: false
         }
@@ -247,11 +295,51 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       return updateGauge
     })
 
-  const started = (containerId: string, execId: string, pid: number) =>
+  const record = (f: (key: string, pid: number) => void) => (containerId: string, execId: string, pid: number) =>
     Effect.flatMap(deps.currentNamespace, (namespace) =>
-      Effect.andThen(Effect.sync(() => recordStart(keyOf(namespace, containerId, execId), pid)), updateGauge))
+      Effect.andThen(Effect.sync(() => f(keyOf(namespace, containerId, execId), pid)), updateGauge))
 
-  return ExitHub.of({ awaitExit, started, pending: Effect.sync(() => entries.size) })
+  /** After a failed start: the exit it held, or what containerd says (looked up in the hub's scope). */
+  const startFailed = (entry: Entry): Effect.Effect<void> => {
+    if (entries.get(entry.key) !== entry || entry.pid !== undefined || entry.starting > 0) return Effect.void
+    const held = entry.createdPid !== undefined
+      ? entry.early?.get(entry.createdPid)
+      : entry.early?.size === 1
+      ? [...entry.early.values()][0]
+      : undefined
+    if (held !== undefined) return Effect.andThen(Effect.sync(() => deliver(entry, held)), updateGauge)
+    return Effect.asVoid(Effect.forkIn(lookUp(entry, "when its start failed"), scope))
+  }
+
+  const start = <E, R>(containerId: string, execId: string, run: Effect.Effect<{ readonly pid: number }, E, R>) =>
+    Effect.flatMap(deps.currentNamespace, (namespace) => {
+      const entry = entries.get(keyOf(namespace, containerId, execId))
+      if (entry === undefined) return Effect.map(run, ({ pid }) => pid)
+      return Effect.uninterruptibleMask((restore) => {
+        entry.starting++
+        return restore(run).pipe(
+          Effect.onExit((exit) =>
+            Effect.suspend(() => {
+              entry.starting--
+              if (exit._tag === "Success") {
+                recordStart(entry.key, exit.value.pid)
+                return updateGauge
+              }
+              return startFailed(entry)
+            })
+          ),
+          Effect.map(({ pid }) => pid)
+        )
+      })
+    })
+
+  return ExitHub.of({
+    awaitExit,
+    start,
+    started: record(recordStart),
+    created: record(recordCreated),
+    pending: Effect.sync(() => entries.size)
+  })
 })
 
 /** `Tasks.Get` as a process lookup. */
@@ -260,10 +348,9 @@ export const containerdLookup = (client: Containerd["Service"]): ProcessLookup =
     withNamespace(namespace),
     Effect.map(({ process }): ProcessState =>
       process?.status === Status.STOPPED
-        ? {
-          _tag: "Stopped",
-          exit: new Exited({ code: process.exitStatus, exitedAt: process.exitedAt ?? new Date(0), pid: process.pid })
-        }
+        ? { _tag: "Stopped", exit: exitedOf(process) }
+        : process?.status === Status.CREATED
+        ? { _tag: "Created", pid: process.pid }
         : { _tag: "Running", pid: process?.pid ?? 0 }
     ),
     Effect.catchReason("ContainerdError", "NotFound", () => Effect.succeed<ProcessState>({ _tag: "Missing" }))

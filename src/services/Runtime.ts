@@ -35,7 +35,7 @@ import * as path from "node:path"
 import { OciLinuxResourcesTypeUrl, OciProcessTypeUrl, OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
 import { mergeWithImage, processEnv, replaceOrAppendEnv, resolveUser } from "../domain/ContainerConfig.ts"
 import { type ContainerdError, failedPrecondition, invalidArgument, notFound } from "../domain/ContainerdError.ts"
-import { Exited, type ExitStatus } from "../domain/ExitStatus.ts"
+import { exitedOf, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import { validateLabels } from "../domain/Labels.ts"
 import * as Oci from "../domain/OciSpec.ts"
@@ -175,8 +175,13 @@ export interface ResourceUpdate {
   readonly cpuShares?: number | undefined
 }
 
+/** A task's state as containerd reported it when its handle was made. */
+export type TaskStatusSeen = "created" | "running" | "paused" | "stopped"
+
 /** A container's task; it is also the init process. */
 export interface Task extends Process {
+  /** What containerd said of the task when this handle was made: "created" for a new one. */
+  readonly statusSeen: TaskStatusSeen
   /** Sends a signal to the init, or with `all` to every process of the task. */
   readonly kill: (signal?: Signal, options?: { readonly all?: boolean }) => Effect.Effect<void, ContainerdError>
   readonly pause: Effect.Effect<void, ContainerdError>
@@ -203,7 +208,11 @@ export interface Container {
   readonly setLabels: (labels: Readonly<Record<string, string>>) => Effect.Effect<Readonly<Record<string, string>>, ContainerdError>
   /** Creates the task (its init process, not started). */
   readonly newTask: (options?: { readonly stdio?: Stdio | undefined }) => Effect.Effect<Task, ContainerdError, Scope.Scope>
-  /** Attaches to the container's existing task (without stdio). */
+  /**
+   * Attaches to the container's existing task (without stdio). It registers for
+   * the task's exit before asking containerd about it, so an exit in between is
+   * not lost.
+   */
   readonly task: Effect.Effect<Task, ContainerdError, Scope.Scope>
   /** Deletes the container and (by default) its rootfs snapshot; its task must be deleted first. */
   readonly delete: (options?: { readonly snapshotCleanup?: boolean }) => Effect.Effect<void, ContainerdError>
@@ -290,6 +299,16 @@ const toOciMount = (mount: BindMount | TmpfsMount): Oci.Mount =>
 
 const sameUser = (a: Oci.User, b: Oci.User) => JSON.stringify(a) === JSON.stringify(b)
 
+/** containerd's task status, as a handle reports it (an unknown one counts as running: it may exit). */
+const statusSeenOf = (status: Status): TaskStatusSeen =>
+  status === Status.STOPPED
+    ? "stopped"
+    : status === Status.CREATED
+    ? "created"
+    : status === Status.PAUSED || status === Status.PAUSING
+    ? "paused"
+    : "running"
+
 /** How long a delete waits for the output being read to be read to its end. */
 const DRAIN_TIMEOUT = Duration.seconds(5)
 
@@ -366,12 +385,24 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       Effect.suspend((): Effect.Effect<A, E | ContainerdError, R> => spent() ? Effect.fail(gone(name)) : effect)
 
     const start = rpc(Effect.gen(function*() {
-      const response = yield* client.tasks.start({ containerId, execId })
-      pid = response.pid
+      // Exits wait for the answer; a failed start has the hub find out how the process is.
+      pid = yield* hub.start(containerId, execId, client.tasks.start({ containerId, execId }))
       started = true
-      yield* hub.started(containerId, execId, response.pid)
       yield* params.afterStart
     }))
+
+    /** Records how the deleted process ended and lets readers take what is left in the FIFOs. */
+    const spend = (ended: ExitStatus) =>
+      Effect.suspend(() => {
+        status = ended
+        deleted = ended
+        // The shim has closed its ends: let readers take what is left in the FIFOs first.
+        return Effect.asVoid(params.io.drained.pipe(Effect.timeoutOption(DRAIN_TIMEOUT)))
+      })
+
+    const deleteRpc = execId === ""
+      ? client.tasks.delete({ containerId })
+      : client.tasks.deleteProcess({ containerId, execId })
 
     const remove = deleting.withPermit(Effect.suspend(() =>
       // Closing the scope again is a no-op, or ends a release an interruption cut short.
@@ -385,22 +416,18 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
           method("delete"),
           `process ${execId || containerId} is running: it must exit (wait for it, or kill it) before it can be deleted`
         ))
-        : rpc(Effect.gen(function*() {
-          const response = execId === ""
-            ? yield* client.tasks.delete({ containerId })
-            : yield* client.tasks.deleteProcess({ containerId, execId })
-          const ended = status ?? new Exited({
-            code: response.exitStatus,
-            exitedAt: response.exitedAt ?? new Date(0),
-            pid: response.pid
-          })
-          status = ended
-          deleted = ended
-          // The shim has closed its ends: let readers take what is left in the FIFOs first.
-          yield* params.io.drained.pipe(Effect.timeoutOption(DRAIN_TIMEOUT))
-          yield* Scope.close(params.scope, Exit.void)
-          return ended
-        }))
+        : rpc(deleteRpc).pipe(
+          Effect.tap((response) => spend(status ?? exitedOf(response))),
+          Effect.map(() => deleted!),
+          // Deleted by someone else: the handle is spent all the same, and says so.
+          Effect.tapErrorTag("ContainerdError", (error) =>
+            error.reason._tag === "NotFound"
+              ? spend(status ?? new ExitUnknown({ code: 255, pid, reason: "the process was deleted by someone else" }))
+              : Effect.void),
+          // Stdio and the exit registration go on every path out: an exited
+          // process needs neither, and a failed delete can be retried without them.
+          Effect.ensuring(Scope.close(params.scope, Exit.void))
+        )
     ))
 
     const process: Process = {
@@ -438,15 +465,14 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     containerId: string,
     execId: string,
     stdio: Stdio,
-    terminal: boolean,
-    knownPid?: number
+    terminal: boolean
   ) {
     // A child of the caller's scope: closed with it, or earlier by `delete`.
     const scope = yield* Scope.fork(yield* Effect.scope)
     const io = yield* openProcessIo(fifos, path.join(fifoDir, namespace), `${containerId}-${execId || "init"}`, stdio, terminal).pipe(
       Scope.provide(scope)
     )
-    const exited = yield* hub.awaitExit(containerId, execId, { pid: knownPid }).pipe(
+    const exited = yield* hub.awaitExit(containerId, execId).pipe(
       withNamespace(namespace),
       Scope.provide(scope)
     )
@@ -462,6 +488,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     readonly exited: Effect.Effect<ExitStatus>
     readonly started: boolean
     readonly status?: ExitStatus | undefined
+    readonly statusSeen: TaskStatusSeen
     readonly spec: unknown
     readonly mounts: Effect.Effect<ReadonlyArray<SnapshotMount>, ContainerdError>
     readonly imageConfigDigest: string | undefined
@@ -525,6 +552,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
 
     const task: Task = {
       ...init,
+      statusSeen: params.statusSeen,
       get pid() {
         return init.pid
       },
@@ -605,6 +633,8 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       const created = yield* rpc(client.tasks.create({ containerId: id, rootfs: [...rootfs], terminal, ...io.request })).pipe(
         Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
       )
+      // Its init exists from now on: if it dies before a start, that is its exit.
+      yield* rpc(hub.created(id, "", created.pid))
       yield* io.connected
       return trackTask(yield* makeTask({
         namespace,
@@ -614,6 +644,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         scope,
         exited,
         started: false,
+        statusSeen: "created",
         spec,
         mounts,
         imageConfigDigest: learned.image?.configDigest
@@ -621,21 +652,29 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     })
 
     const attach = Effect.gen(function*() {
-      const { process } = yield* rpc(client.tasks.get({ containerId: id }))
-      const stopped = process?.status === Status.STOPPED
-      const running = process !== undefined && !stopped && process.status !== Status.CREATED
-      const { exited, io, scope } = yield* prepareProcess(namespace, id, "", Stdio.null, false, running ? process.pid : undefined)
+      // Register first, then read: an exit between the two is held for the pid read.
+      const { exited, io, scope } = yield* prepareProcess(namespace, id, "", Stdio.null, false)
+      const { process } = yield* rpc(client.tasks.get({ containerId: id })).pipe(
+        Effect.flatMap(({ process }) =>
+          process === undefined
+            ? Effect.fail(notFound("Container.task", `container ${id} has no task`))
+            : Effect.succeed({ process })
+        ),
+        Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+      )
+      const seen = statusSeenOf(process.status)
+      if (seen === "created") yield* rpc(hub.created(id, "", process.pid))
+      else if (seen !== "stopped") yield* rpc(hub.started(id, "", process.pid))
       return trackTask(yield* makeTask({
         namespace,
         containerId: id,
-        pid: process?.pid ?? 0,
+        pid: process.pid,
         io,
         scope,
         exited,
-        started: running || stopped,
-        status: stopped
-          ? new Exited({ code: process.exitStatus, exitedAt: process.exitedAt ?? new Date(0), pid: process.pid })
-          : undefined,
+        started: seen !== "created",
+        status: seen === "stopped" ? exitedOf(process) : undefined,
+        statusSeen: seen,
         spec,
         mounts,
         imageConfigDigest: learned.image?.configDigest

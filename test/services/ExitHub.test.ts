@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, type Fiber, Schema, Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import { fromGrpcStatus, GrpcCode } from "../../src/domain/ContainerdError.ts"
 import { Exited, type ExitStatus } from "../../src/domain/ExitStatus.ts"
 import { makeEvents } from "../../src/services/Events.ts"
 import { makeExitHub, type ProcessState } from "../../src/services/ExitHub.ts"
@@ -13,10 +14,19 @@ const setup = Effect.gen(function*() {
   const upstream = yield* makeInMemoryUpstream
   const events = yield* makeEvents(upstream)
   const states = new Map<string, ProcessState>()
+  /** Lookups to fail (with Unavailable) before they answer again; and when each lookup was made. */
+  const lookups = { failing: 0, at: [] as Array<number> }
   const hub = yield* makeExitHub({
     events,
     lookup: (_namespace, containerId, execId) =>
-      Effect.sync(() => states.get(`${containerId}/${execId}`) ?? { _tag: "Missing" as const }),
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        lookups.at.push(now)
+        if (lookups.failing > 0) {
+          lookups.failing--
+          return Effect.fail(unavailable("/containerd.services.tasks.v1.Tasks/Get"))
+        }
+        return Effect.succeed(states.get(`${containerId}/${execId}`) ?? { _tag: "Missing" as const })
+      }),
     currentNamespace: Effect.succeed("default")
   })
   /** Drops the subscription and lets it reconnect, which makes the hub reconcile. */
@@ -26,7 +36,7 @@ const setup = Effect.gen(function*() {
     yield* TestClock.adjust(100)
     yield* settle
   })
-  return { upstream, hub, states, resync }
+  return { upstream, hub, states, lookups, resync }
 })
 
 /** Registers and forks the wait, so the test can look at it without blocking. */
@@ -37,6 +47,9 @@ const result = (fiber: Fiber.Fiber<ExitStatus>): ExitStatus | undefined => {
   const exit = fiber.pollUnsafe()
   return exit !== undefined && Exit.isSuccess(exit) ? exit.value : undefined
 }
+
+const unavailable = (method: string) =>
+  fromGrpcStatus({ code: GrpcCode.UNAVAILABLE, details: "connection refused" }, { method, address: "unix:///in-memory" })
 
 const exited = (code: number, pid: number) => new Exited({ code, pid, exitedAt: new Date(1_700_000_000_000) })
 
@@ -211,6 +224,110 @@ describe("ExitHub (in-memory events)", () => {
       yield* hub.started("early", "", 9)
       yield* settle
       assert.deepStrictEqual(result(stoppedEarly), exited(4, 9))
+      assert.strictEqual(yield* hub.pending, 2)
+    }))
+
+  it.effect("a Tasks.Get that fails while reconciling is retried until it answers: the exit is not lost", () =>
+    Effect.gen(function*() {
+      const { hub, lookups, resync, states } = yield* setup
+      const waiting = yield* watch(hub, "c1", "", 7)
+      states.set("c1/", { _tag: "Stopped", exit: exited(3, 7) })
+      lookups.failing = 3
+      yield* resync
+      assert.isUndefined(result(waiting))
+      // 100 ms doubling between attempts.
+      for (const step of [100, 200, 400]) {
+        yield* TestClock.adjust(step)
+        yield* settle
+      }
+      assert.deepStrictEqual(lookups.at, [100, 200, 400, 800])
+      assert.deepStrictEqual(result(waiting), exited(3, 7))
+      assert.strictEqual(yield* hub.pending, 0)
+    }))
+
+  it.effect("a reconcile retrying for a registration that goes away stops", () =>
+    Effect.gen(function*() {
+      const { hub, lookups, resync } = yield* setup
+      const scope = yield* Scope.make()
+      yield* hub.awaitExit("c1", "", { pid: 7 }).pipe(Scope.provide(scope))
+      lookups.failing = 1_000
+      yield* resync
+      yield* TestClock.adjust(100)
+      yield* settle
+      const made = lookups.at.length
+      yield* Scope.close(scope, Exit.void)
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      assert.isAtMost(lookups.at.length, made + 1)
+    }))
+
+  it.effect("an init that dies before its start is called is reported with its real status (TestIssue9103)", () =>
+    Effect.gen(function*() {
+      const { hub, upstream } = yield* setup
+      const waiting = yield* watch(hub, "c1")
+      yield* hub.created("c1", "", 42)
+      yield* upstream.emit(envelopes.taskExit("c1", "", 42, 137))
+      yield* settle
+      assert.deepStrictEqual(result(waiting), exited(137, 42))
+      // Its exit may also come before Tasks.Create has answered.
+      const early = yield* watch(hub, "c2")
+      yield* upstream.emit(envelopes.taskExit("c2", "", 43, 137))
+      yield* settle
+      assert.isUndefined(result(early))
+      yield* hub.created("c2", "", 43)
+      yield* settle
+      assert.deepStrictEqual(result(early), exited(137, 43))
+    }))
+
+  it.effect("while a start is in flight, the exit waits for it; a start that fails then delivers it", () =>
+    Effect.gen(function*() {
+      const { hub, upstream } = yield* setup
+      const waiting = yield* watch(hub, "c1")
+      yield* hub.created("c1", "", 42)
+      const answer = yield* Deferred.make<{ readonly pid: number }, string>()
+      const starting = yield* Effect.forkChild(hub.start("c1", "", Deferred.await(answer)))
+      yield* settle
+      yield* upstream.emit(envelopes.taskExit("c1", "", 42, 0))
+      yield* settle
+      assert.isUndefined(result(waiting), "not before the start has answered")
+      yield* Deferred.succeed(answer, { pid: 42 })
+      assert.strictEqual(yield* Fiber.join(starting), 42)
+      yield* settle
+      assert.deepStrictEqual(result(waiting), exited(0, 42))
+
+      const failed = yield* watch(hub, "c2")
+      yield* hub.created("c2", "", 50)
+      const refused = yield* Deferred.make<{ readonly pid: number }, string>()
+      const start = yield* Effect.forkChild(hub.start("c2", "", Deferred.await(refused)))
+      yield* settle
+      yield* upstream.emit(envelopes.taskExit("c2", "", 50, 137))
+      yield* Deferred.fail(refused, "cannot start a stopped process")
+      assert.deepStrictEqual(yield* Fiber.await(start), Exit.fail("cannot start a stopped process"))
+      yield* settle
+      assert.deepStrictEqual(result(failed), exited(137, 50))
+    }))
+
+  it.effect("a start that fails with no exit seen asks containerd, and retries until it answers", () =>
+    Effect.gen(function*() {
+      const { hub, lookups, states } = yield* setup
+      const stopped = yield* watch(hub, "stopped")
+      yield* hub.created("stopped", "", 5)
+      const stillCreated = yield* watch(hub, "created")
+      yield* hub.created("created", "", 6)
+      const startedAfterAll = yield* watch(hub, "started")
+      states.set("stopped/", { _tag: "Stopped", exit: exited(137, 5) })
+      states.set("created/", { _tag: "Created", pid: 6 })
+      states.set("started/", { _tag: "Running", pid: 7 })
+      lookups.failing = 1
+      for (const id of ["stopped", "created", "started"]) {
+        yield* Effect.flip(hub.start(id, "", Effect.fail("deadline exceeded")))
+      }
+      yield* settle
+      yield* TestClock.adjust(100)
+      yield* settle
+      assert.deepStrictEqual(result(stopped), exited(137, 5))
+      assert.isUndefined(result(stillCreated), "still created: a later start may work")
+      assert.isUndefined(result(startedAfterAll))
       assert.strictEqual(yield* hub.pending, 2)
     }))
 

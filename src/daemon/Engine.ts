@@ -40,6 +40,7 @@ import { removeTree } from "../internal/Files.ts"
 import { Containerd, withNamespace } from "../services/Containerd.ts"
 import { Events } from "../services/Events.ts"
 import { Images } from "../services/Images.ts"
+import type { BackoffQueue } from "../services/BackoffQueue.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, MonitorLabels, type MonitorsShape } from "../services/Monitors.ts"
 import { type BindMount, type Process, type Runtime, Stdio, type Task, type TmpfsMount } from "../services/Runtime.ts"
 import { badRequest, conflict, DockerError, fromLibrary, internal, notFound } from "./DockerError.ts"
@@ -1459,5 +1460,5 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
 /** The engine, with its monitors, over the library's services. */
 export const engineLayer = (
   options: EngineOptions
-): Layer.Layer<Engine, never, Containerd | Runtime | Events | Images | EventLog> =>
+): Layer.Layer<Engine, never, Containerd | Runtime | Events | Images | EventLog | BackoffQueue> =>
   Layer.effect(Engine, makeEngine(options))

@@ -17,28 +17,29 @@ export const persistentSchedule: Schedule.Schedule<unknown> = Schedule.min([
   Schedule.spaced("5 seconds")
 ])
 
+const logged = <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.tapError(effect, (error) =>
+    Effect.andThen(
+      Metric.update(RetriedFailures, operation),
+      Effect.logWarning(`${operation} failed; retrying: ${error instanceof Error ? error.message : String(error)}`)
+    ))
+
+/** Runs `effect`, retrying each failure on the persistent schedule until it succeeds. */
+export const retryForever = <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, never, R> =>
+  logged(operation, effect).pipe(
+    Effect.retry(persistentSchedule),
+    // The schedule never ends: no failure gets past it.
+    Effect.orDie
+  )
+
 /**
- * Runs `effect`, retrying each failure on `schedule` (default `persistentSchedule`)
- * for as long as `retryWhile()` holds (default: always); the last failure is
- * returned once it stops holding.
+ * Runs `effect`, retrying each failure on the persistent schedule for as long
+ * as `retryWhile()` holds (its subject is still there); the last failure is
+ * returned once it no longer does.
  */
-export const retryPersistently = <A, E, R>(
+export const retryWhile = <A, E, R>(
   operation: string,
   effect: Effect.Effect<A, E, R>,
-  options?: {
-    readonly schedule?: Schedule.Schedule<unknown> | undefined
-    readonly retryWhile?: (() => boolean) | undefined
-  }
+  retryWhile: () => boolean
 ): Effect.Effect<A, E, R> =>
-  effect.pipe(
-    Effect.tapError((error) =>
-      Effect.andThen(
-        Metric.update(RetriedFailures, operation),
-        Effect.logWarning(`${operation} failed; retrying`, error)
-      )
-    ),
-    Effect.retry({
-      schedule: options?.schedule ?? persistentSchedule,
-      while: () => options?.retryWhile?.() ?? true
-    })
-  )
+  logged(operation, effect).pipe(Effect.retry({ schedule: persistentSchedule, while: () => retryWhile() }))

@@ -7,6 +7,7 @@
  * client configured from the environment (`CONTAINERD_ADDRESS`, ...).
  */
 import { Layer } from "effect"
+import { BackoffQueue } from "../services/BackoffQueue.ts"
 import { Containerd } from "../services/Containerd.ts"
 import { Events } from "../services/Events.ts"
 import { ExitHub } from "../services/ExitHub.ts"
@@ -24,9 +25,16 @@ export interface LiveOptions {
 export const images = (options?: LiveOptions) =>
   Images.layer.pipe(Layer.provideMerge(Layer.mergeAll(Events.layer(), Registry.layer(options?.registry))))
 
-/** Runtime, exit hub, images, registry client and event stream, over the `Containerd` in context. */
+/**
+ * Runtime, exit hub, images, registry client, event stream and backoff queue
+ * (what `Monitors.layer` needs besides an `ExitHandler`), over the `Containerd` in context.
+ */
 export const services = (options?: LiveOptions) =>
-  Runtime.layer(options?.runtime).pipe(Layer.provideMerge(ExitHub.layer), Layer.provideMerge(images(options)))
+  Runtime.layer(options?.runtime).pipe(
+    Layer.provideMerge(ExitHub.layer),
+    Layer.provideMerge(images(options)),
+    Layer.provideMerge(BackoffQueue.layer())
+  )
 
 /** Everything, with the client configured from the environment. */
 export const layerConfig = (options?: LiveOptions) => services(options).pipe(Layer.provideMerge(Containerd.layerConfig))

@@ -1,21 +1,24 @@
 /**
- * A per-key backoff queue for events whose handling failed, as containerd CRI's
- * event monitor has it.
+ * A per-key backoff queue for work whose first attempt failed, as containerd
+ * CRI's event monitor has it.
  *
- * After a handler fails, `enqueue(key, event)` puts the event in its key's queue.
- * While a key has a queue ("is in backoff"), later events for it must be queued
- * behind (check `isInBackoff` first), so a key's events are always handled in
- * order; other keys are not affected. A ticker (src/fibers/BackoffTicker.ts)
- * looks every `tick` (default 1 s) for keys whose delay has expired and retries
- * their events in order, each key in its own fiber. If one fails, its key's delay
- * doubles (default 1 s doubling to 5 min, as CRI) and it and the events behind it
- * stay queued; once all succeed, the key leaves backoff.
+ * After an attempt fails, `enqueue(key, retry)` puts the retry in its key's
+ * queue. While a key has a queue ("is in backoff"), later work for it must be
+ * queued behind (check `isInBackoff` first), so a key's work is always done in
+ * order; other keys are not affected. A ticker (src/fibers/BackoffTicker.ts), a
+ * fiber of the queue's layer, looks every `tick` (default 1 s) for keys whose
+ * delay has expired and runs their retries in order, each key in its own fiber.
+ * If one fails, its key's delay doubles (default 1 s doubling to 5 min, as CRI)
+ * and it and the retries behind it stay queued; once all succeed, the key leaves
+ * backoff. A retry is an effect the caller built: it carries whatever lock and
+ * scope the work needs (the monitors' run their container's handling, under its
+ * lock, in its scope).
  *
  * Unlike CRI's, whose retries run on its one event loop, a key stays in backoff
- * while its retry runs, so an event arriving meanwhile is queued behind instead
- * of overtaking.
+ * while its retry runs, so work arriving meanwhile is queued behind instead of
+ * overtaking.
  */
-import { Clock, Duration, Effect, Exit, Metric, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Exit, Layer, Metric, type Scope } from "effect"
 import { runBackoffTicker } from "../fibers/BackoffTicker.ts"
 
 /** Keys in backoff, across all queues. */
@@ -37,90 +40,73 @@ export interface BackoffOptions {
   readonly maxDelay?: Duration.Input | undefined
 }
 
-/** A backoff queue of events of type `E` by key `K`. */
-export interface BackoffQueue<K, E> {
-  /** Queues an event behind its key's (creating the key's queue with the first delay). */
-  readonly enqueue: (key: K, event: E) => Effect.Effect<void>
-  /** Whether the key has queued events (so a new one must be queued too). */
-  readonly isInBackoff: (key: K) => Effect.Effect<boolean>
-  /** Drops a key and its events (its subject is gone). */
-  readonly remove: (key: K) => Effect.Effect<void>
-  /** Keys and events queued. */
+/** The backoff queue service. */
+export interface BackoffQueueShape {
+  /** Queues `retry` behind its key's (creating the key's queue with the first delay). */
+  readonly enqueue: (key: string, retry: Effect.Effect<void, unknown>) => Effect.Effect<void>
+  /** Whether the key has queued retries (so new work for it must be queued too). */
+  readonly isInBackoff: (key: string) => Effect.Effect<boolean>
+  /** Drops a key and its retries (its subject is gone). */
+  readonly remove: (key: string) => Effect.Effect<void>
+  /** Keys and retries queued. */
   readonly size: Effect.Effect<{ readonly keys: number; readonly events: number }>
 }
 
-interface KeyQueue<E> {
-  readonly events: Array<E>
+interface KeyQueue {
+  readonly retries: Array<Effect.Effect<void, unknown>>
   delayMillis: number
   expiresAt: number
   retrying: boolean
 }
 
-/** What the ticker needs from a queue's internals. */
-export interface BackoffState<K> {
-  /** Keys whose delay has expired and that are not being retried. */
-  readonly due: (now: number) => ReadonlyArray<K>
-  /** Retries a key's events in order; see the module header. */
-  readonly retry: (key: K) => Effect.Effect<void>
-}
-
-/**
- * Makes a queue whose events are retried with `handle`; its ticker fiber lives in
- * the current scope.
- */
-export const makeBackoffQueue = <K, E, R>(
-  handle: (key: K, event: E) => Effect.Effect<void, unknown, R>,
-  options: BackoffOptions = {}
-): Effect.Effect<BackoffQueue<K, E>, never, R | Scope.Scope> =>
+/** Makes a queue; its ticker fiber and the retries it runs live in the current scope. */
+export const makeBackoffQueue = (options: BackoffOptions = {}): Effect.Effect<BackoffQueueShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const initialMillis = Duration.toMillis(Duration.fromInputUnsafe(options.initialDelay ?? "1 second"))
     const maxMillis = Duration.toMillis(Duration.fromInputUnsafe(options.maxDelay ?? "5 minutes"))
-    // Retries run in the ticker's fibers, with the context the queue was made in.
-    const context = yield* Effect.context<R>()
-    const queues = new Map<K, KeyQueue<E>>()
+    const queues = new Map<string, KeyQueue>()
     let events = 0
     const publish = Effect.suspend(() =>
       Effect.andThen(Metric.update(BackoffKeys, queues.size), Metric.update(BackoffEvents, events))
     )
 
-    const enqueue = (key: K, event: E) =>
+    const enqueue = (key: string, retry: Effect.Effect<void, unknown>) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const queue = queues.get(key)
         if (queue === undefined) {
-          queues.set(key, { events: [event], delayMillis: initialMillis, expiresAt: now + initialMillis, retrying: false })
+          queues.set(key, { retries: [retry], delayMillis: initialMillis, expiresAt: now + initialMillis, retrying: false })
         } else {
-          queue.events.push(event)
+          queue.retries.push(retry)
         }
         events++
         return publish
       })
 
-    const retry = (key: K) =>
+    const retry = (key: string) =>
       Effect.gen(function*() {
         const queue = queues.get(key)
         if (queue === undefined) return
         queue.retrying = true
-        while (queue.events.length > 0) {
-          const result = yield* Effect.exit(Effect.provideContext(handle(key, queue.events[0]!), context))
+        while (queue.retries.length > 0) {
+          const result = yield* Effect.exit(queue.retries[0]!)
           if (queues.get(key) !== queue) return // removed while retrying
           if (Exit.isFailure(result)) {
             queue.delayMillis = Math.min(queue.delayMillis * 2, maxMillis)
             queue.expiresAt = (yield* Clock.currentTimeMillis) + queue.delayMillis
             queue.retrying = false
-            if (!Exit.hasInterrupts(result)) yield* Effect.logWarning("retry failed; backing off", result.cause)
+            yield* Effect.logWarning(`a retry for ${key} failed; backing off ${Duration.format(Duration.millis(queue.delayMillis))}`, result.cause)
             return
           }
-          queue.events.shift()
+          queue.retries.shift()
           events--
         }
         queues.delete(key)
       }).pipe(Effect.ensuring(publish))
 
-    const state: BackoffState<K> = {
+    yield* runBackoffTicker({
       due: (now) => [...queues].filter(([, q]) => !q.retrying && q.expiresAt <= now).map(([key]) => key),
       retry
-    }
-    yield* runBackoffTicker(state, options.tick ?? "1 second")
+    }, options.tick ?? "1 second")
 
     return {
       enqueue,
@@ -130,10 +116,17 @@ export const makeBackoffQueue = <K, E, R>(
           const queue = queues.get(key)
           if (queue !== undefined) {
             queues.delete(key)
-            events -= queue.events.length
+            events -= queue.retries.length
           }
           return publish
         }),
       size: Effect.sync(() => ({ keys: queues.size, events }))
     }
   })
+
+/** The backoff queue service. */
+export class BackoffQueue extends Context.Service<BackoffQueue, BackoffQueueShape>()("effect-containerd/BackoffQueue") {
+  /** A queue with CRI's durations (1 s doubling to 5 min, looked at every second), or `options`. */
+  static readonly layer = (options?: BackoffOptions): Layer.Layer<BackoffQueue> =>
+    Layer.effect(BackoffQueue, makeBackoffQueue(options))
+}

@@ -53,7 +53,7 @@ import {
 import type { Envelope } from "../gen/containerd/services/events/v1/events.ts"
 import type { Any } from "../gen/google/protobuf/any.ts"
 import { Empty } from "../gen/google/protobuf/empty.ts"
-import { persistentSchedule, retryPersistently } from "../internal/Retry.ts"
+import { persistentSchedule, retryForever } from "../internal/Retry.ts"
 import { Containerd } from "./Containerd.ts"
 
 /** Events received from containerd, by topic. */
@@ -197,7 +197,7 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
       )
       // A failed publish is retried, not the end of the prober: without the echo
       // nothing is live, and after a reconnect no `Resynced` would ever be emitted.
-      const publish = retryPersistently(
+      const publish = retryForever(
         "publishing the event probe",
         upstream.publish(probeTopic, packMessage(Empty, {})).pipe(
           Effect.tapError((error) => Effect.sync(() => void (lastProbeFailure = error)))

@@ -38,7 +38,7 @@ import type { ContainerdEvent, EventMessage } from "../domain/Event.ts"
 import { Exited, exitedOf, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import { Status } from "../gen/containerd/types/task/task.ts"
-import { retryPersistently } from "../internal/Retry.ts"
+import { retryWhile } from "../internal/Retry.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { Events, type EventsShape } from "./Events.ts"
 
@@ -200,10 +200,10 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
 
   /** Asks containerd about a pending process until it answers or nobody waits any more. */
   const lookUp = (entry: Entry, when: string) =>
-    retryPersistently(
+    retryWhile(
       "looking up a process whose exit is awaited",
       deps.lookup(entry.namespace, entry.containerId, entry.execId),
-      { retryWhile: () => entries.get(entry.key) === entry }
+      () => entries.get(entry.key) === entry
     ).pipe(
       Effect.flatMap((state) => Effect.andThen(Effect.sync(() => apply(entry, state, when)), updateGauge)),
       // Only when the registration went while failing: nobody waits for the answer.

@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Stream } from "effect"
+import { Deferred, Effect, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import type { ContainerExit, ContainerState } from "../../src/services/Monitors.ts"
+import type { ContainerExit, ContainerState } from "../../src/domain/ContainerState.ts"
+import type { MonitorsCore } from "../../src/internal/MonitorsCore.ts"
 import type { Task } from "../../src/services/Runtime.ts"
 import { envelopes } from "../support/InMemoryEvents.ts"
 import { inMemoryMonitors, monitorEnvelopes, NAMESPACE } from "../support/InMemoryMonitors.ts"
@@ -60,27 +61,160 @@ describe("Monitors engine (in-memory events)", () => {
       assert.deepStrictEqual([stats.backoffKeys, stats.backoffEvents], [0, 0])
     }))
 
-  it.effect("contains a handler that dies, and one that hangs past the timeout", () =>
+  it.effect("contains a handler that dies, and one that hangs past the 10 s bound (as shipped)", () =>
     Effect.gen(function*() {
       let calls = 0
       const { core, run, upstream } = yield* inMemoryMonitors((exit) =>
         Effect.suspend(() => {
           calls++
           return exit.containerId === "dies" ? Effect.die(new Error("bug in the handler")) : Effect.never
-        }), { handlerTimeout: "10 seconds" })
+        }))
       yield* run("dies", 1)
       yield* run("hangs", 2)
       yield* upstream.emit(envelopes.taskExit("dies", "", 1, 0))
       yield* upstream.emit(envelopes.taskExit("hangs", "", 2, 0))
       yield* settle
       assert.strictEqual((yield* core.stats).backoffKeys, 1)
-      yield* TestClock.adjust("10 seconds")
+      yield* TestClock.adjust("9999 millis")
+      yield* settle
+      assert.strictEqual((yield* core.stats).backoffKeys, 1, "still within its bound")
+      yield* TestClock.adjust("1 millis")
       yield* settle
       assert.strictEqual((yield* core.stats).backoffKeys, 2)
       // The system still works.
       yield* run("fine", 3)
       assert.strictEqual((yield* core.stats).monitors, 1)
       assert.isAtLeast(calls, 2)
+    }))
+
+  it.effect("the 10 s bound covers the whole handling: a Tasks.Delete that hangs is cut off and retried", () =>
+    Effect.gen(function*() {
+      const handled: Array<number> = []
+      const { core, ops, run, upstream } = yield* inMemoryMonitors((exit) => Effect.sync(() => void handled.push(exit.status.code)))
+      let hangs = true
+      const finish = ops.finishExit
+      ops.finishExit = (tracked) => hangs ? Effect.never : finish(tracked)
+      yield* run("c", 1)
+      yield* upstream.emit(envelopes.taskExit("c", "", 1, 3))
+      yield* settle
+      yield* TestClock.adjust("9999 millis")
+      yield* settle
+      assert.strictEqual((yield* core.stats).backoffKeys, 0, "still within its bound")
+      yield* TestClock.adjust("1 millis")
+      yield* settle
+      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      hangs = false
+      // The ticker looks every second; the first delay is 1 s.
+      yield* advance(1)
+      assert.deepStrictEqual(handled, [3])
+      assert.strictEqual((yield* core.stats).backoffKeys, 0)
+    }))
+
+  it.effect("a retry takes the container's lock: it waits for a removal in flight, and never runs once the container is gone", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const { core, run, upstream } = yield* inMemoryMonitors(() =>
+        Effect.suspend(() => ++calls === 1 ? Effect.fail("the consumer is not ready") : Effect.void)
+      )
+      const entry = yield* run("c", 1)
+      yield* upstream.emit(envelopes.taskExit("c", "", 1, 0))
+      yield* settle
+      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      const deleting = yield* Deferred.make<void>()
+      const removal = yield* Effect.forkChild(core.exclusive(entry, Deferred.await(deleting)))
+      yield* settle
+      yield* advance(3)
+      assert.strictEqual(calls, 1, "the retry waits while the container is being removed")
+      yield* Deferred.succeed(deleting, undefined)
+      yield* settle
+      yield* advance(5)
+      assert.strictEqual(calls, 1, "and does not run once the container is gone")
+      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      assert.strictEqual(removal.pollUnsafe()?._tag, "Success")
+    }))
+
+  it.effect("a container deleted by someone else while its exit is in backoff gets no handler call after its scope closed", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const { core, run, upstream } = yield* inMemoryMonitors(() => Effect.suspend(() => (calls++, Effect.fail("no"))))
+      yield* run("c", 1)
+      yield* upstream.emit(envelopes.taskExit("c", "", 1, 0))
+      yield* settle
+      yield* advance(1)
+      assert.strictEqual(calls, 2)
+      yield* upstream.emit(monitorEnvelopes.containerDelete("c"))
+      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
+      yield* advance(10)
+      assert.strictEqual(calls, 2)
+      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+    }))
+
+  it.effect("a handler may remove its own container: the removal runs at once and the scope closes after it", () =>
+    Effect.gen(function*() {
+      const removed: Array<string> = []
+      let core: MonitorsCore | undefined
+      const monitors = yield* inMemoryMonitors((exit) =>
+        Effect.gen(function*() {
+          const entry = Option.getOrThrow(yield* core!.entry(NAMESPACE, exit.containerId))
+          yield* core!.exclusive(entry, Effect.sync(() => void removed.push(exit.containerId)))
+          removed.push("handler went on")
+        })
+      )
+      core = monitors.core
+      yield* monitors.run("c", 1)
+      yield* monitors.upstream.emit(envelopes.taskExit("c", "", 1, 0))
+      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
+      assert.deepStrictEqual(removed, ["c", "handler went on"], "without waiting for the lock its own handling holds")
+      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+    }))
+
+  it.effect("a handler that fails with an interruption inside it is retried like any failure", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const { core, run, upstream } = yield* inMemoryMonitors(() =>
+        Effect.suspend(() =>
+          ++calls === 1
+            // One branch fails, the other is interrupted: the cause holds both.
+            ? Effect.asVoid(Effect.all([Effect.fail("failed"), Effect.never], { concurrency: 2 }))
+            : Effect.void
+        )
+      )
+      yield* run("c", 1)
+      yield* upstream.emit(envelopes.taskExit("c", "", 1, 0))
+      yield* settle
+      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      yield* advance(1)
+      assert.strictEqual(calls, 2)
+      assert.strictEqual((yield* core.stats).backoffKeys, 0)
+    }))
+
+  it.effect("one monitor per container: a handler that restarts it has the next exit handled after it, by the same fiber", () =>
+    Effect.gen(function*() {
+      const order: Array<string> = []
+      const gate = yield* Deferred.make<void>()
+      let restart: ((pid: number) => Effect.Effect<unknown, unknown>) | undefined
+      const { core, run, upstream } = yield* inMemoryMonitors((exit) =>
+        Effect.gen(function*() {
+          order.push(`start ${exit.status.code}`)
+          if (exit.status.code === 1) {
+            yield* restart!(2)
+            yield* Deferred.await(gate)
+          }
+          order.push(`end ${exit.status.code}`)
+        })
+      )
+      restart = (pid) => run("c", pid)
+      yield* run("c", 1)
+      yield* upstream.emit(envelopes.taskExit("c", "", 1, 1))
+      yield* settle
+      assert.strictEqual((yield* core.stats).monitors, 1)
+      yield* upstream.emit(envelopes.taskExit("c", "", 2, 2))
+      yield* settle
+      assert.deepStrictEqual(order, ["start 1"], "the second exit waits for the first's handling")
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      assert.deepStrictEqual(order, ["start 1", "end 1", "start 2", "end 2"])
+      assert.strictEqual((yield* core.stats).monitors, 0, "nothing left to watch: the fiber ended")
     }))
 
   it.effect("marks OOM at once, reports it with the exit, and clears it when the task starts again", () =>

@@ -6,9 +6,9 @@
  *
  * It also injects faults, so failure paths are tested against the real
  * containerd: fail the next N calls of a method (without forwarding them), delay
- * every call of a method, or hold one call — before it is forwarded, or after
- * containerd answered — until the test releases it. Methods are named by the end
- * of their path, e.g. "Tasks/Get".
+ * every call of a method, hold one call — before it is forwarded, or after
+ * containerd answered — until the test releases it, or cut the open streams of
+ * a method. Methods are named by the end of their path, e.g. "Tasks/Get".
  */
 import * as grpc from "@grpc/grpc-js"
 import * as fs from "node:fs"
@@ -44,6 +44,8 @@ export interface GrpcProxy {
    * containerd has answered and before the answer is passed on ("response").
    */
   readonly hold: (method: string, at: "request" | "response") => Effect.Effect<Hold>
+  /** Ends every open server stream of `method` with UNAVAILABLE, as a dropped connection does. */
+  readonly cut: (method: string) => Effect.Effect<void>
   /** How many calls of `method` were failed on purpose so far. */
   readonly injected: (method: string) => number
 }
@@ -62,6 +64,8 @@ interface Faults {
   readonly injected: Map<string, number>
   readonly delays: Map<string, number>
   readonly holds: Map<string, { readonly at: "request" | "response"; readonly arrived: () => void; readonly released: Promise<void> }>
+  /** Open server streams, by method path, with how to cut each. */
+  readonly streams: Map<string, Set<() => void>>
 }
 
 const matching = <V>(map: Map<string, V>, methodPath: string): [string, V] | undefined => {
@@ -132,10 +136,27 @@ const forward = (
       if ("error" in fault) return call.emit("error", fault.error)
       void fault.before.then(() => {
         const up = upstream.makeServerStreamRequest(methodPath, identity, identity, call.request, call.metadata, options(call))
+        const open = faults.streams.get(methodPath) ?? new Set()
+        faults.streams.set(methodPath, open)
+        let ended = false
+        const end = (finish: () => void) => {
+          open.delete(cut)
+          if (!ended) finish()
+          ended = true
+        }
+        const cut = () =>
+          end(() => {
+            call.emit("error", Object.assign(new Error("cut by the test proxy"), {
+              code: grpc.status.UNAVAILABLE,
+              details: "cut by the test proxy"
+            }))
+            up.cancel()
+          })
+        open.add(cut)
         up.on("data", (chunk: Buffer) => call.write(chunk))
-        up.on("end", () => call.end())
-        up.on("error", (error) => call.emit("error", error))
-        call.on("cancelled", () => up.cancel())
+        up.on("end", () => end(() => call.end()))
+        up.on("error", (error) => end(() => call.emit("error", error)))
+        call.on("cancelled", () => end(() => up.cancel()))
       })
     }
   }
@@ -167,7 +188,7 @@ export const startGrpcProxy = (
         })
         const counts = new Map<string, number>()
         const calls: Array<TimedCall> = []
-        const faults: Faults = { failures: new Map(), injected: new Map(), delays: new Map(), holds: new Map() }
+        const faults: Faults = { failures: new Map(), injected: new Map(), delays: new Map(), holds: new Map(), streams: new Map() }
         /** Releases of every hold made, so none outlives the proxy. */
         const releases: Array<() => void> = []
         const server = new grpc.Server({
@@ -220,6 +241,12 @@ export const startGrpcProxy = (
                   faults.holds.delete(method)
                   release()
                 })
+              }
+            }),
+          cut: (method) =>
+            Effect.sync(() => {
+              for (const [methodPath, open] of faults.streams) {
+                if (methodPath.endsWith(`/${method}`) || methodPath.endsWith(`.${method}`)) [...open].forEach((cut) => cut())
               }
             }),
           injected: (method) => faults.injected.get(method) ?? 0

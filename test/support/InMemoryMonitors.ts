@@ -1,8 +1,9 @@
 /**
  * The monitors' engine over in-memory events, for deterministic tests and for
- * benchmarks that need thousands of containers: the exit hub and the event
- * stream are the real ones, fed by the in-memory upstream; containerd's side
- * (deleting tasks, recording exits) is a no-op that can be made to fail.
+ * benchmarks that need thousands of containers: the exit hub, the event stream
+ * and the backoff queue are the real ones, fed by the in-memory upstream;
+ * containerd's side (deleting tasks, recording exits) is a no-op that a test can
+ * make slow or failing.
  */
 import { type Duration, Effect, Scope } from "effect"
 import { packMessage } from "../../src/domain/Any.ts"
@@ -10,10 +11,12 @@ import * as ContainerEvents from "../../src/gen/containerd/events/container.ts"
 import * as NamespaceEvents from "../../src/gen/containerd/events/namespace.ts"
 import * as TaskEvents from "../../src/gen/containerd/events/task.ts"
 import type { Envelope } from "../../src/gen/containerd/services/events/v1/events.ts"
-import type { BackoffOptions } from "../../src/services/BackoffQueue.ts"
+import type { ContainerdError } from "../../src/domain/ContainerdError.ts"
+import type { ContainerExit } from "../../src/domain/ContainerState.ts"
+import { makeMonitorsCore, type Tracked } from "../../src/internal/MonitorsCore.ts"
+import { type BackoffOptions, makeBackoffQueue } from "../../src/services/BackoffQueue.ts"
 import { makeEvents } from "../../src/services/Events.ts"
 import { makeExitHub } from "../../src/services/ExitHub.ts"
-import { type ContainerExit, makeMonitorsCore } from "../../src/services/Monitors.ts"
 import type { Task } from "../../src/services/Runtime.ts"
 import { makeInMemoryUpstream } from "./InMemoryEvents.ts"
 
@@ -39,11 +42,13 @@ export const monitorEnvelopes = {
 }
 
 /**
- * The engine over in-memory events; `handle` is the consumer's handler, and the
- * containerd side records what was asked of it.
+ * The engine over in-memory events and the real backoff queue (CRI's durations
+ * unless `backoff` says otherwise); `handle` is the consumer's handler, and the
+ * containerd side records what was asked of it. `finishExit` can be replaced
+ * (to make it slow or fail).
  */
 export const inMemoryMonitors = <E>(handle: (exit: ContainerExit) => Effect.Effect<void, E>, options?: {
-  readonly handlerTimeout?: Duration.Input
+  readonly handlingTimeout?: Duration.Input
   readonly backoff?: BackoffOptions
 }) =>
   Effect.gen(function*() {
@@ -54,16 +59,20 @@ export const inMemoryMonitors = <E>(handle: (exit: ContainerExit) => Effect.Effe
       lookup: () => Effect.succeed({ _tag: "Missing" as const }),
       currentNamespace: Effect.succeed(NAMESPACE)
     })
+    const backoff = yield* makeBackoffQueue(options?.backoff)
     const finished: Array<string> = []
     /** Containers that still exist, as far as `exists` is concerned. */
     const existing = new Set<string>()
+    const ops = {
+      finishExit: (tracked: Tracked): Effect.Effect<void, ContainerdError> => Effect.sync(() => void finished.push(tracked.id))
+    }
     const core = yield* makeMonitorsCore({
       events,
-      handler: { handle: (exit) => handle(exit) },
-      handlerTimeout: options?.handlerTimeout,
-      backoff: options?.backoff,
+      backoff,
+      handle: (exit) => handle(exit),
+      handlingTimeout: options?.handlingTimeout,
       ops: {
-        finishExit: (tracked) => Effect.sync(() => void finished.push(tracked.id)),
+        finishExit: (tracked, _task, _exit) => ops.finishExit(tracked),
         exists: (_namespace, id) => Effect.succeed(existing.has(id)),
         ids: () => Effect.succeed(new Set()),
         markRunning: () => Effect.void
@@ -80,5 +89,5 @@ export const inMemoryMonitors = <E>(handle: (exit: ContainerExit) => Effect.Effe
         yield* core.watch(entry, { wait, pid, task })
         return entry
       })
-    return { upstream, hub, core, run, finished, existing }
+    return { upstream, hub, core, run, finished, existing, ops }
   })

@@ -14,6 +14,7 @@ import { ExitHub } from "../services/ExitHub.ts"
 import { Images } from "../services/Images.ts"
 import { Registry, type RegistryOptions } from "../services/Registry.ts"
 import { Runtime, type RuntimeOptions } from "../services/Runtime.ts"
+import { Singleflight } from "../services/Singleflight.ts"
 
 /** Settings of the composed services. */
 export interface LiveOptions {
@@ -21,12 +22,14 @@ export interface LiveOptions {
   readonly registry?: RegistryOptions | undefined
 }
 
-/** Images with their registry client and event stream, over the `Containerd` in context. */
+/** Images with their registry client, event stream and singleflight, over the `Containerd` in context. */
 export const images = (options?: LiveOptions) =>
-  Images.layer.pipe(Layer.provideMerge(Layer.mergeAll(Events.layer(), Registry.layer(options?.registry))))
+  Images.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(Events.layer(), Registry.layer(options?.registry), Singleflight.layer))
+  )
 
 /**
- * Runtime, exit hub, images, registry client, event stream and backoff queue
+ * Runtime, exit hub, images, registry client, event stream, singleflight and backoff queue
  * (what `Monitors.layer` needs besides an `ExitHandler`), over the `Containerd` in context.
  */
 export const services = (options?: LiveOptions) =>

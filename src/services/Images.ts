@@ -12,7 +12,10 @@
  * when the last one ends, so a failed pull leaves nothing containerd keeps.
  * As CRI does, concurrent pulls do not repeat work: fetches are shared per blob
  * digest and unpacks per chain ID (`Singleflight`), so 20 pulls of one image
- * fetch each blob once and unpack each layer once.
+ * fetch each blob once and unpack each layer once. Only successes are shared:
+ * a pull that joined a fetch from another source (another registry, an archive)
+ * which failed fetches from its own, and every pull hears the progress of the
+ * fetch it waits for.
  *
  * Resolution reads the image record, then (for an index) the manifest for this
  * platform, the manifest and the config. Both steps are cached so that a
@@ -55,7 +58,7 @@ import { openOciLayout } from "../internal/OciArchive.ts"
 import { Containerd, withLease, withNamespace } from "./Containerd.ts"
 import { Events } from "./Events.ts"
 import { MAX_DOCUMENT_BYTES, MAX_MANIFEST_BYTES, Registry } from "./Registry.ts"
-import { makeSingleflight } from "./Singleflight.ts"
+import { Singleflight } from "./Singleflight.ts"
 
 /** What a container needs to know about its image. */
 export interface ResolvedImage {
@@ -246,13 +249,9 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   const events = yield* Events
   const registry = yield* Registry
   const defaultPlatform = options?.platform ?? hostPlatform()
-  // Work shared by concurrent pulls: resolving a tag, reading a document, writing a blob, unpacking a
-  // layer, writing the record.
-  const resolutions = yield* makeSingleflight<string>()
-  const documents = yield* makeSingleflight<string>()
-  const fetches = yield* makeSingleflight<string>()
-  const unpacks = yield* makeSingleflight<string>()
-  const records = yield* makeSingleflight<string>()
+  // Work shared by concurrent pulls, keyed by what it is: resolving a tag, reading a document,
+  // writing a blob, unpacking a layer, writing the record.
+  const flights = yield* Singleflight
 
   const readJson = <S extends Schema.Top & { readonly DecodingServices: never }>(
     schema: S,
@@ -356,8 +355,8 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   /** Reads a document from containerd if it is there, else from the source; one read per digest at a time. */
   const readDocument = <E>(source: Source<E>, descriptor: Descriptor) =>
     Effect.flatMap(client.currentNamespace, (namespace) =>
-      documents.run(
-        `${namespace}\u0000${descriptor.digest}`,
+      flights.run(
+        `document\u0000${namespace}\u0000${descriptor.digest}`,
         client.content.read({ digest: descriptor.digest }).pipe(
           Stream.runCollect,
           Effect.map((chunks): Uint8Array => Buffer.concat(chunks.map((chunk) => chunk.data))),
@@ -432,24 +431,30 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
       }
     })
 
-  /** Writes a blob, or joins the write of it already in flight; one write per digest and namespace. */
+  /**
+   * Writes a blob, or joins the write of it already in flight (and hears its
+   * progress); one write per digest and namespace at a time. A joiner whose
+   * write failed writes from its own source.
+   */
   const ensureBlob = <E>(
     namespace: string,
     source: Source<E>,
     descriptor: Descriptor,
     labels: Readonly<Record<string, string>>,
-    onProgress?: (offset: number) => Effect.Effect<void>
+    onProgress: (offset: number) => Effect.Effect<void> = () => Effect.void
   ) =>
-    fetches.run(
-      `${namespace}\u0000${descriptor.digest}`,
-      writeContent(client, {
-        ref: ingestRef(descriptor),
-        descriptor,
-        labels: { ...source.blobLabels, ...labels },
-        source: (offset) => source.blob(descriptor, offset),
-        resumable: source.resumable,
-        onProgress
-      })
+    flights.runReporting(
+      `blob\u0000${namespace}\u0000${descriptor.digest}`,
+      (report: (offset: number) => Effect.Effect<void>) =>
+        writeContent(client, {
+          ref: ingestRef(descriptor),
+          descriptor,
+          labels: { ...source.blobLabels, ...labels },
+          source: (offset) => source.blob(descriptor, offset),
+          resumable: source.resumable,
+          onProgress: report
+        }),
+      onProgress
     )
 
   /** Writes an in-memory document (already checked) as a blob. */
@@ -462,8 +467,8 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
    */
   const unpackLayer = (namespace: string, snapshotter: string, plan: Plan, i: number) => {
     const chain = plan.chainIds[i]!
-    return unpacks.run(
-      `${namespace}\u0000${snapshotter}\u0000${chain}`,
+    return flights.run(
+      `unpack\u0000${namespace}\u0000${snapshotter}\u0000${chain}`,
       Effect.gen(function*() {
         if (yield* snapshotExists(snapshotter, chain)) return "exists" as const
         const key = `extract-${crypto.randomBytes(6).toString("hex")}-${chain}`
@@ -530,7 +535,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
         }))
     )
     return Effect.flatMap(client.currentNamespace, (namespace) =>
-      records.run(`${namespace}\u0000${name}\u0000${descriptor.digest}`, put))
+      flights.run(`record\u0000${namespace}\u0000${name}\u0000${descriptor.digest}`, put))
   }
 
   /**
@@ -650,7 +655,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     Effect.gen(function*() {
       const reference = yield* parseReference(input, "Images.pull")
       emit({ _tag: "Resolving", reference: reference.toString() })
-      const top = yield* resolutions.run(reference.toString(), registry.resolve(reference))
+      const top = yield* flights.run(`resolve\u0000${reference.toString()}`, registry.resolve(reference))
       emit({ _tag: "Resolved", reference: reference.toString(), digest: top.descriptor.digest })
       const source = registrySource(reference)
       const planned = yield* plan(source, top, options.platform ?? defaultPlatform)
@@ -770,5 +775,8 @@ const toRecord = (image: ImageMessage): ImageRecord => ({
 /** The images service. */
 export class Images extends Context.Service<Images, ImagesShape>()("effect-containerd/Images") {
   /** Images of the `Containerd` client's daemon, pulled through `Registry`, for this host's platform. */
-  static readonly layer: Layer.Layer<Images, never, Containerd | Events | Registry> = Layer.effect(Images, makeImages())
+  static readonly layer: Layer.Layer<Images, never, Containerd | Events | Registry | Singleflight> = Layer.effect(
+    Images,
+    makeImages()
+  )
 }

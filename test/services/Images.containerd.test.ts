@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -244,6 +244,49 @@ describe("Images against a misbehaving registry", () => {
       assert.match(cutRanges[1] ?? "", /^bytes=\d+-$/, "the cut blob was resumed")
       assert.deepStrictEqual(ranges(partial!.digest), [`bytes=${half}-`], "the ingest was resumed from its offset")
       assert.deepStrictEqual((yield* holdings(client)).ingests, [])
+    }).pipe(Effect.scoped))
+
+  it.live("two pulls of a layer from two registries share its download and its progress; when the first source fails, the second fetches from its own", () =>
+    Effect.gen(function*() {
+      const { client, images } = yield* setup
+      const [first, second] = [yield* startFaultyRegistry, yield* startFaultyRegistry]
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "shared:v1", layers: 1, layerSize: 512 * 1024 })
+      const layer = serveArchive(first, image.archive, "shared", "v1").layers[1]!
+      serveArchive(second, image.archive, "shared", "v1")
+      const layerPath = `/blobs/${layer.digest}`
+      const layerRequests = (registry: typeof first) => registry.seen.filter((s) => s.path.endsWith(layerPath)).length
+      // The first registry breaks off the layer, then answers the resumption with a 404 when told to.
+      const release = yield* Deferred.make<void>()
+      // Even when the test fails: a held answer would hold the registry's shutdown open.
+      yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+      first.fault(layerPath, { _tag: "Cut", after: 100_000 })
+      first.fault(layerPath, { _tag: "Status", status: 404, after: Deferred.await(release) })
+      const until = (condition: () => boolean, what: string) =>
+        Effect.sleep("10 millis").pipe(
+          Effect.repeat({ until: condition }),
+          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error(`never: ${what}`)) })
+        )
+
+      const fromFirst = yield* Effect.forkChild(Effect.exit(images.pull(`${first.host}/shared:v1`)))
+      yield* until(() => layerRequests(first) === 2, "the first pull resumes the layer")
+      const heard: Array<PullProgress> = []
+      const fromSecond = yield* images.pullWithProgress(`${second.host}/shared:v1`).pipe(
+        Stream.runForEach((event) => Effect.sync(() => void heard.push(event))),
+        Effect.exit,
+        Effect.forkChild
+      )
+      const id = layer.digest.slice(7, 19)
+      yield* until(() => heard.some((e) => e._tag === "Downloading" && e.id === id), "the second pull hears the download")
+      assert.strictEqual(layerRequests(second), 0, "the second pull joined the first one's download")
+
+      yield* Deferred.succeed(release, undefined)
+      assert.include(reasonTag(yield* Fiber.join(fromFirst)), "RegistryError.NotFound")
+      assert.isTrue(Exit.isSuccess(yield* Fiber.join(fromSecond)), "the second pull succeeds")
+      assert.strictEqual(layerRequests(second), 1, "from its own registry")
+      assert.isTrue(heard.some((e) => e._tag === "PullComplete" && e.id === id))
+      const left = yield* holdings(client)
+      assert.deepStrictEqual([left.images, left.leases, left.ingests], [[`${second.host}/shared:v1`], [], []])
+      assert.include(left.blobs, layer.digest)
     }).pipe(Effect.scoped))
 
   it.live("bad input fails with a typed error naming the reference and the reason, and creates nothing", () =>

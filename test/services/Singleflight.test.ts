@@ -8,7 +8,7 @@ const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow,
 describe("Singleflight", () => {
   it.effect("20 concurrent callers share one execution and its result; a later call runs again", () =>
     Effect.gen(function*() {
-      const flight = yield* makeSingleflight<string>()
+      const flight = yield* makeSingleflight
       let executions = 0
       const work = Effect.gen(function*() {
         executions++
@@ -28,19 +28,76 @@ describe("Singleflight", () => {
       assert.strictEqual(yield* Fiber.join(again), 2)
     }))
 
-  it.effect("shares a failure with every caller", () =>
+  it.effect("a caller that joined a run that failed runs its own work; its own run is final", () =>
     Effect.gen(function*() {
-      const flight = yield* makeSingleflight<string>()
-      const failing = Effect.andThen(Effect.sleep("1 second"), Effect.fail("registry said no"))
-      const fibers = yield* Effect.forEach(Array.from({ length: 5 }), () => Effect.forkChild(flight.run("k", failing)))
+      const flight = yield* makeSingleflight
+      const attempts: Array<string> = []
+      const from = (source: string, outcome: Effect.Effect<string, string>) =>
+        Effect.sync(() => attempts.push(source)).pipe(Effect.andThen(Effect.sleep("1 second")), Effect.andThen(outcome))
+      const first = yield* Effect.forkChild(flight.run("layer", from("a", Effect.fail("a said 401"))))
+      yield* settle
+      const second = yield* Effect.forkChild(flight.run("layer", from("b", Effect.succeed("from b"))))
+      yield* settle
+      assert.deepStrictEqual(attempts, ["a"], "the second caller joined")
       yield* TestClock.adjust("1 second")
-      for (const fiber of fibers) assert.deepStrictEqual(yield* Fiber.await(fiber), Exit.fail("registry said no"))
+      assert.deepStrictEqual(yield* Fiber.await(first), Exit.fail("a said 401"), "the first caller's own run is final")
+      yield* settle
+      assert.deepStrictEqual(attempts, ["a", "b"], "the second caller tried its own source")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Fiber.join(second), "from b")
       assert.strictEqual(yield* flight.size, 0)
+    }))
+
+  it.effect("callers of work that keeps failing make one attempt each, one at a time", () =>
+    Effect.gen(function*() {
+      const flight = yield* makeSingleflight
+      let running = 0
+      let most = 0
+      let attempts = 0
+      const failing = Effect.gen(function*() {
+        attempts++
+        most = Math.max(most, ++running)
+        yield* Effect.sleep("1 second")
+        running--
+        return yield* Effect.fail("registry said no")
+      })
+      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(flight.run("k", failing)))
+      yield* settle
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      for (const fiber of fibers) assert.deepStrictEqual(yield* Fiber.await(fiber), Exit.fail("registry said no"))
+      assert.deepStrictEqual([attempts, most], [3, 1])
+      assert.strictEqual(yield* flight.size, 0)
+    }))
+
+  it.effect("every caller hears the progress of the run it waits for; a joiner first hears the latest", () =>
+    Effect.gen(function*() {
+      const flight = yield* makeSingleflight
+      const heard = { first: [] as Array<number>, second: [] as Array<number> }
+      const download = (report: (offset: number) => Effect.Effect<void>) =>
+        Effect.gen(function*() {
+          for (const offset of [10, 20, 30]) {
+            yield* report(offset)
+            yield* Effect.sleep("1 second")
+          }
+          return "done"
+        })
+      const listen = (who: keyof typeof heard) => (offset: number) => Effect.sync(() => void heard[who].push(offset))
+      const first = yield* Effect.forkChild(flight.runReporting("blob", download, listen("first")))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      const second = yield* Effect.forkChild(flight.runReporting("blob", download, listen("second")))
+      yield* settle
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual([yield* Fiber.join(first), yield* Fiber.join(second)], ["done", "done"])
+      assert.deepStrictEqual(heard, { first: [10, 20, 30], second: [20, 30] })
     }))
 
   it.effect("one caller leaving does not cancel the work; all leaving does", () =>
     Effect.gen(function*() {
-      const flight = yield* makeSingleflight<string>()
+      const flight = yield* makeSingleflight
       let finished = 0
       let interrupted = 0
       const work = Effect.sleep("1 second").pipe(

@@ -26,7 +26,13 @@ export interface Seen {
 
 /** What the registry does to matching requests instead of answering normally. */
 export type Fault =
-  | { readonly _tag: "Status"; readonly status: number; readonly headers?: Record<string, string> }
+  | {
+    readonly _tag: "Status"
+    readonly status: number
+    readonly headers?: Record<string, string>
+    /** Answers once this completes. */
+    readonly after?: Effect.Effect<void>
+  }
   | { readonly _tag: "Corrupt" }
   | { readonly _tag: "Cut"; readonly after: number }
   | { readonly _tag: "Hang" }
@@ -108,6 +114,7 @@ export const startFaultyRegistry: Effect.Effect<FaultyRegistry, never, Scope.Sco
     // that never ended would hold the server's shutdown open.
     if (fault?._tag === "Hang") yield* TestClock.withLive(Effect.sleep("2 seconds"))
     if (fault?._tag === "Status") {
+      if (fault.after !== undefined) yield* fault.after
       return HttpServerResponse.text(`fault ${fault.status}`, { status: fault.status, headers: fault.headers ?? {} })
     }
 

@@ -57,7 +57,8 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("POST", "/images/load", notSupported("loading images is")),
   route("POST", "/commit", notSupported("committing containers is")),
   route("POST", "/build", notSupported("building images is")),
-  route("*", "/build/**", notSupported("the build cache is")),
+  route("POST", "/build/prune", notSupported("pruning the build cache is")),
+  route("POST", "/build/cancel", notSupported("building images is")),
   route("POST", "/session", notSupported("build sessions are")),
   route("POST", "/auth", notSupported("logging in to registries is")),
   route("GET", "/system/df", notSupported("disk usage is")),
@@ -89,6 +90,10 @@ const compile = (path: string): RegExp =>
 
 const COMPILED = UNSUPPORTED_ROUTES.map((entry) => ({ ...entry, pattern: compile(entry.path) }))
 
+/** Whether `entry` is for `method`; a GET route answers HEAD too, as dockerd's router does. */
+const forMethod = (entry: UnsupportedRoute, method: string) =>
+  entry.method === "*" || entry.method === method || (entry.method === "GET" && method === "HEAD")
+
 /** The refusal for a request (its path without the version prefix and query), or `undefined` if the route is not refused. */
 export const refusalOf = (method: string, path: string): Refusal | undefined =>
-  COMPILED.find((entry) => (entry.method === "*" || entry.method === method) && entry.pattern.test(path))?.refusal
+  COMPILED.find((entry) => forMethod(entry, method) && entry.pattern.test(path))?.refusal

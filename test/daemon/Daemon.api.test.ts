@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
+import { execFileSync } from "node:child_process"
 import * as net from "node:net"
 import { startDaemon } from "../support/DaemonHarness.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
@@ -22,14 +23,15 @@ const setup = Effect.gen(function*() {
 /** A hijacked attach: what the daemon sent after its 101, and whether it closed the connection. */
 interface Hijacked {
   readonly write: (data: string) => void
+  readonly destroy: () => void
   /** The container's output so far, frames unwrapped. */
   readonly output: () => string
   readonly closed: () => boolean
   readonly head: () => string
 }
 
-/** Opens `POST path` with `Upgrade: tcp` over the socket, as the docker CLI attaches; closed with the scope. */
-const hijack = (socket: string, path: string) =>
+/** Opens `POST path` (with a JSON `body`) with `Upgrade: tcp` over the socket, as the docker CLI attaches. */
+const hijack = (socket: string, path: string, body = "") =>
   Effect.acquireRelease(
     Effect.callback<Hijacked>((resume) => {
       const connection = net.connect(socket)
@@ -38,6 +40,7 @@ const hijack = (socket: string, path: string) =>
       let closed = false
       const hijacked: Hijacked = {
         write: (data) => void connection.write(data),
+        destroy: () => void connection.destroy(),
         head: () => raw.subarray(0, Math.max(headEnd, 0)).toString("latin1"),
         closed: () => closed,
         output: () => {
@@ -60,9 +63,13 @@ const hijack = (socket: string, path: string) =>
       })
       connection.on("close", () => void (closed = true))
       connection.on("error", () => void (closed = true))
-      connection.write(`POST ${path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`)
+      connection.write(
+        `POST ${path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+      )
+      return Effect.sync(() => connection.destroy())
     }),
-    () => Effect.void
+    (hijacked) => Effect.sync(hijacked.destroy)
   )
 
 /** Waits (up to 10 s) until `check` holds; else the test fails saying `what` never happened. */
@@ -123,7 +130,7 @@ describe("the daemon's API, over its socket", () => {
       }
     }).pipe(Effect.scoped), 120_000)
 
-  it.live("attach ends on Ctrl-P Ctrl-Q, or on the keys asked for, and the container keeps running; a broken sequence is forwarded", () =>
+  it.live("attach ends on Ctrl-P Ctrl-Q, or on the keys asked for, an exec on its DetachKeys, and the container keeps running; a broken sequence is forwarded", () =>
     Effect.gen(function*() {
       const daemon = yield* setup
       const created = yield* daemon.request("POST", "/containers/create?name=cat", JSON.stringify({ Image: FIXTURE_IMAGE, Cmd: ["cat"], OpenStdin: true }))
@@ -146,8 +153,43 @@ describe("the daemon's API, over its socket", () => {
       yield* eventually(custom.closed, "the attach ended on ctrl-x,x")
       assert.isTrue(yield* running(), "the container is still running")
 
+      const exec = yield* daemon.request("POST", "/containers/cat/exec", JSON.stringify({
+        Cmd: ["cat"], AttachStdin: true, AttachStdout: true, AttachStderr: true, DetachKeys: "ctrl-x"
+      }))
+      assert.strictEqual(exec.status, 201, exec.body)
+      const execId = JSON.parse(exec.body).Id as string
+      const execAttached = yield* hijack(daemon.socket, `/exec/${execId}/start`, JSON.stringify({ Detach: false, Tty: false }))
+      execAttached.write("\x10\x11hi\n")
+      yield* eventually(() => execAttached.output() === "\x10\x11hi\n", "the exec echoed its input, Ctrl-P Ctrl-Q included")
+      execAttached.write("\x18")
+      yield* eventually(execAttached.closed, "the exec's stream ended on its DetachKeys")
+      assert.isTrue(yield* running(), "the container is still running")
+
       const bad = yield* daemon.request("POST", "/containers/cat/attach?stream=1&stdin=1&detachKeys=ctrl-P")
       assert.deepStrictEqual([bad.status, JSON.parse(bad.body)], [400, { message: "Invalid detach keys (ctrl-P) provided" }])
       assert.strictEqual((yield* daemon.request("DELETE", "/containers/cat?force=1")).status, 204)
+    }).pipe(Effect.scoped), 120_000)
+
+  it.live("docker run -it in a real terminal detaches on Ctrl-P Ctrl-Q; the shell keeps running and answers an exec", () =>
+    Effect.gen(function*() {
+      const daemon = yield* setup
+      const session = `ectr-detach-${process.pid}-${Date.now()}`
+      const tmux = (...args: ReadonlyArray<string>) => execFileSync("tmux", args, { encoding: "utf8" })
+      const cli = `DOCKER_CONFIG=${daemon.dir} docker --host unix://${daemon.socket}`
+      yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", `${cli} run -it --name shell ${FIXTURE_IMAGE} sh; echo cli-exited-$?; sleep 30`)
+        ),
+        () => Effect.sync(() => void execFileSync("tmux", ["kill-session", "-t", session], { stdio: "ignore" }))
+      )
+      const screen = () => tmux("capture-pane", "-p", "-t", session)
+      yield* eventually(() => /#\s*$/m.test(screen()), "the shell's prompt")
+      tmux("send-keys", "-t", session, "C-p", "C-q")
+      yield* eventually(() => /cli-exited-0/.test(screen()), `the CLI detached and exited 0 (${screen()})`)
+      const state = yield* daemon.docker(["inspect", "--format", "{{.State.Running}}", "shell"])
+      assert.strictEqual(state.stdout.trim(), "true", state.stderr)
+      const again = yield* daemon.docker(["exec", "shell", "echo", "still-here"])
+      assert.strictEqual(again.stdout, "still-here\n", again.stderr)
+      yield* daemon.docker(["rm", "-f", "shell"])
     }).pipe(Effect.scoped), 120_000)
 })

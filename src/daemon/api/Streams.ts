@@ -51,8 +51,11 @@ export const outputResponse = (tty: boolean, output: AttachSession["output"]) =>
  * the container's stdin; the client half-closing its side ends the input.
  *
  * Gotchas: the detach keys end the connection at once, and the container keeps
- * running. Without a terminal its stdin is then closed, as dockerd closes it
- * (`CloseStdin`) for a container with `StdinOnce` and for an exec.
+ * running. When the input ends (detached, or the client went away) the
+ * container's stdin is closed only without a terminal, as dockerd closes it
+ * (`CloseStdin && !TTY`) for a container with `StdinOnce` and for an exec: the
+ * docker CLI detaches a `run -it` by itself and drops the connection, and the
+ * shell must survive that.
  */
 const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSession, detachKeys: Uint8Array) =>
   Effect.gen(function*() {
@@ -62,6 +65,7 @@ const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSes
     const reader = yield* socket.reader.pipe(Effect.orElseSucceed(() => undefined))
     const writer = yield* socket.writer
     const detached = yield* Deferred.make<void>()
+    const inputEnded = session.tty ? Effect.void : session.endInput
     if (reader !== undefined && session.write !== undefined) {
       const write = session.write
       const scan = detachScanner(detachKeys)
@@ -73,13 +77,13 @@ const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSes
             if (done) return yield* Deferred.succeed(detached, undefined)
           }
         }
-      }).pipe(Effect.catch(() => session.endInput))
+      }).pipe(Effect.catch(() => inputEnded))
       yield* Effect.forkScoped(pump)
     }
     const frameOf = framed(session.tty)
     yield* Effect.raceFirst(
       Stream.runForEach(session.output, ({ data, stream }) => writer.write(frameOf(stream, data))).pipe(Effect.ignore),
-      Deferred.await(detached).pipe(Effect.andThen(session.tty ? Effect.void : session.endInput))
+      Deferred.await(detached).pipe(Effect.andThen(inputEnded))
     )
     return HttpServerResponse.empty({ status: 101 })
   })

@@ -25,18 +25,9 @@ import { systemRoutes } from "./api/SystemRoutes.ts"
 import { refusalOf } from "./api/Unsupported.ts"
 import { API_VERSION, System } from "./System.ts"
 
+// Where these lived before the routes were split by resource.
 export { CONTAINER_FILTERS } from "./api/ContainerRoutes.ts"
-export {
-  compareVersions,
-  type Filters,
-  parseBoolean,
-  parseFilters,
-  parseInteger,
-  parsePlatform,
-  parseTimestamp,
-  parseWaitCondition,
-  stripApiVersion
-} from "./api/Query.ts"
+export { compareVersions, parseBoolean, parseFilters, parsePlatform, parseTimestamp, stripApiVersion } from "./api/Query.ts"
 export { frame } from "./api/Streams.ts"
 
 /** The response for a failed request: its `DockerError`, 404 for no route, else 500. Server errors are logged, as by dockerd. */

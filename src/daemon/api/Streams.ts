@@ -48,7 +48,7 @@ export const outputResponse = (tty: boolean, output: AttachSession["output"]) =>
 /**
  * An attach over the connection the client hijacks (`Upgrade: tcp`, as the
  * docker CLI does): output framed onto it until the run ends, its input fed to
- * the container's stdin; the client half-closing its side ends the input.
+ * the container's stdin until the client half-closes its side or detaches.
  *
  * Gotchas: the detach keys end the connection at once, and the container keeps
  * running. When the input ends (detached, or the client went away) the

@@ -60,6 +60,8 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("POST", "/build/prune", notSupported("pruning the build cache is")),
   route("POST", "/build/cancel", notSupported("building images is")),
   route("POST", "/session", notSupported("build sessions are")),
+  // BuildKit's gRPC endpoint (buildx), hijacked with `Upgrade: h2c` as /session is.
+  route("POST", "/grpc", notSupported("build sessions are")),
   route("POST", "/auth", notSupported("logging in to registries is")),
   route("GET", "/system/df", notSupported("disk usage is")),
   route("GET", "/distribution/{name}/json", notSupported("distribution inspection is")),

@@ -33,6 +33,7 @@ describe("refusalOf", () => {
     ["POST", "/build/prune", 501, "pruning the build cache is not supported by effect-containerd"],
     ["POST", "/build/cancel", 501, "building images is not supported by effect-containerd"],
     ["POST", "/session", 501, "build sessions are not supported by effect-containerd"],
+    ["POST", "/grpc", 501, "build sessions are not supported by effect-containerd"],
     ["POST", "/commit", 501, "committing containers is not supported by effect-containerd"],
     ["POST", "/auth", 501, "logging in to registries is not supported by effect-containerd"],
     ["GET", "/system/df", 501, "disk usage is not supported by effect-containerd"],

@@ -18,6 +18,7 @@ import {
   parseTimestamp,
   stripApiVersion
 } from "../../src/daemon/Api.ts"
+import { UNSUPPORTED_ROUTES } from "../../src/daemon/api/Unsupported.ts"
 import { conflict, type DockerError, notFound } from "../../src/daemon/DockerError.ts"
 import { Engine, type EngineShape } from "../../src/daemon/Engine.ts"
 import { EventLog } from "../../src/daemon/EventLog.ts"
@@ -259,6 +260,31 @@ describe("Api routes", () => {
           assert.strictEqual(missing.headers.get("api-version"), "1.47")
           assert.deepStrictEqual(yield* jsonOf(missing), { message: "page not found" })
         }
+      })))
+
+  it.effect("every route of the table of refused ones answers its refusal, with and without a version prefix, headers included", () =>
+    withApi((call) =>
+      Effect.gen(function*() {
+        for (const { method, path, refusal } of UNSUPPORTED_ROUTES) {
+          const concrete = path.replace("{id}", "box").replace("{name}", "localhost:5000/team/app:v1")
+          const paths = concrete.endsWith("/**") ? [concrete.slice(0, -3), concrete.replace("/**", "/x/y")] : [concrete]
+          for (const target of paths.flatMap((p) => [p, `/v1.41${p}`, `/v1.47${p}?x=1`])) {
+            const response = yield* call(method === "*" ? "POST" : method, target, method === "GET" || method === "HEAD" ? undefined : "{}")
+            assert.strictEqual(response.status, refusal.status, `${method} ${target}`)
+            assert.strictEqual(response.headers.get("api-version"), "1.47")
+            if (method !== "HEAD") assert.deepStrictEqual(yield* jsonOf(response), { message: refusal.message }, `${method} ${target}`)
+          }
+        }
+      })))
+
+  it.effect("bad detach keys are 400s as dockerd says them: on attach, and on exec create", () =>
+    withApi((call) =>
+      Effect.gen(function*() {
+        const attach = yield* call("POST", "/containers/box/attach?stream=1&stdin=1&detachKeys=ctrl-P")
+        assert.deepStrictEqual([attach.status, yield* jsonOf(attach)], [400, { message: "Invalid detach keys (ctrl-P) provided" }])
+        const exec = yield* call("POST", "/containers/box/exec", JSON.stringify({ Cmd: ["sh"], DetachKeys: "nope" }))
+        assert.deepStrictEqual([exec.status, yield* jsonOf(exec)], [400, { message: "Invalid detach keys (nope) provided" }])
+        assert.strictEqual((yield* call("POST", "/containers/box/attach?stream=1&stdout=1&detachKeys=ctrl-a,b")).status, 200)
       })))
 
   it.effect("a missing container is a 404 with the engine's message", () =>

@@ -1,0 +1,171 @@
+/**
+ * The container routes of the Docker Engine API (`/containers/...`, execs
+ * aside): their parameters parsed as dockerd parses them, handed to the
+ * `Engine`, and its answers written in dockerd's shapes and statuses (304 for a
+ * start or stop with nothing to do, 201 for a create, ...).
+ */
+import { Clock, Effect, Stream } from "effect"
+import { HttpRouter } from "effect/http"
+import { badRequest } from "../DockerError.ts"
+import { Engine } from "../Engine.ts"
+import { formatDockerTimestamp } from "../JsonLogFile.ts"
+import { CreateBody } from "../Model.ts"
+import { parseDetachKeys } from "./DetachKeys.ts"
+import { parseWaitCondition } from "./Query.ts"
+import {
+  booleanQuery,
+  decodeBody,
+  empty,
+  filtersQuery,
+  type Handler,
+  integerQuery,
+  json,
+  optionalQuery,
+  parsedQuery,
+  pathParam,
+  terminalSize,
+  timeQuery
+} from "./Request.ts"
+import { jsonLines, outputResponse, respondAttached } from "./Streams.ts"
+
+/** The filters `GET /containers/json` passes to the engine. */
+export const CONTAINER_FILTERS: ReadonlyArray<string> = ["id", "name", "label", "status"]
+
+const encoder = new TextEncoder()
+
+/** A route on a container: `:id` is an id, an id prefix or a name. */
+const onContainer = (f: (id: string) => Handler): Handler => Effect.flatMap(pathParam("id"), f)
+
+/** `?t=&signal=` of a stop or restart. */
+const stopOptions = Effect.all({ timeout: integerQuery("t"), signal: optionalQuery("signal") })
+
+/** The container routes, over the `Engine`. */
+export const containerRoutes = Effect.gen(function*() {
+  const engine = yield* Engine
+  return [
+    HttpRouter.route(
+      "POST",
+      "/containers/create",
+      Effect.gen(function*() {
+        const name = yield* optionalQuery("name")
+        const body = yield* decodeBody(CreateBody)
+        return json(yield* engine.create(name, body), 201)
+      })
+    ),
+    HttpRouter.route(
+      "GET",
+      "/containers/json",
+      Effect.gen(function*() {
+        const all = yield* booleanQuery("all")
+        const limit = yield* integerQuery("limit")
+        const filters = yield* filtersQuery(CONTAINER_FILTERS)
+        return json(yield* engine.list({ all, limit, filters }))
+      })
+    ),
+    HttpRouter.route("GET", "/containers/:id/json", onContainer((id) => Effect.map(engine.inspect(id), (body) => json(body)))),
+    // `ps_args` is accepted and ignored: the engine reads /proc itself rather than running ps.
+    HttpRouter.route("GET", "/containers/:id/top", onContainer((id) => Effect.map(engine.top(id), (body) => json(body)))),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/start",
+      onContainer((id) => Effect.map(engine.start(id), ({ alreadyRunning }) => empty(alreadyRunning ? 304 : 204)))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/stop",
+      onContainer((id) =>
+        Effect.flatMap(stopOptions, (options) =>
+          Effect.map(engine.stop(id, options), ({ alreadyStopped }) => empty(alreadyStopped ? 304 : 204))))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/restart",
+      onContainer((id) => Effect.flatMap(stopOptions, (options) => Effect.as(engine.restart(id, options), empty(204))))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/kill",
+      onContainer((id) => Effect.flatMap(optionalQuery("signal"), (signal) => Effect.as(engine.kill(id, signal), empty(204))))
+    ),
+    HttpRouter.route("POST", "/containers/:id/pause", onContainer((id) => Effect.as(engine.pause(id), empty(204)))),
+    HttpRouter.route("POST", "/containers/:id/unpause", onContainer((id) => Effect.as(engine.unpause(id), empty(204)))),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/wait",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const condition = yield* parsedQuery("condition", parseWaitCondition)
+          // Not found is a 404 before anything is sent; the status comes later, on the open response.
+          const waiting = yield* engine.wait(id, condition)
+          return jsonLines(Stream.fromEffect(waiting.pipe(
+            Effect.map(({ StatusCode }) => ({ StatusCode, Error: null })),
+            Effect.catch((error) => Effect.succeed({ StatusCode: -1, Error: { Message: error.message } }))
+          )))
+        }))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/attach",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const options = yield* Effect.all({
+            stdin: booleanQuery("stdin"),
+            stdout: booleanQuery("stdout"),
+            stderr: booleanQuery("stderr"),
+            logs: booleanQuery("logs"),
+            stream: booleanQuery("stream")
+          })
+          // Checked before attaching, as dockerd refuses bad keys before it touches the container.
+          const detachKeys = yield* parsedQuery("detachKeys", parseDetachKeys)
+          return yield* respondAttached(yield* engine.attach(id, options), detachKeys)
+        }))
+    ),
+    HttpRouter.route(
+      "GET",
+      "/containers/:id/logs",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const stdout = yield* booleanQuery("stdout")
+          const stderr = yield* booleanQuery("stderr")
+          if (!stdout && !stderr) return yield* badRequest("you must choose at least one stream")
+          const follow = yield* booleanQuery("follow")
+          const timestamps = yield* booleanQuery("timestamps")
+          // `0` is the CLI's "not given".
+          const since = yield* timeQuery("since", now, ["0"])
+          const until = yield* timeQuery("until", now, ["0"])
+          const tailText = yield* optionalQuery("tail")
+          const tail = tailText === undefined || tailText === "all" ? undefined : yield* integerQuery("tail")
+          const { entries, tty } = yield* engine.logs(id, { stdout, stderr, follow, since, until, tail })
+          const output = Stream.map(entries, (entry) => ({
+            stream: entry.stream,
+            data: timestamps ? Buffer.concat([encoder.encode(`${formatDockerTimestamp(entry.timeNanos)} `), entry.log]) : entry.log
+          })).pipe(Stream.catch(() => Stream.empty))
+          return outputResponse(tty, output)
+        }))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/resize",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const { height, width } = yield* terminalSize
+          yield* engine.resize(id, height, width)
+          return empty(200)
+        }))
+    ),
+    HttpRouter.route(
+      "DELETE",
+      "/containers/:id",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const force = yield* booleanQuery("force")
+          // Volumes and links do not exist here; the flags are checked, as dockerd does, and have nothing to act on.
+          yield* booleanQuery("v")
+          yield* booleanQuery("link")
+          yield* engine.remove(id, { force })
+          return empty(204)
+        }))
+    )
+  ] as const
+})

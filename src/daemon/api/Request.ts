@@ -1,0 +1,109 @@
+/**
+ * What every route of the Docker Engine API reads and writes: query and path
+ * parameters parsed (a bad one is a 400 that says why, as dockerd's), JSON
+ * bodies decoded against the daemon's models, and JSON answers. Route modules
+ * build on these so each parameter is read one way everywhere.
+ */
+import { Effect, Result, Schema, type Scope, Stream } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { badRequest, type DockerError } from "../DockerError.ts"
+import { parseBoolean, parseFilters, parseInteger, parseTimestamp } from "./Query.ts"
+
+/** What a route handler runs with. */
+export type RequestServices =
+  | HttpServerRequest.HttpServerRequest
+  | HttpServerRequest.ParsedSearchParams
+  | HttpRouter.RouteContext
+  | Scope.Scope
+
+/** A route handler: every failure is a `DockerError`. */
+export type Handler = Effect.Effect<HttpServerResponse.HttpServerResponse, DockerError, RequestServices>
+
+/** A parse result as the route's outcome: its message is a 400. */
+export const orBadRequest = <A>(result: Result.Result<A, string>): Effect.Effect<A, DockerError> =>
+  Result.match(result, { onSuccess: Effect.succeed, onFailure: (message) => Effect.fail(badRequest(message)) })
+
+/** A query parameter (the first, if repeated). */
+export const queryParam = (name: string): Effect.Effect<string | undefined, never, HttpServerRequest.ParsedSearchParams> =>
+  Effect.map(HttpServerRequest.ParsedSearchParams, (params) => {
+    const value = params[name]
+    return typeof value === "string" ? value : value?.[0]
+  })
+
+/** A query parameter through `parse`; its failure is a 400. */
+export const parsedQuery = <A>(name: string, parse: (value: string | undefined) => Result.Result<A, string>) =>
+  Effect.flatMap(queryParam(name), (value) => orBadRequest(parse(value)))
+
+/** A boolean query parameter (Go's `ParseBool`; absent is false). */
+export const booleanQuery = (name: string) => parsedQuery(name, (value) => parseBoolean(name, value))
+/** An integer query parameter (absent is `undefined`). */
+export const integerQuery = (name: string) => parsedQuery(name, (value) => parseInteger(name, value))
+/** The `filters` query parameter, with the keys `allowed`. */
+export const filtersQuery = (allowed: ReadonlyArray<string>) => parsedQuery("filters", (value) => parseFilters(value, allowed))
+/** A query parameter that is absent when empty. */
+export const optionalQuery = (name: string) => Effect.map(queryParam(name), (value) => (value === "" ? undefined : value))
+
+/**
+ * A time query parameter (`since`, `until`) in ms since the epoch, relative
+ * times counting back from `now`; the values in `unset` (at least the empty
+ * string) mean none.
+ */
+export const timeQuery = (name: string, now: number, unset: ReadonlyArray<string> = []) =>
+  parsedQuery(name, (value) =>
+    value === undefined || value === "" || unset.includes(value) ? Result.succeed(undefined) : parseTimestamp(value, now))
+
+/** A path parameter of the route (`:id`, or `*` for what a wildcard matched). */
+export const pathParam = (name: string): Effect.Effect<string, never, HttpRouter.RouteContext> =>
+  Effect.map(HttpRouter.params, (params) => params[name] ?? "")
+
+/** The JSON body decoded with `schema`; malformed JSON and values of the wrong type are 400s that say where. */
+export const decodeBody = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const text = yield* request.text.pipe(Effect.mapError(() => badRequest("could not read the request body")))
+    if (text.trim() === "") return yield* badRequest("invalid JSON: the request body is empty")
+    const json = yield* orBadRequest(Result.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (error) => `invalid JSON: ${error instanceof Error ? error.message : String(error)}`
+    }))
+    return yield* Schema.decodeUnknownEffect(schema)(json).pipe(
+      Effect.mapError((error) => badRequest(`invalid JSON: ${error.message.replace(/\s*\n\s*/g, " ")}`))
+    )
+  })
+
+/** The most of a refused request's body that is read (and dropped) before answering. */
+const DRAIN_LIMIT = 64 * 1024 * 1024
+
+/**
+ * Reads and drops the request body (up to 64 MiB) so that a client still
+ * sending (`docker build`'s context, `docker load`'s tarball) receives the
+ * answer instead of a reset connection.
+ */
+export const drainBody: Effect.Effect<void, never, HttpServerRequest.HttpServerRequest> = Effect.flatMap(
+  HttpServerRequest.HttpServerRequest,
+  (request) => {
+    let read = 0
+    return request.stream.pipe(
+      Stream.takeWhile((chunk) => (read += chunk.byteLength) <= DRAIN_LIMIT),
+      Stream.runDrain,
+      Effect.ignore
+    )
+  }
+)
+
+/** A JSON answer. */
+export const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body, { status })
+/** An answer without a body. */
+export const empty = (status: number) => HttpServerResponse.empty({ status })
+/** dockerd's error body, `{"message": "..."}`. */
+export const errorResponse = (status: number, message: string) => json({ message }, status)
+
+/** `?h=&w=` of a resize: both required, 1 to 65535. */
+export const terminalSize = Effect.gen(function*() {
+  const height = yield* integerQuery("h")
+  const width = yield* integerQuery("w")
+  if (height === undefined || width === undefined || height <= 0 || width <= 0 || height > 65535 || width > 65535) {
+    return yield* badRequest("invalid terminal size: h and w must be between 1 and 65535")
+  }
+  return { height, width }
+})

@@ -1,0 +1,101 @@
+/**
+ * The streamed answers of the Docker Engine API: JSON lines (`wait`, `events`,
+ * pull progress), Docker's multiplexed stdcopy frames (attach and logs without a
+ * terminal), and the hijacked connection of an attach or exec (`Upgrade: tcp`),
+ * on which the client's stdin is scanned for its detach keys.
+ *
+ * Streams send their headers at once, as dockerd flushes them: `docker run`
+ * waits for the headers of its `wait` before it starts the container.
+ */
+import { Deferred, Effect, Stream } from "effect"
+import { HttpServerRequest, HttpServerResponse } from "effect/http"
+import { badRequest } from "../DockerError.ts"
+import type { AttachSession } from "../Engine.ts"
+import { detachScanner } from "./DetachKeys.ts"
+
+const encoder = new TextEncoder()
+
+/** A streamed response; the empty first chunk makes Node send the headers at once. */
+export const flushedStream = (chunks: Stream.Stream<Uint8Array>, contentType: string) =>
+  HttpServerResponse.stream(Stream.concat(Stream.make(new Uint8Array(0)), chunks), { contentType })
+
+/** Values as JSON lines, streamed; pull progress separates them with `\r\n`, as dockerd's. */
+export const jsonLines = (values: Stream.Stream<unknown>, separator = "\n") =>
+  flushedStream(Stream.map(values, (value) => encoder.encode(JSON.stringify(value) + separator)), "application/json")
+
+/** A frame of Docker's multiplexed stream (attach, logs without a TTY): `[stream,0,0,0,size(u32 BE)]` then the payload; 0 stdin, 1 stdout, 2 stderr. */
+export const frame = (stream: 0 | 1 | 2, payload: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(8 + payload.byteLength)
+  out[0] = stream
+  new DataView(out.buffer).setUint32(4, payload.byteLength, false)
+  out.set(payload, 8)
+  return out
+}
+
+/** How attach and logs frame output: raw bytes for a terminal, else Docker's multiplexed frames. */
+const framed = (tty: boolean) => (stream: "stdout" | "stderr", data: Uint8Array): Uint8Array =>
+  tty ? data : frame(stream === "stdout" ? 1 : 2, data)
+
+const streamContentType = (tty: boolean) =>
+  tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream"
+
+/** A container's or exec's output as a response body (attach without a hijack, logs). */
+export const outputResponse = (tty: boolean, output: AttachSession["output"]) => {
+  const frameOf = framed(tty)
+  return flushedStream(Stream.map(output, ({ data, stream }) => frameOf(stream, data)), streamContentType(tty))
+}
+
+/**
+ * An attach over the connection the client hijacks (`Upgrade: tcp`, as the
+ * docker CLI does): output framed onto it until the run ends, its input fed to
+ * the container's stdin until the client half-closes its side or detaches.
+ *
+ * Gotchas: the detach keys end the connection at once, and the container keeps
+ * running. When the input ends (detached, or the client went away) the
+ * container's stdin is closed only without a terminal, as dockerd closes it
+ * (`CloseStdin && !TTY`) for a container with `StdinOnce` and for an exec: the
+ * docker CLI detaches a `run -it` by itself and drops the connection, and the
+ * shell must survive that.
+ */
+const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSession, detachKeys: Uint8Array) =>
+  Effect.gen(function*() {
+    const socket = yield* request.upgradeWith({ headers: { "content-type": streamContentType(session.tty) } }).pipe(
+      Effect.mapError((error) => badRequest(`could not upgrade the connection: ${error.message}`))
+    )
+    const reader = yield* socket.reader.pipe(Effect.orElseSucceed(() => undefined))
+    const writer = yield* socket.writer
+    const detached = yield* Deferred.make<void>()
+    const inputEnded = session.tty ? Effect.void : session.endInput
+    if (reader !== undefined && session.write !== undefined) {
+      const write = session.write
+      const scan = detachScanner(detachKeys)
+      const pump = Effect.gen(function*() {
+        while (true) {
+          for (const chunk of yield* reader.pull) {
+            const { detached: done, forward } = scan(typeof chunk === "string" ? encoder.encode(chunk) : chunk)
+            if (forward.byteLength > 0) yield* write(forward)
+            if (done) return yield* Deferred.succeed(detached, undefined)
+          }
+        }
+      }).pipe(Effect.catch(() => inputEnded))
+      yield* Effect.forkScoped(pump)
+    }
+    const frameOf = framed(session.tty)
+    yield* Effect.raceFirst(
+      Stream.runForEach(session.output, ({ data, stream }) => writer.write(frameOf(stream, data))).pipe(Effect.ignore),
+      Deferred.await(detached).pipe(Effect.andThen(inputEnded))
+    )
+    return HttpServerResponse.empty({ status: 101 })
+  })
+
+/**
+ * Answers an attach or an attached exec: over the hijacked connection when the
+ * client asks for one (`Upgrade`), else (dockerode without stdin) with the
+ * framed output as the response body.
+ */
+export const respondAttached = (session: AttachSession, detachKeys: Uint8Array) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    if (request.headers["upgrade"] !== undefined) return yield* hijack(request, session, detachKeys)
+    return outputResponse(session.tty, session.output)
+  })

@@ -18,8 +18,10 @@
  */
 import { Cache, Context, Duration, Effect, Exit, Layer, Option, Result, Schema, type Scope, Sink, Stream } from "effect"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
+import { shortId } from "../domain/Identifier.ts"
 import type { Platform } from "../domain/Image.ts"
 import { parseReferenceResult, Reference } from "../domain/Reference.ts"
+import { compositeKey, keyParts } from "../internal/Key.ts"
 import { Containerd } from "../services/Containerd.ts"
 import { type ImageRecord, Images, type PullError, type PullProgress, type ResolvedImage } from "../services/Images.ts"
 import { badRequest, conflict, DockerError, fromLibrary, internal, notFound } from "./DockerError.ts"
@@ -329,8 +331,6 @@ const groupEntries = (entries: ReadonlyArray<Entry>): ReadonlyArray<Group> => {
   return [...groups].map(([id, members]) => ({ id, entries: members }))
 }
 
-const shortId = (id: string) => id.slice(id.indexOf(":") + 1, id.indexOf(":") + 13)
-
 /** Whether an image passes `filters` (each key: any value; all keys). */
 const filterImage = (
   filters: ImageFilters | undefined,
@@ -387,7 +387,7 @@ const makeDockerImages = Effect.gen(function*() {
   // Content is immutable: what a config and a manifest say is kept (successes only).
   const details = yield* Cache.makeWith(
     (key: string) => {
-      const [manifestDigest = "", configDigest = ""] = key.split("\u0000")
+      const [manifestDigest = "", configDigest = ""] = keyParts(key)
       return Effect.all({
         config: readJson(StoredConfig, "image config", configDigest),
         manifest: readJson(ManifestSizes, "manifest", manifestDigest)
@@ -406,7 +406,7 @@ const makeDockerImages = Effect.gen(function*() {
 
   const detailsOf = (group: Group) => {
     const { resolved } = group.entries[0]!
-    return Cache.get(details, `${resolved.manifestDigest}\u0000${resolved.configDigest}`)
+    return Cache.get(details, compositeKey(resolved.manifestDigest, resolved.configDigest))
   }
 
   /** Every record with what it resolves to. */

@@ -35,7 +35,8 @@
 import { Context, Deferred, Effect, FiberHandle, Layer, Metric, type Scope, Stream } from "effect"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import type { ContainerdEvent, EventMessage } from "../domain/Event.ts"
-import { Exited, exitedOf, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
+import { Exited, exitedOf, exitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
+import { compositeKey } from "../internal/Key.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import { Status } from "../gen/containerd/types/task/task.ts"
 import { retryWhile } from "../internal/Retry.ts"
@@ -116,7 +117,7 @@ interface Entry {
   oom: boolean
 }
 
-const keyOf = (namespace: string, containerId: string, execId: string) => `${namespace}\u0000${containerId}\u0000${execId}`
+const keyOf = (namespace: string, containerId: string, execId: string) => compositeKey(namespace, containerId, execId)
 
 /** The exec id of an exit or delete event: the init process is reported under the container's id, or empty. */
 const execIdOf = (event: { readonly containerId: string; readonly id: string }) =>
@@ -172,7 +173,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   }
 
   const gone = (entry: Entry, reason: string): void =>
-    deliver(entry, new ExitUnknown({ code: 255, pid: entry.pid ?? entry.createdPid ?? 0, reason }))
+    deliver(entry, exitUnknown(entry.pid ?? entry.createdPid ?? 0, reason))
 
   /** Whether the process exists for us: started, or created with no start in flight. */
   const exists = (entry: Entry) => entry.pid !== undefined || (entry.createdPid !== undefined && entry.starting === 0)
@@ -233,7 +234,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       case "TaskDelete":
         return recordExit(
           keyOf(event.namespace, event.containerId, execIdOf(event)),
-          new Exited({ code: event.exitStatus, exitedAt: event.exitedAt, pid: event.pid })
+          exitedOf(event)
         )
     }
   }

@@ -45,6 +45,7 @@ import {
   platformMatches,
   selectManifest
 } from "../domain/Image.ts"
+import { shortId } from "../domain/Identifier.ts"
 import { parseReference, parseReferenceResult, type Reference } from "../domain/Reference.ts"
 import {
   InvalidArgument as RegistryInvalidArgument,
@@ -54,6 +55,7 @@ import {
 } from "../domain/RegistryError.ts"
 import type { Image as ImageMessage } from "../gen/containerd/services/images/v1/images.ts"
 import { writeContent } from "../internal/ContentWriter.ts"
+import { compositeKey, keyParts } from "../internal/Key.ts"
 import { openOciLayout } from "../internal/OciArchive.ts"
 import { Containerd, withLease, withNamespace } from "./Containerd.ts"
 import { Events } from "./Events.ts"
@@ -170,9 +172,6 @@ const Labels = {
 
 /** Successes are kept until invalidated; failures are not kept at all. */
 const keepSuccesses = (exit: Exit.Exit<unknown, unknown>) => Exit.isSuccess(exit) ? Duration.infinity : Duration.zero
-
-/** Docker's short layer id: the first 12 hex digits of the digest. */
-const shortId = (digest: string) => digest.slice(digest.indexOf(":") + 1, digest.indexOf(":") + 13)
 
 /** containerd's ingest names (remotes.MakeRefKey), shared with other clients writing the same blob. */
 const ingestRef = (descriptor: Descriptor) =>
@@ -295,7 +294,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
 
   const byDigest = yield* Cache.makeWith(
     (key: string) => {
-      const [namespace = "", name = "", digest = "", mediaType = "", size = "0"] = key.split("\u0000")
+      const [namespace = "", name = "", digest = "", mediaType = "", size = "0"] = keyParts(key)
       return resolveTarget(name, { digest, mediaType, size: Number(size) }).pipe(withNamespace(namespace))
     },
     { capacity: CAPACITY, timeToLive: keepSuccesses }
@@ -303,12 +302,12 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
 
   const byName = yield* Cache.makeWith(
     (key: string) => {
-      const [namespace = "", name = ""] = key.split("\u0000")
+      const [namespace = "", name = ""] = keyParts(key)
       return Effect.gen(function*() {
         const { image } = yield* client.images.get({ name })
         if (image?.target === undefined) return yield* Effect.fail(notFound("Images.resolve", `image ${name} not found`))
         const target = { mediaType: image.target.mediaType, digest: image.target.digest, size: image.target.size }
-        const resolved = yield* Cache.get(byDigest, [namespace, name, target.digest, target.mediaType, target.size].join("\u0000"))
+        const resolved = yield* Cache.get(byDigest, compositeKey(namespace, name, target.digest, target.mediaType, target.size))
         return { name, target, ...resolved }
       }).pipe(withNamespace(namespace))
     },
@@ -320,7 +319,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     Stream.runForEach((message) =>
       message._tag === "Resynced"
         ? Cache.invalidateAll(byName)
-        : Cache.invalidate(byName, `${message.namespace}\u0000${message.name}`)
+        : Cache.invalidate(byName, compositeKey(message.namespace, message.name))
     ),
     Effect.forkScoped
   )
@@ -330,7 +329,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     Result.match(parseReferenceResult(name), { onSuccess: (reference) => reference.toString(), onFailure: () => name })
 
   const resolve = (name: string) =>
-    Effect.flatMap(client.currentNamespace, (namespace) => Cache.get(byName, `${namespace}\u0000${normalise(name)}`))
+    Effect.flatMap(client.currentNamespace, (namespace) => Cache.get(byName, compositeKey(namespace, normalise(name))))
 
   // One lease per namespace while pulls are in flight there, deleted when the last one ends. If
   // one of them failed, containerd collects at once what it wrote (partial downloads included),
@@ -356,7 +355,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   const readDocument = <E>(source: Source<E>, descriptor: Descriptor) =>
     Effect.flatMap(client.currentNamespace, (namespace) =>
       flights.run(
-        `document\u0000${namespace}\u0000${descriptor.digest}`,
+        compositeKey("document", namespace, descriptor.digest),
         client.content.read({ digest: descriptor.digest }).pipe(
           Stream.runCollect,
           Effect.map((chunks): Uint8Array => Buffer.concat(chunks.map((chunk) => chunk.data))),
@@ -444,7 +443,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     onProgress: (offset: number) => Effect.Effect<void> = () => Effect.void
   ) =>
     flights.runReporting(
-      `blob\u0000${namespace}\u0000${descriptor.digest}`,
+      compositeKey("blob", namespace, descriptor.digest),
       (report: (offset: number) => Effect.Effect<void>) =>
         writeContent(client, {
           ref: ingestRef(descriptor),
@@ -468,7 +467,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   const unpackLayer = (namespace: string, snapshotter: string, plan: Plan, i: number) => {
     const chain = plan.chainIds[i]!
     return flights.run(
-      `unpack\u0000${namespace}\u0000${snapshotter}\u0000${chain}`,
+      compositeKey("unpack", namespace, snapshotter, chain),
       Effect.gen(function*() {
         if (yield* snapshotExists(snapshotter, chain)) return "exists" as const
         const key = `extract-${crypto.randomBytes(6).toString("hex")}-${chain}`
@@ -535,7 +534,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
         }))
     )
     return Effect.flatMap(client.currentNamespace, (namespace) =>
-      flights.run(`record\u0000${namespace}\u0000${name}\u0000${descriptor.digest}`, put))
+      flights.run(compositeKey("record", namespace, name, descriptor.digest), put))
   }
 
   /**
@@ -655,7 +654,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     Effect.gen(function*() {
       const reference = yield* parseReference(input, "Images.pull")
       emit({ _tag: "Resolving", reference: reference.toString() })
-      const top = yield* flights.run(`resolve\u0000${reference.toString()}`, registry.resolve(reference))
+      const top = yield* flights.run(compositeKey("resolve", reference.toString()), registry.resolve(reference))
       emit({ _tag: "Resolved", reference: reference.toString(), digest: top.descriptor.digest })
       const source = registrySource(reference)
       const planned = yield* plan(source, top, options.platform ?? defaultPlatform)

@@ -27,6 +27,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import * as crypto from "node:crypto"
 import { type Descriptor, documentMediaType, isIndexMediaType, isManifestMediaType, manifestAcceptTypes } from "../domain/Image.ts"
 import type { Reference } from "../domain/Reference.ts"
+import { compositeKey, keyParts } from "../internal/Key.ts"
 import {
   DataLoss,
   DeadlineExceeded,
@@ -106,6 +107,10 @@ interface Challenge {
   readonly realm: string
   readonly service: string | undefined
 }
+
+/** The token cache's key: a pull token is per registry, realm, service and repository. */
+const tokenKey = (reference: Reference, challenge: Challenge) =>
+  compositeKey(reference.domain, challenge.realm, challenge.service ?? "", `repository:${reference.path}:pull`)
 
 /** Parses `Bearer realm="…",service="…",scope="…"` (quoted values may hold commas and escapes). */
 export const parseChallenge = (header: string | undefined): Challenge | undefined => {
@@ -228,7 +233,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
   // Tokens by registry, realm, service and scope, kept until they expire.
   const tokens = yield* Cache.makeWith(
     (key: string) => {
-      const [domain = "", realm = "", service = "", scope = ""] = key.split("\u0000")
+      const [domain = "", realm = "", service = "", scope = ""] = keyParts(key)
       return fetchToken(domain, realm, service, scope)
     },
     {
@@ -270,16 +275,14 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
       const challenge = challenges.get(reference.domain)
       if (challenge === undefined) return Effect.succeed(undefined)
       if (challenge.scheme === "basic") return Effect.succeed(basicAuth(reference.domain))
-      const key = [reference.domain, challenge.realm, challenge.service ?? "", `repository:${reference.path}:pull`]
-      return Effect.map(Cache.get(tokens, key.join("\u0000")), ({ token }) => `Bearer ${token}`)
+      return Effect.map(Cache.get(tokens, tokenKey(reference, challenge)), ({ token }) => `Bearer ${token}`)
     })
 
   const forgetToken = (reference: Reference) =>
     Effect.suspend(() => {
       const challenge = challenges.get(reference.domain)
       if (challenge?.scheme !== "bearer") return Effect.void
-      const key = [reference.domain, challenge.realm, challenge.service ?? "", `repository:${reference.path}:pull`]
-      return Cache.invalidate(tokens, key.join("\u0000"))
+      return Cache.invalidate(tokens, tokenKey(reference, challenge))
     })
 
   /**

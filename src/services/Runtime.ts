@@ -35,7 +35,7 @@ import * as path from "node:path"
 import { OciLinuxResourcesTypeUrl, OciProcessTypeUrl, OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
 import { mergeWithImage, processEnv, replaceOrAppendEnv, resolveUser } from "../domain/ContainerConfig.ts"
 import { type ContainerdError, failedPrecondition, invalidArgument, notFound } from "../domain/ContainerdError.ts"
-import { exitedOf, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
+import { exitedOf, exitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import { validateLabels } from "../domain/Labels.ts"
 import * as Oci from "../domain/OciSpec.ts"
@@ -45,6 +45,7 @@ import type { Any } from "../gen/google/protobuf/any.ts"
 import { Status } from "../gen/containerd/types/task/task.ts"
 import type { Mount as SnapshotMount } from "../gen/containerd/types/mount.ts"
 import { makeFifoPool, openProcessIo, type ProcessIo, Stdio } from "../internal/Fifo.ts"
+import { compositeKey } from "../internal/Key.ts"
 import { readRootfsFile } from "../internal/Rootfs.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { ExitHub } from "./ExitHub.ts"
@@ -422,7 +423,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
           // Deleted by someone else: the handle is spent all the same, and says so.
           Effect.tapErrorTag("ContainerdError", (error) =>
             error.reason._tag === "NotFound"
-              ? spend(status ?? new ExitUnknown({ code: 255, pid, reason: "the process was deleted by someone else" }))
+              ? spend(status ?? exitUnknown(pid, "the process was deleted by someone else"))
               : Effect.void),
           // Stdio and the exit registration go on every path out: an exited
           // process needs neither, and a failed delete can be retried without them.
@@ -508,7 +509,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       if (exec.user !== undefined && exec.user !== "") {
         const files = params.imageConfigDigest === undefined
           ? undefined
-          : userFiles.get(`${namespace}\u0000${params.imageConfigDigest}`)
+          : userFiles.get(compositeKey(namespace, params.imageConfigDigest))
         const mounts = files === undefined ? yield* params.mounts : []
         const resolved = resolveUser(exec.user, files ?? {
           passwd: yield* readRootfsFile(mounts, "/etc/passwd"),
@@ -731,7 +732,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       user: options.user
     })
     if (Result.isFailure(merged)) return yield* Effect.fail(invalidArgument(method, merged.failure))
-    const filesKey = `${namespace}\u0000${image.configDigest}`
+    const filesKey = compositeKey(namespace, image.configDigest)
     const knownFiles = userFiles.get(filesKey)
     // Without the image's files, the answer that needs none; corrected below if they disagree.
     const firstUser = resolveUser(merged.success.user, knownFiles ?? {})

@@ -157,6 +157,10 @@ export const platformMatches = (have: Platform | undefined, want: Platform): boo
   have.architecture === want.architecture &&
   (have.variant === undefined || want.variant === undefined || have.variant === want.variant)
 
+/** A platform as people write it: `linux/arm64/v8`. */
+export const describePlatform = (platform: Platform): string =>
+  `${platform.os}/${platform.architecture}${platform.variant === undefined ? "" : `/${platform.variant}`}`
+
 /** The manifest an index lists for `platform`, if any. */
 export const selectManifest = (index: ImageIndex, platform: Platform): Descriptor | undefined =>
   index.manifests.find((m) => isManifestMediaType(m.mediaType) && platformMatches(m.platform, platform))

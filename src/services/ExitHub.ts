@@ -258,7 +258,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   )
 
   const awaitExit = (containerId: string, execId = "", options?: AwaitExitOptions) =>
-    Effect.gen(function*() {
+    Effect.withSpan("ExitHub.awaitExit")(Effect.gen(function*() {
       yield* validateIdentifier("ExitHub.awaitExit", "container id", containerId)
       if (execId !== "") yield* validateIdentifier("ExitHub.awaitExit", "exec id", execId)
       const namespace = yield* deps.currentNamespace
@@ -287,7 +287,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       yield* updateGauge
       if (options?.pid !== undefined) recordStart(key, options.pid)
       return Deferred.await(entry.deferred)
-    })
+    }))
 
   const release = (entry: Entry) =>
     Effect.suspend(() => {
@@ -296,9 +296,9 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       return updateGauge
     })
 
-  const record = (f: (key: string, pid: number) => void) => (containerId: string, execId: string, pid: number) =>
+  const record = (span: string, f: (key: string, pid: number) => void) => (containerId: string, execId: string, pid: number) =>
     Effect.flatMap(deps.currentNamespace, (namespace) =>
-      Effect.andThen(Effect.sync(() => f(keyOf(namespace, containerId, execId), pid)), updateGauge))
+      Effect.andThen(Effect.sync(() => f(keyOf(namespace, containerId, execId), pid)), updateGauge)).pipe(Effect.withSpan(span))
 
   /** After a failed start: the exit it held, or what containerd says (looked up in the hub's scope). */
   const startFailed = (entry: Entry): Effect.Effect<void> => {
@@ -312,6 +312,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
     return Effect.asVoid(Effect.forkIn(lookUp(entry, "when its start failed"), scope))
   }
 
+  // No span of its own: it passes the caller's start (Tasks.Start, inside Process.start's span) through unchanged.
   const start = <E, R>(containerId: string, execId: string, run: Effect.Effect<{ readonly pid: number }, E, R>) =>
     Effect.flatMap(deps.currentNamespace, (namespace) => {
       const entry = entries.get(keyOf(namespace, containerId, execId))
@@ -337,8 +338,8 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   return ExitHub.of({
     awaitExit,
     start,
-    started: record(recordStart),
-    created: record(recordCreated),
+    started: record("ExitHub.started", recordStart),
+    created: record("ExitHub.created", recordCreated),
     pending: Effect.sync(() => entries.size)
   })
 })

@@ -233,9 +233,9 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
         if (entry.container !== undefined) yield* entry.container.delete(removeOptions)
       }))
     }),
-    states: core.states,
-    changes: core.changes,
-    stats: core.stats
+    states: Effect.withSpan(core.states, "Monitors.states"),
+    changes: Effect.withSpan(core.changes, "Monitors.changes"),
+    stats: Effect.withSpan(core.stats, "Monitors.stats")
   }
 
   /** Adopts one container of ours: tracks it and picks up its task where it is. */

@@ -7,6 +7,9 @@
  */
 import { Effect, Schema } from "effect"
 
+/** The exit code engines report for a process whose real status is unknown. */
+export const UNKNOWN_EXIT_CODE = 255
+
 /** A process exited with `code` at `exitedAt`. */
 export class Exited extends Schema.TaggedClass<Exited>()("Exited", {
   code: Schema.Int,
@@ -21,8 +24,8 @@ export class Exited extends Schema.TaggedClass<Exited>()("Exited", {
 
 /** The process is gone and its real exit status cannot be known. */
 export class ExitUnknown extends Schema.TaggedClass<ExitUnknown>()("ExitUnknown", {
-  /** Always 255, the code engines report for an unknown exit. */
-  code: Schema.Literal(255),
+  /** Always `UNKNOWN_EXIT_CODE` (255), the code engines report for an unknown exit. */
+  code: Schema.Literal(UNKNOWN_EXIT_CODE),
   pid: Schema.Int,
   /** Why the status is unknown. */
   reason: Schema.String
@@ -34,12 +37,16 @@ export const ExitStatus = Schema.Union([Exited, ExitUnknown])
 /** How a process ended. */
 export type ExitStatus = Exited | ExitUnknown
 
-/** The exit code engines report for a process whose real status is unknown. */
-export const UNKNOWN_EXIT_CODE = 255
-
-/** The exit containerd reports for a stopped process (Tasks.Get, Tasks.Delete, Tasks.List). */
+/**
+ * The exit containerd reports for a stopped process (Tasks.Get, Tasks.Delete,
+ * Tasks.List) or in a TaskExit/TaskDelete event; a missing time is the epoch.
+ */
 export const exitedOf = (process: {
   readonly exitStatus: number
   readonly exitedAt?: Date | undefined
   readonly pid: number
 }): Exited => new Exited({ code: process.exitStatus, exitedAt: process.exitedAt ?? new Date(0), pid: process.pid })
+
+/** A process that is gone without a known status, and why. */
+export const exitUnknown = (pid: number, reason: string): ExitUnknown =>
+  new ExitUnknown({ code: UNKNOWN_EXIT_CODE, pid, reason })

@@ -3,6 +3,7 @@
  * alphanumeric runs joined by single `.`, `_` or `-`, 1 to 76 characters
  * (containerd's `identifiers.Validate`). Checked before any call so that bad
  * input fails with a message saying what is allowed, not with a remote error.
+ * Also Docker's short form of an id or digest, as its CLI and messages print it.
  */
 import { Effect, Schema } from "effect"
 import { type ContainerdError, invalidArgument } from "./ContainerdError.ts"
@@ -37,3 +38,6 @@ export const validateIdentifier = (
           `letters and digits, separated by single '.', '_' or '-'`
       )
     )
+
+/** Docker's short id: the first 12 hex digits of an id or digest (`sha256:` or any algorithm prefix dropped). */
+export const shortId = (id: string): string => id.slice(id.indexOf(":") + 1, id.indexOf(":") + 13)

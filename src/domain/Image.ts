@@ -91,25 +91,48 @@ export type ImageManifest = typeof ImageManifest.Type
 
 const Strings = Schema.NullOr(Schema.Array(Schema.String))
 
-/** The runtime defaults an image carries (the `config` object of an image config). */
+/**
+ * The runtime defaults an image carries (the `config` object of an image
+ * config): what a container is created with, and what Docker shows of it.
+ */
 export const ContainerDefaults = Schema.Struct({
   User: Schema.optional(Schema.String),
+  ExposedPorts: Schema.optional(Schema.NullOr(Schema.Record(Schema.String, Schema.Unknown))),
   Env: Schema.optional(Strings),
   Entrypoint: Schema.optional(Strings),
   Cmd: Schema.optional(Strings),
+  Volumes: Schema.optional(Schema.NullOr(Schema.Record(Schema.String, Schema.Unknown))),
   WorkingDir: Schema.optional(Schema.String),
   Labels: Schema.optional(Schema.NullOr(Schema.Record(Schema.String, Schema.String))),
-  StopSignal: Schema.optional(Schema.String)
+  StopSignal: Schema.optional(Schema.String),
+  ArgsEscaped: Schema.optional(Schema.Boolean),
+  Healthcheck: Schema.optional(Schema.Unknown),
+  OnBuild: Schema.optional(Strings),
+  Shell: Schema.optional(Strings)
 })
 export type ContainerDefaults = typeof ContainerDefaults.Type
 
+/** One step of an image's build history, as its config records it. */
+export const HistoryEntry = Schema.Struct({
+  created: Schema.optional(Schema.String),
+  created_by: Schema.optional(Schema.String),
+  author: Schema.optional(Schema.String),
+  comment: Schema.optional(Schema.String),
+  empty_layer: Schema.optional(Schema.Boolean)
+})
+export type HistoryEntry = typeof HistoryEntry.Type
+
 /** An image config document. */
 export const ImageConfig = Schema.Struct({
+  /** When the image was built (RFC 3339), if the config says. */
+  created: Schema.optional(Schema.String),
+  author: Schema.optional(Schema.String),
   architecture: Schema.String,
   os: Schema.String,
   variant: Schema.optional(Schema.String),
   config: Schema.optional(Schema.NullOr(ContainerDefaults)),
-  rootfs: Schema.Struct({ type: Schema.String, diff_ids: Schema.Array(Schema.String) })
+  rootfs: Schema.Struct({ type: Schema.String, diff_ids: Schema.Array(Schema.String) }),
+  history: Schema.optional(Schema.NullOr(Schema.Array(HistoryEntry)))
 })
 export type ImageConfig = typeof ImageConfig.Type
 
@@ -133,6 +156,10 @@ export const platformMatches = (have: Platform | undefined, want: Platform): boo
   have.os === want.os &&
   have.architecture === want.architecture &&
   (have.variant === undefined || want.variant === undefined || have.variant === want.variant)
+
+/** A platform as people write it: `linux/arm64/v8`. */
+export const describePlatform = (platform: Platform): string =>
+  `${platform.os}/${platform.architecture}${platform.variant === undefined ? "" : `/${platform.variant}`}`
 
 /** The manifest an index lists for `platform`, if any. */
 export const selectManifest = (index: ImageIndex, platform: Platform): Descriptor | undefined =>

@@ -1,6 +1,7 @@
 /**
- * A process's stdio as containerd's runc shim expects it: FIFOs in a private
- * directory, a `file://` log the shim writes itself, or nothing (/dev/null).
+ * The mechanics of a process's stdio as containerd's runc shim expects it
+ * (the choice is a public `Stdio`): FIFOs in a private directory, a `file://`
+ * log or `binary://` logger the shim runs itself, or nothing (/dev/null).
  *
  * How the FIFO ends must be opened follows from what the shim does (containerd
  * 1.6 `pkg/process`): during Create/Exec it opens each output FIFO for writing,
@@ -28,36 +29,8 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { type ContainerdError, GrpcCode, fromGrpcStatus } from "../domain/ContainerdError.ts"
+import type { Stdio } from "../domain/Stdio.ts"
 import { removeTree } from "./Files.ts"
-
-/** How a process's stdio is connected. */
-export type Stdio =
-  /** Nothing: the shim connects the process to /dev/null. */
-  | { readonly _tag: "Null" }
-  /** FIFOs: stdout and stderr as Streams, stdin as a Sink when asked for. */
-  | { readonly _tag: "Pipe"; readonly stdin: boolean }
-  /**
-   * The shim appends stdout and stderr to this file itself, so output outlives
-   * us. containerd 1.6's shim can drop stderr written just before the process
-   * exits on a loaded machine (seen with `ctr --log-uri file://` too): for a
-   * complete record use `Binary` (as our daemon does) or `Pipe`.
-   */
-  | { readonly _tag: "LogFile"; readonly path: string }
-  /**
-   * The shim starts this program (containerd's `binary://` logging) with the
-   * process's stdout and stderr as fds 3 and 4; it runs as long as the process,
-   * whether or not we do. Its arguments are `argument ""`: containerd passes the
-   * URI's query pairs as `key value`, in no fixed order when there are several.
-   */
-  | { readonly _tag: "Binary"; readonly path: string; readonly argument?: string | undefined }
-
-/** Stdio constructors. */
-export const Stdio = {
-  null: { _tag: "Null" } as Stdio,
-  pipe: (options?: { readonly stdin?: boolean }): Stdio => ({ _tag: "Pipe", stdin: options?.stdin ?? false }),
-  logFile: (file: string): Stdio => ({ _tag: "LogFile", path: file }),
-  binary: (program: string, argument?: string): Stdio => ({ _tag: "Binary", path: program, argument })
-}
 
 /** Our ends of a process's stdio. */
 export interface ProcessIo {

@@ -109,7 +109,8 @@ export const makeBackoffQueue = (options: BackoffOptions = {}): Effect.Effect<Ba
     }, options.tick ?? "1 second")
 
     return {
-      enqueue,
+      enqueue: (key, retry) => Effect.withSpan(enqueue(key, retry), "BackoffQueue.enqueue"),
+      // Asked for every event of every container (the exit monitor's ordering check): no span.
       isInBackoff: (key) => Effect.sync(() => queues.has(key)),
       remove: (key) =>
         Effect.suspend(() => {
@@ -119,7 +120,7 @@ export const makeBackoffQueue = (options: BackoffOptions = {}): Effect.Effect<Ba
             events -= queue.retries.length
           }
           return publish
-        }),
+        }).pipe(Effect.withSpan("BackoffQueue.remove")),
       size: Effect.sync(() => ({ keys: queues.size, events }))
     }
   })

@@ -257,7 +257,7 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
   )
 
   const subscribe = (subscribeOptions?: SubscribeOptions): Effect.Effect<Stream.Stream<EventMessage>, never, Scope.Scope> =>
-    Effect.map(PubSub.subscribe(pubsub), (subscription) => {
+    Effect.withSpan("Events.subscribe")(Effect.map(PubSub.subscribe(pubsub), (subscription) => {
       const wanted = matches(subscribeOptions)
       const subscribedAt = seq
       return Stream.fromSubscription(subscription).pipe(
@@ -267,7 +267,7 @@ export const makeEvents = Effect.fnUntraced(function*(upstream: EventsUpstream, 
           return [item.seq, wanted(item.message) ? [...lagged, item.message] : lagged]
         })
       )
-    })
+    }))
 
   // The overload only narrows the element type to the cases asked for.
   return Events.of({ subscribe: subscribe as EventsShape["subscribe"] })

@@ -35,7 +35,8 @@
 import { Context, Deferred, Effect, FiberHandle, Layer, Metric, type Scope, Stream } from "effect"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import type { ContainerdEvent, EventMessage } from "../domain/Event.ts"
-import { Exited, exitedOf, ExitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
+import { Exited, exitedOf, exitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
+import { compositeKey } from "../internal/Key.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import { Status } from "../gen/containerd/types/task/task.ts"
 import { retryWhile } from "../internal/Retry.ts"
@@ -116,7 +117,7 @@ interface Entry {
   oom: boolean
 }
 
-const keyOf = (namespace: string, containerId: string, execId: string) => `${namespace}\u0000${containerId}\u0000${execId}`
+const keyOf = (namespace: string, containerId: string, execId: string) => compositeKey(namespace, containerId, execId)
 
 /** The exec id of an exit or delete event: the init process is reported under the container's id, or empty. */
 const execIdOf = (event: { readonly containerId: string; readonly id: string }) =>
@@ -172,7 +173,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   }
 
   const gone = (entry: Entry, reason: string): void =>
-    deliver(entry, new ExitUnknown({ code: 255, pid: entry.pid ?? entry.createdPid ?? 0, reason }))
+    deliver(entry, exitUnknown(entry.pid ?? entry.createdPid ?? 0, reason))
 
   /** Whether the process exists for us: started, or created with no start in flight. */
   const exists = (entry: Entry) => entry.pid !== undefined || (entry.createdPid !== undefined && entry.starting === 0)
@@ -233,7 +234,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       case "TaskDelete":
         return recordExit(
           keyOf(event.namespace, event.containerId, execIdOf(event)),
-          new Exited({ code: event.exitStatus, exitedAt: event.exitedAt, pid: event.pid })
+          exitedOf(event)
         )
     }
   }
@@ -257,7 +258,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   )
 
   const awaitExit = (containerId: string, execId = "", options?: AwaitExitOptions) =>
-    Effect.gen(function*() {
+    Effect.withSpan("ExitHub.awaitExit")(Effect.gen(function*() {
       yield* validateIdentifier("ExitHub.awaitExit", "container id", containerId)
       if (execId !== "") yield* validateIdentifier("ExitHub.awaitExit", "exec id", execId)
       const namespace = yield* deps.currentNamespace
@@ -286,7 +287,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       yield* updateGauge
       if (options?.pid !== undefined) recordStart(key, options.pid)
       return Deferred.await(entry.deferred)
-    })
+    }))
 
   const release = (entry: Entry) =>
     Effect.suspend(() => {
@@ -295,9 +296,9 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
       return updateGauge
     })
 
-  const record = (f: (key: string, pid: number) => void) => (containerId: string, execId: string, pid: number) =>
+  const record = (span: string, f: (key: string, pid: number) => void) => (containerId: string, execId: string, pid: number) =>
     Effect.flatMap(deps.currentNamespace, (namespace) =>
-      Effect.andThen(Effect.sync(() => f(keyOf(namespace, containerId, execId), pid)), updateGauge))
+      Effect.andThen(Effect.sync(() => f(keyOf(namespace, containerId, execId), pid)), updateGauge)).pipe(Effect.withSpan(span))
 
   /** After a failed start: the exit it held, or what containerd says (looked up in the hub's scope). */
   const startFailed = (entry: Entry): Effect.Effect<void> => {
@@ -311,6 +312,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
     return Effect.asVoid(Effect.forkIn(lookUp(entry, "when its start failed"), scope))
   }
 
+  // No span of its own: it passes the caller's start (Tasks.Start, inside Process.start's span) through unchanged.
   const start = <E, R>(containerId: string, execId: string, run: Effect.Effect<{ readonly pid: number }, E, R>) =>
     Effect.flatMap(deps.currentNamespace, (namespace) => {
       const entry = entries.get(keyOf(namespace, containerId, execId))
@@ -336,8 +338,8 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
   return ExitHub.of({
     awaitExit,
     start,
-    started: record(recordStart),
-    created: record(recordCreated),
+    started: record("ExitHub.started", recordStart),
+    created: record("ExitHub.created", recordCreated),
     pending: Effect.sync(() => entries.size)
   })
 })

@@ -35,7 +35,7 @@
 import { Context, type Duration, Effect, Layer, Option, Schema, Scope, type Stream } from "effect"
 import { type ContainerdError, notFound } from "../domain/ContainerdError.ts"
 import type { ContainerExit, ContainerState } from "../domain/ContainerState.ts"
-import { ExitUnknown } from "../domain/ExitStatus.ts"
+import { exitUnknown } from "../domain/ExitStatus.ts"
 import { type MonitorEntry, type MonitorsCore, type MonitorStats, makeMonitorsCore, type Tracked } from "../internal/MonitorsCore.ts"
 import { retryForever, retryWhile } from "../internal/Retry.ts"
 import { BackoffQueue } from "./BackoffQueue.ts"
@@ -233,9 +233,9 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
         if (entry.container !== undefined) yield* entry.container.delete(removeOptions)
       }))
     }),
-    states: core.states,
-    changes: core.changes,
-    stats: core.stats
+    states: Effect.withSpan(core.states, "Monitors.states"),
+    changes: Effect.withSpan(core.changes, "Monitors.changes"),
+    stats: Effect.withSpan(core.stats, "Monitors.stats")
   }
 
   /** Adopts one container of ours: tracks it and picks up its task where it is. */
@@ -264,7 +264,7 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
         const found = yield* attach
         if (Option.isNone(found)) {
           if (container.labels[MonitorLabels.running] === undefined) return
-          const unknown = new ExitUnknown({ code: 255, pid: 0, reason: "the task was deleted while we were not watching" })
+          const unknown = exitUnknown(0, "the task was deleted while we were not watching")
           return yield* core.dispatch(entry, unknown, undefined)
         }
         const task = found.value

@@ -20,25 +20,32 @@
  *   last byte received;
  * - every request has a timeout for its response to start, and a blob body one
  *   for each read, so a registry that hangs fails instead of hanging its caller.
+ *
+ * Authentication (challenges, token keys, Basic credentials) is in
+ * `registry/Auth.ts`, the mapping of HTTP failures to reasons in
+ * `registry/HttpErrors.ts`.
  */
-import { Cache, Cause, Context, Duration, Effect, Exit, Layer, Redacted, Schedule, type Scope, Stream } from "effect"
-import { HttpClient, HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import { Cache, Context, Duration, Effect, Exit, Layer, type Redacted, Schedule, type Scope, Stream } from "effect"
+import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import { NodeHttpClient } from "@effect/platform-node"
 import * as crypto from "node:crypto"
 import { type Descriptor, documentMediaType, isIndexMediaType, isManifestMediaType, manifestAcceptTypes } from "../domain/Image.ts"
 import type { Reference } from "../domain/Reference.ts"
+import { keyParts } from "../internal/Key.ts"
 import {
   DataLoss,
   DeadlineExceeded,
   InvalidArgument,
-  NotFound,
   RegistryError,
   registryError,
-  ResourceExhausted,
   Unauthorized,
   Unavailable,
   Unknown
 } from "../domain/RegistryError.ts"
+import { basicAuth, type Challenge, parseChallenge, tokenKey } from "./registry/Auth.ts"
+import { describeCause, registrySays, statusError, transportError } from "./registry/HttpErrors.ts"
+
+export { parseChallenge } from "./registry/Auth.ts"
 
 /** How to talk to one registry host (`domain[:port]` as references name it). */
 export interface RegistryHostOptions {
@@ -100,32 +107,6 @@ export const MAX_MANIFEST_BYTES = 4 * MiB
 /** The largest other document (an image config) read into memory. */
 export const MAX_DOCUMENT_BYTES = 16 * MiB
 
-/** A parsed `WWW-Authenticate` challenge. */
-interface Challenge {
-  readonly scheme: "basic" | "bearer"
-  readonly realm: string
-  readonly service: string | undefined
-}
-
-/** Parses `Bearer realm="…",service="…",scope="…"` (quoted values may hold commas and escapes). */
-export const parseChallenge = (header: string | undefined): Challenge | undefined => {
-  if (header === undefined) return undefined
-  const match = /^\s*(\w+)\s*(.*)$/s.exec(header)
-  if (match === null) return undefined
-  const scheme = match[1]!.toLowerCase()
-  if (scheme !== "basic" && scheme !== "bearer") return undefined
-  const params = new Map<string, string>()
-  const pair = /\s*([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?/gy
-  const rest = match[2]!
-  let found: RegExpExecArray | null
-  while ((found = pair.exec(rest)) !== null && found[0] !== "") {
-    params.set(found[1]!.toLowerCase(), found[2] !== undefined ? found[2].replace(/\\(.)/g, "$1") : found[3]!)
-  }
-  const realm = params.get("realm")
-  if (scheme === "bearer" && realm === undefined) return undefined
-  return { scheme, realm: realm ?? "", service: params.get("service") }
-}
-
 /** Whether a host is this machine, which containerd and Docker reach over plain HTTP. */
 const isLoopback = (domain: string): boolean => {
   const host = domain.replace(/:\d+$/, "")
@@ -171,64 +152,10 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
     return `${scheme}://${apiHost(reference.domain)}/v2/${reference.path}`
   }
 
-  const basicAuth = (domain: string): string | undefined => {
-    const { username, password } = hostOptions(domain)
-    if (username === undefined) return undefined
-    const secret = password === undefined ? "" : Redacted.isRedacted(password) ? Redacted.value(password) : password
-    return `Basic ${Buffer.from(`${username}:${secret}`).toString("base64")}`
-  }
-
-  /** Maps a transport failure or timeout of a request to the reason it failed for. */
-  const transportError = (label: string, domain: string, what: string) =>
-  (error: HttpClientError.HttpClientError | Cause.TimeoutError) =>
-    Cause.isTimeoutError(error)
-      ? registryError(DeadlineExceeded, label, `${what}: no response from ${domain} within ${Duration.format(timeout)}`)
-      : registryError(
-        error.reason._tag === "TransportError" ? Unavailable : Unknown,
-        label,
-        `${what}: cannot reach ${domain}: ${describeCause(error)}`,
-        { cause: error }
-      )
-
-  /** The registry's own words from an error body (`{"errors":[{"code","message"}]}`), if any. */
-  const registrySays = (response: HttpClientResponse.HttpClientResponse) =>
-    response.text.pipe(
-      Effect.timeout(timeout),
-      Effect.map((text) => {
-        try {
-          const body = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> }
-          const said = body.errors?.map((e) => [e.code, e.message].filter(Boolean).join(": ")).join("; ")
-          return said ? ` (${said})` : ""
-        } catch {
-          return text.length > 0 && text.length < 200 ? ` (${text.trim()})` : ""
-        }
-      }),
-      Effect.orElseSucceed(() => "")
-    )
-
-  /** Turns an unwanted status into the reason it stands for. */
-  const statusError = (label: string, domain: string, what: string, response: HttpClientResponse.HttpClientResponse) =>
-    Effect.map(registrySays(response), (said) => {
-      const status = response.status
-      const Reason = status === 404
-        ? NotFound
-        : status === 401 || status === 403
-        ? Unauthorized
-        : status === 429
-        ? ResourceExhausted
-        : status >= 500
-        ? Unavailable
-        : Unknown
-      const message = status >= 300 && status < 400
-        ? `${what}: too many redirects (last to ${response.headers.location ?? "nowhere"})`
-        : `${what}: ${domain} answered ${status}${said}`
-      return registryError(Reason, label, message, { status })
-    })
-
   // Tokens by registry, realm, service and scope, kept until they expire.
   const tokens = yield* Cache.makeWith(
     (key: string) => {
-      const [domain = "", realm = "", service = "", scope = ""] = key.split("\u0000")
+      const [domain = "", realm = "", service = "", scope = ""] = keyParts(key)
       return fetchToken(domain, realm, service, scope)
     },
     {
@@ -244,13 +171,13 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
       const url = new URL(realm)
       if (service !== "") url.searchParams.set("service", service)
       url.searchParams.set("scope", scope)
-      const basic = basicAuth(domain)
+      const basic = basicAuth(hostOptions(domain))
       const request = HttpClientRequest.get(url.toString(), {
         headers: basic === undefined ? {} : { authorization: basic }
       })
       const what = `token for ${scope} from ${realm}`
-      const response = yield* http.execute(request).pipe(Effect.mapError(transportError(domain, domain, what)))
-      if (response.status !== 200) return yield* Effect.fail(yield* statusError(domain, domain, what, response))
+      const response = yield* http.execute(request).pipe(Effect.mapError(transportError(timeout, domain, domain, what)))
+      if (response.status !== 200) return yield* Effect.fail(yield* statusError(timeout, domain, domain, what, response))
       const body = yield* response.json.pipe(
         Effect.mapError((cause) => registryError(Unauthorized, domain, `${what}: not JSON`, { cause }))
       )
@@ -269,17 +196,15 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
     Effect.suspend(() => {
       const challenge = challenges.get(reference.domain)
       if (challenge === undefined) return Effect.succeed(undefined)
-      if (challenge.scheme === "basic") return Effect.succeed(basicAuth(reference.domain))
-      const key = [reference.domain, challenge.realm, challenge.service ?? "", `repository:${reference.path}:pull`]
-      return Effect.map(Cache.get(tokens, key.join("\u0000")), ({ token }) => `Bearer ${token}`)
+      if (challenge.scheme === "basic") return Effect.succeed(basicAuth(hostOptions(reference.domain)))
+      return Effect.map(Cache.get(tokens, tokenKey(reference, challenge)), ({ token }) => `Bearer ${token}`)
     })
 
   const forgetToken = (reference: Reference) =>
     Effect.suspend(() => {
       const challenge = challenges.get(reference.domain)
       if (challenge?.scheme !== "bearer") return Effect.void
-      const key = [reference.domain, challenge.realm, challenge.service ?? "", `repository:${reference.path}:pull`]
-      return Cache.invalidate(tokens, key.join("\u0000"))
+      return Cache.invalidate(tokens, tokenKey(reference, challenge))
     })
 
   /**
@@ -295,12 +220,12 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
     Effect.gen(function*() {
       const send = (auth: string | undefined) =>
         http.execute(HttpClientRequest.get(url, { headers: auth === undefined ? headers : { ...headers, authorization: auth } }))
-          .pipe(Effect.mapError(transportError(reference.toString(), reference.domain, what)))
+          .pipe(Effect.mapError(transportError(timeout, reference.toString(), reference.domain, what)))
       const first = yield* authorization(reference)
       const response = yield* send(first)
       if (response.status !== 401) return response
       const challenge = parseChallenge(response.headers["www-authenticate"])
-      if (challenge === undefined || (challenge.scheme === "basic" && basicAuth(reference.domain) === undefined)) {
+      if (challenge === undefined || (challenge.scheme === "basic" && basicAuth(hostOptions(reference.domain)) === undefined)) {
         return yield* Effect.fail(registryError(
           Unauthorized,
           reference.toString(),
@@ -317,7 +242,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
         return yield* Effect.fail(registryError(
           Unauthorized,
           reference.toString(),
-          `${what}: ${reference.domain} refused our credentials${yield* registrySays(retried)}`,
+          `${what}: ${reference.domain} refused our credentials${yield* registrySays(timeout, retried)}`,
           { status: 401 }
         ))
       }
@@ -375,7 +300,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
     const what = `resolving ${reference.object}`
     const bytes = yield* Effect.scoped(Effect.gen(function*() {
       const response = yield* get(reference, `${baseUrl(reference)}/manifests/${reference.object}`, what, accept)
-      if (response.status !== 200) return yield* Effect.fail(yield* statusError(reference.toString(), reference.domain, what, response))
+      if (response.status !== 200) return yield* Effect.fail(yield* statusError(timeout, reference.toString(), reference.domain, what, response))
       const bytes = yield* readLimited(reference, what, response, MAX_MANIFEST_BYTES)
       return { bytes, contentType: response.headers["content-type"], served: response.headers["docker-content-digest"] }
     }))
@@ -418,7 +343,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
     const endpoint = isManifest(descriptor.mediaType) ? "manifests" : "blobs"
     const bytes = yield* Effect.scoped(Effect.gen(function*() {
       const response = yield* get(reference, `${baseUrl(reference)}/${endpoint}/${descriptor.digest}`, what, isManifest(descriptor.mediaType) ? accept : {})
-      if (response.status !== 200) return yield* Effect.fail(yield* statusError(reference.toString(), reference.domain, what, response))
+      if (response.status !== 200) return yield* Effect.fail(yield* statusError(timeout, reference.toString(), reference.domain, what, response))
       return yield* readLimited(reference, what, response, limit)
     }))
     yield* verify(reference, what, descriptor, bytes)
@@ -460,7 +385,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
           // A registry that ignores Range sends everything again: skip what we have.
           skip = offset
         } else {
-          return yield* Effect.fail(yield* statusError(reference.toString(), reference.domain, what, response))
+          return yield* Effect.fail(yield* statusError(timeout, reference.toString(), reference.domain, what, response))
         }
         return response.stream.pipe(
           Stream.timeoutOrElse({
@@ -507,17 +432,10 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
         }),
         Stream.concat(Stream.fromEffectDrain(checkEnd))
       )
-    })
+    }).pipe(Stream.withSpan("Registry.fetchBlob"))
 
   return Registry.of({ resolve, fetchDocument, fetchBlob })
 })
-
-const describeCause = (error: unknown): string => {
-  let cause: unknown = error
-  // The innermost message is the useful one ("connect ECONNREFUSED 127.0.0.1:5000").
-  while (typeof cause === "object" && cause !== null && "cause" in cause && cause.cause !== undefined) cause = cause.cause
-  return cause instanceof Error ? cause.message : String(cause)
-}
 
 /** The registry client service. */
 export class Registry extends Context.Service<Registry, RegistryShape>()("effect-containerd/Registry") {

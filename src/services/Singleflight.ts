@@ -108,6 +108,7 @@ export const makeSingleflight: Effect.Effect<SingleflightShape, never, Scope.Sco
       )
 
     return {
+      // No spans: the shared work carries its own, and callers compare the exits they are handed.
       run: (key, work) => runReporting(key, () => work, () => Effect.void),
       runReporting,
       size: Effect.sync(() => flights.size)

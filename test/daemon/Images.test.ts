@@ -30,7 +30,9 @@ const pulled = (digest: string): PullProgress => ({
     target: { mediaType: "application/vnd.oci.image.manifest.v1+json", digest, size: 100 },
     manifestDigest: digest,
     configDigest: OTHER,
+    configSize: 0,
     config: { architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } },
+    layers: [],
     chainId: ""
   } satisfies ResolvedImage
 })

@@ -1,0 +1,173 @@
+/**
+ * Docker's view of containerd's image records. containerd keeps one record per
+ * full reference pointing at a manifest or index; Docker's image is the config
+ * blob, identified by its digest (the image ID), with every reference to it as
+ * a `RepoTag` and a `RepoDigest`. So an image here is the group of records that
+ * resolve to one config digest, as in dockerd's containerd image store; a name
+ * is a reference, a full image ID or an unambiguous ID prefix. Also the
+ * summaries and filters of `GET /images/json`.
+ */
+import { Effect, Option, Result } from "effect"
+import { parseReferenceResult, Reference } from "../../domain/Reference.ts"
+import type { ImageRecord, ResolvedImage } from "../../services/Images.ts"
+import { badRequest, type DockerError, notFound } from "../DockerError.ts"
+import { familiarName } from "./Names.ts"
+
+/** One entry of `GET /images/json`. */
+export interface ImageSummaryJson {
+  readonly Id: string
+  readonly ParentId: string
+  readonly RepoTags: ReadonlyArray<string>
+  readonly RepoDigests: ReadonlyArray<string>
+  readonly Created: number
+  readonly Size: number
+  readonly SharedSize: number
+  readonly Labels: Readonly<Record<string, string>>
+  readonly Containers: number
+}
+
+/** Filters of `GET /images/json`: `reference` (globs), `dangling`, `label` (`key` or `key=value`). */
+export type ImageFilters = Readonly<Record<string, ReadonlyArray<string>>>
+
+/** The filters `GET /images/json` understands. */
+export const IMAGE_FILTERS: ReadonlyArray<string> = ["reference", "dangling", "label"]
+
+/** An image record with what it resolves to. */
+export interface Entry {
+  readonly record: ImageRecord
+  /** The record's name as a reference; `undefined` for names that are not (`import-2024…`). */
+  readonly reference: Reference | undefined
+  readonly resolved: ResolvedImage
+}
+
+/** A Docker image: the records resolving to one config digest. */
+export interface Group {
+  /** The image ID: the config digest. */
+  readonly id: string
+  readonly entries: ReadonlyArray<Entry>
+}
+
+/** What a name found: the image, and the record when the name was a reference to one. */
+export interface Found extends Group {
+  readonly by: Entry | undefined
+}
+
+const FULL_ID = /^(?:sha256:)?([0-9a-f]{64})$/
+const SHORT_ID = /^(?:sha256:)?([0-9a-f]{1,63})$/
+
+/** `busybox:latest` (or `busybox@sha256:…`) for a record; its raw name if it is not a reference. */
+export const displayName = (entry: Entry): string => entry.reference?.familiar ?? entry.record.name
+
+export const repoTags = (group: Group): ReadonlyArray<string> =>
+  group.entries.flatMap(({ reference }) =>
+    reference?.tag === undefined ? [] : [new Reference(reference.domain, reference.path, reference.tag, undefined).familiar])
+
+export const repoDigests = (group: Group): ReadonlyArray<string> => [
+  ...new Set(group.entries.flatMap(({ record, reference }) =>
+    reference === undefined ? [] : [`${familiarName(reference)}@${record.target.digest}`]))
+]
+
+export const groupEntries = (entries: ReadonlyArray<Entry>): ReadonlyArray<Group> => {
+  const groups = new Map<string, Array<Entry>>()
+  for (const entry of entries) {
+    const id = entry.resolved.configDigest
+    const group = groups.get(id)
+    if (group === undefined) groups.set(id, [entry])
+    else group.push(entry)
+  }
+  return [...groups].map(([id, members]) => ({ id, entries: members }))
+}
+
+/** Go's `path.Match` pattern as a RegExp: `*` and `?` stop at `/`, `[...]` is a class. */
+const globRegExp = (pattern: string): Result.Result<RegExp, string> =>
+  Result.try({
+    try: () => new RegExp(`^${pattern.replace(/[.+${}()|]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`),
+    catch: () => `invalid reference filter ${JSON.stringify(pattern)}`
+  })
+
+/** Whether an image passes `filters` (each key: any value; all keys). */
+const filterImage = (
+  filters: ImageFilters | undefined,
+  tags: ReadonlyArray<string>,
+  labels: Readonly<Record<string, string>>
+): Result.Result<{ readonly keep: boolean; readonly tags: ReadonlyArray<string> }, string> => {
+  if (filters === undefined) return Result.succeed({ keep: true, tags })
+  let shown = tags
+  for (const value of filters["dangling"] ?? []) {
+    if (value !== "true" && value !== "false") return Result.fail(`invalid filter 'dangling=${value}'`)
+    if ((value === "true") !== (tags.length === 0)) return Result.succeed({ keep: false, tags })
+  }
+  const labelFilters = filters["label"] ?? []
+  if (labelFilters.length > 0 && !labelFilters.some((filter) => {
+    const eq = filter.indexOf("=")
+    return eq === -1 ? filter in labels : labels[filter.slice(0, eq)] === filter.slice(eq + 1)
+  })) {
+    return Result.succeed({ keep: false, tags })
+  }
+  const patterns = filters["reference"] ?? []
+  if (patterns.length > 0) {
+    const regExps: Array<RegExp> = []
+    for (const pattern of patterns) {
+      const compiled = globRegExp(pattern)
+      if (Result.isFailure(compiled)) return Result.fail(compiled.failure)
+      regExps.push(compiled.success)
+    }
+    // dockerd's FamiliarMatch: the pattern against `name:tag`, else against `name`; only matching tags are shown.
+    shown = tags.filter((tag) => regExps.some((re) => re.test(tag) || re.test(tag.slice(0, tag.lastIndexOf(":")))))
+    if (shown.length === 0) return Result.succeed({ keep: false, tags })
+  }
+  return Result.succeed({ keep: true, tags: shown })
+}
+
+/** Docker's size of an image: its config and its (compressed) layers, as the manifest lists them. */
+export const imageSize = (resolved: ResolvedImage): number =>
+  resolved.layers.reduce((sum, layer) => sum + layer.size, resolved.configSize)
+
+/** The `GET /images/json` entry of an image, if it passes `filters`. */
+export const summaryOf = (group: Group, filters: ImageFilters | undefined): Result.Result<Option.Option<ImageSummaryJson>, string> => {
+  const { resolved } = group.entries[0]!
+  const labels = resolved.config.config?.Labels ?? {}
+  return Result.map(filterImage(filters, repoTags(group), labels), (filtered) => {
+    if (!filtered.keep) return Option.none()
+    const created = resolved.config.created === undefined ? Number.NaN : Date.parse(resolved.config.created)
+    return Option.some({
+      Id: group.id,
+      ParentId: "",
+      RepoTags: filtered.tags,
+      RepoDigests: repoDigests(group),
+      Created: Number.isNaN(created) ? 0 : Math.floor(created / 1000),
+      Size: imageSize(resolved),
+      SharedSize: -1,
+      Labels: labels,
+      Containers: -1
+    })
+  })
+}
+
+/** The image a name means: a full ID, a reference, or an ID prefix, in that order. */
+export const find = (all: ReadonlyArray<Entry>, name: string): Effect.Effect<Found, DockerError> => {
+  const groups = groupEntries(all)
+  const groupOf = (id: string) => groups.find((group) => group.id === id)
+  const fullId = FULL_ID.exec(name)
+  if (fullId !== null) {
+    const group = groupOf(`sha256:${fullId[1]}`)
+    return group === undefined ? Effect.fail(notFound(`No such image: ${name}`)) : Effect.succeed({ ...group, by: undefined })
+  }
+  const parsed = parseReferenceResult(name)
+  if (Result.isSuccess(parsed)) {
+    const reference = parsed.success
+    const exact = all.find((entry) => entry.record.name === reference.toString()) ??
+      // `repo@sha256:…` names the manifest of a record pulled by tag too.
+      (reference.digest === undefined
+        ? undefined
+        : all.find((entry) => entry.reference?.name === reference.name && entry.record.target.digest === reference.digest))
+    if (exact !== undefined) return Effect.succeed({ ...groupOf(exact.resolved.configDigest)!, by: exact })
+  }
+  const prefix = SHORT_ID.exec(name)
+  if (prefix !== null) {
+    const matches = groups.filter((group) => group.id.startsWith(`sha256:${prefix[1]}`))
+    if (matches.length === 1) return Effect.succeed({ ...matches[0]!, by: undefined })
+    if (matches.length > 1) return Effect.fail(badRequest(`multiple IDs found with provided prefix: ${name}`))
+  }
+  return Effect.fail(notFound(`No such image: ${Result.isSuccess(parsed) ? parsed.success.familiar : name}`))
+}

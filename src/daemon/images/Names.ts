@@ -1,0 +1,30 @@
+/**
+ * Image names as the Docker API composes them: the reference `POST
+ * /images/create` pulls from `fromImage` and `tag`, the one `POST
+ * /images/{name}/tag` creates, and the repository as Docker prints it.
+ * dockerd's rules (`postImagesCreate`, `postImagesTag`), over the library's
+ * reference parser.
+ */
+import { Result } from "effect"
+import { parseReferenceResult, Reference } from "../../domain/Reference.ts"
+
+/** `busybox` for `docker.io/library/busybox:latest`: the repository as Docker prints it. */
+export const familiarName = (reference: Reference): string =>
+  new Reference(reference.domain, reference.path, undefined, undefined).familiar
+
+/**
+ * The reference `POST /images/create` pulls: `fromImage`, with `tag` (a tag or
+ * a digest) in place of its own when given, as dockerd's `postImagesCreate`.
+ */
+export const pullReference = (fromImage: string, tag: string | undefined): Result.Result<Reference, string> =>
+  Result.flatMap(parseReferenceResult(fromImage), (reference) =>
+    tag === undefined || tag === ""
+      ? Result.succeed(reference)
+      : parseReferenceResult(tag.includes(":") ? `${reference.name}@${tag}` : `${reference.name}:${tag}`))
+
+/** The reference `POST /images/{name}/tag?repo=&tag=` creates. */
+export const tagReference = (repo: string, tag: string | undefined): Result.Result<Reference, string> =>
+  Result.flatMap(parseReferenceResult(repo), (reference) => {
+    if (reference.digest !== undefined) return Result.fail("refusing to create a tag with a digest reference")
+    return tag === undefined || tag === "" ? Result.succeed(reference) : parseReferenceResult(`${reference.name}:${tag}`)
+  })

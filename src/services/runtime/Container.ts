@@ -1,0 +1,199 @@
+/**
+ * A container, as containerd's Go client has it (`container.go`): its record
+ * and rootfs snapshot, its labels, and the handle to its task — a new one
+ * (`newTask`) or the one it has (`task`).
+ *
+ * The handle keeps what it learned (the record, the image, the rootfs mounts)
+ * so that no call reloads it, and it knows whether it made a task it has not
+ * deleted: a container with a task cannot be deleted.
+ */
+import { Effect, Exit, Option, Scope } from "effect"
+import { type ContainerdError, failedPrecondition, notFound } from "../../domain/ContainerdError.ts"
+import { exitedOf } from "../../domain/ExitStatus.ts"
+import { validateLabels } from "../../domain/Labels.ts"
+import { Stdio } from "../../domain/Stdio.ts"
+import type { Container as ContainerRecord } from "../../gen/containerd/services/containers/v1/containers.ts"
+import type { Mount as SnapshotMount } from "../../gen/containerd/types/mount.ts"
+import type { Any } from "../../gen/google/protobuf/any.ts"
+import { withNamespace } from "../Containerd.ts"
+import type { ResolvedImage } from "../Images.ts"
+import type { RuntimeEnv } from "./Env.ts"
+import { prepareProcess } from "./Process.ts"
+import { makeTask, statusSeenOf, type Task } from "./Task.ts"
+
+/** What a container record says, decoded. */
+export interface ContainerInfo {
+  readonly id: string
+  readonly namespace: string
+  readonly image: string
+  readonly labels: Readonly<Record<string, string>>
+  readonly runtime: string
+  readonly snapshotter: string
+  readonly snapshotKey: string
+  readonly createdAt: Date | undefined
+  readonly updatedAt: Date | undefined
+  /** The OCI spec as stored (JSON). */
+  readonly spec: unknown
+  /** The client data stored with the record (`CreateContainerOptions.extensions`). */
+  readonly extensions: Readonly<Record<string, Any>>
+}
+
+/** A container: a record and its rootfs snapshot, and the handle to its task. */
+export interface Container {
+  readonly id: string
+  /** The record as last known to this handle. */
+  readonly info: ContainerInfo
+  /** The image as resolved at creation (absent for a loaded container). */
+  readonly image: ResolvedImage | undefined
+  /** The labels as last known to this handle. */
+  readonly labels: Readonly<Record<string, string>>
+  /** Sets (or, with an empty value, removes) the given labels; returns them all. */
+  readonly setLabels: (labels: Readonly<Record<string, string>>) => Effect.Effect<Readonly<Record<string, string>>, ContainerdError>
+  /** Creates the task (its init process, not started). */
+  readonly newTask: (options?: { readonly stdio?: Stdio | undefined }) => Effect.Effect<Task, ContainerdError, Scope.Scope>
+  /**
+   * Attaches to the container's existing task (without stdio). It registers for
+   * the task's exit before asking containerd about it, so an exit in between is
+   * not lost.
+   */
+  readonly task: Effect.Effect<Task, ContainerdError, Scope.Scope>
+  /** Deletes the container and (by default) its rootfs snapshot; its task must be deleted first. */
+  readonly delete: (options?: { readonly snapshotCleanup?: boolean }) => Effect.Effect<void, ContainerdError>
+}
+
+const infoOf = (namespace: string, record: ContainerRecord, spec: unknown): ContainerInfo => ({
+  id: record.id,
+  namespace,
+  image: record.image,
+  labels: record.labels,
+  runtime: record.runtime?.name ?? "",
+  snapshotter: record.snapshotter,
+  snapshotKey: record.snapshotKey,
+  createdAt: record.createdAt,
+  updatedAt: record.updatedAt,
+  spec,
+  extensions: record.extensions
+})
+
+/** The handle of a container record (with its decoded spec) and what the caller already knows of it. */
+export const makeContainer = (
+  env: RuntimeEnv,
+  namespace: string,
+  record: ContainerRecord,
+  spec: unknown,
+  learned: { readonly mounts?: ReadonlyArray<SnapshotMount>; readonly image?: ResolvedImage }
+): Container => {
+  const { client, hub } = env
+  const id = record.id
+  const rpc = withNamespace(namespace)
+  let info = infoOf(namespace, record, spec)
+  let mountsLearned = learned.mounts
+  /** Whether this handle created a task that it has not deleted. */
+  let liveTask: Task | undefined
+  const mounts = Effect.suspend(() =>
+    mountsLearned !== undefined
+      ? Effect.succeed(mountsLearned)
+      : rpc(Effect.map(client.snapshots.mounts({ snapshotter: info.snapshotter, key: info.snapshotKey }), (r) => {
+        mountsLearned = r.mounts
+        return r.mounts
+      }))
+  )
+  const terminal = (spec as { process?: { terminal?: boolean } } | undefined)?.process?.terminal === true
+  const taskParams = { namespace, containerId: id, spec, mounts, imageConfigDigest: learned.image?.configDigest }
+
+  const trackTask = (task: Task): Task => {
+    liveTask = task
+    return {
+      ...task,
+      get pid() {
+        return task.pid
+      },
+      get deleted() {
+        return task.deleted
+      },
+      // Deleted, or found gone (NotFound): either way the container has no task
+      // (unless this handle is a stale one and the container has a newer task).
+      delete: task.delete.pipe(
+        Effect.onExit((exit) =>
+          (Exit.isSuccess(exit) || Exit.findErrorOption(exit).pipe(Option.exists((e) => e.reason._tag === "NotFound"))) &&
+            liveTask === task
+            ? Effect.sync(() => void (liveTask = undefined))
+            : Effect.void
+        )
+      )
+    }
+  }
+
+  const newTask = Effect.fn("Container.newTask")(function*(taskOptions?: { readonly stdio?: Stdio | undefined }) {
+    const rootfs = yield* mounts
+    const prepared = yield* prepareProcess(env, namespace, id, "", taskOptions?.stdio ?? Stdio.null, terminal)
+    const created = yield* rpc(client.tasks.create({ containerId: id, rootfs: [...rootfs], terminal, ...prepared.io.request })).pipe(
+      Effect.onError((cause) => Scope.close(prepared.scope, Exit.failCause(cause)))
+    )
+    // Its init exists from now on: if it dies before a start, that is its exit.
+    yield* rpc(hub.created(id, "", created.pid))
+    yield* prepared.io.connected
+    return trackTask(yield* makeTask(env, { ...prepared, ...taskParams, pid: created.pid, started: false, statusSeen: "created" }))
+  })
+
+  const attach = Effect.gen(function*() {
+    // Register first, then read: an exit between the two is held for the pid read.
+    const prepared = yield* prepareProcess(env, namespace, id, "", Stdio.null, false)
+    const { process } = yield* rpc(client.tasks.get({ containerId: id })).pipe(
+      Effect.flatMap(({ process }) =>
+        process === undefined
+          ? Effect.fail(notFound("Container.task", `container ${id} has no task`))
+          : Effect.succeed({ process })
+      ),
+      Effect.onError((cause) => Scope.close(prepared.scope, Exit.failCause(cause)))
+    )
+    const seen = statusSeenOf(process.status)
+    if (seen === "created") yield* rpc(hub.created(id, "", process.pid))
+    else if (seen !== "stopped") yield* rpc(hub.started(id, "", process.pid))
+    return trackTask(yield* makeTask(env, {
+      ...prepared,
+      ...taskParams,
+      pid: process.pid,
+      started: seen !== "created",
+      status: seen === "stopped" ? exitedOf(process) : undefined,
+      statusSeen: seen
+    }))
+  }).pipe(Effect.withSpan("Container.task"))
+
+  const setLabels = Effect.fn("Container.setLabels")(function*(labels: Readonly<Record<string, string>>) {
+    yield* validateLabels("Container.setLabels", labels)
+    const { container } = yield* rpc(client.containers.update({
+      container: { id, labels },
+      updateMask: Object.keys(labels).map((key) => `labels.${key}`)
+    }))
+    if (container !== undefined) info = infoOf(namespace, container, spec)
+    return info.labels
+  })
+
+  const remove = Effect.fn("Container.delete")(function*(deleteOptions?: { readonly snapshotCleanup?: boolean }) {
+    if (liveTask !== undefined) {
+      return yield* Effect.fail(failedPrecondition("Container.delete", `container ${id} has a task: delete it first`))
+    }
+    if ((deleteOptions?.snapshotCleanup ?? true) && info.snapshotKey !== "") {
+      yield* rpc(client.snapshots.remove({ snapshotter: info.snapshotter, key: info.snapshotKey })).pipe(
+        Effect.catchReason("ContainerdError", "NotFound", () => Effect.void)
+      )
+    }
+    yield* rpc(client.containers.delete({ id }))
+  })
+
+  return {
+    id,
+    get info() {
+      return info
+    },
+    image: learned.image,
+    get labels() {
+      return info.labels
+    },
+    setLabels,
+    newTask,
+    task: attach,
+    delete: remove
+  }
+}

@@ -4,15 +4,19 @@
  * wrong type is a 400 before anything is created), what we keep of it on the
  * containerd container, and the JSON shapes of inspect and list.
  *
- * Fields Docker defines but we do not act on are accepted and ignored, as
- * dockerd ignores what a platform does not support; fields we act on are checked.
- * The CLI sends `null` for most unset fields, so every field is nullable.
+ * Fields Docker defines but we do not act on are declared too (as `Unknown`), so
+ * that create sees them and answers for each as its table says (`engine/CreateFields.ts`:
+ * a 400 or a warning) instead of dropping them silently. The CLI sends `null`
+ * for most unset fields, so every field is nullable.
  */
 import { Schema } from "effect"
+import { ContainerDefaults } from "../domain/Image.ts"
 
 const nullable = <S extends Schema.Top>(schema: S) => Schema.optional(Schema.NullOr(schema))
 const Strings = Schema.Array(Schema.String)
 const StringMap = Schema.Record(Schema.String, Schema.String)
+/** A field the engine does not act on: only whether it is set matters (see `engine/CreateFields.ts`). */
+const unhonoured = Schema.optional(Schema.Unknown)
 
 /** `Config` of a create request: what runs, as the image's config would say it. */
 export const ContainerConfig = Schema.Struct({
@@ -33,7 +37,15 @@ export const ContainerConfig = Schema.Struct({
   Labels: nullable(StringMap),
   WorkingDir: nullable(Schema.String),
   StopSignal: nullable(Schema.String),
-  StopTimeout: nullable(Schema.Int)
+  StopTimeout: nullable(Schema.Int),
+  ExposedPorts: unhonoured,
+  Volumes: unhonoured,
+  Healthcheck: unhonoured,
+  NetworkDisabled: unhonoured,
+  MacAddress: unhonoured,
+  OnBuild: unhonoured,
+  ArgsEscaped: unhonoured,
+  Shell: unhonoured
 })
 export type ContainerConfig = typeof ContainerConfig.Type
 
@@ -56,14 +68,74 @@ export const HostConfig = Schema.Struct({
   CpuShares: nullable(Schema.Int),
   Privileged: nullable(Schema.Boolean),
   Runtime: nullable(Schema.String),
-  LogConfig: nullable(Schema.Struct({ Type: nullable(Schema.String), Config: nullable(StringMap) }))
+  LogConfig: nullable(Schema.Struct({ Type: nullable(Schema.String), Config: nullable(StringMap) })),
+  ConsoleSize: unhonoured,
+  ContainerIDFile: unhonoured,
+  PortBindings: unhonoured,
+  PublishAllPorts: unhonoured,
+  VolumeDriver: unhonoured,
+  VolumesFrom: unhonoured,
+  Mounts: unhonoured,
+  Annotations: unhonoured,
+  CapAdd: unhonoured,
+  CapDrop: unhonoured,
+  CgroupnsMode: unhonoured,
+  Dns: unhonoured,
+  DnsOptions: unhonoured,
+  DnsSearch: unhonoured,
+  ExtraHosts: unhonoured,
+  GroupAdd: unhonoured,
+  IpcMode: unhonoured,
+  Cgroup: unhonoured,
+  Links: unhonoured,
+  OomScoreAdj: unhonoured,
+  PidMode: unhonoured,
+  SecurityOpt: unhonoured,
+  StorageOpt: unhonoured,
+  UTSMode: unhonoured,
+  UsernsMode: unhonoured,
+  ShmSize: unhonoured,
+  Sysctls: unhonoured,
+  Isolation: unhonoured,
+  MaskedPaths: unhonoured,
+  ReadonlyPaths: unhonoured,
+  Init: unhonoured,
+  CgroupParent: unhonoured,
+  BlkioWeight: unhonoured,
+  BlkioWeightDevice: unhonoured,
+  BlkioDeviceReadBps: unhonoured,
+  BlkioDeviceWriteBps: unhonoured,
+  BlkioDeviceReadIOps: unhonoured,
+  BlkioDeviceWriteIOps: unhonoured,
+  CpuPeriod: unhonoured,
+  CpuQuota: unhonoured,
+  CpuRealtimePeriod: unhonoured,
+  CpuRealtimeRuntime: unhonoured,
+  CpusetCpus: unhonoured,
+  CpusetMems: unhonoured,
+  Devices: unhonoured,
+  DeviceCgroupRules: unhonoured,
+  DeviceRequests: unhonoured,
+  KernelMemoryTCP: unhonoured,
+  MemoryReservation: unhonoured,
+  MemorySwap: unhonoured,
+  MemorySwappiness: unhonoured,
+  NanoCpus: unhonoured,
+  OomKillDisable: unhonoured,
+  PidsLimit: unhonoured,
+  Ulimits: unhonoured,
+  CpuCount: unhonoured,
+  CpuPercent: unhonoured,
+  IOMaximumIOps: unhonoured,
+  IOMaximumBandwidth: unhonoured
 })
 export type HostConfig = typeof HostConfig.Type
 
 /** The body of `POST /containers/create`: a `Config` with `HostConfig` beside its fields. */
 export const CreateBody = Schema.Struct({
   ...ContainerConfig.fields,
-  HostConfig: nullable(HostConfig)
+  HostConfig: nullable(HostConfig),
+  NetworkingConfig: unhonoured
 })
 export type CreateBody = typeof CreateBody.Type
 
@@ -128,7 +200,9 @@ export const StoredContainer = Schema.Struct({
   /** The image's config digest: Docker's image ID. */
   ImageId: Schema.String,
   Config: ContainerConfig,
-  HostConfig: HostConfig
+  HostConfig: HostConfig,
+  /** The image's defaults at create, for the effective config (absent on containers made before it was kept). */
+  ImageConfig: Schema.optional(ContainerDefaults)
 })
 export type StoredContainer = typeof StoredContainer.Type
 
@@ -155,6 +229,8 @@ export interface ContainerInspectJson {
   readonly Args: ReadonlyArray<string>
   readonly State: ContainerStateJson
   readonly Image: string
+  /** The container's json-file log (optional only so fakes of the engine need not invent one). */
+  readonly LogPath?: string
   readonly Name: string
   readonly RestartCount: number
   readonly Driver: string

@@ -28,7 +28,7 @@ import * as Live from "../layers/Live.ts"
 import { Containerd } from "../services/Containerd.ts"
 import * as Api from "./Api.ts"
 import { embeddedContainerd } from "./EmbeddedContainerd.ts"
-import { engineLayer } from "./Engine.ts"
+import { Engine } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
 import { buildShimLogger } from "./ShimLogger.ts"
 import { DockerImages } from "./Images.ts"
@@ -161,7 +161,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
     Layer.provideMerge(Layer.unwrap(Effect.map(
       buildShimLogger(path.join(settings.dataRoot, "bin")),
       (shimLogger) =>
-        engineLayer({ namespace: settings.namespace, logRoot: path.join(settings.dataRoot, "containers"), shimLogger })
+        Engine.layer({ namespace: settings.namespace, logRoot: path.join(settings.dataRoot, "containers"), shimLogger })
     ))),
     Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(library)

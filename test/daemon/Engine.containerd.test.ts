@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Containerd, rpcCounts } from "../../src/services/Containerd.ts"
-import { Engine, engineLayer } from "../../src/daemon/Engine.ts"
+import { Engine } from "../../src/daemon/Engine.ts"
 import { EventLog } from "../../src/daemon/EventLog.ts"
 import type { CreateBody } from "../../src/daemon/Model.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
@@ -24,7 +24,7 @@ const engine = (namespace: string, options?: { readonly execRetention?: Duration
       (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
     ),
     (logRoot) =>
-      engineLayer({ namespace, logRoot, ...options }).pipe(Layer.provideMerge(EventLog.layer), Layer.provideMerge(runtimeLayer(namespace)))
+      Engine.layer({ namespace, logRoot, ...options }).pipe(Layer.provideMerge(EventLog.layer), Layer.provideMerge(runtimeLayer(namespace)))
   ))
 
 const eventually = <E>(check: Effect.Effect<boolean, E>, within: Duration.Input = "10 seconds") =>

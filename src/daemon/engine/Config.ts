@@ -1,0 +1,48 @@
+/**
+ * A container's effective config: what the create request said, completed by
+ * its image's defaults as dockerd's `merge` (daemon/commit.go) does. This is what
+ * inspect shows and what `stop` signals with, so a container made from an image
+ * with `CMD`, `ENV`, `LABEL` or `STOPSIGNAL` reads as it runs.
+ */
+import type { ContainerDefaults } from "../../domain/Image.ts"
+import type { ContainerConfig } from "../Model.ts"
+import { argv } from "./HostConfig.ts"
+
+/** The fields of a container's config its image can supply. */
+export interface EffectiveConfig {
+  readonly Cmd: ReadonlyArray<string> | null
+  readonly Entrypoint: ReadonlyArray<string> | null
+  readonly Env: ReadonlyArray<string>
+  readonly Labels: Readonly<Record<string, string>>
+  readonly WorkingDir: string
+  readonly User: string
+  /** Empty when neither the request nor the image sets one. */
+  readonly StopSignal: string
+}
+
+/** `KEY=value` lists merged by key; `later` wins, order of first appearance kept. */
+const mergeEnv = (earlier: ReadonlyArray<string>, later: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const byKey = new Map<string, string>()
+  for (const variable of [...earlier, ...later]) byKey.set(variable.split("=", 1)[0]!, variable)
+  return [...byKey.values()]
+}
+
+/** The request's config completed by the image's (absent for containers created before images were recorded). */
+export const effectiveConfig = (request: ContainerConfig, image: ContainerDefaults | undefined): EffectiveConfig => {
+  const entrypoint = argv(request.Entrypoint)
+  const cmd = argv(request.Cmd)
+  // As dockerd: an entrypoint of the request's own drops the image's Cmd; an empty one clears the image's.
+  const ownEntrypoint = entrypoint !== undefined && entrypoint.length > 0
+  return {
+    Cmd: (ownEntrypoint || (cmd !== undefined && cmd.length > 0) ? cmd : image?.Cmd ?? cmd) ?? null,
+    Entrypoint: (entrypoint ?? image?.Entrypoint) ?? null,
+    Env: mergeEnv(image?.Env ?? [], request.Env ?? []),
+    Labels: { ...image?.Labels, ...request.Labels },
+    WorkingDir: request.WorkingDir || image?.WorkingDir || "",
+    User: request.User || image?.User || "",
+    StopSignal: request.StopSignal || image?.StopSignal || ""
+  }
+}
+
+/** The signal `docker stop` sends: the container's, else its image's, else SIGTERM. */
+export const stopSignalOf = (config: EffectiveConfig): string => config.StopSignal || "SIGTERM"

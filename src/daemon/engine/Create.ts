@@ -1,0 +1,107 @@
+/**
+ * `docker create`, as moby's `daemon/create.go`: the request checked before
+ * anything is made (its name, every field against `CreateFields`, the host-config
+ * parsers), the image resolved, then one containerd container carrying what the
+ * daemon keeps of it (`StoredContainer`) and the log options beside its log.
+ */
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import { Clock, Effect, Result } from "effect"
+import { signalNumber } from "../../domain/Signal.ts"
+import type { Images } from "../../services/Images.ts"
+import { MonitorLabels } from "../../services/Monitors.ts"
+import { badRequest, fromLibrary, notFound } from "../DockerError.ts"
+import { containerDir, logConfigPath } from "../LogFiles.ts"
+import type { CreateBody, StoredContainer } from "../Model.ts"
+import { review } from "./CreateFields.ts"
+import { type Environment, files, inNamespace, lib, publish } from "./Environment.ts"
+import { argv, checkLogConfig, logConfigOf, parseBind, parseNetwork, parsePolicy, parseTmpfs } from "./HostConfig.ts"
+import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
+
+const check = <A>(result: Result.Result<A, string>) =>
+  Result.isSuccess(result) ? Effect.succeed(result.success) : Effect.fail(badRequest(result.failure))
+
+/** The request, checked: what the library needs of it, and the warnings for the response. */
+const validate = (body: CreateBody) =>
+  Effect.gen(function*() {
+    if (body.Image === undefined || body.Image === null || body.Image === "") {
+      return yield* Effect.fail(badRequest("config has no image: an image is required to create a container"))
+    }
+    const warnings = yield* check(review(body))
+    const host = body.HostConfig ?? {}
+    const policy = yield* check(parsePolicy(host.RestartPolicy))
+    if (host.AutoRemove === true && policy.name !== "no") {
+      return yield* Effect.fail(badRequest("conflicting options: cannot specify both --restart and --rm"))
+    }
+    const network = yield* check(parseNetwork(host.NetworkMode))
+    const binds = yield* Effect.forEach(host.Binds ?? [], (bind) => check(parseBind(bind)))
+    const tmpfs = yield* Effect.forEach(Object.entries(host.Tmpfs ?? {}), ([dest, opts]) => check(parseTmpfs(dest, opts)))
+    if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
+      return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
+    }
+    yield* check(checkLogConfig(host.LogConfig))
+    if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
+      return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
+    }
+    return {
+      image: body.Image,
+      network: network.mode,
+      mounts: [...binds, ...tmpfs],
+      warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
+    }
+  })
+
+/** `create` over the engine's environment. */
+export const makeCreate = (env: Environment, images: Images["Service"]) =>
+  Effect.fn("Engine.create")(function*(requestedName: string | undefined, body: CreateBody) {
+    const name = yield* checkName(requestedName)
+    const checked = yield* validate(body)
+    const image = yield* images.resolve(checked.image).pipe(
+      inNamespace(env),
+      Effect.mapError((error) => error.reason._tag === "NotFound" ? notFound(`No such image: ${checked.image}`) : fromLibrary(error))
+    )
+    return yield* env.store.withName(name, (name) =>
+      Effect.gen(function*() {
+        const id = crypto.randomBytes(32).toString("hex")
+        const host = body.HostConfig ?? {}
+        const { HostConfig: _, NetworkingConfig: __, ...config } = body
+        const stored: StoredContainer = {
+          Name: `/${name}`,
+          Created: new Date(yield* Clock.currentTimeMillis).toISOString(),
+          Image: checked.image,
+          ImageId: image.configDigest,
+          Config: config,
+          HostConfig: host,
+          ...(image.config.config ? { ImageConfig: image.config.config } : {})
+        }
+        const container = yield* lib(inNamespace(env)(env.monitors.create({
+          id,
+          image: image.name,
+          entrypoint: argv(body.Entrypoint),
+          command: argv(body.Cmd),
+          env: body.Env ?? undefined,
+          workingDir: body.WorkingDir || undefined,
+          user: body.User || undefined,
+          labels: {
+            [DaemonLabels.name]: name,
+            ...(host.AutoRemove === true ? { [MonitorLabels.transient]: "true" } : {})
+          },
+          mounts: checked.mounts,
+          hostname: body.Hostname || id.slice(0, 12),
+          tty: body.Tty ?? false,
+          network: checked.network,
+          readonlyRootfs: host.ReadonlyRootfs ?? false,
+          resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
+          runtime: host.Runtime || undefined,
+          extensions: storedExtensions(stored)
+        })))
+        yield* files("could not write the container's log options", () => {
+          fs.mkdirSync(containerDir(env.options.logRoot, id), { recursive: true })
+          fs.writeFileSync(logConfigPath(env.options.logRoot, id), JSON.stringify(logConfigOf(stored)))
+        }).pipe(Effect.onError(() => lib(inNamespace(env)(env.monitors.remove(id))).pipe(Effect.ignore)))
+        const entry = yield* makeEntry(container.id, stored, container.labels)
+        env.store.add(entry)
+        yield* publish(env, entry, "create")
+        return { Id: id, Warnings: checked.warnings }
+      }))
+  })

@@ -1,0 +1,183 @@
+/**
+ * Honest create: what the engine does with every field of a create request, in
+ * one table. A field is `honoured` (the engine acts on it, or there is nothing to
+ * do on Linux), `warn`ed about in the response's `Warnings` (ignoring it is
+ * harmless; the docker CLI prints `WARNING: ...`), or `reject`ed with a 400 naming
+ * it (ignoring it would surprise or lose data: volumes, published ports, privileges,
+ * resource limits). Only fields that are set count: the CLI sends most unset ones
+ * as null, zero, empty or (`MemorySwappiness`) -1.
+ */
+import { Result } from "effect"
+import type { CreateBody, HostConfig } from "../Model.ts"
+
+/** What create does with a field that is set. */
+export type Treatment =
+  | { readonly _tag: "Honoured" }
+  | { readonly _tag: "Warn"; readonly message: string }
+  | { readonly _tag: "Reject"; readonly message: string }
+
+/** A field's row: its treatment, and what it looks like when the client did not set it. */
+export interface Row {
+  readonly treatment: Treatment
+  /** Whether the value is set; default: not null, false, 0, "", [] or {}. */
+  readonly isSet?: ((value: unknown) => boolean) | undefined
+}
+
+/** Every field of the body: `Config`'s at the top, `HostConfig`'s prefixed. */
+export type BodyField = Exclude<keyof CreateBody, "HostConfig"> | "HostConfig" | `HostConfig.${keyof HostConfig}`
+
+/** A value the client set: anything but null, false, 0, "" and an empty array or object. */
+export const isSet = (value: unknown): boolean => {
+  if (value === undefined || value === null || value === false || value === 0 || value === "") return false
+  if (Array.isArray(value)) return value.length > 0
+  if (typeof value === "object") return Object.keys(value).length > 0
+  return true
+}
+
+/** Set somewhere inside: the CLI sends an endpoint of all-empty settings for the default network. */
+const isSetDeep = (value: unknown): boolean =>
+  value !== null && typeof value === "object" && !Array.isArray(value)
+    ? Object.values(value).some(isSetDeep)
+    : isSet(value)
+
+const honoured: Row = { treatment: { _tag: "Honoured" } }
+const warn = (message: string, isSet?: Row["isSet"]): Row => ({ treatment: { _tag: "Warn", message }, isSet })
+const reject = (message: string, isSet?: Row["isSet"]): Row => ({ treatment: { _tag: "Reject", message }, isSet })
+
+const noNetwork = "there is no container networking yet"
+const limit = (field: string, flag: string) =>
+  reject(`${field} (${flag}) is not supported: of the resource limits only Memory (-m) and CpuShares (-c) are applied`)
+const namespace = (field: string, flag: string) =>
+  reject(`${field} (${flag}) is not supported: containers get their own namespaces`)
+
+/** The table: every field of `CreateBody` and its `HostConfig`, and what create does when it is set. */
+export const FIELDS: Readonly<Record<BodyField, Row>> = {
+  Hostname: honoured,
+  Domainname: warn("Domainname is ignored: the container gets no domain name"),
+  User: honoured,
+  AttachStdin: honoured,
+  AttachStdout: honoured,
+  AttachStderr: honoured,
+  Tty: honoured,
+  OpenStdin: honoured,
+  StdinOnce: honoured,
+  Env: honoured,
+  Cmd: honoured,
+  Entrypoint: honoured,
+  Image: honoured,
+  Labels: honoured,
+  WorkingDir: honoured,
+  StopSignal: honoured,
+  StopTimeout: honoured,
+  ExposedPorts: warn(`ExposedPorts (--expose) is ignored: ${noNetwork}`),
+  Volumes: reject("Volumes (anonymous volumes, -v /path) are not supported: bind a host path (-v /host:/path) or use --tmpfs"),
+  Healthcheck: warn("Healthcheck (--health-*) is ignored: health checks are not run"),
+  NetworkDisabled: warn("NetworkDisabled is ignored: use NetworkMode none (the default here)"),
+  MacAddress: warn(`MacAddress (--mac-address) is ignored: ${noNetwork}`),
+  OnBuild: warn("OnBuild is ignored: this daemon builds no images"),
+  // Windows-only (dockerd ignores it on Linux too).
+  ArgsEscaped: honoured,
+  // Only builds use it, for the shell form of RUN, CMD and ENTRYPOINT.
+  Shell: honoured,
+  NetworkingConfig: warn(`NetworkingConfig (--ip, --alias, ...) is ignored: ${noNetwork}`, isSetDeep),
+  HostConfig: honoured,
+
+  "HostConfig.Binds": honoured,
+  "HostConfig.NetworkMode": honoured,
+  "HostConfig.RestartPolicy": honoured,
+  "HostConfig.AutoRemove": honoured,
+  "HostConfig.ReadonlyRootfs": honoured,
+  "HostConfig.Tmpfs": honoured,
+  "HostConfig.Memory": honoured,
+  "HostConfig.CpuShares": honoured,
+  "HostConfig.Runtime": honoured,
+  "HostConfig.LogConfig": honoured,
+  // The CLI resizes the terminal right after the start, which the engine does.
+  "HostConfig.ConsoleSize": honoured,
+  // The CLI writes the file; dockerd only carries it.
+  "HostConfig.ContainerIDFile": honoured,
+  "HostConfig.Privileged": reject("Privileged (--privileged) is not supported: privileged containers are not run"),
+  "HostConfig.PortBindings": reject(`PortBindings (-p) is not supported: ${noNetwork}; use NetworkMode host`),
+  "HostConfig.PublishAllPorts": reject(`PublishAllPorts (-P) is not supported: ${noNetwork}; use NetworkMode host`),
+  "HostConfig.Links": reject(`Links (--link) is not supported: ${noNetwork}`),
+  "HostConfig.Dns": warn(`Dns (--dns) is ignored: ${noNetwork}`),
+  "HostConfig.DnsOptions": warn(`DnsOptions (--dns-option) is ignored: ${noNetwork}`),
+  "HostConfig.DnsSearch": warn(`DnsSearch (--dns-search) is ignored: ${noNetwork}`),
+  "HostConfig.ExtraHosts": warn(`ExtraHosts (--add-host) is ignored: ${noNetwork}`),
+  "HostConfig.VolumeDriver": reject("VolumeDriver (--volume-driver) is not supported: there are no volumes"),
+  "HostConfig.VolumesFrom": reject("VolumesFrom (--volumes-from) is not supported: there are no volumes"),
+  "HostConfig.Mounts": reject("Mounts (--mount) is not supported: use Binds (-v /host:/path) or Tmpfs (--tmpfs)"),
+  "HostConfig.StorageOpt": reject("StorageOpt (--storage-opt) is not supported"),
+  "HostConfig.CapAdd": reject("CapAdd (--cap-add) is not supported: containers get Docker's default capabilities"),
+  "HostConfig.CapDrop": reject("CapDrop (--cap-drop) is not supported: containers get Docker's default capabilities"),
+  "HostConfig.SecurityOpt": reject("SecurityOpt (--security-opt) is not supported"),
+  "HostConfig.MaskedPaths": reject("MaskedPaths is not supported: containers get Docker's default masked paths"),
+  "HostConfig.ReadonlyPaths": reject("ReadonlyPaths is not supported: containers get Docker's default read-only paths"),
+  "HostConfig.GroupAdd": reject("GroupAdd (--group-add) is not supported"),
+  "HostConfig.Sysctls": reject("Sysctls (--sysctl) is not supported"),
+  "HostConfig.Devices": reject("Devices (--device) is not supported"),
+  "HostConfig.DeviceCgroupRules": reject("DeviceCgroupRules (--device-cgroup-rule) is not supported"),
+  "HostConfig.DeviceRequests": reject("DeviceRequests (--gpus) is not supported"),
+  "HostConfig.IpcMode": namespace("IpcMode", "--ipc"),
+  "HostConfig.PidMode": namespace("PidMode", "--pid"),
+  "HostConfig.UTSMode": namespace("UTSMode", "--uts"),
+  "HostConfig.UsernsMode": namespace("UsernsMode", "--userns"),
+  "HostConfig.Cgroup": namespace("Cgroup", "--cgroup"),
+  "HostConfig.CgroupnsMode": warn("CgroupnsMode (--cgroupns) is ignored: containers get containerd's default cgroup namespace"),
+  "HostConfig.CgroupParent": reject("CgroupParent (--cgroup-parent) is not supported"),
+  "HostConfig.Annotations": warn("Annotations (--annotation) are ignored"),
+  "HostConfig.OomScoreAdj": warn("OomScoreAdj (--oom-score-adj) is ignored"),
+  "HostConfig.OomKillDisable": warn("OomKillDisable (--oom-kill-disable) is ignored"),
+  "HostConfig.Init": warn("Init (--init) is ignored: no init process is added, the command runs as PID 1"),
+  // Windows-only; `default` is what every platform has.
+  "HostConfig.Isolation": warn("Isolation (--isolation) is ignored: it applies to Windows", (v) => isSet(v) && v !== "default"),
+  "HostConfig.ShmSize": reject("ShmSize (--shm-size) is not supported: /dev/shm has the runtime's default size"),
+  "HostConfig.BlkioWeight": limit("BlkioWeight", "--blkio-weight"),
+  "HostConfig.BlkioWeightDevice": limit("BlkioWeightDevice", "--blkio-weight-device"),
+  "HostConfig.BlkioDeviceReadBps": limit("BlkioDeviceReadBps", "--device-read-bps"),
+  "HostConfig.BlkioDeviceWriteBps": limit("BlkioDeviceWriteBps", "--device-write-bps"),
+  "HostConfig.BlkioDeviceReadIOps": limit("BlkioDeviceReadIOps", "--device-read-iops"),
+  "HostConfig.BlkioDeviceWriteIOps": limit("BlkioDeviceWriteIOps", "--device-write-iops"),
+  "HostConfig.CpuPeriod": limit("CpuPeriod", "--cpu-period"),
+  "HostConfig.CpuQuota": limit("CpuQuota", "--cpu-quota"),
+  "HostConfig.CpuRealtimePeriod": limit("CpuRealtimePeriod", "--cpu-rt-period"),
+  "HostConfig.CpuRealtimeRuntime": limit("CpuRealtimeRuntime", "--cpu-rt-runtime"),
+  "HostConfig.CpusetCpus": limit("CpusetCpus", "--cpuset-cpus"),
+  "HostConfig.CpusetMems": limit("CpusetMems", "--cpuset-mems"),
+  "HostConfig.NanoCpus": limit("NanoCpus", "--cpus"),
+  "HostConfig.CpuCount": limit("CpuCount", "--cpu-count"),
+  "HostConfig.CpuPercent": limit("CpuPercent", "--cpu-percent"),
+  "HostConfig.MemoryReservation": limit("MemoryReservation", "--memory-reservation"),
+  "HostConfig.MemorySwap": limit("MemorySwap", "--memory-swap"),
+  // The CLI sends -1 when the flag is not given.
+  "HostConfig.MemorySwappiness": { ...limit("MemorySwappiness", "--memory-swappiness"), isSet: (v) => isSet(v) && v !== -1 },
+  "HostConfig.KernelMemoryTCP": limit("KernelMemoryTCP", "--kernel-memory-tcp"),
+  // -1 is unlimited, as with no limit.
+  "HostConfig.PidsLimit": { ...limit("PidsLimit", "--pids-limit"), isSet: (v) => isSet(v) && v !== -1 },
+  "HostConfig.Ulimits": limit("Ulimits", "--ulimit"),
+  "HostConfig.IOMaximumIOps": limit("IOMaximumIOps", "--io-maxiops"),
+  "HostConfig.IOMaximumBandwidth": limit("IOMaximumBandwidth", "--io-maxbandwidth")
+}
+
+/** The fields of `body` that are set, as table keys. */
+const setFields = (body: CreateBody): ReadonlyArray<[BodyField, Row]> => {
+  const { HostConfig: host, ...config } = body
+  const fields: Array<[string, unknown]> = [
+    ...Object.entries(config),
+    ...Object.entries(host ?? {}).map(([key, value]): [string, unknown] => [`HostConfig.${key}`, value])
+  ]
+  return fields.flatMap(([field, value]) => {
+    const row = FIELDS[field as BodyField] as Row | undefined
+    return row !== undefined && (row.isSet ?? isSet)(value) ? [[field as BodyField, row]] : []
+  })
+}
+
+/** What create says of a body: the first field it refuses, or the warnings of those it ignores. */
+export const review = (body: CreateBody): Result.Result<ReadonlyArray<string>, string> => {
+  const warnings: Array<string> = []
+  for (const [, row] of setFields(body)) {
+    if (row.treatment._tag === "Reject") return Result.fail(row.treatment.message)
+    if (row.treatment._tag === "Warn") warnings.push(row.treatment.message)
+  }
+  return Result.succeed(warnings)
+}

@@ -1,0 +1,145 @@
+/**
+ * The host-config parsers: Docker's strings and records of a create request
+ * (restart policy, binds, tmpfs, sizes, network mode, log options) turned into
+ * what the library takes. Pure, so bad input is refused with a message before
+ * anything is created, and each rule is tested on its own.
+ */
+import { Result } from "effect"
+import type { BindMount, TmpfsMount } from "../../services/Runtime.ts"
+import type { LogConfig } from "../LogFiles.ts"
+import type { HostConfig, RestartPolicyName, StoredContainer } from "../Model.ts"
+
+/** A restart policy as the engine applies it: `max` is 0 (unlimited) unless `on-failure:N`. */
+export interface RestartPolicy {
+  readonly name: RestartPolicyName
+  readonly max: number
+}
+
+/** `HostConfig.RestartPolicy`, checked as dockerd's `ValidateRestartPolicy`. */
+export const parsePolicy = (policy: HostConfig["RestartPolicy"]): Result.Result<RestartPolicy, string> => {
+  const name = policy?.Name ?? ""
+  const max = policy?.MaximumRetryCount ?? 0
+  if (max < 0) return Result.fail("invalid restart policy: maximum retry count cannot be negative")
+  switch (name) {
+    case "":
+    case "no":
+    case "always":
+    case "unless-stopped":
+      if (max !== 0) return Result.fail(`invalid restart policy: maximum retry count can only be used with 'on-failure'`)
+      return Result.succeed({ name: name === "" ? "no" : name, max: 0 })
+    case "on-failure":
+      return Result.succeed({ name, max })
+    default:
+      return Result.fail(`invalid restart policy '${name}': use no, always, on-failure or unless-stopped`)
+  }
+}
+
+/** The policy a stored container runs under; `no` if what was stored no longer parses. */
+export const policyOf = (stored: StoredContainer): RestartPolicy =>
+  Result.getOrElse(parsePolicy(stored.HostConfig.RestartPolicy), () => ({ name: "no" as const, max: 0 }))
+
+const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }
+
+/** A size as Docker writes them (`512`, `64k`, `10m`, `1g`), in bytes; `undefined` if absent or malformed. */
+export const parseSize = (value: string | undefined): number | undefined => {
+  const match = /^(\d+)([bkmg]?)$/i.exec(value ?? "")
+  return match === null ? undefined : Number(match[1]) * UNITS[match[2]!.toLowerCase()]!
+}
+
+const TMPFS_FLAGS = ["rw", "ro", "noexec", "exec", "nosuid", "suid", "nodev", "dev"]
+
+/** One `HostConfig.Tmpfs` entry (`/run` → `size=64m,mode=1777`). */
+export const parseTmpfs = (destination: string, options: string): Result.Result<TmpfsMount, string> => {
+  if (!destination.startsWith("/")) return Result.fail(`invalid tmpfs mount ${destination}: the path must be absolute`)
+  let size: number | undefined
+  let mode: number | undefined
+  for (const option of options.split(",").filter((o) => o !== "")) {
+    const [key, value = ""] = option.split("=", 2)
+    if (key === "size") {
+      size = parseSize(value)
+      if (size === undefined) return Result.fail(`invalid tmpfs size ${JSON.stringify(value)} for ${destination}`)
+    } else if (key === "mode") {
+      if (!/^[0-7]{3,4}$/.test(value)) return Result.fail(`invalid tmpfs mode ${JSON.stringify(value)} for ${destination}`)
+      mode = parseInt(value, 8)
+    } else if (!TMPFS_FLAGS.includes(key!)) {
+      return Result.fail(`invalid tmpfs option ${JSON.stringify(option)} for ${destination}`)
+    }
+  }
+  return Result.succeed({ type: "tmpfs", destination, size, mode })
+}
+
+const BIND_MODES = ["ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave"]
+
+/** One `HostConfig.Binds` entry (`/host:/container[:mode]`); named volumes do not exist here. */
+export const parseBind = (bind: string): Result.Result<BindMount, string> => {
+  const parts = bind.split(":")
+  if (parts.length < 2 || parts.length > 3) return Result.fail(`invalid volume specification: '${bind}'`)
+  const [source = "", destination = "", mode = "rw"] = parts
+  if (!source.startsWith("/")) {
+    return Result.fail(`invalid volume specification: '${bind}': named volumes are not supported, bind an absolute host path`)
+  }
+  if (!destination.startsWith("/")) return Result.fail(`invalid volume specification: '${bind}': the container path must be absolute`)
+  const modes = mode.split(",")
+  if (!modes.every((m) => BIND_MODES.includes(m))) return Result.fail(`invalid mode: ${mode}`)
+  return Result.succeed({ type: "bind", source, destination, readonly: modes.includes("ro") })
+}
+
+/** What a network mode becomes: only `none` and `host` exist until bridge networking does. */
+export interface Network {
+  readonly mode: "none" | "host"
+  /** For the create response's `Warnings`, when the container gets less than it asked for. */
+  readonly warning?: string | undefined
+}
+
+/** Said when `bridge` is asked for by name and the container gets `none`. */
+export const BRIDGE_WARNING = "the bridge network does not exist yet: the container has no network but loopback (as with --network none)"
+
+/**
+ * `HostConfig.NetworkMode`.
+ *
+ * Gotchas: the default (``, `default`) becomes `none` without a warning — the CLI
+ * sends `default` on every `docker run`, so a warning would be printed by every run
+ * (on the stderr scripts read). Only `bridge` asked for by name is warned about.
+ */
+export const parseNetwork = (mode: string | null | undefined): Result.Result<Network, string> => {
+  switch (mode ?? "") {
+    case "":
+    case "default":
+    case "none":
+      return Result.succeed({ mode: "none" })
+    case "bridge":
+      return Result.succeed({ mode: "none", warning: BRIDGE_WARNING })
+    case "host":
+      return Result.succeed({ mode: "host" })
+    default:
+      return Result.fail(`network mode ${JSON.stringify(mode)} is not supported: use none, host or default`)
+  }
+}
+
+/** `HostConfig.LogConfig`, checked: only json-file, with a positive `max-size` and `max-file`. */
+export const checkLogConfig = (log: HostConfig["LogConfig"]): Result.Result<void, string> => {
+  if (log?.Type !== undefined && log.Type !== null && log.Type !== "" && log.Type !== "json-file") {
+    return Result.fail(`logging driver ${JSON.stringify(log.Type)} is not supported: use json-file`)
+  }
+  const maxSize = log?.Config?.["max-size"]
+  if (maxSize !== undefined && (parseSize(maxSize) ?? 0) <= 0) {
+    return Result.fail(`invalid log option max-size=${JSON.stringify(maxSize)}: use a size such as 10m`)
+  }
+  const maxFile = log?.Config?.["max-file"]
+  if (maxFile !== undefined && !/^[1-9]\d*$/.test(maxFile)) {
+    return Result.fail(`invalid log option max-file=${JSON.stringify(maxFile)}: use a positive number`)
+  }
+  return Result.void
+}
+
+/** The container's log options, as its create request set them (dockerd's defaults: no rotation, one file). */
+export const logConfigOf = (stored: StoredContainer): LogConfig => {
+  const config = stored.HostConfig.LogConfig?.Config ?? {}
+  const maxSize = parseSize(config["max-size"])
+  const maxFiles = Number(config["max-file"] ?? 1) || 1
+  return maxSize === undefined ? { maxFiles } : { maxSize, maxFiles }
+}
+
+/** `Cmd`/`Entrypoint` as an argv: the API also takes one string, which dockerd keeps whole. */
+export const argv = (value: ReadonlyArray<string> | string | null | undefined): ReadonlyArray<string> | undefined =>
+  value === null || value === undefined ? undefined : typeof value === "string" ? [value] : value

@@ -1,0 +1,145 @@
+/**
+ * The engine's public types: the operations `Api.ts` calls and their options.
+ * They live apart from the assembly (`../Engine.ts`, which re-exports them) so
+ * the concept modules of the engine can name them without importing upward.
+ */
+import type { Duration, Effect, Scope, Stream } from "effect"
+import type { DockerError } from "../DockerError.ts"
+import type { LogEntry } from "../JsonLog.ts"
+import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
+
+/** How `wait` decides it is done (`POST /containers/{id}/wait?condition=`). */
+export type WaitCondition = "not-running" | "next-exit" | "removed"
+
+/** Filters of `GET /containers/json`: Docker's `status`, `label`, `name`, `id`. */
+export type ContainerFilters = Readonly<Record<string, ReadonlyArray<string>>>
+
+/** The engine. Every `ref` is a full id, a unique id prefix, or a name (with or without `/`). */
+export interface EngineShape {
+  /** Creates a container; `name` is generated when not given. 404 "No such image" when the image is not here. */
+  readonly create: (
+    name: string | undefined,
+    body: CreateBody
+  ) => Effect.Effect<{ readonly Id: string; readonly Warnings: ReadonlyArray<string> }, DockerError>
+  /** Starts it; `alreadyRunning` (dockerd answers 304) when it was running. */
+  readonly start: (ref: string) => Effect.Effect<{ readonly alreadyRunning: boolean }, DockerError>
+  /** Sends the stop signal, then SIGKILL after `timeout` seconds (default the container's StopTimeout, else 10). */
+  readonly stop: (
+    ref: string,
+    options?: { readonly signal?: string | undefined; readonly timeout?: number | undefined }
+  ) => Effect.Effect<{ readonly alreadyStopped: boolean }, DockerError>
+  /** Stops (as `stop`) and starts again. */
+  readonly restart: (
+    ref: string,
+    options?: { readonly signal?: string | undefined; readonly timeout?: number | undefined }
+  ) => Effect.Effect<void, DockerError>
+  /** Sends a signal (default SIGKILL); 409 when not running. */
+  readonly kill: (ref: string, signal?: string) => Effect.Effect<void, DockerError>
+  readonly pause: (ref: string) => Effect.Effect<void, DockerError>
+  readonly unpause: (ref: string) => Effect.Effect<void, DockerError>
+  /**
+   * Waits for the condition; the effect that waits is returned once the container
+   * is found, so the API can answer 404 before it starts streaming.
+   */
+  readonly wait: (
+    ref: string,
+    condition: WaitCondition
+  ) => Effect.Effect<Effect.Effect<{ readonly StatusCode: number }, DockerError>, DockerError, Scope.Scope>
+  /** Removes it; 409 when running unless `force` (then killed first). */
+  readonly remove: (ref: string, options?: { readonly force?: boolean | undefined }) => Effect.Effect<void, DockerError>
+  readonly inspect: (ref: string) => Effect.Effect<ContainerInspectJson, DockerError>
+  readonly list: (options: {
+    readonly all?: boolean | undefined
+    readonly limit?: number | undefined
+    readonly filters?: ContainerFilters | undefined
+  }) => Effect.Effect<ReadonlyArray<ContainerSummaryJson>, DockerError>
+  /** `ps` of the container's processes: pids from containerd, details from /proc. */
+  readonly top: (ref: string) => Effect.Effect<
+    { readonly Titles: ReadonlyArray<string>; readonly Processes: ReadonlyArray<ReadonlyArray<string>> },
+    DockerError
+  >
+  /**
+   * Attaches to the container's output (and its stdin, if it was created with
+   * `OpenStdin` and `stdin` is asked for): from now until the end of its next
+   * (or current) run. With `logs`, what it logged before comes first.
+   */
+  readonly attach: (ref: string, options: AttachOptions) => Effect.Effect<AttachSession, DockerError, Scope.Scope>
+  /** The container's json-file log, filtered; with `follow`, until the container stops. */
+  readonly logs: (
+    ref: string,
+    options: LogsOptions
+  ) => Effect.Effect<{ readonly tty: boolean; readonly entries: Stream.Stream<LogEntry, DockerError> }, DockerError>
+  /** Creates an exec in a running container (Docker's exec instance); 409 if it is not running or paused. */
+  readonly execCreate: (ref: string, config: ExecConfig) => Effect.Effect<{ readonly Id: string }, DockerError>
+  /**
+   * Starts an exec. Detached: runs with no stdio. Attached: the session's output
+   * ends with the exec's output; `exited` waits for its exit code.
+   */
+  readonly execStart: (
+    execId: string,
+    options: { readonly detach: boolean }
+  ) => Effect.Effect<{ readonly session: AttachSession; readonly exited: Effect.Effect<number> }, DockerError>
+  readonly execResize: (execId: string, height: number, width: number) => Effect.Effect<void, DockerError>
+  readonly execInspect: (execId: string) => Effect.Effect<ExecInspectJson, DockerError>
+  /** Resizes the container's terminal. */
+  readonly resize: (ref: string, height: number, width: number) => Effect.Effect<void, DockerError>
+  /** Counts for `GET /info`. */
+  readonly counts: Effect.Effect<{
+    readonly total: number
+    readonly running: number
+    readonly paused: number
+    readonly stopped: number
+  }>
+}
+
+/** What `attach` connects. */
+export interface AttachOptions {
+  readonly stdin: boolean
+  readonly stdout: boolean
+  readonly stderr: boolean
+  /** Replay the log before the live output. */
+  readonly logs: boolean
+  /** Live output and input (Docker's `stream`); without it only the log is replayed. */
+  readonly stream: boolean
+}
+
+/** An attached client's view of the container. */
+export interface AttachSession {
+  /** A terminal: output is raw bytes, not multiplexed. */
+  readonly tty: boolean
+  /** The output asked for; ends when the run ends. */
+  readonly output: Stream.Stream<{ readonly stream: "stdout" | "stderr"; readonly data: Uint8Array }>
+  /** Writes to the container's stdin (if attached to it). */
+  readonly write: ((data: Uint8Array) => Effect.Effect<void>) | undefined
+  /** The client's input ended: closes stdin if the container says `StdinOnce`. */
+  readonly endInput: Effect.Effect<void>
+}
+
+/** What `logs` returns. */
+export interface LogsOptions {
+  readonly stdout: boolean
+  readonly stderr: boolean
+  readonly follow: boolean
+  /** Unix ms. */
+  readonly since?: number | undefined
+  readonly until?: number | undefined
+  /** The last N entries; all if undefined. */
+  readonly tail?: number | undefined
+}
+
+/** Settings of the engine. */
+export interface EngineOptions {
+  /** The containerd namespace the daemon's containers live in. */
+  readonly namespace: string
+  /** Where containers' json-file logs go: `<logRoot>/<id>/<id>-json.log`. */
+  readonly logRoot: string
+  /**
+   * The shim logger (`ShimLogger.buildShimLogger`). With it, containers without
+   * a stdin or a terminal are logged by the shim's child instead of through the
+   * daemon's FIFOs, so their output never waits for the daemon. Without it,
+   * every container's output goes through FIFOs.
+   */
+  readonly shimLogger?: string | undefined
+  /** How long an exited exec stays inspectable (dockerd's exec GC); default 5 minutes, checked every fifth of it. */
+  readonly execRetention?: Duration.Input | undefined
+}

@@ -1,0 +1,244 @@
+/**
+ * The engine's read-only views, as moby's `daemon/inspect.go`, `list.go` and
+ * `top_unix.go`: a container's Docker state, inspect, the filtered list, the
+ * processes of a running one, and the counts of `GET /info`. They only read:
+ * the monitors' state of the task, the entry's phase, what was stored at create.
+ */
+import * as fs from "node:fs"
+import { Clock, Effect, Result } from "effect"
+import { badRequest, type DockerError } from "../DockerError.ts"
+import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
+import { type Environment, lib, logPathOf, taskOf, trackedOf } from "./Environment.ts"
+import type { ContainerFilters } from "./Shape.ts"
+import { isPaused, isRunning, status } from "./State.ts"
+import type { Entry } from "./Store.ts"
+
+const iso = (date: Date | undefined) => date === undefined ? ZERO_TIME : date.toISOString()
+
+/** Docker's `State` of the container. */
+export const stateOf = (env: Environment, entry: Entry) =>
+  Effect.map(trackedOf(env, entry), (tracked): ContainerStateJson => {
+    const state = tracked?.state
+    const running = isRunning(state?.status)
+    const now = status(state?.status, entry.phase)
+    return {
+      Status: now,
+      Running: running,
+      Paused: isPaused(state?.status, entry.phase),
+      Restarting: now === "restarting",
+      OOMKilled: state?.oomKilled ?? false,
+      Dead: now === "dead",
+      Pid: running ? state?.pid ?? 0 : 0,
+      ExitCode: running ? 0 : state?.exitCode ?? 0,
+      Error: state?.exitUnknown === true ? "the container's exit status could not be known" : "",
+      StartedAt: iso(state?.startedAt),
+      FinishedAt: running ? ZERO_TIME : iso(state?.exitedAt)
+    }
+  })
+
+type Spec = { readonly process?: { readonly args?: ReadonlyArray<string>; readonly env?: ReadonlyArray<string> } }
+
+const specOf = (env: Environment, entry: Entry) =>
+  Effect.map(trackedOf(env, entry), (t) => (t?.container?.info.spec ?? {}) as Spec)
+
+/** `Config` as dockerd shows it: the request's, completed by the image's. */
+const configJson = (entry: Entry, spec: Spec) => {
+  const config = entry.stored.Config
+  return {
+    Hostname: config.Hostname || entry.id.slice(0, 12),
+    Domainname: "",
+    User: entry.config.User,
+    AttachStdin: config.AttachStdin ?? false,
+    AttachStdout: config.AttachStdout ?? false,
+    AttachStderr: config.AttachStderr ?? false,
+    Tty: config.Tty ?? false,
+    OpenStdin: config.OpenStdin ?? false,
+    StdinOnce: config.StdinOnce ?? false,
+    // What runs: the spec's, which also has what the runtime added (PATH, HOSTNAME, ...).
+    Env: spec.process?.env ?? entry.config.Env,
+    Cmd: entry.config.Cmd,
+    Entrypoint: entry.config.Entrypoint,
+    Image: entry.stored.Image,
+    WorkingDir: entry.config.WorkingDir,
+    Labels: entry.config.Labels,
+    ...(entry.config.StopSignal ? { StopSignal: entry.config.StopSignal } : {}),
+    ...(config.StopTimeout !== undefined && config.StopTimeout !== null ? { StopTimeout: config.StopTimeout } : {})
+  }
+}
+
+const hostConfigJson = (entry: Entry) => {
+  const host = entry.stored.HostConfig
+  return {
+    Binds: host.Binds ?? null,
+    NetworkMode: host.NetworkMode || "default",
+    RestartPolicy: { Name: entry.restarts.policy.name, MaximumRetryCount: entry.restarts.policy.max },
+    AutoRemove: host.AutoRemove ?? false,
+    ReadonlyRootfs: host.ReadonlyRootfs ?? false,
+    Tmpfs: host.Tmpfs ?? null,
+    Memory: host.Memory ?? 0,
+    CpuShares: host.CpuShares ?? 0,
+    Privileged: false,
+    Runtime: host.Runtime || "runc",
+    LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} }
+  }
+}
+
+const mountsJson = (entry: Entry) => {
+  const host = entry.stored.HostConfig
+  return [
+    ...(host.Binds ?? []).map((bind) => {
+      const [source = "", destination = "", mode = ""] = bind.split(":")
+      return { Type: "bind", Source: source, Destination: destination, Mode: mode, RW: !mode.split(",").includes("ro"), Propagation: "rprivate" }
+    }),
+    ...Object.keys(host.Tmpfs ?? {}).map((destination) => ({ Type: "tmpfs", Source: "", Destination: destination, Mode: "", RW: true, Propagation: "" }))
+  ]
+}
+
+/** `GET /containers/{id}/json`. */
+export const inspect = (env: Environment, entry: Entry) =>
+  Effect.gen(function*() {
+    const state = yield* stateOf(env, entry)
+    const spec = yield* specOf(env, entry)
+    const args = spec.process?.args ?? []
+    return {
+      Id: entry.id,
+      Created: entry.stored.Created,
+      Path: args[0] ?? "",
+      Args: args.slice(1),
+      State: state,
+      Image: entry.stored.ImageId,
+      LogPath: logPathOf(env, entry),
+      Name: `/${entry.name}`,
+      RestartCount: entry.restarts.count,
+      Driver: "overlayfs",
+      Platform: "linux",
+      HostConfig: hostConfigJson(entry),
+      Config: configJson(entry, spec),
+      Mounts: mountsJson(entry),
+      NetworkSettings: { Networks: {}, Ports: {}, IPAddress: "", Gateway: "", MacAddress: "" }
+    } satisfies ContainerInspectJson
+  })
+
+/** Docker's `2 minutes` (go-units' HumanDuration). */
+const humanDuration = (ms: number): string => {
+  const s = Math.round(ms / 1000)
+  if (s < 1) return "Less than a second"
+  if (s < 60) return `${s} second${s === 1 ? "" : "s"}`
+  const m = Math.round(s / 60)
+  if (m < 60) return m === 1 ? "About a minute" : `${m} minutes`
+  const h = Math.round(m / 60)
+  if (h < 48) return h === 1 ? "About an hour" : `${h} hours`
+  return `${Math.round(h / 24)} days`
+}
+
+/** The `STATUS` column of `docker ps`. */
+const statusText = (state: ContainerStateJson, now: number): string => {
+  switch (state.Status) {
+    case "running":
+      return `Up ${humanDuration(now - Date.parse(state.StartedAt))}`
+    case "paused":
+      return `Up ${humanDuration(now - Date.parse(state.StartedAt))} (Paused)`
+    case "restarting":
+      return `Restarting (${state.ExitCode}) ${humanDuration(now - Date.parse(state.FinishedAt))} ago`
+    case "exited":
+      return state.FinishedAt === ZERO_TIME ? `Exited (${state.ExitCode})` : `Exited (${state.ExitCode}) ${humanDuration(now - Date.parse(state.FinishedAt))} ago`
+    case "removing":
+      return "Removal In Progress"
+    case "dead":
+      return "Dead"
+    case "created":
+      return "Created"
+  }
+}
+
+const STATUSES = ["created", "restarting", "running", "removing", "paused", "exited", "dead"]
+
+/** `GET /containers/json`: running ones (all with `all` or a status filter), newest first. */
+export const list = (
+  env: Environment,
+  options: { readonly all?: boolean | undefined; readonly limit?: number | undefined; readonly filters?: ContainerFilters | undefined }
+): Effect.Effect<ReadonlyArray<ContainerSummaryJson>, DockerError> =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const filters = options.filters ?? {}
+    const anyOf = (key: string, test: (value: string) => boolean) => {
+      const values = filters[key]
+      return values === undefined || values.length === 0 || values.some(test)
+    }
+    for (const wanted of filters.status ?? []) {
+      if (!STATUSES.includes(wanted)) return yield* Effect.fail(badRequest(`invalid filter 'status=${wanted}'`))
+    }
+    // Names match as regular expressions (dockerd's name filter); a malformed one is the client's error.
+    const namePatterns: Array<RegExp> = []
+    for (const pattern of filters.name ?? []) {
+      const compiled = Result.try({ try: () => new RegExp(pattern), catch: () => pattern })
+      if (Result.isFailure(compiled)) return yield* Effect.fail(badRequest(`invalid filter 'name=${pattern}': not a regular expression`))
+      namePatterns.push(compiled.success)
+    }
+    const rows = yield* Effect.forEach(env.store.all(), (entry) =>
+      Effect.map(Effect.all([stateOf(env, entry), specOf(env, entry)]), ([state, spec]) => ({ entry, state, spec })))
+    const all = options.all === true || (filters.status?.length ?? 0) > 0
+    const selected = rows
+      .filter(({ entry, state }) =>
+        (all || state.Running) &&
+        anyOf("status", (v) => v === state.Status) &&
+        anyOf("id", (v) => entry.id.startsWith(v)) &&
+        (namePatterns.length === 0 || namePatterns.some((pattern) => pattern.test(entry.name))) &&
+        anyOf("label", (v) => {
+          const labels = entry.config.Labels
+          const eq = v.indexOf("=")
+          return eq === -1 ? v in labels : labels[v.slice(0, eq)] === v.slice(eq + 1)
+        }))
+      .sort((a, b) => b.entry.stored.Created.localeCompare(a.entry.stored.Created))
+    const limited = options.limit !== undefined && options.limit > 0 ? selected.slice(0, options.limit) : selected
+    return limited.map(({ entry, spec, state }): ContainerSummaryJson => ({
+      Id: entry.id,
+      Names: [`/${entry.name}`],
+      Image: entry.stored.Image,
+      ImageID: entry.stored.ImageId,
+      Command: (spec.process?.args ?? []).join(" "),
+      Created: Math.floor(Date.parse(entry.stored.Created) / 1000),
+      State: state.Status,
+      Status: statusText(state, now),
+      Labels: entry.config.Labels,
+      Ports: [],
+      Mounts: [],
+      HostConfig: { NetworkMode: entry.stored.HostConfig.NetworkMode || "default" },
+      NetworkSettings: { Networks: {} }
+    }))
+  })
+
+/** A file of /proc/<pid>, or `undefined` once the process is gone. */
+const readProc = (pid: number, file: string): string | undefined => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/${file}`, "utf8")
+  } catch {
+    return undefined
+  }
+}
+
+/** `ps` of the container's processes: pids from containerd, details from /proc. */
+export const top = (env: Environment, entry: Entry) =>
+  Effect.gen(function*() {
+    const task = yield* taskOf(env, entry)
+    const pids = yield* lib(task.pids)
+    const processes = pids.flatMap((pid) => {
+      const status = readProc(pid, "status")
+      const stat = readProc(pid, "stat")
+      if (status === undefined || stat === undefined) return []
+      const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? ""
+      const ppid = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] ?? ""
+      const cmd = (readProc(pid, "cmdline") ?? "").split("\0").filter((a) => a !== "").join(" ")
+      return [[uid, String(pid), ppid, cmd]]
+    })
+    return { Titles: ["UID", "PID", "PPID", "CMD"], Processes: processes }
+  })
+
+/** Counts for `GET /info`. */
+export const counts = (env: Environment) =>
+  Effect.gen(function*() {
+    const states = yield* Effect.forEach(env.store.all(), (entry) => stateOf(env, entry))
+    const paused = states.filter((s) => s.Paused).length
+    const running = states.filter((s) => s.Running && !s.Paused).length
+    return { total: states.length, running, paused, stopped: states.length - running - paused }
+  })

@@ -1,0 +1,83 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Result } from "effect"
+import { FIELDS, review } from "../../../src/daemon/engine/CreateFields.ts"
+import { CreateBody, HostConfig } from "../../../src/daemon/Model.ts"
+
+describe("CreateFields", () => {
+  it("every field of the body model is in the table, and nothing else", () => {
+    const modelled = [
+      ...Object.keys(CreateBody.fields),
+      ...Object.keys(HostConfig.fields).map((key) => `HostConfig.${key}`)
+    ].sort()
+    assert.deepStrictEqual(Object.keys(FIELDS).sort(), modelled)
+  })
+
+  it("a sample of fields gets the declared treatment", () => {
+    const cases: Array<[CreateBody, "ok" | "warn" | "reject", string?]> = [
+      [{ Image: "i", Cmd: ["sh"], Env: ["A=1"], HostConfig: { Memory: 64 * 1024 ** 2, CpuShares: 512 } }, "ok"],
+      [{ Image: "i", HostConfig: { PortBindings: { "80/tcp": [{ HostIp: "", HostPort: "" }] } } }, "reject", "PortBindings"],
+      [{ Image: "i", HostConfig: { Privileged: true } }, "reject", "Privileged"],
+      [{ Image: "i", HostConfig: { CapAdd: ["NET_ADMIN"] } }, "reject", "CapAdd"],
+      [{ Image: "i", HostConfig: { CapDrop: ["ALL"] } }, "reject", "CapDrop"],
+      [{ Image: "i", HostConfig: { Devices: [{ PathOnHost: "/dev/fuse" }] } }, "reject", "Devices"],
+      [{ Image: "i", HostConfig: { NanoCpus: 1e9 } }, "reject", "NanoCpus"],
+      [{ Image: "i", HostConfig: { PidsLimit: 100 } }, "reject", "PidsLimit"],
+      [{ Image: "i", HostConfig: { Mounts: [{ Type: "volume" }] } }, "reject", "Mounts"],
+      [{ Image: "i", Volumes: { "/data": {} } }, "reject", "Volumes"],
+      [{ Image: "i", HostConfig: { MemorySwappiness: 10 } }, "reject", "MemorySwappiness"],
+      [{ Image: "i", HostConfig: { Dns: ["8.8.8.8"] } }, "warn", "Dns"],
+      [{ Image: "i", HostConfig: { Init: true } }, "warn", "Init"],
+      [{ Image: "i", Healthcheck: { Test: ["CMD", "true"] } }, "warn", "Healthcheck"],
+      [{ Image: "i", NetworkingConfig: { EndpointsConfig: { mynet: { Aliases: ["a"] } } } }, "warn", "NetworkingConfig"]
+    ]
+    for (const [body, expected, field] of cases) {
+      const result = review(body)
+      const label = JSON.stringify(body)
+      if (expected === "ok") assert.deepStrictEqual(result, Result.succeed([]), label)
+      if (expected === "reject") assert.isTrue(Result.isFailure(result) && result.failure.startsWith(field!), label)
+      if (expected === "warn") {
+        assert.isTrue(Result.isSuccess(result) && result.success.length === 1 && result.success[0]!.startsWith(field!), label)
+      }
+    }
+  })
+
+  it("what the docker CLI sends for a plain `docker run` (unset fields as null, zero, empty, -1) passes without warnings", () => {
+    const body: CreateBody = {
+      Image: "i",
+      Hostname: "",
+      Domainname: "",
+      AttachStdout: true,
+      AttachStderr: true,
+      ExposedPorts: {},
+      Volumes: {},
+      OnBuild: null,
+      Labels: {},
+      MacAddress: "",
+      NetworkingConfig: { EndpointsConfig: { default: { IPAMConfig: null, Links: null, Aliases: null, MacAddress: "", DriverOpts: null } } },
+      HostConfig: {
+        NetworkMode: "default",
+        PortBindings: {},
+        RestartPolicy: { Name: "no", MaximumRetryCount: 0 },
+        ConsoleSize: [0, 0],
+        CapAdd: null,
+        Dns: [],
+        CgroupnsMode: "",
+        MemorySwappiness: -1,
+        OomKillDisable: false,
+        PidsLimit: null,
+        ShmSize: 0,
+        Isolation: "",
+        LogConfig: { Type: "", Config: {} }
+      }
+    }
+    assert.deepStrictEqual(review(body), Result.succeed([]))
+  })
+
+  it("the first refused field wins; warnings gather", () => {
+    assert.deepStrictEqual(
+      review({ Image: "i", Domainname: "x", HostConfig: { Dns: ["1.1.1.1"] } }).pipe(Result.map((w) => w.length)),
+      Result.succeed(2)
+    )
+    assert.isTrue(Result.isFailure(review({ Image: "i", Domainname: "x", HostConfig: { Privileged: true } })))
+  })
+})

@@ -1,0 +1,106 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Result } from "effect"
+import {
+  argv,
+  BRIDGE_WARNING,
+  checkLogConfig,
+  logConfigOf,
+  parseBind,
+  parseNetwork,
+  parsePolicy,
+  parseSize,
+  parseTmpfs
+} from "../../../src/daemon/engine/HostConfig.ts"
+import type { StoredContainer } from "../../../src/daemon/Model.ts"
+
+const failed = (result: Result.Result<unknown, string>, includes: string) =>
+  assert.isTrue(Result.isFailure(result) && result.failure.includes(includes), `${JSON.stringify(result)} should fail with ${includes}`)
+
+describe("HostConfig", () => {
+  it("parsePolicy", () => {
+    assert.deepStrictEqual(parsePolicy(undefined), Result.succeed({ name: "no", max: 0 }))
+    assert.deepStrictEqual(parsePolicy({ Name: "" }), Result.succeed({ name: "no", max: 0 }))
+    assert.deepStrictEqual(parsePolicy({ Name: "always" }), Result.succeed({ name: "always", max: 0 }))
+    assert.deepStrictEqual(parsePolicy({ Name: "on-failure", MaximumRetryCount: 3 }), Result.succeed({ name: "on-failure", max: 3 }))
+    failed(parsePolicy({ Name: "sometimes" }), "invalid restart policy 'sometimes'")
+    failed(parsePolicy({ Name: "always", MaximumRetryCount: 2 }), "only be used with 'on-failure'")
+    failed(parsePolicy({ Name: "on-failure", MaximumRetryCount: -1 }), "cannot be negative")
+  })
+
+  it("parseSize", () => {
+    const cases: Array<[string | undefined, number | undefined]> = [
+      ["512", 512],
+      ["1b", 1],
+      ["64k", 65536],
+      ["10m", 10 * 1024 ** 2],
+      ["1G", 1024 ** 3],
+      ["", undefined],
+      [undefined, undefined],
+      ["10mb", undefined],
+      ["-1", undefined],
+      ["1.5m", undefined]
+    ]
+    for (const [input, expected] of cases) assert.strictEqual(parseSize(input), expected, String(input))
+  })
+
+  it("parseTmpfs", () => {
+    assert.deepStrictEqual(parseTmpfs("/run", ""), Result.succeed({ type: "tmpfs", destination: "/run", size: undefined, mode: undefined }))
+    assert.deepStrictEqual(
+      parseTmpfs("/run", "rw,noexec,size=64m,mode=1777"),
+      Result.succeed({ type: "tmpfs", destination: "/run", size: 64 * 1024 ** 2, mode: 0o1777 })
+    )
+    failed(parseTmpfs("run", ""), "must be absolute")
+    failed(parseTmpfs("/run", "size=lots"), "invalid tmpfs size")
+    failed(parseTmpfs("/run", "mode=999"), "invalid tmpfs mode")
+    failed(parseTmpfs("/run", "uid=0"), "invalid tmpfs option")
+  })
+
+  it("parseBind", () => {
+    assert.deepStrictEqual(parseBind("/a:/b"), Result.succeed({ type: "bind", source: "/a", destination: "/b", readonly: false }))
+    assert.deepStrictEqual(parseBind("/a:/b:ro,rslave"), Result.succeed({ type: "bind", source: "/a", destination: "/b", readonly: true }))
+    failed(parseBind("/a"), "invalid volume specification")
+    failed(parseBind("/a:/b:ro:x"), "invalid volume specification")
+    failed(parseBind("data:/data"), "named volumes are not supported")
+    failed(parseBind("/a:b"), "container path must be absolute")
+    failed(parseBind("/a:/b:rw,nocopy"), "invalid mode")
+  })
+
+  it("parseNetwork: only none and host; the default silently none, bridge by name warned", () => {
+    const cases: Array<[string | null | undefined, Result.Result<unknown, string>]> = [
+      [undefined, Result.succeed({ mode: "none" })],
+      [null, Result.succeed({ mode: "none" })],
+      ["default", Result.succeed({ mode: "none" })],
+      ["none", Result.succeed({ mode: "none" })],
+      ["bridge", Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
+      ["host", Result.succeed({ mode: "host" })]
+    ]
+    for (const [input, expected] of cases) assert.deepStrictEqual(parseNetwork(input), expected, String(input))
+    failed(parseNetwork("container:x"), "is not supported")
+    failed(parseNetwork("mynet"), "is not supported")
+  })
+
+  it("checkLogConfig and logConfigOf", () => {
+    assert.isTrue(Result.isSuccess(checkLogConfig(undefined)))
+    assert.isTrue(Result.isSuccess(checkLogConfig({ Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } })))
+    failed(checkLogConfig({ Type: "syslog" }), "logging driver \"syslog\" is not supported")
+    failed(checkLogConfig({ Config: { "max-size": "0" } }), "invalid log option max-size")
+    failed(checkLogConfig({ Config: { "max-file": "0" } }), "invalid log option max-file")
+    const stored = (config: Record<string, string> | undefined): StoredContainer => ({
+      Name: "/x",
+      Created: "",
+      Image: "i",
+      ImageId: "sha256:0",
+      Config: {},
+      HostConfig: config === undefined ? {} : { LogConfig: { Config: config } }
+    })
+    assert.deepStrictEqual(logConfigOf(stored(undefined)), { maxFiles: 1 })
+    assert.deepStrictEqual(logConfigOf(stored({ "max-size": "1k", "max-file": "2" })), { maxSize: 1024, maxFiles: 2 })
+  })
+
+  it("argv: a string is one argument", () => {
+    assert.deepStrictEqual(argv("echo hi"), ["echo hi"])
+    assert.deepStrictEqual(argv(["a", "b"]), ["a", "b"])
+    assert.strictEqual(argv(null), undefined)
+    assert.strictEqual(argv(undefined), undefined)
+  })
+})

@@ -1,3 +1,4 @@
+import { BRIDGE_WARNING } from "../../src/daemon/engine/HostConfig.ts"
 /**
  * The engine against the shared containerd with an image that has a config of
  * its own (Env, Labels, WorkingDir, User, Cmd, STOPSIGNAL): inspect shows the
@@ -111,6 +112,9 @@ describe("Engine with an image's config", () => {
       assert.strictEqual(warned.Warnings.length, 2)
       assert.include(warned.Warnings.join("\n"), "Dns")
       assert.include(warned.Warnings.join("\n"), "bridge")
-      assert.deepStrictEqual((yield* docker.create(undefined, { Image: IMAGE, HostConfig: { NetworkMode: "default" } })).Warnings, [])
+      assert.deepStrictEqual((yield* docker.create(undefined, { Image: IMAGE, HostConfig: { NetworkMode: "default" } })).Warnings, [
+        BRIDGE_WARNING
+      ], "the default network is not silently none")
+      assert.deepStrictEqual((yield* docker.create(undefined, { Image: IMAGE, HostConfig: { NetworkMode: "none" } })).Warnings, [])
     }).pipe(Effect.scoped), 60_000)
 })

@@ -91,22 +91,22 @@ export interface Network {
   readonly warning?: string | undefined
 }
 
-/** Said when `bridge` is asked for by name and the container gets `none`. */
+/** Said when the default network or `bridge` is asked for and the container gets `none`. */
 export const BRIDGE_WARNING = "the bridge network does not exist yet: the container has no network but loopback (as with --network none)"
 
 /**
  * `HostConfig.NetworkMode`.
  *
- * Gotchas: the default (``, `default`) becomes `none` without a warning — the CLI
- * sends `default` on every `docker run`, so a warning would be printed by every run
- * (on the stderr scripts read). Only `bridge` asked for by name is warned about.
+ * Gotchas: the default (``, `default`, what the CLI sends on every `docker run`) is
+ * Docker's bridge, which does not exist yet: the container gets `none`, and is told
+ * so in a warning (the CLI prints it on stderr) rather than silently.
  */
 export const parseNetwork = (mode: string | null | undefined): Result.Result<Network, string> => {
   switch (mode ?? "") {
-    case "":
-    case "default":
     case "none":
       return Result.succeed({ mode: "none" })
+    case "":
+    case "default":
     case "bridge":
       return Result.succeed({ mode: "none", warning: BRIDGE_WARNING })
     case "host":

@@ -65,11 +65,11 @@ describe("HostConfig", () => {
     failed(parseBind("/a:/b:rw,nocopy"), "invalid mode")
   })
 
-  it("parseNetwork: only none and host; the default silently none, bridge by name warned", () => {
+  it("parseNetwork: only none and host; the default and bridge become none with a warning", () => {
     const cases: Array<[string | null | undefined, Result.Result<unknown, string>]> = [
-      [undefined, Result.succeed({ mode: "none" })],
-      [null, Result.succeed({ mode: "none" })],
-      ["default", Result.succeed({ mode: "none" })],
+      [undefined, Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
+      [null, Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
+      ["default", Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
       ["none", Result.succeed({ mode: "none" })],
       ["bridge", Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
       ["host", Result.succeed({ mode: "host" })]

@@ -112,6 +112,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     execStart: Effect.fn("Engine.execStart")((execId, startOptions) => execs.start(execId, startOptions)),
     execResize: Effect.fn("Engine.execResize")((execId, height, width) => execs.resize(execId, height, width)),
     execInspect: Effect.fn("Engine.execInspect")((execId) => execs.inspect(execId)),
+    usersOf: (imageId) => Effect.withSpan(Views.usersOf(env, imageId), "Engine.usersOf"),
     counts: Effect.withSpan(Views.counts(env), "Engine.counts")
   })
 })

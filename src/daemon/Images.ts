@@ -148,22 +148,22 @@ const makeDockerImages = Effect.gen(function*() {
     const found = yield* find(yield* entries, name)
     if (found.by !== undefined && found.entries.length > 1) return yield* untag(found.id, [found.by])
 
-    const users = (yield* engine.list({ all: true })).filter((container) => container.ImageID === found.id)
-    const running = users.find((container) => container.State === "running" || container.State === "paused" || container.State === "restarting")
+    const users = yield* engine.usersOf(found.id)
+    const running = users.find((container) => container.running)
     const short = shortId(found.id)
     if (found.by === undefined) {
       if (found.entries.length > 1 && !force) {
         return yield* conflict(`conflict: unable to delete ${short} (must be forced) - image is referenced in multiple repositories`)
       }
       if (running !== undefined) {
-        return yield* conflict(`conflict: unable to delete ${short} (cannot be forced) - image is being used by running container ${shortId(running.Id)}`)
+        return yield* conflict(`conflict: unable to delete ${short} (cannot be forced) - image is being used by running container ${shortId(running.id)}`)
       }
       if (users.length > 0 && !force) {
-        return yield* conflict(`conflict: unable to delete ${short} (must be forced) - image is being used by stopped container ${shortId(users[0]!.Id)}`)
+        return yield* conflict(`conflict: unable to delete ${short} (must be forced) - image is being used by stopped container ${shortId(users[0]!.id)}`)
       }
     } else if (users.length > 0 && !force) {
       return yield* conflict(
-        `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0]!.Id)} is using its referenced image ${short}`
+        `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0]!.id)} is using its referenced image ${short}`
       )
     }
     const untagged = yield* untag(found.id, found.entries)

@@ -139,6 +139,7 @@ const fakeEngine = (calls: Calls) => {
     execStart: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     execResize: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     execInspect: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
+    usersOf: () => Effect.succeed([]),
     counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 })
   })
 }

@@ -34,6 +34,21 @@ const setup = (options?: { readonly insecureRegistries?: ReadonlyArray<string> }
   })
 
 describe("the daemon, driven by the docker CLI", () => {
+  it.live("an image in use by a container is not removed: stopped (unless forced) or running (even forced)", () =>
+    Effect.gen(function*() {
+      const { daemon, docker } = yield* setup()
+      const imageId = yield* docker("image", "inspect", "--format", "{{.Id}}", FIXTURE_IMAGE)
+      const stopped = yield* docker("create", FIXTURE_IMAGE, "true")
+      const refused = yield* daemon.docker(["rmi", imageId])
+      assert.strictEqual(refused.code, 1)
+      assert.include(refused.stderr, `image is being used by stopped container ${stopped.slice(0, 12)}`)
+      const running = yield* docker("run", "-d", FIXTURE_IMAGE, "sleep", "60")
+      const forced = yield* daemon.docker(["rmi", "-f", imageId])
+      assert.strictEqual(forced.code, 1)
+      assert.include(forced.stderr, `image is being used by running container ${running.slice(0, 12)}`)
+      yield* docker("rm", "-f", stopped, running)
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("version, pull with progress, run -d, ps, inspect, stop, kill, wait, rm -f, events in order", () =>
     Effect.gen(function*() {
       const registry = yield* startRegistry

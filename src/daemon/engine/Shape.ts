@@ -83,6 +83,8 @@ export interface EngineShape {
   readonly execInspect: (execId: string) => Effect.Effect<ExecInspectJson, DockerError>
   /** Resizes the container's terminal. */
   readonly resize: (ref: string, height: number, width: number) => Effect.Effect<void, DockerError>
+  /** The containers made from an image (by image ID); `running` includes paused and restarting ones. */
+  readonly usersOf: (imageId: string) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly running: boolean }>>
   /** Counts for `GET /info`. */
   readonly counts: Effect.Effect<{
     readonly total: number

@@ -234,6 +234,11 @@ export const top = (env: Environment, entry: Entry) =>
     return { Titles: ["UID", "PID", "PPID", "CMD"], Processes: processes }
   })
 
+/** The containers made from image `imageId` (a store query: no listing is rendered), running ones flagged. */
+export const usersOf = (env: Environment, imageId: string) =>
+  Effect.forEach(env.store.all().filter((entry) => entry.stored.ImageId === imageId), (entry) =>
+    Effect.map(stateOf(env, entry), (state) => ({ id: entry.id, running: state.Running || state.Restarting })))
+
 /** Counts for `GET /info`. */
 export const counts = (env: Environment) =>
   Effect.gen(function*() {

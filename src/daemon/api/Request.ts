@@ -86,6 +86,7 @@ export const drainBody: Effect.Effect<void, never, HttpServerRequest.HttpServerR
     return request.stream.pipe(
       Stream.takeWhile((chunk) => (read += chunk.byteLength) <= DRAIN_LIMIT),
       Stream.runDrain,
+      // A body that breaks off (the client hung up) cannot be drained further: the answer is still sent.
       Effect.ignore
     )
   }

@@ -62,6 +62,7 @@ const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSes
     const socket = yield* request.upgradeWith({ headers: { "content-type": streamContentType(session.tty) } }).pipe(
       Effect.mapError((error) => badRequest(`could not upgrade the connection: ${error.message}`))
     )
+    // A connection that cannot be read from has sent its last input: output is still streamed to it.
     const reader = yield* socket.reader.pipe(Effect.orElseSucceed(() => undefined))
     const writer = yield* socket.writer
     const detached = yield* Deferred.make<void>()
@@ -82,6 +83,7 @@ const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSes
     }
     const frameOf = framed(session.tty)
     yield* Effect.raceFirst(
+      // A write that fails means the client is gone: the session ends; the container is not affected.
       Stream.runForEach(session.output, ({ data, stream }) => writer.write(frameOf(stream, data))).pipe(Effect.ignore),
       Deferred.await(detached).pipe(Effect.andThen(inputEnded))
     )

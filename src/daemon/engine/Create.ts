@@ -98,7 +98,11 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
         yield* files("could not write the container's log options", () => {
           fs.mkdirSync(containerDir(env.options.logRoot, id), { recursive: true })
           fs.writeFileSync(logConfigPath(env.options.logRoot, id), JSON.stringify(logConfigOf(stored)))
-        }).pipe(Effect.onError(() => lib(inNamespace(env)(env.monitors.remove(id))).pipe(Effect.ignore)))
+        }).pipe(
+          // Rolled back as far as containerd lets us; a container left by a failed rollback carries our
+          // extension, so the next start lists it and `docker rm` removes it (issue 17 hardens this path).
+          Effect.onError(() => lib(inNamespace(env)(env.monitors.remove(id))).pipe(Effect.ignore))
+        )
         const entry = yield* makeEntry(container.id, stored, container.labels)
         env.store.add(entry)
         yield* publish(env, entry, "create")

@@ -111,6 +111,7 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
     const input = withStdin ? yield* Queue.unbounded<Uint8Array, Cause.Done>() : undefined
     if (attached) {
       const forward = (stream: "stdout" | "stderr", source: Stream.Stream<Uint8Array, ContainerdError>) =>
+        // A FIFO read that fails ends this stream of the output early; the exit code still comes from the hub.
         Stream.runForEach(source, (data) => Queue.offer(output, { stream, data })).pipe(Effect.ignore)
       yield* Effect.forkIn(
         Effect.all([forward("stdout", process.stdout), forward("stderr", process.stderr)], { concurrency: 2, discard: true }).pipe(
@@ -128,6 +129,8 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
     yield* Effect.forkIn(
       Effect.gen(function*() {
         const status = yield* process.wait
+        // Harmless if it fails: delete closes the process's scope on every path, and containerd drops
+        // an exec's record with its task's, so nothing of ours and nothing of containerd's is kept.
         yield* process.delete.pipe(Effect.ignore)
         exec.exitCode = status.code
         exec.exitedAt = yield* Clock.currentTimeMillis

@@ -343,7 +343,12 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       yield* PubSub.shutdown(entry.output.events)
       yield* publish(env, entry, "destroy")
       yield* PubSub.publish(env.notices, { _tag: "Removed", id: entry.id, code })
-    }).pipe(Effect.onError(() => step(entry, { _tag: "AbortRemove" }).pipe(Effect.ignore)))
+    }).pipe(
+      // Back from "removing" so the container can be removed again. It cannot fail: AbortRemove is
+      // legal from every phase (State.ts) and the task's status is read from memory; the ignore only
+      // drops the conflict that `step` can answer for other transitions.
+      Effect.onError(() => step(entry, { _tag: "AbortRemove" }).pipe(Effect.ignore))
+    )
   })
 
   /**

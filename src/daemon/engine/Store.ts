@@ -43,6 +43,7 @@ export const storedOf = (container: Container): Effect.Effect<Option.Option<Stor
   const extension = container.info.extensions[STORED_EXTENSION]
   return extension === undefined ? Effect.succeed(Option.none()) : unpackJson(STORED_TYPE_URL, extension).pipe(
     Effect.map(decodeStored),
+    // An extension we cannot read is not a container of ours to manage: it is left alone, never deleted.
     Effect.orElseSucceed(() => Option.none<StoredContainer>())
   )
 }

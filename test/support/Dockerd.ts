@@ -1,5 +1,5 @@
 /**
- * dockerd 20.10 (Debian's `docker.io`, when installed) on the bench's private
+ * dockerd 20.10 (Debian's `docker.io`, when installed) on a private
  * containerd, for side-by-side figures with the engine the issues quote. It
  * gets its own containerd namespace, data root and socket, overlay2 (as our
  * overlayfs snapshotter), no networking of its own (`--bridge=none`, as our
@@ -11,8 +11,8 @@ import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { removeTree } from "../src/internal/Files.ts"
-import { requestOver } from "../test/support/DaemonHarness.ts"
+import { removeTree } from "../../src/internal/Files.ts"
+import { requestOver } from "./DaemonHarness.ts"
 
 /** A running dockerd: its API socket. */
 export interface Dockerd {

@@ -10,7 +10,8 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Queue, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { type LogEntry, makeWriter, parseLogTime, readLogs, type ReadOptions } from "../../src/daemon/JsonLog.ts"
+import { makeWriter } from "../../src/daemon/JsonLog.ts"
+import { type LogEntry, parseLogTime, readLogs, type ReadOptions } from "../../src/daemon/JsonLogReader.ts"
 import { formatDockerTimestamp, MAX_LINE } from "../../src/daemon/JsonLogFile.ts"
 
 // 2026-12-02T03:04:05Z

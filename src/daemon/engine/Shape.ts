@@ -5,7 +5,7 @@
  */
 import type { Duration, Effect, Scope, Stream } from "effect"
 import type { DockerError } from "../DockerError.ts"
-import type { LogEntry } from "../JsonLog.ts"
+import type { LogEntry } from "../JsonLogReader.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
 
 /** How `wait` decides it is done (`POST /containers/{id}/wait?condition=`). */

@@ -10,7 +10,8 @@ import { type Cause, Clock, Deferred, Effect, Latch, PubSub, Queue, Result, Stre
 import type { ContainerdError } from "../../domain/ContainerdError.ts"
 import type { Process, Task } from "../../services/Runtime.ts"
 import { type DockerError, internal } from "../DockerError.ts"
-import { type LogEntry, makeWriter, readLogs } from "../JsonLog.ts"
+import { makeWriter } from "../JsonLog.ts"
+import { type LogEntry, readLogs } from "../JsonLogReader.ts"
 import type { LogConfig } from "../LogFiles.ts"
 import type { AttachOptions, AttachSession, LogsOptions } from "./Shape.ts"
 

@@ -15,6 +15,7 @@ import { Effect } from "effect"
 import { envelopes } from "../test/support/InMemoryEvents.ts"
 import { inMemoryMonitors } from "../test/support/InMemoryMonitors.ts"
 import { millisBetween, percentile, report } from "./Report.ts"
+import { monitorStats } from "../test/support/Gauges.ts"
 
 const CONTAINERS = 200
 const HANDLER_WORK = "20 millis"
@@ -53,9 +54,9 @@ const oneAtATime = Effect.gen(function*() {
 
 const memory = Effect.gen(function*() {
   const before = heapMiB()
-  const { core, run } = yield* inMemoryMonitors(() => Effect.void)
+  const { run } = yield* inMemoryMonitors(() => Effect.void)
   for (let i = 0; i < MANY; i++) yield* run(`m${i}`, i + 1)
-  const stats = yield* core.stats
+  const stats = yield* monitorStats
   const after = heapMiB()
   return { before, after, monitors: stats.monitors }
 }).pipe(Effect.scoped)

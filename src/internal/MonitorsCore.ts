@@ -23,6 +23,7 @@ import {
   Exit,
   Fiber,
   FiberHandle,
+  Metric,
   Option,
   PubSub,
   Scope,
@@ -59,13 +60,15 @@ export interface MonitorsOps {
   readonly markRunning: (namespace: string, id: string, startedAt: Date) => Effect.Effect<void, ContainerdError>
 }
 
-/** Counts, for tests and metrics. */
-export interface MonitorStats {
-  readonly tracked: number
-  readonly monitors: number
-  readonly backoffKeys: number
-  readonly backoffEvents: number
-}
+/** Containers the monitors track. */
+export const MonitoredContainers = Metric.gauge("effect_containerd_monitored_containers", {
+  description: "containers tracked by the exit monitors"
+})
+
+/** Exit monitor fibers running: one per container while it has a task to watch. */
+export const ExitMonitorFibers = Metric.gauge("effect_containerd_exit_monitor_fibers", {
+  description: "exit monitor fibers running (one per container with a task to watch)"
+})
 
 /** An exit as handled: with the task it ended, so a retry never touches a later task. */
 interface ExitEvent {
@@ -121,6 +124,16 @@ export const makeMonitorsCore = Effect.fnUntraced(function*(deps: {
   // Entries live in a scope of their own, closed after the layer's other finalizers.
   const entriesScope = yield* Scope.fork(layerScope)
   const entries = new Map<string, MonitorEntry>()
+  let monitorFibers = 0
+  const setMonitor = (entry: MonitorEntry, fiber: Fiber.Fiber<void> | undefined): void => {
+    monitorFibers += (fiber === undefined ? 0 : 1) - (entry.monitor === undefined ? 0 : 1)
+    entry.monitor = fiber
+  }
+  const publish = Effect.suspend(() =>
+    Effect.andThen(Metric.update(MonitoredContainers, entries.size), Metric.update(ExitMonitorFibers, monitorFibers))
+  )
+  // A new engine starts the gauges from its own counts (one per process; tests make several in turn).
+  yield* publish
   const changes = yield* PubSub.sliding<ContainerState>(4096)
   yield* Effect.addFinalizer(() => PubSub.shutdown(changes))
   const handlingBound = Duration.fromInputUnsafe(deps.handlingTimeout ?? "10 seconds")
@@ -182,13 +195,16 @@ export const makeMonitorsCore = Effect.fnUntraced(function*(deps: {
       entry.watches.push(watched)
       if (entry.monitor !== undefined) return Effect.void
       // Decided in one step with the fiber's own "nothing left": never two, never none.
-      const next = Effect.sync(() => {
+      const next = Effect.suspend(() => {
         const first = entry.watches.shift()
-        if (first === undefined) entry.monitor = undefined
-        return first
+        if (first !== undefined) return Effect.succeed(first)
+        setMonitor(entry, undefined)
+        return Effect.as(publish, undefined)
       })
-      return Effect.map(Effect.forkIn(exitMonitor(next, handlingOf(entry)), entry.scope), (fiber) => {
-        if (fiber.pollUnsafe() === undefined) entry.monitor = fiber
+      return Effect.flatMap(Effect.forkIn(exitMonitor(next, handlingOf(entry)), entry.scope), (fiber) => {
+        if (fiber.pollUnsafe() !== undefined) return Effect.void
+        setMonitor(entry, fiber)
+        return publish
       })
     })
 
@@ -233,11 +249,13 @@ export const makeMonitorsCore = Effect.fnUntraced(function*(deps: {
           closeWhenHandled: false
         }
         entries.set(key, entry)
+        yield* publish
         yield* Scope.addFinalizer(scope, Effect.gen(function*() {
           if (entries.get(key) === entry) entries.delete(key)
           yield* deps.backoff.remove(key)
           entry.watches.length = 0
-          entry.monitor = undefined
+          setMonitor(entry, undefined)
+          yield* publish
           entry.task = undefined
           entry.container = undefined
           yield* setState(entry, { status: "deleted" })
@@ -409,13 +427,7 @@ export const makeMonitorsCore = Effect.fnUntraced(function*(deps: {
     isTracked: (entry: MonitorEntry) => entries.get(entry.key) === entry,
     publicOf,
     states: Effect.sync(() => [...entries.values()].map((e) => e.state)),
-    changes: Effect.map(PubSub.subscribe(changes), Stream.fromSubscription),
-    stats: Effect.gen(function*() {
-      const queued = yield* deps.backoff.size
-      let monitors = 0
-      for (const entry of entries.values()) if (entry.monitor !== undefined) monitors++
-      return { tracked: entries.size, monitors, backoffKeys: queued.keys, backoffEvents: queued.events } satisfies MonitorStats
-    })
+    changes: Effect.map(PubSub.subscribe(changes), Stream.fromSubscription)
   }
 })
 

@@ -48,8 +48,6 @@ export interface BackoffQueueShape {
   readonly isInBackoff: (key: string) => Effect.Effect<boolean>
   /** Drops a key and its retries (its subject is gone). */
   readonly remove: (key: string) => Effect.Effect<void>
-  /** Keys and retries queued. */
-  readonly size: Effect.Effect<{ readonly keys: number; readonly events: number }>
 }
 
 interface KeyQueue {
@@ -69,6 +67,8 @@ export const makeBackoffQueue = (options: BackoffOptions = {}): Effect.Effect<Ba
     const publish = Effect.suspend(() =>
       Effect.andThen(Metric.update(BackoffKeys, queues.size), Metric.update(BackoffEvents, events))
     )
+    // A new queue starts the gauges from its own counts (one queue per process; tests make several in turn).
+    yield* publish
 
     const enqueue = (key: string, retry: Effect.Effect<void, unknown>) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -120,8 +120,7 @@ export const makeBackoffQueue = (options: BackoffOptions = {}): Effect.Effect<Ba
             events -= queue.retries.length
           }
           return publish
-        }).pipe(Effect.withSpan("BackoffQueue.remove")),
-      size: Effect.sync(() => ({ keys: queues.size, events }))
+        }).pipe(Effect.withSpan("BackoffQueue.remove"))
     }
   })
 

@@ -94,8 +94,6 @@ export interface ExitHubShape {
   readonly started: (containerId: string, execId: string, pid: number) => Effect.Effect<void>
   /** Records that a process exists as `pid` but is not started (a task's init after Tasks.Create). */
   readonly created: (containerId: string, execId: string, pid: number) => Effect.Effect<void>
-  /** How many processes are being waited for. */
-  readonly pending: Effect.Effect<number>
 }
 
 interface Entry {
@@ -133,6 +131,8 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
 }) {
   const entries = new Map<string, Entry>()
   const updateGauge = Effect.suspend(() => Metric.update(ExitWaitsPending, entries.size))
+  // A new hub starts the gauge from its own count (one hub per process; tests make several in turn).
+  yield* updateGauge
 
   // The hub's own operations are synchronous: they run for every event, and one
   // chunk of events is handled in one step. Callers update the gauge afterwards.
@@ -339,8 +339,7 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
     awaitExit,
     start,
     started: record("ExitHub.started", recordStart),
-    created: record("ExitHub.created", recordCreated),
-    pending: Effect.sync(() => entries.size)
+    created: record("ExitHub.created", recordCreated)
   })
 })
 

@@ -36,7 +36,7 @@ import { Context, type Duration, Effect, Layer, Option, Schema, Scope, type Stre
 import { type ContainerdError, notFound } from "../domain/ContainerdError.ts"
 import type { ContainerExit, ContainerState } from "../domain/ContainerState.ts"
 import { exitUnknown } from "../domain/ExitStatus.ts"
-import { type MonitorEntry, type MonitorsCore, type MonitorStats, makeMonitorsCore, type Tracked } from "../internal/MonitorsCore.ts"
+import { type MonitorEntry, type MonitorsCore, makeMonitorsCore, type Tracked } from "../internal/MonitorsCore.ts"
 import { retryForever, retryWhile } from "../internal/Retry.ts"
 import { BackoffQueue } from "./BackoffQueue.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
@@ -45,7 +45,8 @@ import { type Container, type CreateContainerOptions, Runtime, type Stdio, type 
 
 export { ContainerState } from "../domain/ContainerState.ts"
 export type { ContainerExit } from "../domain/ContainerState.ts"
-export type { MonitorStats, Tracked } from "../internal/MonitorsCore.ts"
+export { ExitMonitorFibers, MonitoredContainers } from "../internal/MonitorsCore.ts"
+export type { Tracked } from "../internal/MonitorsCore.ts"
 
 /** Labels the monitors keep on containerd containers. */
 export const MonitorLabels = {
@@ -91,7 +92,6 @@ export interface MonitorsShape {
   readonly states: Effect.Effect<ReadonlyArray<ContainerState>>
   /** Every state change from now on (a sliding buffer of 4096: read it, or read `states`). */
   readonly changes: Effect.Effect<Stream.Stream<ContainerState>, never, Scope.Scope>
-  readonly stats: Effect.Effect<MonitorStats>
 }
 
 /** The JSON of the exit label. */
@@ -234,8 +234,7 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
       }))
     }),
     states: Effect.withSpan(core.states, "Monitors.states"),
-    changes: Effect.withSpan(core.changes, "Monitors.changes"),
-    stats: Effect.withSpan(core.stats, "Monitors.stats")
+    changes: Effect.withSpan(core.changes, "Monitors.changes")
   }
 
   /** Adopts one container of ours: tracks it and picks up its task where it is. */

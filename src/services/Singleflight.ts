@@ -18,7 +18,12 @@
  * it; when the last caller leaves, the work is interrupted. No entry remains
  * once a key is idle. Work in flight is interrupted when the layer's scope closes.
  */
-import { Context, Effect, Exit, Fiber, Layer, type Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Metric, type Scope } from "effect"
+
+/** Keys with work in flight. */
+export const SingleflightKeys = Metric.gauge("effect_containerd_singleflight_keys", {
+  description: "keys whose work is in flight (pulls sharing a blob fetch or an unpack)"
+})
 
 /** A listener of a flight's progress reports. */
 type Listener = (progress: unknown) => Effect.Effect<void>
@@ -36,8 +41,6 @@ export interface SingleflightShape {
     work: (report: (progress: P) => Effect.Effect<void>) => Effect.Effect<A, E, R>,
     onProgress: (progress: P) => Effect.Effect<void>
   ) => Effect.Effect<A, E, R>
-  /** How many keys have work in flight. */
-  readonly size: Effect.Effect<number>
 }
 
 interface Flight {
@@ -48,10 +51,13 @@ interface Flight {
 }
 
 /** Makes a singleflight whose work in flight is interrupted when the scope closes. */
-export const makeSingleflight: Effect.Effect<SingleflightShape, never, Scope.Scope> = Effect.map(
-  Effect.scope,
-  (scope) => {
+export const makeSingleflight: Effect.Effect<SingleflightShape, never, Scope.Scope> = Effect.gen(
+  function*() {
+    const scope = yield* Effect.scope
     const flights = new Map<string, Flight>()
+    const publish = Effect.suspend(() => Metric.update(SingleflightKeys, flights.size))
+    // A new singleflight starts the gauge from its own count (one per process; tests make several in turn).
+    yield* publish
 
     const leave = (key: string, flight: Flight, listener: Listener) =>
       Effect.suspend(() => {
@@ -60,7 +66,7 @@ export const makeSingleflight: Effect.Effect<SingleflightShape, never, Scope.Sco
         if (flight.callers > 0 || flight.fiber.pollUnsafe() !== undefined) return Effect.void
         // Everyone left before it finished: nobody wants the result any more.
         if (flights.get(key) === flight) flights.delete(key)
-        return Fiber.interrupt(flight.fiber)
+        return Effect.andThen(publish, Fiber.interrupt(flight.fiber))
       })
 
     /** Starts the caller's own run of `key`; the entry leaves the map before its result can be seen. */
@@ -73,14 +79,16 @@ export const makeSingleflight: Effect.Effect<SingleflightShape, never, Scope.Sco
             return Effect.forEach([...listeners], (listener) => listener(progress), { discard: true })
           })
         const fiber: Fiber.Fiber<A, E> = yield* Effect.forkIn(
-          Effect.ensuring(work(report), Effect.sync(() => {
+          Effect.ensuring(work(report), Effect.suspend(() => {
             if (flights.get(key)?.fiber === fiber) flights.delete(key)
+            return publish
           })),
           scope,
           { startImmediately: false }
         )
         const flight: Flight = { fiber, listeners, latest: undefined, callers: 0 }
         flights.set(key, flight)
+        yield* publish
         return flight
       })
 
@@ -110,8 +118,7 @@ export const makeSingleflight: Effect.Effect<SingleflightShape, never, Scope.Sco
     return {
       // No spans: the shared work carries its own, and callers compare the exits they are handed.
       run: (key, work) => runReporting(key, () => work, () => Effect.void),
-      runReporting,
-      size: Effect.sync(() => flights.size)
+      runReporting
     }
   }
 )

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Clock, Deferred, Effect, Metric } from "effect"
 import { TestClock } from "effect/testing"
 import { BackoffEvents, BackoffKeys, BackoffQueue, makeBackoffQueue } from "../../src/services/BackoffQueue.ts"
+import { backoffSize } from "../support/Gauges.ts"
 
 const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow, { discard: true })
 
@@ -30,7 +31,7 @@ describe("BackoffQueue", () => {
       yield* advance(5)
       assert.deepStrictEqual(attempts, [1000, 3000])
       assert.isFalse(yield* queue.isInBackoff("c1"))
-      assert.deepStrictEqual(yield* queue.size, { keys: 0, events: 0 })
+      assert.deepStrictEqual(yield* backoffSize, { keys: 0, events: 0 })
       assert.strictEqual((yield* Metric.value(BackoffKeys)).value, 0)
       assert.strictEqual((yield* Metric.value(BackoffEvents)).value, 0)
     }).pipe(Effect.provide(BackoffQueue.layer())))
@@ -68,7 +69,7 @@ describe("BackoffQueue", () => {
       yield* settle
       assert.deepStrictEqual(handled.filter((h) => h.startsWith("a")), ["a1", "a2", "a3"])
       assert.deepStrictEqual(handled.filter((h) => h.startsWith("b")), ["b1", "b2"])
-      assert.deepStrictEqual(yield* queue.size, { keys: 0, events: 0 })
+      assert.deepStrictEqual(yield* backoffSize, { keys: 0, events: 0 })
     }))
 
   it.effect("lets other keys flow while one stays in backoff; removing a key drops its retries", () =>
@@ -84,9 +85,9 @@ describe("BackoffQueue", () => {
       assert.deepStrictEqual(handled, ["f1", "f2"])
       assert.isTrue(yield* queue.isInBackoff("stuck"))
       assert.isFalse(yield* queue.isInBackoff("fine"))
-      assert.deepStrictEqual(yield* queue.size, { keys: 1, events: 1 })
+      assert.deepStrictEqual(yield* backoffSize, { keys: 1, events: 1 })
       yield* queue.remove("stuck")
-      assert.deepStrictEqual(yield* queue.size, { keys: 0, events: 0 })
+      assert.deepStrictEqual(yield* backoffSize, { keys: 0, events: 0 })
       assert.strictEqual((yield* Metric.value(BackoffKeys)).value, 0)
     }))
 })

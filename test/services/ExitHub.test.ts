@@ -6,6 +6,7 @@ import { Exited, type ExitStatus } from "../../src/domain/ExitStatus.ts"
 import { makeEvents } from "../../src/services/Events.ts"
 import { makeExitHub, type ProcessState } from "../../src/services/ExitHub.ts"
 import { envelopes, makeInMemoryUpstream } from "../support/InMemoryEvents.ts"
+import { exitWaitsPending } from "../support/Gauges.ts"
 
 /** Lets the fibers between the upstream and the hub run. */
 const settle = Effect.forEach(Array.from({ length: 50 }), () => Effect.yieldNow, { discard: true })
@@ -101,7 +102,7 @@ describe("ExitHub (in-memory events)", () => {
       yield* upstream.emit(envelopes.taskExit("c1", "", 42, 1))
       yield* settle
       assert.deepStrictEqual(result(first), exited(1, 42))
-      assert.strictEqual(yield* hub.pending, 0)
+      assert.strictEqual(yield* exitWaitsPending, 0)
 
       const second = yield* watch(hub, "c1")
       yield* upstream.emit(envelopes.taskExit("c1", "", 42, 1))
@@ -122,11 +123,11 @@ describe("ExitHub (in-memory events)", () => {
       for (let i = 0; i < 1000; i++) yield* upstream.emit(envelopes.taskExit(`other${i}`, "", 1000 + i, 0))
       yield* settle
       assert.isUndefined(result(waiting))
-      assert.strictEqual(yield* hub.pending, 1)
+      assert.strictEqual(yield* exitWaitsPending, 1)
       yield* upstream.emit(envelopes.taskExit("c1", "", 42, 0))
       yield* settle
       assert.deepStrictEqual(result(waiting), exited(0, 42))
-      assert.strictEqual(yield* hub.pending, 0)
+      assert.strictEqual(yield* exitWaitsPending, 0)
     }))
 
   it.effect("reports an OOM of the container with its init's exit, not an exec's", () =>
@@ -198,7 +199,7 @@ describe("ExitHub (in-memory events)", () => {
           }
         }
         for (const p of processes) assert.deepStrictEqual(result(p.fiber!), exited(p.code, p.pid))
-        assert.strictEqual(yield* hub.pending, 0)
+        assert.strictEqual(yield* exitWaitsPending, 0)
       })
   )
 
@@ -224,7 +225,7 @@ describe("ExitHub (in-memory events)", () => {
       yield* hub.started("early", "", 9)
       yield* settle
       assert.deepStrictEqual(result(stoppedEarly), exited(4, 9))
-      assert.strictEqual(yield* hub.pending, 2)
+      assert.strictEqual(yield* exitWaitsPending, 2)
     }))
 
   it.effect("a Tasks.Get that fails while reconciling is retried until it answers: the exit is not lost", () =>
@@ -242,7 +243,7 @@ describe("ExitHub (in-memory events)", () => {
       }
       assert.deepStrictEqual(lookups.at, [100, 200, 400, 800])
       assert.deepStrictEqual(result(waiting), exited(3, 7))
-      assert.strictEqual(yield* hub.pending, 0)
+      assert.strictEqual(yield* exitWaitsPending, 0)
     }))
 
   it.effect("a reconcile retrying for a registration that goes away stops", () =>
@@ -328,7 +329,7 @@ describe("ExitHub (in-memory events)", () => {
       assert.deepStrictEqual(result(stopped), exited(137, 5))
       assert.isUndefined(result(stillCreated), "still created: a later start may work")
       assert.isUndefined(result(startedAfterAll))
-      assert.strictEqual(yield* hub.pending, 2)
+      assert.strictEqual(yield* exitWaitsPending, 2)
     }))
 
   it.effect("closing the registration's scope removes it", () =>
@@ -337,9 +338,9 @@ describe("ExitHub (in-memory events)", () => {
       const scope = yield* Scope.make()
       yield* hub.awaitExit("c1").pipe(Scope.provide(scope))
       yield* hub.awaitExit("c1").pipe(Scope.provide(scope))
-      assert.strictEqual(yield* hub.pending, 1)
+      assert.strictEqual(yield* exitWaitsPending, 1)
       yield* Scope.close(scope, Exit.void)
-      assert.strictEqual(yield* hub.pending, 0)
+      assert.strictEqual(yield* exitWaitsPending, 0)
     }))
 
   it.effect("10,000 register/complete cycles leave nothing behind", () =>
@@ -354,7 +355,7 @@ describe("ExitHub (in-memory events)", () => {
         }))
         assert.strictEqual(status.code, i % 256)
       }
-      assert.strictEqual(yield* hub.pending, 0)
+      assert.strictEqual(yield* exitWaitsPending, 0)
     }))
 
   it.effect("rejects ids containerd would reject, before registering anything", () =>
@@ -365,6 +366,6 @@ describe("ExitHub (in-memory events)", () => {
         assert.strictEqual(error.reason._tag, "InvalidArgument")
         assert.include(error.message, JSON.stringify(execId === "" ? containerId : execId))
       }
-      assert.strictEqual(yield* hub.pending, 0)
+      assert.strictEqual(yield* exitWaitsPending, 0)
     }))
 })

@@ -12,13 +12,13 @@ import { ImagesDefinition } from "../../src/gen/containerd/services/images/v1/im
 import { SnapshotsDefinition } from "../../src/gen/containerd/services/snapshots/v1/snapshots.ts"
 import { TasksDefinition } from "../../src/gen/containerd/services/tasks/v1/tasks.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
-import { ExitHub } from "../../src/services/ExitHub.ts"
 import { type ContainerExit, ExitHandler, Monitors, type MonitorsShape } from "../../src/services/Monitors.ts"
 import { Runtime, Stdio } from "../../src/services/Runtime.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { startGrpcProxy } from "../support/GrpcProxy.ts"
 import { bundlesOf, signal } from "../support/Processes.ts"
 import { importFixture, shared, sharedClient, uniqueNamespace } from "../support/SharedContainerd.ts"
+import { exitWaitsPending, monitorStats } from "../support/Gauges.ts"
 
 /**
  * Everything, over the shared daemon (or a proxy in front of it), with `handle`
@@ -79,7 +79,7 @@ describe("Monitors against containerd", () => {
         // A removal takes the container's lock after any handling queued before it,
         // and nothing runs for a container once it is gone: the count is final.
         yield* Effect.forEach(Array.from({ length: 50 }, (_, i) => `c${i}`), (id) => monitors.remove(id), { concurrency: 8, discard: true })
-        assert.deepStrictEqual(yield* monitors.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+        assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
         assert.strictEqual(handled.length, 50, "no handler ran twice")
         assert.deepStrictEqual(
           handled.map((h) => `${h.containerId}=${h.status.code}`).sort(),
@@ -102,15 +102,15 @@ describe("Monitors against containerd", () => {
           command: ["sh", "-c", "test -e /ran && exit 2; touch /ran; exit 1"]
         })
         yield* monitors.start("flaky")
-        yield* eventually(Effect.map(monitors.stats, (s) => s.backoffKeys === 1))
+        yield* eventually(Effect.map(monitorStats, (s) => s.backoffKeys === 1))
         // Started again, it exits again while its first exit waits in backoff.
         yield* monitors.start("flaky")
-        yield* eventually(Effect.map(monitors.stats, (s) => s.backoffEvents === 2))
+        yield* eventually(Effect.map(monitorStats, (s) => s.backoffEvents === 2))
         assert.deepStrictEqual(order, [], "nothing handled while the consumer fails")
         ready = true
         yield* eventually(Effect.sync(() => order.length === 2))
         assert.deepStrictEqual(order, [1, 2])
-        const stats = yield* monitors.stats
+        const stats = yield* monitorStats
         assert.deepStrictEqual([stats.backoffKeys, stats.backoffEvents], [0, 0])
         yield* monitors.remove("flaky")
       }).pipe(Effect.provide(monitorsLayer(namespace, fifoDir, (exit) =>
@@ -153,7 +153,7 @@ describe("Monitors against containerd", () => {
         assert.isAtLeast(proxy.injected("Tasks/Get"), 1)
         assert.strictEqual(proxy.injected("Containers/List"), 3)
         yield* Effect.forEach(ids, (id) => monitors.remove(id), { concurrency: 8, discard: true })
-        assert.deepStrictEqual(yield* monitors.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+        assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
         assert.deepStrictEqual(
           handled.map((h) => `${h.containerId}=${h.status.code}`).sort(),
           ids.map((id, i) => `${id}=${i}`).sort(),
@@ -173,7 +173,7 @@ describe("Monitors against containerd", () => {
         for (const id of ["doomed", "witness"]) {
           yield* monitors.create({ id, image: FIXTURE_IMAGE, command: ["true"] })
           yield* monitors.start(id)
-          yield* eventually(Effect.map(monitors.stats, (s) => s.backoffKeys === (id === "doomed" ? 1 : 2)))
+          yield* eventually(Effect.map(monitorStats, (s) => s.backoffKeys === (id === "doomed" ? 1 : 2)))
         }
         const ctr = (...args: Array<string>) =>
           execFileSync("ctr", ["--address", shared().address, "--namespace", namespace, ...args], { stdio: "pipe" })
@@ -189,7 +189,7 @@ describe("Monitors against containerd", () => {
         const before = calls.filter((c) => c === "doomed").length
         yield* eventually(Effect.sync(() => calls.filter((c) => c === "witness").length === 2), "10 seconds")
         assert.strictEqual(calls.filter((c) => c === "doomed").length, before, "no call after its scope closed")
-        assert.strictEqual((yield* monitors.stats).backoffKeys, 0)
+        assert.strictEqual((yield* monitorStats).backoffKeys, 0)
         yield* monitors.remove("witness")
       }).pipe(Effect.provide(monitorsLayer(namespace, fifoDir, (exit) =>
         Effect.suspend(() => {
@@ -227,13 +227,12 @@ describe("Monitors against containerd", () => {
       const { fifoDir, namespace } = yield* setup
       yield* Effect.gen(function*() {
         const monitors = yield* Monitors
-        const hub = yield* ExitHub
         const fds = () => fs.readdirSync("/proc/self/fd").length
         const fifos = () => fs.existsSync(path.join(fifoDir, namespace)) ? fs.readdirSync(path.join(fifoDir, namespace)).length : 0
-        const baseline = { stats: yield* monitors.stats, pending: yield* hub.pending, fds: fds(), fifos: fifos() }
+        const baseline = { stats: yield* monitorStats, pending: yield* exitWaitsPending, fds: fds(), fifos: fifos() }
         yield* monitors.create({ id: "victim", image: FIXTURE_IMAGE, command: ["sleep", "600"] })
         yield* monitors.start("victim", { stdio: Stdio.pipe({ stdin: true }) })
-        assert.strictEqual((yield* monitors.stats).monitors, 1)
+        assert.strictEqual((yield* monitorStats).monitors, 1)
         const ctr = (...args: Array<string>) =>
           execFileSync("ctr", ["--address", shared().address, "--namespace", namespace, ...args], { stdio: "pipe" })
         ctr("task", "kill", "--signal", "KILL", "victim")
@@ -247,10 +246,10 @@ describe("Monitors against containerd", () => {
           ctr("container", "rm", "victim")
         })
         const deletedAt = Date.now()
-        yield* eventually(Effect.map(monitors.stats, (s) => s.tracked === 0), "1 second")
+        yield* eventually(Effect.map(monitorStats, (s) => s.tracked === 0), "1 second")
         assert.isBelow(Date.now() - deletedAt, 1000)
-        assert.deepStrictEqual(yield* monitors.stats, baseline.stats)
-        assert.strictEqual(yield* hub.pending, baseline.pending)
+        assert.deepStrictEqual(yield* monitorStats, baseline.stats)
+        assert.strictEqual(yield* exitWaitsPending, baseline.pending)
         assert.strictEqual(fifos(), baseline.fifos)
         yield* eventually(Effect.sync(() => fds() <= baseline.fds), "1 second")
       }).pipe(Effect.provide(monitorsLayer(namespace, fifoDir, () => Effect.void)))

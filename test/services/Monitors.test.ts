@@ -6,6 +6,7 @@ import type { MonitorsCore } from "../../src/internal/MonitorsCore.ts"
 import type { Task } from "../../src/services/Runtime.ts"
 import { envelopes } from "../support/InMemoryEvents.ts"
 import { inMemoryMonitors, monitorEnvelopes, NAMESPACE } from "../support/InMemoryMonitors.ts"
+import { exitWaitsPending, monitorStats } from "../support/Gauges.ts"
 
 const settle = Effect.forEach(Array.from({ length: 50 }), () => Effect.yieldNow, { discard: true })
 /** Lets fibers run until `done` holds (or gives up after many rounds). */
@@ -30,7 +31,7 @@ describe("Monitors engine (in-memory events)", () => {
       assert.strictEqual(finished.length, 10, "the task is deleted and the exit recorded for each")
       const states = yield* core.states
       assert.isTrue(states.every((s) => s.status === "exited"))
-      assert.deepStrictEqual((yield* core.stats).monitors, 0)
+      assert.deepStrictEqual((yield* monitorStats).monitors, 0)
     }))
 
   it.effect("retries a failed handling through the backoff queue, later exits waiting behind it", () =>
@@ -47,7 +48,7 @@ describe("Monitors engine (in-memory events)", () => {
       yield* run("c", 10)
       yield* upstream.emit(envelopes.taskExit("c", "", 10, 1))
       yield* settle
-      assert.deepStrictEqual((yield* core.stats).backoffKeys, 1)
+      assert.deepStrictEqual((yield* monitorStats).backoffKeys, 1)
       // Restarted, it exits again while the first exit is still in backoff.
       const entry = Option.getOrThrow(yield* core.entry(NAMESPACE, "c"))
       yield* run("c", 11)
@@ -57,14 +58,14 @@ describe("Monitors engine (in-memory events)", () => {
       assert.deepStrictEqual(order, [], "the second exit waits behind the first")
       yield* advance(1)
       assert.deepStrictEqual(order, ["exit 1", "exit 2"])
-      const stats = yield* core.stats
+      const stats = yield* monitorStats
       assert.deepStrictEqual([stats.backoffKeys, stats.backoffEvents], [0, 0])
     }))
 
   it.effect("contains a handler that dies, and one that hangs past the 10 s bound (as shipped)", () =>
     Effect.gen(function*() {
       let calls = 0
-      const { core, run, upstream } = yield* inMemoryMonitors((exit) =>
+      const { run, upstream } = yield* inMemoryMonitors((exit) =>
         Effect.suspend(() => {
           calls++
           return exit.containerId === "dies" ? Effect.die(new Error("bug in the handler")) : Effect.never
@@ -74,23 +75,23 @@ describe("Monitors engine (in-memory events)", () => {
       yield* upstream.emit(envelopes.taskExit("dies", "", 1, 0))
       yield* upstream.emit(envelopes.taskExit("hangs", "", 2, 0))
       yield* settle
-      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      assert.strictEqual((yield* monitorStats).backoffKeys, 1)
       yield* TestClock.adjust("9999 millis")
       yield* settle
-      assert.strictEqual((yield* core.stats).backoffKeys, 1, "still within its bound")
+      assert.strictEqual((yield* monitorStats).backoffKeys, 1, "still within its bound")
       yield* TestClock.adjust("1 millis")
       yield* settle
-      assert.strictEqual((yield* core.stats).backoffKeys, 2)
+      assert.strictEqual((yield* monitorStats).backoffKeys, 2)
       // The system still works.
       yield* run("fine", 3)
-      assert.strictEqual((yield* core.stats).monitors, 1)
+      assert.strictEqual((yield* monitorStats).monitors, 1)
       assert.isAtLeast(calls, 2)
     }))
 
   it.effect("the 10 s bound covers the whole handling: a Tasks.Delete that hangs is cut off and retried", () =>
     Effect.gen(function*() {
       const handled: Array<number> = []
-      const { core, ops, run, upstream } = yield* inMemoryMonitors((exit) => Effect.sync(() => void handled.push(exit.status.code)))
+      const { ops, run, upstream } = yield* inMemoryMonitors((exit) => Effect.sync(() => void handled.push(exit.status.code)))
       let hangs = true
       const finish = ops.finishExit
       ops.finishExit = (tracked) => hangs ? Effect.never : finish(tracked)
@@ -99,15 +100,15 @@ describe("Monitors engine (in-memory events)", () => {
       yield* settle
       yield* TestClock.adjust("9999 millis")
       yield* settle
-      assert.strictEqual((yield* core.stats).backoffKeys, 0, "still within its bound")
+      assert.strictEqual((yield* monitorStats).backoffKeys, 0, "still within its bound")
       yield* TestClock.adjust("1 millis")
       yield* settle
-      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      assert.strictEqual((yield* monitorStats).backoffKeys, 1)
       hangs = false
       // The ticker looks every second; the first delay is 1 s.
       yield* advance(1)
       assert.deepStrictEqual(handled, [3])
-      assert.strictEqual((yield* core.stats).backoffKeys, 0)
+      assert.strictEqual((yield* monitorStats).backoffKeys, 0)
     }))
 
   it.effect("a retry takes the container's lock: it waits for a removal in flight, and never runs once the container is gone", () =>
@@ -119,7 +120,7 @@ describe("Monitors engine (in-memory events)", () => {
       const entry = yield* run("c", 1)
       yield* upstream.emit(envelopes.taskExit("c", "", 1, 0))
       yield* settle
-      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      assert.strictEqual((yield* monitorStats).backoffKeys, 1)
       const deleting = yield* Deferred.make<void>()
       const removal = yield* Effect.forkChild(core.exclusive(entry, Deferred.await(deleting)))
       yield* settle
@@ -129,24 +130,24 @@ describe("Monitors engine (in-memory events)", () => {
       yield* settle
       yield* advance(5)
       assert.strictEqual(calls, 1, "and does not run once the container is gone")
-      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
       assert.strictEqual(removal.pollUnsafe()?._tag, "Success")
     }))
 
   it.effect("a container deleted by someone else while its exit is in backoff gets no handler call after its scope closed", () =>
     Effect.gen(function*() {
       let calls = 0
-      const { core, run, upstream } = yield* inMemoryMonitors(() => Effect.suspend(() => (calls++, Effect.fail("no"))))
+      const { run, upstream } = yield* inMemoryMonitors(() => Effect.suspend(() => (calls++, Effect.fail("no"))))
       yield* run("c", 1)
       yield* upstream.emit(envelopes.taskExit("c", "", 1, 0))
       yield* settle
       yield* advance(1)
       assert.strictEqual(calls, 2)
       yield* upstream.emit(monitorEnvelopes.containerDelete("c"))
-      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
+      yield* until(Effect.map(monitorStats, (s) => s.tracked === 0))
       yield* advance(10)
       assert.strictEqual(calls, 2)
-      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
     }))
 
   it.effect("a handler may remove its own container: the removal runs at once and the scope closes after it", () =>
@@ -163,15 +164,15 @@ describe("Monitors engine (in-memory events)", () => {
       core = monitors.core
       yield* monitors.run("c", 1)
       yield* monitors.upstream.emit(envelopes.taskExit("c", "", 1, 0))
-      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
+      yield* until(Effect.map(monitorStats, (s) => s.tracked === 0))
       assert.deepStrictEqual(removed, ["c", "handler went on"], "without waiting for the lock its own handling holds")
-      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
     }))
 
   it.effect("a handler that fails with an interruption inside it is retried like any failure", () =>
     Effect.gen(function*() {
       let calls = 0
-      const { core, run, upstream } = yield* inMemoryMonitors(() =>
+      const { run, upstream } = yield* inMemoryMonitors(() =>
         Effect.suspend(() =>
           ++calls === 1
             // One branch fails, the other is interrupted: the cause holds both.
@@ -182,10 +183,10 @@ describe("Monitors engine (in-memory events)", () => {
       yield* run("c", 1)
       yield* upstream.emit(envelopes.taskExit("c", "", 1, 0))
       yield* settle
-      assert.strictEqual((yield* core.stats).backoffKeys, 1)
+      assert.strictEqual((yield* monitorStats).backoffKeys, 1)
       yield* advance(1)
       assert.strictEqual(calls, 2)
-      assert.strictEqual((yield* core.stats).backoffKeys, 0)
+      assert.strictEqual((yield* monitorStats).backoffKeys, 0)
     }))
 
   it.effect("one monitor per container: a handler that restarts it has the next exit handled after it, by the same fiber", () =>
@@ -193,7 +194,7 @@ describe("Monitors engine (in-memory events)", () => {
       const order: Array<string> = []
       const gate = yield* Deferred.make<void>()
       let restart: ((pid: number) => Effect.Effect<unknown, unknown>) | undefined
-      const { core, run, upstream } = yield* inMemoryMonitors((exit) =>
+      const { run, upstream } = yield* inMemoryMonitors((exit) =>
         Effect.gen(function*() {
           order.push(`start ${exit.status.code}`)
           if (exit.status.code === 1) {
@@ -207,14 +208,14 @@ describe("Monitors engine (in-memory events)", () => {
       yield* run("c", 1)
       yield* upstream.emit(envelopes.taskExit("c", "", 1, 1))
       yield* settle
-      assert.strictEqual((yield* core.stats).monitors, 1)
+      assert.strictEqual((yield* monitorStats).monitors, 1)
       yield* upstream.emit(envelopes.taskExit("c", "", 2, 2))
       yield* settle
       assert.deepStrictEqual(order, ["start 1"], "the second exit waits for the first's handling")
       yield* Deferred.succeed(gate, undefined)
       yield* settle
       assert.deepStrictEqual(order, ["start 1", "end 1", "start 2", "end 2"])
-      assert.strictEqual((yield* core.stats).monitors, 0, "nothing left to watch: the fiber ended")
+      assert.strictEqual((yield* monitorStats).monitors, 0, "nothing left to watch: the fiber ended")
     }))
 
   it.effect("marks OOM at once, reports it with the exit, and clears it when the task starts again", () =>
@@ -235,26 +236,26 @@ describe("Monitors engine (in-memory events)", () => {
 
   it.effect("ignores, without keeping anything, 1,000 containers created and deleted by others", () =>
     Effect.gen(function*() {
-      const { core, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      const { upstream } = yield* inMemoryMonitors(() => Effect.void)
       for (let i = 0; i < 1000; i++) {
         yield* upstream.emit(monitorEnvelopes.containerCreate(`other${i}`))
         yield* upstream.emit(envelopes.taskExit(`other${i}`, "", i + 1, 0))
         yield* upstream.emit(monitorEnvelopes.containerDelete(`other${i}`))
       }
       yield* settle
-      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
     }))
 
   it.effect("closes the scope of every tracked container deleted by someone else: 1,000 back to baseline", () =>
     Effect.gen(function*() {
-      const { core, hub, run, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      const { core, run, upstream } = yield* inMemoryMonitors(() => Effect.void)
       for (let i = 0; i < 1000; i++) yield* run(`c${i}`, i + 1)
-      assert.deepStrictEqual(yield* core.stats, { tracked: 1000, monitors: 1000, backoffKeys: 0, backoffEvents: 0 })
-      assert.strictEqual(yield* hub.pending, 1000)
+      assert.deepStrictEqual(yield* monitorStats, { tracked: 1000, monitors: 1000, backoffKeys: 0, backoffEvents: 0 })
+      assert.strictEqual(yield* exitWaitsPending, 1000)
       for (let i = 0; i < 1000; i++) yield* upstream.emit(monitorEnvelopes.containerDelete(`c${i}`))
-      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
-      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
-      assert.strictEqual(yield* hub.pending, 0, "the exit registrations went with the scopes")
+      yield* until(Effect.map(monitorStats, (s) => s.tracked === 0))
+      assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      assert.strictEqual(yield* exitWaitsPending, 0, "the exit registrations went with the scopes")
       assert.isTrue((yield* core.states).length === 0)
     }))
 
@@ -277,15 +278,15 @@ describe("Monitors engine (in-memory events)", () => {
 
   it.effect("closes every container of a deleted namespace", () =>
     Effect.gen(function*() {
-      const { core, run, upstream } = yield* inMemoryMonitors(() => Effect.void)
+      const { run, upstream } = yield* inMemoryMonitors(() => Effect.void)
       yield* run("a", 1)
       yield* run("b", 2)
       yield* upstream.emit(monitorEnvelopes.namespaceDelete("elsewhere"))
       yield* settle
-      assert.strictEqual((yield* core.stats).tracked, 2)
+      assert.strictEqual((yield* monitorStats).tracked, 2)
       yield* upstream.emit(monitorEnvelopes.namespaceDelete(NAMESPACE))
-      yield* until(Effect.map(core.stats, (s) => s.tracked === 0))
-      assert.deepStrictEqual(yield* core.stats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
+      yield* until(Effect.map(monitorStats, (s) => s.tracked === 0))
+      assert.deepStrictEqual(yield* monitorStats, { tracked: 0, monitors: 0, backoffKeys: 0, backoffEvents: 0 })
     }))
 
   it.effect("a task deleted by someone else closes its container's scope only if the container is gone too", () =>
@@ -297,7 +298,7 @@ describe("Monitors engine (in-memory events)", () => {
       yield* run("gone", 2, someTask)
       yield* upstream.emit(monitorEnvelopes.taskDelete("kept", 1))
       yield* upstream.emit(monitorEnvelopes.taskDelete("gone", 2))
-      yield* until(Effect.map(core.stats, (s) => s.tracked === 1))
+      yield* until(Effect.map(monitorStats, (s) => s.tracked === 1))
       assert.isTrue(Option.isSome(yield* core.entry(NAMESPACE, "kept")))
       assert.isTrue(Option.isNone(yield* core.entry(NAMESPACE, "gone")))
     }))

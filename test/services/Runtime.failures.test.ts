@@ -18,11 +18,11 @@ import { SnapshotsDefinition } from "../../src/gen/containerd/services/snapshots
 import { TasksDefinition } from "../../src/gen/containerd/services/tasks/v1/tasks.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
 import { Events } from "../../src/services/Events.ts"
-import { ExitHub } from "../../src/services/ExitHub.ts"
 import { Runtime, Stdio } from "../../src/services/Runtime.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { startGrpcProxy } from "../support/GrpcProxy.ts"
 import { importFixture, shared, uniqueNamespace } from "../support/SharedContainerd.ts"
+import { exitWaitsPending } from "../support/Gauges.ts"
 
 /** The library over a proxy in front of the shared containerd, in a namespace of its own. */
 const setup = Effect.gen(function*() {
@@ -125,10 +125,9 @@ describe("Runtime on failure paths (real containerd, fault-injecting proxy)", ()
       yield* Effect.gen(function*() {
         const runtime = yield* Runtime
         const client = yield* Containerd
-        const hub = yield* ExitHub
         const fifos = () => fs.readdirSync(path.join(fifoDir, namespace)).filter((d) => !d.startsWith("."))
         const c = yield* runtime.containers.create({ id: "stolen", image: FIXTURE_IMAGE, command: ["sh", "-c", "echo hi"] })
-        const pendingBefore = yield* hub.pending
+        const pendingBefore = yield* exitWaitsPending
         const task = yield* c.newTask({ stdio: Stdio.pipe({ stdin: true }) })
         assert.strictEqual(fifos().length, 1)
         yield* task.start
@@ -138,7 +137,7 @@ describe("Runtime on failure paths (real containerd, fault-injecting proxy)", ()
         assert.strictEqual(error.reason._tag, "NotFound")
         assert.isTrue(task.deleted, "the handle is spent")
         assert.deepStrictEqual(fifos(), [], "its FIFO directory is gone")
-        assert.strictEqual(yield* hub.pending, pendingBefore)
+        assert.strictEqual(yield* exitWaitsPending, pendingBefore)
         assert.strictEqual((yield* task.delete).code, 0, "a second delete answers the recorded status")
         yield* c.delete()
       }).pipe(Effect.scoped, Effect.provide(layer))

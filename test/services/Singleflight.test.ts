@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { makeSingleflight } from "../../src/services/Singleflight.ts"
+import { singleflightKeys } from "../support/Gauges.ts"
 
 const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow, { discard: true })
 
@@ -17,12 +18,12 @@ describe("Singleflight", () => {
       })
       const fibers = yield* Effect.forEach(Array.from({ length: 20 }), () => Effect.forkChild(flight.run("blob", work)))
       yield* settle
-      assert.strictEqual(yield* flight.size, 1)
+      assert.strictEqual(yield* singleflightKeys, 1)
       yield* TestClock.adjust("1 second")
       const results = yield* Effect.forEach(fibers, Fiber.join)
       assert.deepStrictEqual(new Set(results), new Set([1]))
       assert.strictEqual(executions, 1)
-      assert.strictEqual(yield* flight.size, 0)
+      assert.strictEqual(yield* singleflightKeys, 0)
       const again = yield* Effect.forkChild(flight.run("blob", work))
       yield* TestClock.adjust("1 second")
       assert.strictEqual(yield* Fiber.join(again), 2)
@@ -45,7 +46,7 @@ describe("Singleflight", () => {
       assert.deepStrictEqual(attempts, ["a", "b"], "the second caller tried its own source")
       yield* TestClock.adjust("1 second")
       assert.strictEqual(yield* Fiber.join(second), "from b")
-      assert.strictEqual(yield* flight.size, 0)
+      assert.strictEqual(yield* singleflightKeys, 0)
     }))
 
   it.effect("callers of work that keeps failing make one attempt each, one at a time", () =>
@@ -69,7 +70,7 @@ describe("Singleflight", () => {
       }
       for (const fiber of fibers) assert.deepStrictEqual(yield* Fiber.await(fiber), Exit.fail("registry said no"))
       assert.deepStrictEqual([attempts, most], [3, 1])
-      assert.strictEqual(yield* flight.size, 0)
+      assert.strictEqual(yield* singleflightKeys, 0)
     }))
 
   it.effect("every caller hears the progress of the run it waits for; a joiner first hears the latest", () =>
@@ -116,7 +117,7 @@ describe("Singleflight", () => {
       yield* Effect.forEach(all, Fiber.interrupt, { discard: true })
       yield* settle
       assert.deepStrictEqual([finished, interrupted], [1, 1])
-      assert.strictEqual(yield* flight.size, 0)
+      assert.strictEqual(yield* singleflightKeys, 0)
       yield* TestClock.adjust("1 second")
       assert.strictEqual(finished, 1, "the interrupted work never completed")
     }))

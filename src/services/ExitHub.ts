@@ -32,7 +32,7 @@
  *   over. Waiting costs no RPC otherwise — `Tasks.Wait` is never used.
  * - Registration is scoped: closing the scope removes it.
  */
-import { Context, Deferred, Effect, FiberHandle, Layer, Metric, type Scope, Stream } from "effect"
+import { Context, Deferred, Effect, FiberHandle, Layer, Metric, Scope, Stream } from "effect"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import type { ContainerdEvent, EventMessage } from "../domain/Event.ts"
 import { Exited, exitedOf, exitUnknown, type ExitStatus } from "../domain/ExitStatus.ts"
@@ -281,9 +281,10 @@ export const makeExitHub = Effect.fnUntraced(function*(deps: {
         entries.set(key, entry)
       }
       entry.refs++
-      // One finalizer per registration: hosts register thousands.
+      // One finalizer per registration: hosts register thousands. Added to the scope bare, not with
+      // `Effect.addFinalizer`, which would keep this span's context (~1 KB) for as long as it waits.
       const registered = entry
-      yield* Effect.addFinalizer(() => release(registered))
+      yield* Scope.addFinalizer(yield* Effect.scope, release(registered))
       yield* updateGauge
       if (options?.pid !== undefined) recordStart(key, options.pid)
       return Deferred.await(entry.deferred)

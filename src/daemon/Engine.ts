@@ -25,6 +25,7 @@ import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, type MonitorsShape } from "../services/Monitors.ts"
 import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
+import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCreate } from "./engine/Create.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
@@ -71,6 +72,10 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     const stored = yield* storedOf(container)
     if (Option.isSome(stored)) env.store.add(yield* makeEntry(container.id, stored.value, container.labels))
   }
+
+  yield* removeOrphanDirs(options.logRoot, new Set(
+    (yield* monitors.states).filter((state) => state.namespace === options.namespace).map((state) => state.id)
+  ))
 
   const execs = yield* makeExecs(env)
   const lifecycle = yield* makeLifecycle(env, execs)

@@ -4,7 +4,10 @@
  * (logger.c, which writes the log): `<log root>/<id>/<id>-json.log`, as dockerd
  * lays out `containers/<id>/`, with the options (JSON) beside it.
  */
+import { Effect } from "effect"
+import * as fs from "node:fs"
 import * as path from "node:path"
+import { removeTree } from "../internal/Files.ts"
 
 /** A container's log options (`--log-opt max-size`, `max-file`), in bytes and files. */
 export interface LogConfig {
@@ -20,3 +23,19 @@ export const logConfigPath = (root: string, id: string) => path.join(containerDi
 
 /** The json-file log of a container. */
 export const logPath = (root: string, id: string) => path.join(containerDir(root, id), `${id}-json.log`)
+
+/**
+ * Removes the directories of containers that are gone — a create killed between
+ * writing the log options and making the container, or a container deleted
+ * (with its task) while the daemon was down. Run at start, before requests.
+ */
+export const removeOrphanDirs = (root: string, containerIds: ReadonlySet<string>): Effect.Effect<void> =>
+  Effect.try({ try: () => fs.existsSync(root) ? fs.readdirSync(root) : [], catch: (cause) => cause }).pipe(
+    Effect.flatMap((names) =>
+      Effect.forEach(names.filter((name) => !containerIds.has(name)), (name) => removeTree(containerDir(root, name)), {
+        discard: true
+      })
+    ),
+    // Harmless: what is left is disk space only, and the next start tries again.
+    Effect.catch((cause) => Effect.logWarning(`could not list ${root} for directories of containers that are gone`, cause))
+  )

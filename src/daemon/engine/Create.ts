@@ -7,6 +7,7 @@
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { Clock, Effect, Result } from "effect"
+import { removeTree } from "../../internal/Files.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
@@ -74,6 +75,13 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           HostConfig: host,
           ...(image.config.config ? { ImageConfig: image.config.config } : {})
         }
+        // The log options first: the container's directory is ours alone, so a failure below removes it,
+        // and one left by a daemon killed in between is removed at the next start (`removeOrphanDirs`).
+        const dir = containerDir(env.options.logRoot, id)
+        yield* files("could not write the container's log options", () => {
+          fs.mkdirSync(dir, { recursive: true })
+          fs.writeFileSync(logConfigPath(env.options.logRoot, id), JSON.stringify(logConfigOf(stored)))
+        }).pipe(Effect.onError(() => removeTree(dir)))
         const container = yield* lib(inNamespace(env)(env.monitors.create({
           id,
           image: image.name,
@@ -94,15 +102,7 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtime: host.Runtime || undefined,
           extensions: storedExtensions(stored)
-        })))
-        yield* files("could not write the container's log options", () => {
-          fs.mkdirSync(containerDir(env.options.logRoot, id), { recursive: true })
-          fs.writeFileSync(logConfigPath(env.options.logRoot, id), JSON.stringify(logConfigOf(stored)))
-        }).pipe(
-          // Rolled back as far as containerd lets us; a container left by a failed rollback carries our
-          // extension, so the next start lists it and `docker rm` removes it (issue 17 hardens this path).
-          Effect.onError(() => lib(inNamespace(env)(env.monitors.remove(id))).pipe(Effect.ignore))
-        )
+        }))).pipe(Effect.onError(() => removeTree(dir)))
         const entry = yield* makeEntry(container.id, stored, container.labels)
         env.store.add(entry)
         yield* publish(env, entry, "create")

@@ -109,6 +109,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     execCreate: Effect.fn("Engine.execCreate")(function*(ref, config) {
       return yield* execs.create(yield* store.find(ref), config)
     }),
+    execStartable: Effect.fn("Engine.execStartable")((execId) => execs.startable(execId)),
     execStart: Effect.fn("Engine.execStart")((execId, startOptions) => execs.start(execId, startOptions)),
     execResize: Effect.fn("Engine.execResize")((execId, height, width) => execs.resize(execId, height, width)),
     execInspect: Effect.fn("Engine.execInspect")((execId) => execs.inspect(execId)),

@@ -117,7 +117,9 @@ export const containerRoutes = Effect.gen(function*() {
           })
           // Checked before attaching, as dockerd refuses bad keys before it touches the container.
           const detachKeys = yield* parsedQuery("detachKeys", parseDetachKeys)
-          return yield* respondAttached(yield* engine.attach(id, options), detachKeys)
+          // Subscribed before the 101, so nothing of a run that starts once the client has it is missed.
+          const session = yield* engine.attach(id, options)
+          return yield* respondAttached(Effect.succeed(session), { multiplexed: !session.tty, detachKeys })
         }))
     ),
     HttpRouter.route(

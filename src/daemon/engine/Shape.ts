@@ -71,8 +71,13 @@ export interface EngineShape {
   ) => Effect.Effect<{ readonly tty: boolean; readonly entries: Stream.Stream<LogEntry, DockerError> }, DockerError>
   /** Creates an exec in a running container (Docker's exec instance); 409 if it is not running or paused. */
   readonly execCreate: (ref: string, config: ExecConfig) => Effect.Effect<{ readonly Id: string }, DockerError>
+  /** What an attached start checks before it answers (dockerd's `ExecExists`): 404 for no exec, 409 if its container is not running or is paused. */
+  readonly execStartable: (execId: string) => Effect.Effect<void, DockerError>
   /**
-   * Starts an exec. Detached: runs with no stdio. Attached: the session's output
+   * Starts an exec (after the checks of `execStartable`; 409 if it was started
+   * already). A start containerd refuses gives the exec dockerd's exit code
+   * (126/127/128) and fails 400 (the command's or config's fault) or 500.
+   * Detached: runs with no stdio. Attached: the session's output
    * ends with the exec's output; `exited` waits for its exit code.
    */
   readonly execStart: (

@@ -1,13 +1,14 @@
 /**
- * exec as dockerd serves it, over the daemon's socket and, where
+ * exec and top as dockerd serves them, over the daemon's socket and, where
  * dockerd 20.10 is installed, over dockerd's on the same containerd, with the
  * same assertions: an exec's output is never in the read that carries its 101
  * (a client that parses the headers through a buffered reader and then reads
  * the raw socket, as the Python SDK, sees all of it); the start request's
  * `Tty` decides the framing; a start that fails answers 101 with the runtime's
- * message in the stream and gives the exec its exit code. Without dockerd
- * its half is left out (the test's log says so). dockerode drives the same
- * execs, hijacked and not.
+ * message in the stream and gives the exec its exit code; `top` runs `ps` as
+ * dockerd does and never lists `runc init`. Without dockerd its half is left
+ * out (the test's log says so). dockerode drives the same execs, hijacked
+ * and not.
  */
 import { assert, layer } from "@effect/vitest"
 import Docker from "dockerode"
@@ -145,7 +146,7 @@ const withContainer = (engine: EngineUnderTest) =>
     return { id, request, exec, inspectExec }
   })
 
-layer(EnginesLive, { timeout: 120_000, excludeTestServices: true })("exec, as dockerd serves it", (it) => {
+layer(EnginesLive, { timeout: 120_000, excludeTestServices: true })("exec and top, as dockerd serves them", (it) => {
   it.effect("50 of 50 execs' output reaches a client that drops what came with the 101's head, as the Python SDK does", () =>
     Effect.gen(function*() {
       for (const engine of yield* Engines) {
@@ -254,6 +255,44 @@ layer(EnginesLive, { timeout: 120_000, excludeTestServices: true })("exec, as do
       const dockerd = streams.get("dockerd")
       if (dockerd !== undefined) assert.deepStrictEqual(streams.get("ours"), dockerd, "the streams, byte for byte")
     }).pipe(Effect.scoped), 120_000)
+
+  it.effect("top runs ps as dockerd does (-ef by default, ps_args honoured, its errors), and never lists runc init right after a start", () =>
+    Effect.gen(function*() {
+      for (const engine of yield* Engines) {
+        const request = requestOver(engine.socket)
+        let initSeen = 0
+        for (let i = 0; i < 20; i++) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const { id } = yield* withContainer(engine)
+            const top = yield* request("GET", `/v1.41/containers/${id}/top`)
+            assert.strictEqual(top.status, 200, `${engine.name}: ${top.body}`)
+            const { Processes, Titles } = jsonOf(top) as { Titles: Array<string>; Processes: Array<Array<string>> }
+            assert.deepStrictEqual(Titles, ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], engine.name)
+            if (Processes.some((row) => row[7]!.includes("runc init"))) initSeen++
+            else assert.deepStrictEqual(Processes.map((row) => row[7]), ["sleep 600"], engine.name)
+          }))
+        }
+        // dockerd lists whatever ps finds; ours waits for the init to exec.
+        if (engine.name === "ours") assert.strictEqual(initSeen, 0, "top listed runc init")
+        else yield* Effect.log(`dockerd listed runc init in ${initSeen} of 20 tops`)
+        const { id } = yield* withContainer(engine)
+        const aux = jsonOf(yield* request("GET", `/v1.41/containers/${id}/top?ps_args=aux`))
+        assert.deepStrictEqual(aux.Titles, ["USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START", "TIME", "COMMAND"], engine.name)
+        assert.deepStrictEqual(aux.Processes.map((row: Array<string>) => row[10]), ["sleep 600"], engine.name)
+        const seen: Array<unknown> = []
+        for (const args of ["-o pid,comm", "--bogus", "-ef x=PID", "-o user"]) {
+          const answer = yield* request("GET", `/v1.41/containers/${id}/top?ps_args=${encodeURIComponent(args)}`)
+          const body = jsonOf(answer)
+          seen.push([answer.status, answer.status === 200 ? { Titles: body.Titles, Commands: body.Processes.map((row: Array<string>) => row[1]) } : body])
+        }
+        assert.deepStrictEqual(seen, [
+          [200, { Titles: ["PID", "COMMAND"], Commands: ["sleep"] }],
+          [500, { message: "ps: error: unknown gnu long option" }],
+          [500, { message: "specifying \"x=PID\" is not allowed" }],
+          [500, { message: "Couldn't find PID field in ps output" }]
+        ], engine.name)
+      }
+    }).pipe(Effect.scoped), 180_000)
 
   it.effect("dockerode's execs, hijacked or not: the output demultiplexed, a failed start's message and exit code", () =>
     Effect.gen(function*() {

@@ -6,6 +6,7 @@
 import type { Duration, Effect, Scope, Stream } from "effect"
 import type { DockerError } from "../DockerError.ts"
 import type { LogEntry } from "../JsonLog.ts"
+import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
 
 /** How `wait` decides it is done (`POST /containers/{id}/wait?condition=`). */
@@ -53,11 +54,8 @@ export interface EngineShape {
     readonly limit?: number | undefined
     readonly filters?: ContainerFilters | undefined
   }) => Effect.Effect<ReadonlyArray<ContainerSummaryJson>, DockerError>
-  /** `ps` of the container's processes: pids from containerd, details from /proc. */
-  readonly top: (ref: string) => Effect.Effect<
-    { readonly Titles: ReadonlyArray<string>; readonly Processes: ReadonlyArray<ReadonlyArray<string>> },
-    DockerError
-  >
+  /** `ps` (with `psArgs`, default `-ef`) of the container's processes, as dockerd's `top`; 409 if it is not running. */
+  readonly top: (ref: string, psArgs: string | undefined) => Effect.Effect<TopJson, DockerError>
   /**
    * Attaches to the container's output (and its stdin, if it was created with
    * `OpenStdin` and `stdin` is asked for): from now until the end of its next

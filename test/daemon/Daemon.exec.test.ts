@@ -12,7 +12,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import Docker from "dockerode"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Fiber, Latch, Layer, Option } from "effect"
 import * as net from "node:net"
 import { PassThrough, type Readable } from "node:stream"
 import { requestOver, startDaemon } from "../support/DaemonHarness.ts"
@@ -52,8 +52,12 @@ interface RawAnswer {
   readonly withHead: number
 }
 
-/** Sends one request on a new connection (as an `Upgrade: tcp` when asked) and reads until the engine closes it (10 s at most). */
-const exchange = (socket: string, method: string, path: string, body: unknown, upgrade: boolean) =>
+/**
+ * Sends one request on a new connection (as an `Upgrade: tcp` when asked) and
+ * reads until the engine closes it (10 s at most); `headed` opens once the
+ * head has come.
+ */
+const exchange = (socket: string, method: string, path: string, body: unknown, upgrade: boolean, headed?: Latch.Latch) =>
   Effect.callback<RawAnswer, Error>((resume) => {
     const connection = net.connect(socket)
     let raw = Buffer.alloc(0)
@@ -67,7 +71,10 @@ const exchange = (socket: string, method: string, path: string, body: unknown, u
       raw = Buffer.concat([raw, chunk])
       if (headEnd < 0) {
         headEnd = raw.indexOf("\r\n\r\n")
-        if (headEnd >= 0) withHead = raw.length - headEnd - 4
+        if (headEnd >= 0) {
+          withHead = raw.length - headEnd - 4
+          headed?.openUnsafe()
+        }
       }
     })
     const done = () => {
@@ -328,5 +335,36 @@ layer(EnginesLive, { timeout: 120_000, excludeTestServices: true })("exec and to
           assert.deepStrictEqual([failed.stderr, failed.exitCode], ["", engine.name === "dockerd" ? 126 : 127], what)
         }
       }
+    }).pipe(Effect.scoped), 120_000)
+
+  it.effect("attach before start, docker run's path: the 101 comes alone, then the run's output, framed; its head as dockerd's", () =>
+    Effect.gen(function*() {
+      const heads = new Map<string, Record<string, string>>()
+      for (const engine of yield* Engines) {
+        const request = requestOver(engine.socket)
+        for (const tty of [false, true]) {
+          const created = yield* request("POST", "/v1.41/containers/create", JSON.stringify({ Image: FIXTURE_IMAGE, Cmd: ["echo", "hi"], Tty: tty }))
+          const id = jsonOf(created).Id as string
+          yield* Effect.addFinalizer(() => Effect.ignore(request("DELETE", `/v1.41/containers/${id}?force=1`)))
+          const headed = Latch.makeUnsafe(false)
+          const attached = yield* Effect.forkScoped(
+            exchange(engine.socket, "POST", `/v1.41/containers/${id}/attach?stream=1&stdout=1&stderr=1`, undefined, true, headed)
+          )
+          // The run starts once the attach has its 101, as the CLI starts it.
+          yield* headed.await
+          const started = yield* request("POST", `/v1.41/containers/${id}/start`)
+          assert.strictEqual(started.status, 204, `${engine.name}: ${started.body}`)
+          const answer = yield* Fiber.join(attached)
+          const what = `${engine.name}, Tty ${tty}`
+          assert.match(answer.head, /^HTTP\/1\.1 101 /, what)
+          assert.strictEqual(answer.withHead, 0, `${what}: output came with the head`)
+          assert.strictEqual(answer.body.toString("latin1"), tty ? "hi\r\n" : frame(1, "hi\n").toString("latin1"), what)
+          const headers = headersOf(answer.head)
+          assert.strictEqual(headers["content-type"], "application/vnd.docker.raw-stream", what)
+          heads.set(engine.name, headers)
+        }
+      }
+      const dockerd = heads.get("dockerd")
+      if (dockerd !== undefined) assert.deepStrictEqual(Object.keys(heads.get("ours")!).sort(), Object.keys(dockerd).sort(), "the 101's header names")
     }).pipe(Effect.scoped), 120_000)
 })

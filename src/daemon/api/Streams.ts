@@ -53,7 +53,7 @@ export const outputResponse = (tty: boolean, output: AttachSession["output"]) =>
  * container's terminal says; an exec as its *start* request says (dockerd's
  * `execStartCheck.Tty`), whatever the exec was created with.
  */
-export interface Framing {
+interface Framing {
   readonly multiplexed: boolean
   /** Repeat the router's headers in the 101, as dockerd's exec start does (its attach does not). */
   readonly routerHeaders: boolean
@@ -66,7 +66,7 @@ const hijackedContentType = (framing: Framing) =>
   streamContentType(!(framing.multiplexed && compareVersions(framing.apiVersion, "1.42") >= 0))
 
 /** The API version of the request, from its path's prefix (`/v1.41/...`); the newest when it has none. */
-export const requestApiVersion = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+const requestApiVersion = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
   apiVersionOf(new URL(request.originalUrl, "http://docker").pathname))
 
 /**

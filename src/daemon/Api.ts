@@ -20,7 +20,7 @@ import { containerRoutes } from "./api/ContainerRoutes.ts"
 import { execRoutes } from "./api/ExecRoutes.ts"
 import { imageRoutes } from "./api/ImageRoutes.ts"
 import { stripApiVersion } from "./api/Query.ts"
-import { drainBody, errorResponse } from "./api/Request.ts"
+import { drainBody, errorResponse, RouterHeaders } from "./api/Request.ts"
 import { systemRoutes } from "./api/SystemRoutes.ts"
 import { refusalOf } from "./api/Unsupported.ts"
 import { API_VERSION, System } from "./System.ts"
@@ -54,7 +54,8 @@ const failureResponse = (
 /** A request past the version check: refused if its route is one not served here, else routed. */
 const routed = (
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>,
-  request: HttpServerRequest.HttpServerRequest
+  request: HttpServerRequest.HttpServerRequest,
+  headers: Readonly<Record<string, string>>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled> => {
   const refusal = refusalOf(request.method, request.url.split("?")[0]!)
   if (refusal !== undefined) {
@@ -62,6 +63,7 @@ const routed = (
   }
   return app.pipe(
     Effect.provideService(HttpServerRequest.HttpServerRequest, request),
+    Effect.provideService(RouterHeaders, headers),
     // An interrupted request (the client went away) has no one to answer.
     Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : failureResponse(request, cause))
   )
@@ -89,7 +91,7 @@ const dockerRouter = HttpRouter.middleware(
         const request = yield* HttpServerRequest.HttpServerRequest
         const response = yield* Result.match(stripApiVersion(request.url), {
           onFailure: (message) => Effect.succeed(errorResponse(400, message)),
-          onSuccess: (url) => routed(app, request.modify({ url }))
+          onSuccess: (url) => routed(app, request.modify({ url }), headers)
         })
         yield* Effect.logDebug(`${request.method} ${request.url} ${response.status}`)
         return HttpServerResponse.setHeaders(response, headers)

@@ -33,6 +33,7 @@ import { makeLifecycle } from "./engine/Lifecycle.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
 import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
 import * as Streams from "./engine/Streams.ts"
+import * as Top from "./engine/Top.ts"
 import * as Views from "./engine/Views.ts"
 
 export type {
@@ -97,8 +98,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
       return yield* Views.inspect(env, yield* store.find(ref))
     }),
     list: Effect.fn("Engine.list")((listOptions) => Views.list(env, listOptions)),
-    top: Effect.fn("Engine.top")(function*(ref: string) {
-      return yield* Views.top(env, yield* store.find(ref))
+    top: Effect.fn("Engine.top")(function*(ref: string, psArgs: string | undefined) {
+      return yield* Top.top(env, yield* store.find(ref), psArgs)
     }),
     attach: Effect.fn("Engine.attach")(function*(ref, attachOptions) {
       return yield* Streams.attach(targetOf(env, yield* store.find(ref)), attachOptions)
@@ -114,6 +115,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     execCreate: Effect.fn("Engine.execCreate")(function*(ref, config) {
       return yield* execs.create(yield* store.find(ref), config)
     }),
+    execStartable: Effect.fn("Engine.execStartable")((execId) => execs.startable(execId)),
     execStart: Effect.fn("Engine.execStart")((execId, startOptions) => execs.start(execId, startOptions)),
     execResize: Effect.fn("Engine.execResize")((execId, height, width) => execs.resize(execId, height, width)),
     execInspect: Effect.fn("Engine.execInspect")((execId) => execs.inspect(execId)),

@@ -136,6 +136,7 @@ const fakeEngine = (calls: Calls) => {
       }),
     resize: (ref) => Effect.asVoid(find(ref)),
     execCreate: (ref) => Effect.as(find(ref), { Id: "exec-1" }),
+    execStartable: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     execStart: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     execResize: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     execInspect: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),

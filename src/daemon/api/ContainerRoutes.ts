@@ -4,11 +4,12 @@
  * `Engine`, and its answers written in dockerd's shapes and statuses (304 for a
  * start or stop with nothing to do, 201 for a create, ...).
  */
-import { Clock, Effect, Stream } from "effect"
+import { Clock, Effect, Result, Stream } from "effect"
 import { HttpRouter } from "effect/http"
-import { badRequest } from "../DockerError.ts"
+import { badRequest, internal } from "../DockerError.ts"
 import { Engine } from "../Engine.ts"
 import { formatDockerTimestamp } from "../JsonLogFile.ts"
+import { checkPsArgs } from "../engine/Top.ts"
 import { CreateBody } from "../Model.ts"
 import { parseDetachKeys } from "./DetachKeys.ts"
 import { parseWaitCondition } from "./Query.ts"
@@ -63,8 +64,17 @@ export const containerRoutes = Effect.gen(function*() {
       })
     ),
     HttpRouter.route("GET", "/containers/:id/json", onContainer((id) => Effect.map(engine.inspect(id), (body) => json(body)))),
-    // `ps_args` is accepted and ignored: the engine reads /proc itself rather than running ps.
-    HttpRouter.route("GET", "/containers/:id/top", onContainer((id) => Effect.map(engine.top(id), (body) => json(body)))),
+    HttpRouter.route(
+      "GET",
+      "/containers/:id/top",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const psArgs = yield* optionalQuery("ps_args")
+          // Checked before the container is looked up, and a 500 as dockerd answers it.
+          yield* Result.match(checkPsArgs(psArgs ?? ""), { onSuccess: () => Effect.void, onFailure: (message) => Effect.fail(internal(message)) })
+          return json(yield* engine.top(id, psArgs))
+        }))
+    ),
     HttpRouter.route(
       "POST",
       "/containers/:id/start",
@@ -117,7 +127,9 @@ export const containerRoutes = Effect.gen(function*() {
           })
           // Checked before attaching, as dockerd refuses bad keys before it touches the container.
           const detachKeys = yield* parsedQuery("detachKeys", parseDetachKeys)
-          return yield* respondAttached(yield* engine.attach(id, options), detachKeys)
+          // Subscribed before the 101, so nothing of a run that starts once the client has it is missed.
+          const session = yield* engine.attach(id, options)
+          return yield* respondAttached(Effect.succeed(session), { multiplexed: !session.tty, detachKeys })
         }))
     ),
     HttpRouter.route(

@@ -1,7 +1,8 @@
 /**
  * The exec routes of the Docker Engine API: creating an exec in a container,
  * starting it detached or attached (over the hijacked connection, with the
- * exec's detach keys), resizing its terminal and inspecting it.
+ * exec's detach keys: the `101` first, then the process, framed as the start
+ * request's `Tty` says), resizing its terminal and inspecting it.
  */
 import { Effect, Stream } from "effect"
 import { HttpRouter } from "effect/http"
@@ -33,10 +34,16 @@ export const execRoutes = Effect.gen(function*() {
         const id = yield* pathParam("id")
         const config = yield* decodeBody(ExecStartConfig)
         if (config.Detach === true) return yield* Effect.as(engine.execStart(id, { detach: true }), empty(200))
+        // As dockerd: the checks of ExecExists answer the request; the start itself comes after the 101.
+        yield* engine.execStartable(id)
         const detachKeys = yield* Effect.flatMap(engine.execInspect(id), (exec) => orBadRequest(parseDetachKeys(exec.DetachKeys)))
-        const { exited, session } = yield* engine.execStart(id, { detach: false })
-        // The CLI asks for the exit code when the stream ends: end it only after the exit is known.
-        return yield* respondAttached({ ...session, output: Stream.concat(session.output, Stream.fromEffectDrain(exited)) }, detachKeys)
+        const open = Effect.map(engine.execStart(id, { detach: false }), ({ exited, session }) => ({
+          ...session,
+          // The CLI asks for the exit code when the stream ends: end it only after the exit is known.
+          output: Stream.concat(session.output, Stream.fromEffectDrain(exited))
+        }))
+        // Framed unless the *start* asks for a terminal (dockerd's execStartCheck.Tty), whatever the exec was made with.
+        return yield* respondAttached(open, { multiplexed: config.Tty !== true, routerHeaders: true, detachKeys })
       })
     ),
     HttpRouter.route(

@@ -116,6 +116,9 @@ export const compareVersions = (a: string, b: string): number => {
 
 const VERSION_PREFIX = /^\/v([0-9.]+)(?=\/|\?|$)/
 
+/** The API version a path asks for with its prefix (`/v1.41/...`); the newest without one, as dockerd. */
+export const apiVersionOf = (path: string): string => VERSION_PREFIX.exec(path)?.[1] ?? API_VERSION
+
 /** The URL without its API version prefix, or why that version is refused (dockerd's version middleware). */
 export const stripApiVersion = (url: string): Result.Result<string, string> => {
   const match = VERSION_PREFIX.exec(url)

@@ -4,10 +4,15 @@
  * bodies decoded against the daemon's models, and JSON answers. Route modules
  * build on these so each parameter is read one way everywhere.
  */
-import { Effect, Result, Schema, type Scope, Stream } from "effect"
+import { Context, Effect, Result, Schema, type Scope, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { badRequest, type DockerError } from "../DockerError.ts"
 import { parseBoolean, parseFilters, parseInteger, parseTimestamp } from "./Query.ts"
+
+/** The headers dockerd's router puts on every answer (API version, OS, server), for answers written past the router: a hijacked exec's 101. */
+export const RouterHeaders = Context.Reference<Readonly<Record<string, string>>>("effect-containerd/daemon/RouterHeaders", {
+  defaultValue: () => ({})
+})
 
 /** What a route handler runs with. */
 export type RequestServices =

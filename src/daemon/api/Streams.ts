@@ -7,11 +7,13 @@
  * Streams send their headers at once, as dockerd flushes them: `docker run`
  * waits for the headers of its `wait` before it starts the container.
  */
-import { Deferred, Effect, Stream } from "effect"
+import { Deferred, Effect, Result, type Scope, Stream } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
-import { badRequest } from "../DockerError.ts"
+import { badRequest, type DockerError } from "../DockerError.ts"
 import type { AttachSession } from "../Engine.ts"
 import { detachScanner } from "./DetachKeys.ts"
+import { apiVersionOf, compareVersions } from "./Query.ts"
+import { RouterHeaders } from "./Request.ts"
 
 const encoder = new TextEncoder()
 
@@ -46,9 +48,37 @@ export const outputResponse = (tty: boolean, output: AttachSession["output"]) =>
 }
 
 /**
+ * How an attach or an attached exec is written: multiplexed (stdcopy frames) or
+ * raw, and the `Content-Type` of the hijacked answer. An attach frames as its
+ * container's terminal says; an exec as its *start* request says (dockerd's
+ * `execStartCheck.Tty`), whatever the exec was created with.
+ */
+interface Framing {
+  readonly multiplexed: boolean
+  /** Repeat the router's headers in the 101, as dockerd's exec start does (its attach does not). */
+  readonly routerHeaders: boolean
+  /** The API version the client asked for: before 1.42 dockerd names every hijacked stream raw. */
+  readonly apiVersion: string
+}
+
+/** dockerd's `Content-Type` of a hijacked stream: multiplexed only from API 1.42, raw before (and for a terminal). */
+const hijackedContentType = (framing: Framing) =>
+  streamContentType(!(framing.multiplexed && compareVersions(framing.apiVersion, "1.42") >= 0))
+
+/** The API version of the request, from its path's prefix (`/v1.41/...`); the newest when it has none. */
+const requestApiVersion = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+  apiVersionOf(new URL(request.originalUrl, "http://docker").pathname))
+
+/**
  * An attach over the connection the client hijacks (`Upgrade: tcp`, as the
- * docker CLI does): output framed onto it until the run ends, its input fed to
- * the container's stdin until the client half-closes its side or detaches.
+ * docker CLI does): the `101` written first, then the session opened (an exec
+ * is started only now, as dockerd's `postContainerExecStart` starts it after
+ * writing its headers, so no output can come in the read that carries them: a
+ * client that parses the headers through a buffered reader and then reads the
+ * raw socket would lose it); its output framed onto the connection until the
+ * run ends, its input fed to the stdin until the client half-closes its side
+ * or detaches. A session that cannot be opened has its error written into the
+ * stream (a stdout frame when multiplexed) and `\r\n`, as dockerd writes it.
  *
  * Gotchas: the detach keys end the connection at once, and the container keeps
  * running. When the input ends (detached, or the client went away) the
@@ -57,14 +87,28 @@ export const outputResponse = (tty: boolean, output: AttachSession["output"]) =>
  * docker CLI detaches a `run -it` by itself and drops the connection, and the
  * shell must survive that.
  */
-const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSession, detachKeys: Uint8Array) =>
+const hijack = (
+  request: HttpServerRequest.HttpServerRequest,
+  open: Effect.Effect<AttachSession, DockerError, Scope.Scope>,
+  framing: Framing,
+  detachKeys: Uint8Array
+) =>
   Effect.gen(function*() {
-    const socket = yield* request.upgradeWith({ headers: { "content-type": streamContentType(session.tty) } }).pipe(
+    const headers = { "content-type": hijackedContentType(framing), ...(framing.routerHeaders ? yield* RouterHeaders : {}) }
+    const socket = yield* request.upgradeWith({ headers }).pipe(
       Effect.mapError((error) => badRequest(`could not upgrade the connection: ${error.message}`))
     )
-    // A connection that cannot be read from has sent its last input: output is still streamed to it.
+    // Acquiring the reader writes the 101. A connection that cannot be read from has sent its
+    // last input: output is still streamed to it.
     const reader = yield* socket.reader.pipe(Effect.orElseSucceed(() => undefined))
     const writer = yield* socket.writer
+    const frameOf = framed(!framing.multiplexed)
+    const opened = yield* Effect.result(open)
+    if (Result.isFailure(opened)) {
+      yield* writer.write(frameOf("stdout", encoder.encode(`${opened.failure.message}\r\n`))).pipe(Effect.ignore)
+      return HttpServerResponse.empty({ status: 101 })
+    }
+    const session = opened.success
     const detached = yield* Deferred.make<void>()
     const inputEnded = session.tty ? Effect.void : session.endInput
     if (reader !== undefined && session.write !== undefined) {
@@ -81,7 +125,6 @@ const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSes
       }).pipe(Effect.catch(() => inputEnded))
       yield* Effect.forkScoped(pump)
     }
-    const frameOf = framed(session.tty)
     yield* Effect.raceFirst(
       // A write that fails means the client is gone: the session ends; the container is not affected.
       Stream.runForEach(session.output, ({ data, stream }) => writer.write(frameOf(stream, data))).pipe(Effect.ignore),
@@ -91,13 +134,26 @@ const hijack = (request: HttpServerRequest.HttpServerRequest, session: AttachSes
   })
 
 /**
- * Answers an attach or an attached exec: over the hijacked connection when the
- * client asks for one (`Upgrade`), else (dockerode without stdin) with the
- * framed output as the response body.
+ * Answers an attach or an attached exec, opening its session (`open`): over
+ * the hijacked connection when the client asks for one (`Upgrade`), after the
+ * `101`; else (dockerode without stdin) with the framed output as the response
+ * body, the error of a session that cannot be opened written into it.
  */
-export const respondAttached = (session: AttachSession, detachKeys: Uint8Array) =>
+export const respondAttached = (
+  open: Effect.Effect<AttachSession, DockerError, Scope.Scope>,
+  options: { readonly multiplexed: boolean; readonly routerHeaders?: boolean; readonly detachKeys: Uint8Array }
+) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
-    if (request.headers["upgrade"] !== undefined) return yield* hijack(request, session, detachKeys)
-    return outputResponse(session.tty, session.output)
+    const framing: Framing = {
+      multiplexed: options.multiplexed,
+      routerHeaders: options.routerHeaders === true,
+      apiVersion: yield* requestApiVersion
+    }
+    if (request.headers["upgrade"] !== undefined) return yield* hijack(request, open, framing, options.detachKeys)
+    const output = Stream.unwrap(Effect.match(open, {
+      onSuccess: (session) => session.output,
+      onFailure: (error) => Stream.make({ stream: "stdout" as const, data: encoder.encode(`${error.message}\r\n`) })
+    }))
+    return outputResponse(!options.multiplexed, output)
   })

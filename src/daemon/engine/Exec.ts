@@ -15,6 +15,7 @@ import { type Environment, lib, publish, taskOf } from "./Environment.ts"
 import type { AttachSession } from "./Shape.ts"
 import { isPaused } from "./State.ts"
 import type { Entry } from "./Store.ts"
+import { startFailure } from "./StartFailure.ts"
 import { feedStdin } from "./Streams.ts"
 import { stateOf } from "./Views.ts"
 
@@ -84,27 +85,59 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
     return { Id: id }
   })
 
-  /** Starts an exec once: detached with no stdio, or attached with a session ending with its output. */
-  const start = Effect.fnUntraced(function*(execId: string, options: { readonly detach: boolean }) {
+  /**
+   * What dockerd checks before it answers an attached start (its `ExecExists`):
+   * the exec exists, its container runs and is not paused. These fail the
+   * request; whatever fails after them is written into the hijacked stream.
+   */
+  const checked = Effect.fnUntraced(function*(execId: string) {
     const exec = yield* find(execId)
-    if (exec.started) return yield* Effect.fail(conflict(`exec ${execId} has already been started`))
     const entry = yield* env.store.find(exec.containerId)
     const tracked = yield* taskOf(env, entry)
     if (isPaused("running", entry.phase)) return yield* Effect.fail(conflict(pausedMessage(entry)))
+    return { exec, entry, tracked }
+  })
+
+  /** A start that containerd refused: the exit code dockerd gives it (126/127/128), its process deleted. */
+  const failed = (exec: ExecEntry, scope: Scope.Closeable, process: Process | undefined) =>
+    (error: ContainerdError) =>
+      Effect.gen(function*() {
+        const { error: failure, exitCode } = startFailure(error.reason.message)
+        exec.exitCode = exitCode
+        exec.exitedAt = yield* Clock.currentTimeMillis
+        yield* Deferred.succeed(exec.exited, exitCode)
+        // Not waited for: the shim never opened the FIFOs, so nothing is left to drain, and the
+        // answer need not wait for the RPC. Harmless if the delete fails: containerd drops an
+        // exec's record with its task's.
+        yield* Effect.forkIn(
+          Effect.andThen(Scope.close(scope, Exit.void), process === undefined ? Effect.void : Effect.ignore(process.delete)),
+          engineScope
+        )
+        return yield* Effect.fail(failure)
+      })
+
+  /** Starts an exec once: detached with no stdio, or attached with a session ending with its output. */
+  const start = Effect.fnUntraced(function*(execId: string, options: { readonly detach: boolean }) {
+    const { entry, exec, tracked } = yield* checked(execId)
+    if (exec.started) {
+      return yield* Effect.fail(conflict(
+        exec.exitCode === undefined ? `exec command ${execId} is already running` : `exec command ${execId} has already run`
+      ))
+    }
     exec.started = true
     const { config } = exec
     const attached = !options.detach
     const withStdin = attached && config.AttachStdin === true
     const tty = config.Tty === true
     const scope = yield* Scope.fork(engineScope)
-    const process = yield* lib(tracked.exec(execId, {
+    const process = yield* tracked.exec(execId, {
       args: config.Cmd ?? [],
       env: config.Env ?? undefined,
       workingDir: config.WorkingDir || undefined,
       user: config.User || undefined,
       tty,
       stdio: attached ? Stdio.pipe({ stdin: withStdin }) : Stdio.null
-    })).pipe(Scope.provide(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
+    }).pipe(Scope.provide(scope), Effect.catch(failed(exec, scope, undefined)))
     // One reader (the client), so a queue, ended with the output (or with the exec's scope).
     const output = yield* Queue.unbounded<{ readonly stream: "stdout" | "stderr"; readonly data: Uint8Array }, Cause.Done>()
     yield* Scope.addFinalizer(scope, Queue.end(output))
@@ -121,7 +154,7 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
       )
       if (input !== undefined) yield* Effect.forkIn(feedStdin(process, input), scope)
     }
-    yield* lib(process.start).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+    yield* process.start.pipe(Effect.catch(failed(exec, scope, process)))
     exec.process = process
     exec.pid = process.pid
     yield* publish(env, entry, `exec_start: ${(config.Cmd ?? []).join(" ")}`, { execID: execId })
@@ -186,7 +219,10 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
       for (const exec of execs.values()) if (exec.containerId === containerId) execs.delete(exec.id)
     })
 
-  return { create, start, resize, inspect, forget }
+  /** `checked`, for the API: whether an attached start may answer its 101. */
+  const startable = (execId: string): Effect.Effect<void, DockerError> => Effect.asVoid(checked(execId))
+
+  return { create, startable, start, resize, inspect, forget }
 })
 
 /** The engine's exec instances. */

@@ -6,6 +6,7 @@
 import type { Duration, Effect, Scope, Stream } from "effect"
 import type { DockerError } from "../DockerError.ts"
 import type { LogEntry } from "../JsonLogReader.ts"
+import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
 
 /** How `wait` decides it is done (`POST /containers/{id}/wait?condition=`). */
@@ -53,11 +54,8 @@ export interface EngineShape {
     readonly limit?: number | undefined
     readonly filters?: ContainerFilters | undefined
   }) => Effect.Effect<ReadonlyArray<ContainerSummaryJson>, DockerError>
-  /** `ps` of the container's processes: pids from containerd, details from /proc. */
-  readonly top: (ref: string) => Effect.Effect<
-    { readonly Titles: ReadonlyArray<string>; readonly Processes: ReadonlyArray<ReadonlyArray<string>> },
-    DockerError
-  >
+  /** `ps` (with `psArgs`, default `-ef`) of the container's processes, as dockerd's `top`; 409 if it is not running. */
+  readonly top: (ref: string, psArgs: string | undefined) => Effect.Effect<TopJson, DockerError>
   /**
    * Attaches to the container's output (and its stdin, if it was created with
    * `OpenStdin` and `stdin` is asked for): from now until the end of its next
@@ -71,8 +69,13 @@ export interface EngineShape {
   ) => Effect.Effect<{ readonly tty: boolean; readonly entries: Stream.Stream<LogEntry, DockerError> }, DockerError>
   /** Creates an exec in a running container (Docker's exec instance); 409 if it is not running or paused. */
   readonly execCreate: (ref: string, config: ExecConfig) => Effect.Effect<{ readonly Id: string }, DockerError>
+  /** What an attached start checks before it answers (dockerd's `ExecExists`): 404 for no exec, 409 if its container is not running or is paused. */
+  readonly execStartable: (execId: string) => Effect.Effect<void, DockerError>
   /**
-   * Starts an exec. Detached: runs with no stdio. Attached: the session's output
+   * Starts an exec (after the checks of `execStartable`; 409 if it was started
+   * already). A start containerd refuses gives the exec dockerd's exit code
+   * (126/127/128) and fails 400 (the command's or config's fault) or 500.
+   * Detached: runs with no stdio. Attached: the session's output
    * ends with the exec's output; `exited` waits for its exit code.
    */
   readonly execStart: (

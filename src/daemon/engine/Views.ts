@@ -1,14 +1,13 @@
 /**
  * The engine's read-only views, as moby's `daemon/inspect.go`, `list.go` and
- * `top_unix.go`: a container's Docker state, inspect, the filtered list, the
- * processes of a running one, and the counts of `GET /info`. They only read:
+ * `top_unix.go`: a container's Docker state, inspect, the filtered list, and the
+ * counts of `GET /info` (`top` is `Top.ts`). They only read:
  * the monitors' state of the task, the entry's phase, what was stored at create.
  */
-import * as fs from "node:fs"
 import { Clock, Effect, Result } from "effect"
 import { badRequest, type DockerError } from "../DockerError.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
-import { type Environment, lib, logPathOf, taskOf, trackedOf } from "./Environment.ts"
+import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
 import type { ContainerFilters } from "./Shape.ts"
 import { isPaused, isRunning, status } from "./State.ts"
 import type { Entry } from "./Store.ts"
@@ -206,32 +205,6 @@ export const list = (
       HostConfig: { NetworkMode: entry.stored.HostConfig.NetworkMode || "default" },
       NetworkSettings: { Networks: {} }
     }))
-  })
-
-/** A file of /proc/<pid>, or `undefined` once the process is gone. */
-const readProc = (pid: number, file: string): string | undefined => {
-  try {
-    return fs.readFileSync(`/proc/${pid}/${file}`, "utf8")
-  } catch {
-    return undefined
-  }
-}
-
-/** `ps` of the container's processes: pids from containerd, details from /proc. */
-export const top = (env: Environment, entry: Entry) =>
-  Effect.gen(function*() {
-    const task = yield* taskOf(env, entry)
-    const pids = yield* lib(task.pids)
-    const processes = pids.flatMap((pid) => {
-      const status = readProc(pid, "status")
-      const stat = readProc(pid, "stat")
-      if (status === undefined || stat === undefined) return []
-      const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? ""
-      const ppid = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] ?? ""
-      const cmd = (readProc(pid, "cmdline") ?? "").split("\0").filter((a) => a !== "").join(" ")
-      return [[uid, String(pid), ppid, cmd]]
-    })
-    return { Titles: ["UID", "PID", "PPID", "CMD"], Processes: processes }
   })
 
 /** The containers made from image `imageId` (a store query: no listing is rendered), running ones flagged. */

@@ -127,4 +127,23 @@ layer(engines, { excludeTestServices: true, timeout: 180_000 })("the daemon besi
           assert.match(answer.body, /^\{"Error":null,"StatusCode":(3|137)\}\n$/, label)
         }), { concurrency: "unbounded", discard: true })
     ))
+
+  it.effect("Env: bare names and repeats are kept in the config as given; the process env is as dockerd's (a bare name unsets only a default)", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const env = ["FOO=1", "FOO", "BAR=", "X=1", "Y=2", "X=3", "PATH", "UNSET"]
+        const created = yield* engine.request("POST", `${API}/containers/create`, JSON.stringify({ Image: FIXTURE_IMAGE, Cmd: ["/bin/env"], Env: env }))
+        assert.strictEqual(created.status, 201, `${engine.name}: ${created.body}`)
+        const id = JSON.parse(created.body).Id as string
+        // The image's PATH is named by the request (bare), so nothing of the image's is added.
+        assert.deepStrictEqual((yield* inspect(engine, id)).Config.Env, env, engine.name)
+        const output = yield* ok(engine, ["start", "-a", id])
+        assert.deepStrictEqual(output.trim().split("\n"), [`HOSTNAME=${id.slice(0, 12)}`, "FOO=1", "BAR=", "X=3", "Y=2", "HOME=/root"], engine.name)
+        yield* ok(engine, ["rm", id])
+        // Without Env of its own, the container has the image's.
+        const plain = JSON.parse((yield* engine.request("POST", `${API}/containers/create`, JSON.stringify({ Image: FIXTURE_IMAGE }))).body).Id as string
+        assert.deepStrictEqual((yield* inspect(engine, plain)).Config.Env, ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+        yield* ok(engine, ["rm", plain])
+      })
+    ))
 })

@@ -146,4 +146,45 @@ layer(engines, { excludeTestServices: true, timeout: 180_000 })("the daemon besi
         yield* ok(engine, ["rm", plain])
       })
     ))
+
+  it.effect("Docker's defaults: NoNewPrivs 0 and oom_score_adj 0 unless --security-opt no-new-privileges / --oom-score-adj; execs inherit them", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const probe = ["sh", "-c", "grep NoNewPrivs /proc/self/status; cat /proc/self/oom_score_adj"]
+        assert.strictEqual(yield* ok(engine, ["run", "--rm", FIXTURE_IMAGE, ...probe]), "NoNewPrivs:\t0\n0\n", engine.name)
+        for (const [options, expected] of [
+          [["--security-opt", "no-new-privileges", "--oom-score-adj", "500"], "NoNewPrivs:\t1\n500\n"],
+          [["--security-opt", "no-new-privileges:true"], "NoNewPrivs:\t1\n0\n"],
+          [["--security-opt", "no-new-privileges=false", "--oom-score-adj", "1000"], "NoNewPrivs:\t0\n1000\n"]
+        ] as const) {
+          assert.strictEqual(yield* ok(engine, ["run", "--rm", ...options, FIXTURE_IMAGE, ...probe]), expected, `${engine.name} ${options.join(" ")}`)
+        }
+        const id = (yield* ok(engine, ["run", "-d", "--security-opt", "no-new-privileges", "--oom-score-adj", "300", FIXTURE_IMAGE, "sleep", "60"])).trim()
+        assert.strictEqual(yield* ok(engine, ["exec", id, ...probe]), "NoNewPrivs:\t1\n300\n", `${engine.name}: exec`)
+        const host = (yield* inspect(engine, id)).HostConfig
+        assert.deepStrictEqual([host.OomScoreAdj, host.SecurityOpt], [300, ["no-new-privileges"]], engine.name)
+        yield* ok(engine, ["rm", "-f", id])
+      })
+    ))
+
+  it.effect("bad --oom-score-adj and --security-opt are refused with dockerd's messages, before anything is created", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const before = (yield* ok(engine, ["ps", "-aq"])).trim()
+        const refusals: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
+          [{ OomScoreAdj: 1001 }, "Invalid value 1001, range for oom score adj is [-1000, 1000]"],
+          [{ OomScoreAdj: -1001 }, "Invalid value -1001, range for oom score adj is [-1000, 1000]"],
+          [{ SecurityOpt: ["no-new-privileges=maybe"] }, "invalid --security-opt 2: \"no-new-privileges=maybe\""],
+          [{ SecurityOpt: ["nnp"] }, "invalid --security-opt 1: \"nnp\""],
+          [{ SecurityOpt: ["foo=bar"] }, "invalid --security-opt 2: \"foo=bar\""]
+        ]
+        for (const [hostConfig, message] of refusals) {
+          const r = yield* engine.request("POST", `${API}/containers/create`, JSON.stringify({ Image: FIXTURE_IMAGE, HostConfig: hostConfig }))
+          assert.deepStrictEqual(JSON.parse(r.body), { message }, `${engine.name} ${JSON.stringify(hostConfig)}`)
+          // dockerd 20.10 answers its security-opt errors with 500; bad input is a 400 here.
+          if (engine.name === "ours" || hostConfig.OomScoreAdj !== undefined) assert.strictEqual(r.status, 400, message)
+        }
+        assert.strictEqual((yield* ok(engine, ["ps", "-aq"])).trim(), before, `${engine.name}: nothing was created`)
+      })
+    ))
 })

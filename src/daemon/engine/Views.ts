@@ -78,6 +78,8 @@ const hostConfigJson = (entry: Entry) => {
     Memory: host.Memory ?? 0,
     CpuShares: host.CpuShares ?? 0,
     Privileged: false,
+    OomScoreAdj: host.OomScoreAdj ?? 0,
+    SecurityOpt: host.SecurityOpt ?? null,
     Runtime: host.Runtime || "runc",
     LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} }
   }

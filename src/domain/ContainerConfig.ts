@@ -45,6 +45,16 @@ const keyOf = (variable: string) => {
 const isEmptyEntrypoint = (entrypoint: ReadonlyArray<string>) =>
   entrypoint.length === 0 || (entrypoint.length === 1 && entrypoint[0] === "")
 
+/**
+ * moby's `merge` of the Env lists: the caller's as given (bare names and repeats
+ * kept), then every image variable whose name the caller did not use.
+ */
+export const mergeEnv = (imageEnv: ReadonlyArray<string>, userEnv: ReadonlyArray<string>): ReadonlyArray<string> => {
+  if (userEnv.length === 0) return [...imageEnv]
+  const userKeys = new Set(userEnv.map(keyOf))
+  return [...userEnv, ...imageEnv.filter((v) => !userKeys.has(keyOf(v)))]
+}
+
 /** moby's `merge` of a container config with its image's, for the process fields. */
 export const mergeWithImage = (
   image: ContainerDefaults | null | undefined,
@@ -52,10 +62,7 @@ export const mergeWithImage = (
 ): Result.Result<MergedProcess, string> => {
   const user = overrides.user !== undefined && overrides.user !== "" ? overrides.user : image?.User ?? ""
 
-  const userEnv = overrides.env ?? []
-  const imageEnv = image?.Env ?? []
-  const userKeys = new Set(userEnv.map(keyOf))
-  const env = userEnv.length === 0 ? [...imageEnv] : [...userEnv, ...imageEnv.filter((v) => !userKeys.has(keyOf(v)))]
+  const env = mergeEnv(image?.Env ?? [], overrides.env ?? [])
 
   let entrypoint = overrides.entrypoint
   let cmd = overrides.cmd
@@ -79,21 +86,26 @@ export const mergeWithImage = (
   return Result.succeed({ args, env, workingDir, user })
 }
 
-/** moby's `ReplaceOrAppendEnvValues`: overrides replace defaults in place, new ones are appended. */
+/**
+ * moby's `ReplaceOrAppendEnvValues`: overrides replace defaults in place, new ones
+ * are appended (a repeated one keeps its last value, as runc then keeps it).
+ * Gotcha: a bare name unsets only a *default* (`["FOO=1", "FOO"]` keeps FOO=1, as dockerd).
+ */
 export const replaceOrAppendEnv = (
   defaults: ReadonlyArray<string>,
   overrides: ReadonlyArray<string>
 ): ReadonlyArray<string> => {
   const result: Array<string | undefined> = [...defaults]
-  const index = new Map(defaults.map((v, i) => [keyOf(v), i] as const))
+  const defaultAt = new Map(defaults.map((v, i) => [keyOf(v), i] as const))
+  const index = new Map(defaultAt)
   for (const value of overrides) {
     const key = keyOf(value)
-    const at = index.get(key)
     if (!value.includes("=")) {
-      // A bare name unsets a default.
+      const at = defaultAt.get(key)
       if (at !== undefined) result[at] = undefined
       continue
     }
+    const at = index.get(key)
     if (at !== undefined) {
       result[at] = value
     } else {

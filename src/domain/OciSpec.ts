@@ -43,7 +43,9 @@ export const Process = Schema.Struct({
     permitted: Schema.optional(Strings)
   })),
   rlimits: Schema.optional(Schema.Array(Schema.Struct({ type: Schema.String, hard: Schema.Number, soft: Schema.Number }))),
-  noNewPrivileges: Schema.optional(Schema.Boolean)
+  noNewPrivileges: Schema.optional(Schema.Boolean),
+  /** The process's /proc/<pid>/oom_score_adj; absent: inherited from the shim. */
+  oomScoreAdj: Schema.optional(Schema.Int)
 })
 export type Process = typeof Process.Type
 
@@ -207,6 +209,16 @@ export const withCwd = (cwd: string): SpecOption => process_((p) => ({ ...p, cwd
 
 /** The identity the process runs as. */
 export const withUser = (user: User): SpecOption => process_((p) => ({ ...p, user }))
+
+/**
+ * Whether the process may gain privileges (setuid binaries, file capabilities).
+ * The default spec says no, as containerd's; Docker's default is yes unless
+ * `--security-opt no-new-privileges`.
+ */
+export const withNoNewPrivileges = (noNewPrivileges: boolean): SpecOption => process_((p) => ({ ...p, noNewPrivileges }))
+
+/** The process's OOM score adjustment, -1000 to 1000 (Docker sets 0 unless `--oom-score-adj`). */
+export const withOomScoreAdj = (oomScoreAdj: number): SpecOption => process_((p) => ({ ...p, oomScoreAdj }))
 
 /** A terminal for the process (its stdout and stderr become one stream). */
 export const withTerminal = (terminal: boolean): SpecOption => process_((p) => ({ ...p, terminal }))

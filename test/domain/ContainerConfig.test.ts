@@ -76,6 +76,14 @@ describe("processEnv: the daemon's defaults under the container's variables", ()
     assert.deepStrictEqual(processEnv(env, { hostname: "h", tty }), expected)
   })
 
+  it("a bare name unsets only a default, not a variable given before it (dockerd keeps FOO=1)", () => {
+    assert.deepStrictEqual(replaceOrAppendEnv(["PATH=/bin", "HOSTNAME=h"], ["FOO=1", "FOO", "PATH=/x", "PATH", "BAR"]), [
+      "HOSTNAME=h",
+      "FOO=1"
+    ])
+    assert.deepStrictEqual(replaceOrAppendEnv(["PATH=/bin"], ["PATH", "PATH=/y"]), ["PATH=/y"])
+  })
+
   it("replaceOrAppendEnv keeps the last value of a repeated override", () => {
     assert.deepStrictEqual(replaceOrAppendEnv(["A=1"], ["B=1", "B=2", "A=3"]), ["A=3", "B=2"])
   })

@@ -108,8 +108,9 @@ export const containerRoutes = Effect.gen(function*() {
           // Not found is a 404 before anything is sent; the status comes later, on the open response.
           const waiting = yield* engine.wait(id, condition)
           return jsonLines(Stream.fromEffect(waiting.pipe(
-            Effect.map(({ StatusCode }) => ({ StatusCode, Error: null })),
-            Effect.catch((error) => Effect.succeed({ StatusCode: -1, Error: { Message: error.message } }))
+            // dockerd's field order (`ContainerWaitOKBody`: Error, then StatusCode).
+            Effect.map(({ StatusCode }) => ({ Error: null, StatusCode })),
+            Effect.catch((error) => Effect.succeed({ Error: { Message: error.message }, StatusCode: -1 }))
           )))
         }))
     ),

@@ -8,21 +8,19 @@
 import { Result, Schema } from "effect"
 import type { Platform } from "../../domain/Image.ts"
 import type { WaitCondition } from "../Engine.ts"
+import { goBool } from "../engine/HostConfig.ts"
 import { API_VERSION, MIN_API_VERSION } from "../System.ts"
 
 /** Docker's filters: each key matches if any of its values does. */
 export type Filters = Readonly<Record<string, ReadonlyArray<string>>>
 
-const TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"])
-const FALSE = new Set(["", "0", "f", "F", "FALSE", "false", "False"])
-
 /** A boolean query parameter: Go's `strconv.ParseBool`, and absent or empty is false. */
-export const parseBoolean = (name: string, value: string | undefined): Result.Result<boolean, string> =>
-  value === undefined || FALSE.has(value)
-    ? Result.succeed(false)
-    : TRUE.has(value)
-    ? Result.succeed(true)
-    : Result.fail(`invalid value for ${name}: ${JSON.stringify(value)} is not a boolean (use 1, true, 0 or false)`)
+export const parseBoolean = (name: string, value: string | undefined): Result.Result<boolean, string> => {
+  const parsed = value === undefined || value === "" ? false : goBool(value)
+  return parsed === undefined
+    ? Result.fail(`invalid value for ${name}: ${JSON.stringify(value)} is not a boolean (use 1, true, 0 or false)`)
+    : Result.succeed(parsed)
+}
 
 /** An integer query parameter (Go's `strconv.Atoi`); absent or empty is `undefined`. */
 export const parseInteger = (name: string, value: string | undefined): Result.Result<number | undefined, string> =>

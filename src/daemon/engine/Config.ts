@@ -4,6 +4,7 @@
  * inspect shows and what `stop` signals with, so a container made from an image
  * with `CMD`, `ENV`, `LABEL` or `STOPSIGNAL` reads as it runs.
  */
+import { mergeEnv } from "../../domain/ContainerConfig.ts"
 import type { ContainerDefaults } from "../../domain/Image.ts"
 import type { ContainerConfig } from "../Model.ts"
 import { argv } from "./HostConfig.ts"
@@ -12,19 +13,13 @@ import { argv } from "./HostConfig.ts"
 export interface EffectiveConfig {
   readonly Cmd: ReadonlyArray<string> | null
   readonly Entrypoint: ReadonlyArray<string> | null
+  /** The request's as given (bare names kept), then the image's it did not name: what inspect shows. */
   readonly Env: ReadonlyArray<string>
   readonly Labels: Readonly<Record<string, string>>
   readonly WorkingDir: string
   readonly User: string
   /** Empty when neither the request nor the image sets one. */
   readonly StopSignal: string
-}
-
-/** `KEY=value` lists merged by key; `later` wins, order of first appearance kept. */
-const mergeEnv = (earlier: ReadonlyArray<string>, later: ReadonlyArray<string>): ReadonlyArray<string> => {
-  const byKey = new Map<string, string>()
-  for (const variable of [...earlier, ...later]) byKey.set(variable.split("=", 1)[0]!, variable)
-  return [...byKey.values()]
 }
 
 /** The request's config completed by the image's (absent for containers created before images were recorded). */

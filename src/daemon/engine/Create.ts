@@ -7,6 +7,7 @@
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { Clock, Effect, Result } from "effect"
+import * as Oci from "../../domain/OciSpec.ts"
 import { removeTree } from "../../internal/Files.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
@@ -16,7 +17,17 @@ import { containerDir, logConfigPath } from "../LogFiles.ts"
 import type { CreateBody, StoredContainer } from "../Model.ts"
 import { review } from "./CreateFields.ts"
 import { type Environment, files, inNamespace, lib, publish } from "./Environment.ts"
-import { argv, checkLogConfig, logConfigOf, parseBind, parseNetwork, parsePolicy, parseTmpfs } from "./HostConfig.ts"
+import {
+  argv,
+  checkLogConfig,
+  checkOomScoreAdj,
+  logConfigOf,
+  parseBind,
+  parseNetwork,
+  parsePolicy,
+  parseSecurityOpt,
+  parseTmpfs
+} from "./HostConfig.ts"
 import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
 
 const check = <A>(result: Result.Result<A, string>) =>
@@ -40,6 +51,8 @@ const validate = (body: CreateBody) =>
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
       return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
     }
+    const security = yield* check(parseSecurityOpt(host.SecurityOpt))
+    const oomScoreAdj = yield* check(checkOomScoreAdj(host.OomScoreAdj))
     yield* check(checkLogConfig(host.LogConfig))
     if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
       return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
@@ -48,6 +61,8 @@ const validate = (body: CreateBody) =>
       image: body.Image,
       network: network.mode,
       mounts: [...binds, ...tmpfs],
+      // Docker's defaults, not containerd's: no_new_privs only when asked, oom_score_adj 0 (not the shim's).
+      spec: [Oci.withNoNewPrivileges(security.noNewPrivileges), Oci.withOomScoreAdj(oomScoreAdj)],
       warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
     }
   })
@@ -101,6 +116,7 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           readonlyRootfs: host.ReadonlyRootfs ?? false,
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtime: host.Runtime || undefined,
+          spec: checked.spec,
           extensions: storedExtensions(stored)
         }))).pipe(Effect.onError(() => removeTree(dir)))
         const entry = yield* makeEntry(container.id, stored, container.labels)

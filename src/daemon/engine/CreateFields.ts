@@ -110,7 +110,8 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.StorageOpt": reject("StorageOpt (--storage-opt) is not supported"),
   "HostConfig.CapAdd": reject("CapAdd (--cap-add) is not supported: containers get Docker's default capabilities"),
   "HostConfig.CapDrop": reject("CapDrop (--cap-drop) is not supported: containers get Docker's default capabilities"),
-  "HostConfig.SecurityOpt": reject("SecurityOpt (--security-opt) is not supported"),
+  // no-new-privileges is applied; the other options are refused by HostConfig.parseSecurityOpt.
+  "HostConfig.SecurityOpt": honoured,
   "HostConfig.MaskedPaths": reject("MaskedPaths is not supported: containers get Docker's default masked paths"),
   "HostConfig.ReadonlyPaths": reject("ReadonlyPaths is not supported: containers get Docker's default read-only paths"),
   "HostConfig.GroupAdd": reject("GroupAdd (--group-add) is not supported"),
@@ -126,7 +127,7 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.CgroupnsMode": warn("CgroupnsMode (--cgroupns) is ignored: containers get containerd's default cgroup namespace"),
   "HostConfig.CgroupParent": reject("CgroupParent (--cgroup-parent) is not supported"),
   "HostConfig.Annotations": warn("Annotations (--annotation) are ignored"),
-  "HostConfig.OomScoreAdj": warn("OomScoreAdj (--oom-score-adj) is ignored"),
+  "HostConfig.OomScoreAdj": honoured,
   "HostConfig.OomKillDisable": warn("OomKillDisable (--oom-kill-disable) is ignored"),
   "HostConfig.Init": warn("Init (--init) is ignored: no init process is added, the command runs as PID 1"),
   // Windows-only; `default` is what every platform has.

@@ -17,9 +17,9 @@ import { isRunning, type TaskStatus } from "./State.ts"
 import type { Entry, Store } from "./Store.ts"
 import type { StreamTarget } from "./Streams.ts"
 
-/** A wait's news: an exit (final unless a restart is coming) or the removal. */
+/** A wait's news: an exit (whether or not a policy restart follows) or the removal. */
 export type Notice =
-  | { readonly _tag: "Exit"; readonly id: string; readonly code: number; readonly restarting: boolean }
+  | { readonly _tag: "Exit"; readonly id: string; readonly code: number }
   | { readonly _tag: "Removed"; readonly id: string; readonly code: number }
 
 /** The engine's shared parts. */

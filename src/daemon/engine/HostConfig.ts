@@ -143,3 +143,54 @@ export const logConfigOf = (stored: StoredContainer): LogConfig => {
 /** `Cmd`/`Entrypoint` as an argv: the API also takes one string, which dockerd keeps whole. */
 export const argv = (value: ReadonlyArray<string> | string | null | undefined): ReadonlyArray<string> | undefined =>
   value === null || value === undefined ? undefined : typeof value === "string" ? [value] : value
+
+/** Go's `strconv.ParseBool`: the value, or `undefined` for anything else (the empty string too). */
+export const goBool = (text: string): boolean | undefined =>
+  ["1", "t", "T", "TRUE", "true", "True"].includes(text)
+    ? true
+    : ["0", "f", "F", "FALSE", "false", "False"].includes(text)
+    ? false
+    : undefined
+
+/**
+ * `HostConfig.SecurityOpt`, as dockerd's `parseSecurityOpt`: `no-new-privileges`
+ * (alone, or `=`/`:` and a Go boolean) sets the process's no_new_privs; it is off
+ * unless asked, as dockerd's default. Malformed options get dockerd's messages;
+ * well-formed ones other than no-new-privileges (label, apparmor, seccomp) are
+ * refused, as this daemon applies no LSM labels or seccomp profiles of its own.
+ */
+export const parseSecurityOpt = (
+  options: ReadonlyArray<string> | null | undefined
+): Result.Result<{ readonly noNewPrivileges: boolean }, string> => {
+  let noNewPrivileges = false
+  for (const option of options ?? []) {
+    if (option === "no-new-privileges") {
+      noNewPrivileges = true
+      continue
+    }
+    const separator = option.includes("=") ? "=" : option.includes(":") ? ":" : undefined
+    if (separator === undefined) return Result.fail(`invalid --security-opt 1: ${JSON.stringify(option)}`)
+    const at = option.indexOf(separator)
+    const key = option.slice(0, at)
+    const value = option.slice(at + 1)
+    if (key === "no-new-privileges") {
+      const parsed = goBool(value)
+      if (parsed === undefined) return Result.fail(`invalid --security-opt 2: ${JSON.stringify(option)}`)
+      noNewPrivileges = parsed
+      continue
+    }
+    if (key === "label" || key === "apparmor" || key === "seccomp") {
+      return Result.fail(`SecurityOpt ${JSON.stringify(option)} (--security-opt) is not supported: of the security options only no-new-privileges is applied`)
+    }
+    return Result.fail(`invalid --security-opt 2: ${JSON.stringify(option)}`)
+  }
+  return Result.succeed({ noNewPrivileges })
+}
+
+/** `HostConfig.OomScoreAdj`, in the kernel's range as dockerd checks it (`verifyPlatformContainerSettings`). */
+export const checkOomScoreAdj = (value: number | null | undefined): Result.Result<number, string> => {
+  const adj = value ?? 0
+  return adj < -1000 || adj > 1000
+    ? Result.fail(`Invalid value ${adj}, range for oom score adj is [-1000, 1000]`)
+    : Result.succeed(adj)
+}

@@ -187,7 +187,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       if (shimLogged(env, entry) && entry.output.streaming) yield* endRun(entry.output)
       if (exit.oomKilled) yield* publish(env, entry, "oom")
       yield* publish(env, entry, "die", { exitCode: String(code) })
-      yield* PubSub.publish(env.notices, { _tag: "Exit", id: entry.id, code, restarting: restart })
+      yield* PubSub.publish(env.notices, { _tag: "Exit", id: entry.id, code } satisfies Notice)
       // An exit found at recovery whose container the restore already took care of.
       if (exit.recovered && (yield* FiberMap.has(pending, entry.id))) return
       if (autoRemove(entry) && entry.phase._tag !== "Removing") {
@@ -300,10 +300,13 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       Effect.map(Stream.runHead(Stream.filter(news, predicate)), (n) => ({
         StatusCode: Option.match(n, { onNone: () => state.ExitCode, onSome: (x) => x.code })
       }))
+    // As moby's `State.Wait`: a policy restart still ends the run (`SetRestarting` wakes the stop
+    // waiters), so not-running and next-exit answer at the first exit, whatever the policy; a removal
+    // answers every condition. A restarting container counts as running, as dockerd's `Running`.
     switch (condition) {
       case "not-running":
         if (!state.Running && !state.Restarting) return Effect.succeed({ StatusCode: state.ExitCode })
-        return first((n) => n._tag === "Removed" || !n.restarting)
+        return first(() => true)
       case "next-exit":
         return first(() => true)
       case "removed":
@@ -342,7 +345,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       store.delete(entry)
       yield* PubSub.shutdown(entry.output.events)
       yield* publish(env, entry, "destroy")
-      yield* PubSub.publish(env.notices, { _tag: "Removed", id: entry.id, code })
+      yield* PubSub.publish(env.notices, { _tag: "Removed", id: entry.id, code } satisfies Notice)
     }).pipe(
       // Back from "removing" so the container can be removed again. It cannot fail: AbortRemove is
       // legal from every phase (State.ts) and the task's status is read from memory; the ignore only

@@ -41,7 +41,7 @@ const specOf = (env: Environment, entry: Entry) =>
   Effect.map(trackedOf(env, entry), (t) => (t?.container?.info.spec ?? {}) as Spec)
 
 /** `Config` as dockerd shows it: the request's, completed by the image's. */
-const configJson = (entry: Entry, spec: Spec) => {
+const configJson = (entry: Entry) => {
   const config = entry.stored.Config
   return {
     Hostname: config.Hostname || entry.id.slice(0, 12),
@@ -53,8 +53,8 @@ const configJson = (entry: Entry, spec: Spec) => {
     Tty: config.Tty ?? false,
     OpenStdin: config.OpenStdin ?? false,
     StdinOnce: config.StdinOnce ?? false,
-    // What runs: the spec's, which also has what the runtime added (PATH, HOSTNAME, ...).
-    Env: spec.process?.env ?? entry.config.Env,
+    // As dockerd: what was asked merged with the image's, not the process's (no HOSTNAME; a bare name stays).
+    Env: entry.config.Env,
     Cmd: entry.config.Cmd,
     Entrypoint: entry.config.Entrypoint,
     Image: entry.stored.Image,
@@ -77,6 +77,8 @@ const hostConfigJson = (entry: Entry) => {
     Memory: host.Memory ?? 0,
     CpuShares: host.CpuShares ?? 0,
     Privileged: false,
+    OomScoreAdj: host.OomScoreAdj ?? 0,
+    SecurityOpt: host.SecurityOpt ?? null,
     Runtime: host.Runtime || "runc",
     LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} }
   }
@@ -112,7 +114,7 @@ export const inspect = (env: Environment, entry: Entry) =>
       Driver: "overlayfs",
       Platform: "linux",
       HostConfig: hostConfigJson(entry),
-      Config: configJson(entry, spec),
+      Config: configJson(entry),
       Mounts: mountsJson(entry),
       NetworkSettings: { Networks: {}, Ports: {}, IPAddress: "", Gateway: "", MacAddress: "" }
     } satisfies ContainerInspectJson

@@ -17,12 +17,21 @@ describe("Config", () => {
     assert.deepStrictEqual(merged, {
       Cmd: ["sh"],
       Entrypoint: ["/init"],
-      Env: ["PATH=/bin", "A=request", "B=1"],
+      // dockerd's order: the request's first, then the image's it did not name.
+      Env: ["A=request", "B=1", "PATH=/bin"],
       Labels: { from: "image", both: "request" },
       WorkingDir: "/srv",
       User: "daemon",
       StopSignal: "SIGQUIT"
     })
+  })
+
+  it("Env as dockerd shows it: bare names and repeats kept as given, the image's only where the request did not name them", () => {
+    assert.deepStrictEqual(
+      effectiveConfig({ Env: ["FOO", "BAR=", "X=1", "X=2", "PATH"] }, image).Env,
+      ["FOO", "BAR=", "X=1", "X=2", "PATH", "A=image"]
+    )
+    assert.deepStrictEqual(effectiveConfig({}, image).Env, ["PATH=/bin", "A=image"])
   })
 
   it("Cmd and Entrypoint: an entrypoint of the request's own drops the image's Cmd; an empty one clears the image's", () => {

@@ -15,6 +15,8 @@ describe("CreateFields", () => {
   it("a sample of fields gets the declared treatment", () => {
     const cases: Array<[CreateBody, "ok" | "warn" | "reject", string?]> = [
       [{ Image: "i", Cmd: ["sh"], Env: ["A=1"], HostConfig: { Memory: 64 * 1024 ** 2, CpuShares: 512 } }, "ok"],
+      // Checked by HostConfig's parsers (no-new-privileges; the kernel's range).
+      [{ Image: "i", HostConfig: { SecurityOpt: ["no-new-privileges"], OomScoreAdj: 500 } }, "ok"],
       [{ Image: "i", HostConfig: { PortBindings: { "80/tcp": [{ HostIp: "", HostPort: "" }] } } }, "reject", "PortBindings"],
       [{ Image: "i", HostConfig: { Privileged: true } }, "reject", "Privileged"],
       [{ Image: "i", HostConfig: { CapAdd: ["NET_ADMIN"] } }, "reject", "CapAdd"],

@@ -4,10 +4,12 @@ import {
   argv,
   BRIDGE_WARNING,
   checkLogConfig,
+  checkOomScoreAdj,
   logConfigOf,
   parseBind,
   parseNetwork,
   parsePolicy,
+  parseSecurityOpt,
   parseSize,
   parseTmpfs
 } from "../../../src/daemon/engine/HostConfig.ts"
@@ -25,6 +27,33 @@ describe("HostConfig", () => {
     failed(parsePolicy({ Name: "sometimes" }), "invalid restart policy 'sometimes'")
     failed(parsePolicy({ Name: "always", MaximumRetryCount: 2 }), "only be used with 'on-failure'")
     failed(parsePolicy({ Name: "on-failure", MaximumRetryCount: -1 }), "cannot be negative")
+  })
+
+  it("parseSecurityOpt: no-new-privileges as dockerd reads it (off unless asked); dockerd's messages for malformed options", () => {
+    const nnp = (options: ReadonlyArray<string> | null | undefined) => Result.map(parseSecurityOpt(options), (s) => s.noNewPrivileges)
+    assert.deepStrictEqual(nnp(undefined), Result.succeed(false))
+    assert.deepStrictEqual(nnp([]), Result.succeed(false))
+    for (const on of ["no-new-privileges", "no-new-privileges:true", "no-new-privileges=true", "no-new-privileges=1", "no-new-privileges:TRUE"]) {
+      assert.deepStrictEqual(nnp([on]), Result.succeed(true), on)
+    }
+    assert.deepStrictEqual(nnp(["no-new-privileges=false"]), Result.succeed(false))
+    assert.deepStrictEqual(nnp(["no-new-privileges", "no-new-privileges:false"]), Result.succeed(false), "the last one wins")
+    assert.deepStrictEqual(parseSecurityOpt(["nnp"]), Result.fail("invalid --security-opt 1: \"nnp\""))
+    assert.deepStrictEqual(parseSecurityOpt(["no-new-privileges=maybe"]), Result.fail("invalid --security-opt 2: \"no-new-privileges=maybe\""))
+    assert.deepStrictEqual(parseSecurityOpt(["no-new-privileges="]), Result.fail("invalid --security-opt 2: \"no-new-privileges=\""))
+    assert.deepStrictEqual(parseSecurityOpt(["foo:bar"]), Result.fail("invalid --security-opt 2: \"foo:bar\""))
+    for (const refused of ["label=disable", "seccomp=unconfined", "apparmor:unconfined"]) {
+      failed(parseSecurityOpt(["no-new-privileges", refused]), `SecurityOpt ${JSON.stringify(refused)} (--security-opt) is not supported`)
+    }
+  })
+
+  it("checkOomScoreAdj: -1000 to 1000, dockerd's message outside", () => {
+    assert.deepStrictEqual(checkOomScoreAdj(undefined), Result.succeed(0))
+    assert.deepStrictEqual(checkOomScoreAdj(null), Result.succeed(0))
+    assert.deepStrictEqual(checkOomScoreAdj(-1000), Result.succeed(-1000))
+    assert.deepStrictEqual(checkOomScoreAdj(1000), Result.succeed(1000))
+    assert.deepStrictEqual(checkOomScoreAdj(1001), Result.fail("Invalid value 1001, range for oom score adj is [-1000, 1000]"))
+    assert.deepStrictEqual(checkOomScoreAdj(-1001), Result.fail("Invalid value -1001, range for oom score adj is [-1000, 1000]"))
   })
 
   it("parseSize", () => {

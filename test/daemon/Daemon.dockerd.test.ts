@@ -1,0 +1,190 @@
+/**
+ * The daemon answering as dockerd 20.10 does, side by side with it on the same
+ * containerd when it is installed (test/support/Dockerd.ts; without it only our
+ * half runs, and the test's log says so): `wait` under every restart policy and
+ * condition, `Config.Env` with bare names, Docker's defaults for no_new_privs and
+ * oom_score_adj and their options, the swarm routes of a node outside a swarm,
+ * and a refused request whose large body is still being sent.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Context, Effect, Fiber, Layer, Option } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { removeTree } from "../../src/internal/Files.ts"
+import { type DaemonInstance, dockerCli, requestOver, startDaemon } from "../support/DaemonHarness.ts"
+import { startDockerd } from "../support/Dockerd.ts"
+import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
+import { importFixture, shared, uniqueNamespace } from "../support/SharedContainerd.ts"
+
+/** One engine's API, as the tests drive it. */
+interface Engine {
+  readonly name: "ours" | "dockerd"
+  readonly socket: string
+  readonly request: DaemonInstance["request"]
+  readonly docker: DaemonInstance["docker"]
+}
+
+/** Our daemon, and dockerd when it could start. */
+class Engines extends Context.Service<Engines, { readonly ours: Engine; readonly dockerd: Option.Option<Engine> }>()("test/Engines") {}
+
+const engines = Layer.effect(
+  Engines,
+  Effect.gen(function*() {
+    const namespace = uniqueNamespace("dockerd-side")
+    yield* importFixture(namespace)
+    const daemon = yield* startDaemon({ containerd: shared().address, namespace })
+    const theirs = yield* startDockerd(shared().address, { archive: shared().fixtureArchive, name: FIXTURE_IMAGE })
+    const config = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-cli-"))),
+      removeTree
+    )
+    if (Option.isNone(theirs)) yield* Effect.logWarning("dockerd is not installed: only our daemon's half of each test runs")
+    return {
+      ours: { name: "ours", socket: daemon.socket, request: daemon.request, docker: daemon.docker },
+      dockerd: Option.map(theirs, ({ socket }) => ({
+        name: "dockerd",
+        socket,
+        request: requestOver(socket),
+        docker: dockerCli(socket, config)
+      }))
+    }
+  })
+)
+
+/** Ours, then dockerd's (if it runs), each through `f`. */
+const bothEngines = <A, E, R>(f: (engine: Engine) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const { ours, dockerd } = yield* Engines
+    return yield* Effect.forEach([ours, ...Option.toArray(dockerd)], f, { concurrency: "unbounded" })
+  })
+
+const API = "/v1.41"
+
+/** `docker ...` that must succeed: its stdout. */
+const ok = (engine: Engine, args: ReadonlyArray<string>) =>
+  Effect.flatMap(engine.docker(args), (r) =>
+    r.code === 0 ? Effect.succeed(r.stdout) : Effect.die(new Error(`${engine.name}: docker ${args.join(" ")}: ${r.stderr}`)))
+
+const inspect = (engine: Engine, id: string) =>
+  Effect.map(engine.request("GET", `${API}/containers/${id}/json`), (r) => JSON.parse(r.body))
+
+/** Polls `check` every 50 ms until it holds, for at most 20 s. */
+const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    while (!(yield* check)) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+      yield* Effect.sleep("50 millis")
+    }
+  })
+
+const POLICIES = ["no", "always", "on-failure", "unless-stopped"] as const
+
+layer(engines, { excludeTestServices: true, timeout: 180_000 })("the daemon beside dockerd 20.10", (it) => {
+  it.effect("wait: not-running and next-exit answer at the first exit under every restart policy, always included", () =>
+    bothEngines((engine) =>
+      Effect.forEach(
+        POLICIES.flatMap((policy) => (["not-running", "next-exit"] as const).map((condition) => [policy, condition] as const)),
+        ([policy, condition]) =>
+          Effect.gen(function*() {
+            const id = (yield* ok(engine, ["run", "-d", "--restart", policy, FIXTURE_IMAGE, "sh", "-c", "sleep 1; exit 3"])).trim()
+            const waited = yield* engine.request("POST", `${API}/containers/${id}/wait?condition=${condition}`).pipe(
+              Effect.timeoutOption("15 seconds")
+            )
+            const label = `${engine.name}: --restart ${policy}, condition ${condition}`
+            assert.isTrue(Option.isSome(waited), `${label}: no answer at the first exit`)
+            const { status, body } = Option.getOrThrow(waited)
+            // Byte for byte as dockerd writes it (Error first, then StatusCode).
+            assert.deepStrictEqual([status, body], [200, "{\"Error\":null,\"StatusCode\":3}\n"], label)
+            yield* ok(engine, ["rm", "-f", id])
+          }),
+        { concurrency: "unbounded", discard: true }
+      )
+    ))
+
+  it.effect("wait: removed answers only at the removal, under every restart policy; not-running at once for a stopped container", () =>
+    bothEngines((engine) =>
+      Effect.forEach(POLICIES, (policy) =>
+        Effect.gen(function*() {
+          const id = (yield* ok(engine, ["run", "-d", "--restart", policy, FIXTURE_IMAGE, "sh", "-c", "sleep 1; exit 3"])).trim()
+          const label = `${engine.name}: --restart ${policy}`
+          const removed = yield* Effect.forkChild(engine.request("POST", `${API}/containers/${id}/wait?condition=removed`))
+          // The first exit has happened: it stopped, or the policy restarted it.
+          yield* eventually(
+            `${label}: the first exit`,
+            Effect.map(inspect(engine, id), (c) => c.State.Status === "exited" || c.State.Status === "restarting" || c.RestartCount > 0)
+          )
+          assert.isUndefined(removed.pollUnsafe(), `${label}: removed answered before the removal`)
+          if (policy === "no") {
+            const now = yield* engine.request("POST", `${API}/containers/${id}/wait`)
+            assert.deepStrictEqual([now.status, now.body], [200, "{\"Error\":null,\"StatusCode\":3}\n"], label)
+          }
+          yield* ok(engine, ["rm", "-f", id])
+          const answer = yield* Fiber.join(removed).pipe(Effect.timeout("15 seconds"))
+          assert.strictEqual(answer.status, 200, label)
+          // 3 if it was between runs, 137 if the removal killed a run.
+          assert.match(answer.body, /^\{"Error":null,"StatusCode":(3|137)\}\n$/, label)
+        }), { concurrency: "unbounded", discard: true })
+    ))
+
+  it.effect("Env: bare names and repeats are kept in the config as given; the process env is as dockerd's (a bare name unsets only a default)", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const env = ["FOO=1", "FOO", "BAR=", "X=1", "Y=2", "X=3", "PATH", "UNSET"]
+        const created = yield* engine.request("POST", `${API}/containers/create`, JSON.stringify({ Image: FIXTURE_IMAGE, Cmd: ["/bin/env"], Env: env }))
+        assert.strictEqual(created.status, 201, `${engine.name}: ${created.body}`)
+        const id = JSON.parse(created.body).Id as string
+        // The image's PATH is named by the request (bare), so nothing of the image's is added.
+        assert.deepStrictEqual((yield* inspect(engine, id)).Config.Env, env, engine.name)
+        const output = yield* ok(engine, ["start", "-a", id])
+        assert.deepStrictEqual(output.trim().split("\n"), [`HOSTNAME=${id.slice(0, 12)}`, "FOO=1", "BAR=", "X=3", "Y=2", "HOME=/root"], engine.name)
+        yield* ok(engine, ["rm", id])
+        // Without Env of its own, the container has the image's.
+        const plain = JSON.parse((yield* engine.request("POST", `${API}/containers/create`, JSON.stringify({ Image: FIXTURE_IMAGE }))).body).Id as string
+        assert.deepStrictEqual((yield* inspect(engine, plain)).Config.Env, ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+        yield* ok(engine, ["rm", plain])
+      })
+    ))
+
+  it.effect("Docker's defaults: NoNewPrivs 0 and oom_score_adj 0 unless --security-opt no-new-privileges / --oom-score-adj; execs inherit them", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const probe = ["sh", "-c", "grep NoNewPrivs /proc/self/status; cat /proc/self/oom_score_adj"]
+        assert.strictEqual(yield* ok(engine, ["run", "--rm", FIXTURE_IMAGE, ...probe]), "NoNewPrivs:\t0\n0\n", engine.name)
+        for (const [options, expected] of [
+          [["--security-opt", "no-new-privileges", "--oom-score-adj", "500"], "NoNewPrivs:\t1\n500\n"],
+          [["--security-opt", "no-new-privileges:true"], "NoNewPrivs:\t1\n0\n"],
+          [["--security-opt", "no-new-privileges=false", "--oom-score-adj", "1000"], "NoNewPrivs:\t0\n1000\n"]
+        ] as const) {
+          assert.strictEqual(yield* ok(engine, ["run", "--rm", ...options, FIXTURE_IMAGE, ...probe]), expected, `${engine.name} ${options.join(" ")}`)
+        }
+        const id = (yield* ok(engine, ["run", "-d", "--security-opt", "no-new-privileges", "--oom-score-adj", "300", FIXTURE_IMAGE, "sleep", "60"])).trim()
+        assert.strictEqual(yield* ok(engine, ["exec", id, ...probe]), "NoNewPrivs:\t1\n300\n", `${engine.name}: exec`)
+        const host = (yield* inspect(engine, id)).HostConfig
+        assert.deepStrictEqual([host.OomScoreAdj, host.SecurityOpt], [300, ["no-new-privileges"]], engine.name)
+        yield* ok(engine, ["rm", "-f", id])
+      })
+    ))
+
+  it.effect("bad --oom-score-adj and --security-opt are refused with dockerd's messages, before anything is created", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const before = (yield* ok(engine, ["ps", "-aq"])).trim()
+        const refusals: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
+          [{ OomScoreAdj: 1001 }, "Invalid value 1001, range for oom score adj is [-1000, 1000]"],
+          [{ OomScoreAdj: -1001 }, "Invalid value -1001, range for oom score adj is [-1000, 1000]"],
+          [{ SecurityOpt: ["no-new-privileges=maybe"] }, "invalid --security-opt 2: \"no-new-privileges=maybe\""],
+          [{ SecurityOpt: ["nnp"] }, "invalid --security-opt 1: \"nnp\""],
+          [{ SecurityOpt: ["foo=bar"] }, "invalid --security-opt 2: \"foo=bar\""]
+        ]
+        for (const [hostConfig, message] of refusals) {
+          const r = yield* engine.request("POST", `${API}/containers/create`, JSON.stringify({ Image: FIXTURE_IMAGE, HostConfig: hostConfig }))
+          assert.deepStrictEqual(JSON.parse(r.body), { message }, `${engine.name} ${JSON.stringify(hostConfig)}`)
+          // dockerd 20.10 answers its security-opt errors with 500; bad input is a 400 here.
+          if (engine.name === "ours" || hostConfig.OomScoreAdj !== undefined) assert.strictEqual(r.status, 400, message)
+        }
+        assert.strictEqual((yield* ok(engine, ["ps", "-aq"])).trim(), before, `${engine.name}: nothing was created`)
+      })
+    ))
+})

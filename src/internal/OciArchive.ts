@@ -21,6 +21,10 @@ export interface OciLayout {
   readonly read: (name: string, limit: number) => Effect.Effect<Uint8Array, ContainerdError>
   /** Streams a member from `offset`. */
   readonly stream: (name: string, offset: number) => Stream.Stream<Uint8Array, ContainerdError>
+  /** The size of a member; fails if there is none of that name. */
+  readonly size: (name: string) => Effect.Effect<number, ContainerdError>
+  /** Whether there is a member of that name. */
+  readonly has: (name: string) => Effect.Effect<boolean>
 }
 
 const METHOD = "Images.import"
@@ -94,6 +98,10 @@ const indexTar = (file: string, fd: number, size: number) =>
       const type = String.fromCharCode(header[156]!)
       const data = position + BLOCK
       position = data + Math.ceil(length / BLOCK) * BLOCK
+      // A cut-off archive (an upload that broke off) must not pass for a shorter member.
+      if (data + length > size) {
+        return yield* Effect.fail(invalidArgument(METHOD, `${file} is truncated: its member at byte ${data - BLOCK} ends after the end of the file`))
+      }
       if (type === "x" || type === "L") {
         const body = yield* readAt(fd, data, length)
         longName = type === "L" ? field(body, 0, body.length) : paxPath(body) ?? longName
@@ -130,7 +138,13 @@ export const openOciLayout = (source: string) =>
             Effect.andThen(Effect.tryPromise({ try: () => fs.promises.readFile(resolve(name)), catch: readFailed(name) }))
           ),
         stream: (name, offset) =>
-          NodeStream.fromReadable({ evaluate: () => fs.createReadStream(resolve(name), { start: offset }), onError: readFailed(name) })
+          NodeStream.fromReadable({ evaluate: () => fs.createReadStream(resolve(name), { start: offset }), onError: readFailed(name) }),
+        size: (name) => Effect.tryPromise({ try: () => fs.promises.stat(resolve(name)), catch: () => missing(name) }).pipe(Effect.map((s) => s.size)),
+        has: (name) =>
+          Effect.tryPromise(() => fs.promises.stat(resolve(name))).pipe(
+            Effect.map((s) => s.isFile()),
+            Effect.orElseSucceed(() => false)
+          )
       }
       return layout
     }
@@ -159,7 +173,9 @@ export const openOciLayout = (source: string) =>
               evaluate: () =>
                 fs.createReadStream(source, { start: m.offset + offset, end: m.offset + m.size - 1 }),
               onError: readFailed(name)
-            })))
+            }))),
+      size: (name) => Effect.map(member(name), (m) => m.size),
+      has: (name) => Effect.sync(() => members.has(normalise(name)))
     }
     return layout
   })

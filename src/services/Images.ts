@@ -12,26 +12,31 @@
  * - `Sources.ts`: where blobs come from (a registry, an OCI layout);
  * - `Plan.ts`: read and check everything before anything is written;
  * - `Store.ts`: blobs, unpacks, GC labels and the record, under a pull lease,
- *   with the work of concurrent pulls shared.
+ *   with the work of concurrent pulls shared;
+ * - `DockerArchive.ts`: a Docker image archive (`docker save`'s) as a source;
+ * - `Export.ts`: images as one archive, Docker's and OCI's at once (`docker save`).
  * This module is the service: its shape, and the assembly of those steps.
  */
-import { Context, Effect, Layer, Queue, Result, Stream } from "effect"
+import { Context, Effect, Layer, Option, Queue, Result, Stream } from "effect"
 import { type ContainerdError, notFound } from "../domain/ContainerdError.ts"
-import { documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
+import { chainId, documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
 import { parseReference } from "../domain/Reference.ts"
 import type { RegistryError } from "../domain/RegistryError.ts"
 import { decodeJson } from "../internal/Content.ts"
 import { compositeKey } from "../internal/Key.ts"
-import { openOciLayout } from "../internal/OciArchive.ts"
+import { type OciLayout, openOciLayout } from "../internal/OciArchive.ts"
 import { Containerd } from "./Containerd.ts"
 import { Events } from "./Events.ts"
-import { makePlanner } from "./images/Plan.ts"
+import { isDockerArchive, readDockerArchive } from "./images/DockerArchive.ts"
+import { makeExporter, type SaveImage } from "./images/Export.ts"
+import { makePlanner, type Plan } from "./images/Plan.ts"
 import { makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
-import { archiveSource, importName, registrySource } from "./images/Sources.ts"
+import { archiveSource, importName, registrySource, type Source } from "./images/Sources.ts"
 import { type ImageRecord, makeStore, type PullOptions, type PullProgress, toRecord } from "./images/Store.ts"
 import { MAX_MANIFEST_BYTES, Registry } from "./Registry.ts"
 import { Singleflight } from "./Singleflight.ts"
 
+export type { SaveImage } from "./images/Export.ts"
 export type { ResolvedImage } from "./images/Resolve.ts"
 export type { ImageRecord, PullOptions, PullProgress } from "./images/Store.ts"
 
@@ -55,11 +60,31 @@ export interface ImagesShape {
   readonly pull: (reference: string, options?: PullOptions) => Effect.Effect<ResolvedImage, PullError>
   /** Pulls an image, reporting progress; the stream ends with `Pulled`. */
   readonly pullWithProgress: (reference: string, options?: PullOptions) => Stream.Stream<PullProgress, PullError>
-  /** Imports every image of an OCI image layout directory or archive (tar). */
+  /**
+   * Imports every image of an OCI image layout or a Docker image archive (a
+   * directory or a tar), one result per name stored. Every image is read and
+   * checked before any is stored; if storing one fails, the names this call
+   * created are removed and what it wrote is left to containerd's GC.
+   */
   readonly importArchive: (
     path: string,
     options?: ImportOptions
   ) => Effect.Effect<ReadonlyArray<ResolvedImage>, ContainerdError>
+  /**
+   * The images as one tar stream that is both a Docker image archive and an OCI
+   * image layout (`docker save`); the documents are read before it starts.
+   */
+  readonly save: (
+    images: ReadonlyArray<SaveImage>
+  ) => Effect.Effect<Stream.Stream<Uint8Array, ContainerdError>, ContainerdError>
+  /**
+   * The unpacked size of each layer of an image (the usage of the snapshot the
+   * layer adds), bottom first; `undefined` for a layer not unpacked there.
+   */
+  readonly layerSizes: (
+    image: ResolvedImage,
+    options?: { readonly snapshotter?: string | undefined }
+  ) => Effect.Effect<ReadonlyArray<number | undefined>, ContainerdError>
   /** Lists image records, optionally filtered (containerd filter syntax: `name~=busybox`). */
   readonly list: (filters?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ImageRecord>, ContainerdError>
   /** Reads one image record. */
@@ -117,29 +142,95 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
       )
     ).pipe(Stream.withSpan("Images.pullWithProgress"))
 
+  /** The images of an OCI layout: one per entry of its `index.json`, named by its annotations. */
+  const ociImages = (layout: OciLayout, path: string, options: ImportOptions | undefined) =>
+    Effect.gen(function*() {
+      const source = archiveSource(layout, path)
+      const indexBytes = yield* layout.read("index.json", MAX_MANIFEST_BYTES)
+      const index = yield* Result.match(decodeJson(ImageIndex, indexBytes), {
+        onSuccess: Effect.succeed,
+        onFailure: (problem) => Effect.fail(source.invalid(`index.json: ${problem}`))
+      })
+      if (index.manifests.length === 0) return yield* Effect.fail(source.invalid("index.json lists no images"))
+      const names = yield* Effect.forEach(index.manifests, (entry) => importName(entry.annotations, options?.name))
+      return yield* Effect.forEach(index.manifests, (entry, i) =>
+        Effect.gen(function*() {
+          const bytes = yield* source.document({ mediaType: entry.mediaType, digest: entry.digest, size: entry.size })
+          let mediaType = entry.mediaType
+          if (!isIndexMediaType(mediaType) && !isManifestMediaType(mediaType)) {
+            mediaType = documentMediaType(undefined, JSON.parse(Buffer.from(bytes).toString("utf8"))) ?? mediaType
+          }
+          return { top: { descriptor: { mediaType, digest: entry.digest, size: entry.size }, bytes }, source, names: [names[i]!] }
+        }))
+    })
+
   const importArchive = Effect.fn("Images.importArchive")(function*(path: string, options?: ImportOptions) {
     const layout = yield* openOciLayout(path)
-    const source = archiveSource(layout, path)
-    const indexBytes = yield* layout.read("index.json", MAX_MANIFEST_BYTES)
-    const index = yield* Result.match(decodeJson(ImageIndex, indexBytes), {
-      onSuccess: Effect.succeed,
-      onFailure: (problem) => Effect.fail(source.invalid(`index.json: ${problem}`))
-    })
-    if (index.manifests.length === 0) return yield* Effect.fail(source.invalid("index.json lists no images"))
-    const names = yield* Effect.forEach(index.manifests, (entry) => importName(entry.annotations, options?.name))
-    const images: Array<ResolvedImage> = []
-    for (const [i, entry] of index.manifests.entries()) {
-      const bytes = yield* source.document({ mediaType: entry.mediaType, digest: entry.digest, size: entry.size })
-      let mediaType = entry.mediaType
-      if (!isIndexMediaType(mediaType) && !isManifestMediaType(mediaType)) {
-        mediaType = documentMediaType(undefined, JSON.parse(Buffer.from(bytes).toString("utf8"))) ?? mediaType
-      }
-      const top = { descriptor: { mediaType, digest: entry.digest, size: entry.size }, bytes }
-      const planned = yield* plan(source, top, options?.platform ?? defaultPlatform)
-      images.push(yield* store(source, names[i]!.toString(), planned, options ?? {}, () => {}))
+    // dockerd 25's `docker save` writes both forms: the OCI one keeps the manifest's digest.
+    const images = (yield* layout.has("index.json")) || !(yield* isDockerArchive(layout))
+      ? yield* ociImages(layout, path, options)
+      : yield* readDockerArchive(layout).pipe(
+        Effect.flatMap((found) =>
+          Effect.forEach(found, (image) =>
+            image.names.length > 0 || options?.name === undefined
+              ? Effect.succeed(image)
+              : Effect.map(parseReference(options.name, "Images.import"), (name) => ({ ...image, names: [name] })))
+        )
+      )
+    const unnamed = images.find((image) => image.names.length === 0)
+    if (unnamed !== undefined) {
+      return yield* Effect.fail(unnamed.source.invalid(
+        `the image ${unnamed.top.descriptor.digest} has no name (RepoTags): pass options.name`
+      ))
     }
-    return images
+    const platform = options?.platform ?? defaultPlatform
+    const planned: ReadonlyArray<{ readonly source: Source<ContainerdError>; readonly names: ReadonlyArray<string>; readonly plan: Plan }> =
+      yield* Effect.forEach(images, (image) =>
+        Effect.map(plan(image.source, image.top, platform), (plan) => ({
+          source: image.source,
+          names: image.names.map((name) => name.toString()),
+          plan
+        })))
+    const previous = yield* Effect.forEach(planned.flatMap((image) => image.names), (name) =>
+      get(name).pipe(
+        Effect.as(Option.none<string>()),
+        Effect.catchIf((error) => error.reason._tag === "NotFound", () => Effect.succeed(Option.some(name)))
+      ))
+    const created = previous.flatMap((name) => Option.isSome(name) ? [name.value] : [])
+    const stored: Array<ResolvedImage> = []
+    return yield* Effect.gen(function*() {
+      for (const image of planned) {
+        const first = yield* store(image.source, image.names[0]!, image.plan, options ?? {}, () => {})
+        stored.push(first)
+        for (const name of image.names.slice(1)) {
+          const record = yield* putRecord(name, image.plan.top.descriptor)
+          stored.push({ ...first, name: record.name })
+        }
+      }
+      return stored as ReadonlyArray<ResolvedImage>
+    }).pipe(
+      // Nothing half-done: the names this import made go; the content is the lease's, left to GC.
+      Effect.onError(() => Effect.forEach(created, (name) => Effect.ignore(client.images.delete({ name })), { discard: true }))
+    )
   }, Effect.scoped)
+
+  const { save: exportImages } = makeExporter(client)
+  const save = Effect.fn("Images.save")(function*(images: ReadonlyArray<SaveImage>) {
+    return yield* exportImages(images)
+  })
+
+  const layerSizes = Effect.fn("Images.layerSizes")(function*(
+    image: ResolvedImage,
+    options?: { readonly snapshotter?: string | undefined }
+  ) {
+    const snapshotter = options?.snapshotter ?? "overlayfs"
+    const diffIds = image.config.rootfs.diff_ids
+    return yield* Effect.forEach(diffIds, (_, i) =>
+      client.snapshots.usage({ snapshotter, key: chainId(diffIds.slice(0, i + 1)) }).pipe(
+        Effect.map(({ size }): number | undefined => Number(size)),
+        Effect.catchIf((error) => error.reason._tag === "NotFound", () => Effect.succeed(undefined))
+      ), { concurrency: 4 })
+  })
 
   const list = Effect.fn("Images.list")(function*(filters?: ReadonlyArray<string>) {
     const { images } = yield* client.images.list({ filters: [...(filters ?? [])] })
@@ -162,7 +253,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     yield* client.images.delete({ name: normalise(name) })
   })
 
-  return Images.of({ resolve, pull, pullWithProgress, importArchive, list, get, tag, remove })
+  return Images.of({ resolve, pull, pullWithProgress, importArchive, save, layerSizes, list, get, tag, remove })
 })
 
 /** The images service. */

@@ -241,7 +241,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
     const file = yield* spoolBody(spoolDir, body)
     const loaded = yield* images.importArchive(file).pipe(
       Effect.mapError((error) => error.reason._tag === "InvalidArgument" || error.reason._tag === "NotFound"
-        ? badRequest(error.reason.message.replace(file, "the archive"))
+        ? badRequest(error.reason.message.replaceAll(file, "the archive"))
         : fromLibrary(error))
     )
     const named = loaded.flatMap((image) => {

@@ -17,20 +17,21 @@
  * - `Export.ts`: images as one archive, Docker's and OCI's at once (`docker save`).
  * This module is the service: its shape, and the assembly of those steps.
  */
-import { Context, Effect, Layer, Option, Queue, Result, Stream } from "effect"
-import { type ContainerdError, notFound } from "../domain/ContainerdError.ts"
-import { chainId, documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
+import { Cache, Context, Effect, Layer, Option, Queue, Result, Stream } from "effect"
+import { type ContainerdError, invalidArgument, notFound } from "../domain/ContainerdError.ts"
+import { documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
 import { parseReference } from "../domain/Reference.ts"
 import type { RegistryError } from "../domain/RegistryError.ts"
 import { decodeJson } from "../internal/Content.ts"
-import { compositeKey } from "../internal/Key.ts"
+import { compositeKey, keyParts } from "../internal/Key.ts"
+import { layerSize } from "../internal/LayerSize.ts"
 import { type OciLayout, openOciLayout } from "../internal/OciArchive.ts"
-import { Containerd } from "./Containerd.ts"
+import { Containerd, withNamespace } from "./Containerd.ts"
 import { Events } from "./Events.ts"
 import { isDockerArchive, readDockerArchive } from "./images/DockerArchive.ts"
 import { makeExporter, type SaveImage } from "./images/Export.ts"
 import { makePlanner, type Plan } from "./images/Plan.ts"
-import { makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
+import { keepSuccesses, makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
 import { archiveSource, importName, registrySource, type Source } from "./images/Sources.ts"
 import { type ImageRecord, makeStore, type PullOptions, type PullProgress, toRecord } from "./images/Store.ts"
 import { MAX_MANIFEST_BYTES, Registry } from "./Registry.ts"
@@ -78,13 +79,10 @@ export interface ImagesShape {
     images: ReadonlyArray<SaveImage>
   ) => Effect.Effect<Stream.Stream<Uint8Array, ContainerdError>, ContainerdError>
   /**
-   * The unpacked size of each layer of an image (the usage of the snapshot the
-   * layer adds), bottom first; `undefined` for a layer not unpacked there.
+   * The size of each layer of an image as Docker shows it (its files' bytes,
+   * read from the layer: see `internal/LayerSize.ts`), bottom first.
    */
-  readonly layerSizes: (
-    image: ResolvedImage,
-    options?: { readonly snapshotter?: string | undefined }
-  ) => Effect.Effect<ReadonlyArray<number | undefined>, ContainerdError>
+  readonly layerSizes: (image: ResolvedImage) => Effect.Effect<ReadonlyArray<number>, ContainerdError>
   /** Lists image records, optionally filtered (containerd filter syntax: `name~=busybox`). */
   readonly list: (filters?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ImageRecord>, ContainerdError>
   /** Reads one image record. */
@@ -167,7 +165,14 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   const importArchive = Effect.fn("Images.importArchive")(function*(path: string, options?: ImportOptions) {
     const layout = yield* openOciLayout(path)
     // dockerd 25's `docker save` writes both forms: the OCI one keeps the manifest's digest.
-    const images = (yield* layout.has("index.json")) || !(yield* isDockerArchive(layout))
+    const oci = yield* layout.has("index.json")
+    if (!oci && !(yield* isDockerArchive(layout))) {
+      return yield* Effect.fail(invalidArgument(
+        "Images.import",
+        `${path} is neither an OCI image layout (index.json) nor a Docker image archive (manifest.json)`
+      ))
+    }
+    const images = oci
       ? yield* ociImages(layout, path, options)
       : yield* readDockerArchive(layout).pipe(
         Effect.flatMap((found) =>
@@ -219,17 +224,21 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     return yield* exportImages(images)
   })
 
-  const layerSizes = Effect.fn("Images.layerSizes")(function*(
-    image: ResolvedImage,
-    options?: { readonly snapshotter?: string | undefined }
-  ) {
-    const snapshotter = options?.snapshotter ?? "overlayfs"
-    const diffIds = image.config.rootfs.diff_ids
-    return yield* Effect.forEach(diffIds, (_, i) =>
-      client.snapshots.usage({ snapshotter, key: chainId(diffIds.slice(0, i + 1)) }).pipe(
-        Effect.map(({ size }): number | undefined => Number(size)),
-        Effect.catchIf((error) => error.reason._tag === "NotFound", () => Effect.succeed(undefined))
-      ), { concurrency: 4 })
+  // A layer's size never changes: computed once per blob (a pass over the whole layer).
+  const sizes = yield* Cache.makeWith(
+    (key: string) => {
+      const [namespace = "", digest = "", mediaType = ""] = keyParts(key)
+      return layerSize(mediaType, Stream.map(client.content.read({ digest }), (chunk): Uint8Array => chunk.data)).pipe(
+        withNamespace(namespace)
+      )
+    },
+    { capacity: 4096, timeToLive: keepSuccesses }
+  )
+
+  const layerSizes = Effect.fn("Images.layerSizes")(function*(image: ResolvedImage) {
+    const namespace = yield* client.currentNamespace
+    return yield* Effect.forEach(image.layers, (layer) =>
+      Cache.get(sizes, compositeKey(namespace, layer.digest, layer.mediaType)), { concurrency: 2 })
   })
 
   const list = Effect.fn("Images.list")(function*(filters?: ReadonlyArray<string>) {

@@ -8,12 +8,12 @@ import type { ResolvedImage } from "../../services/Images.ts"
 
 /** One entry of `GET /images/{name}/history`. */
 export interface HistoryEntryJson {
-  readonly Id: string
+  readonly Comment: string
   readonly Created: number
   readonly CreatedBy: string
-  readonly Tags: ReadonlyArray<string> | null
+  readonly Id: string
   readonly Size: number
-  readonly Comment: string
+  readonly Tags: ReadonlyArray<string> | null
 }
 
 /** Go's zero `time.Time` in Unix seconds: what dockerd shows for a step without a date. */
@@ -26,27 +26,28 @@ const unixSeconds = (created: string | undefined): number => {
 
 /**
  * The history of `image` (ID `id`, tagged `tags`), with `sizes[i]` the size of
- * its i-th layer (a layer whose size is not known counts its stored size).
+ * its i-th layer as Docker counts it.
  */
 export const historyOf = (
   id: string,
   image: ResolvedImage,
   tags: ReadonlyArray<string>,
-  sizes: ReadonlyArray<number | undefined>
+  sizes: ReadonlyArray<number>
 ): ReadonlyArray<HistoryEntryJson> => {
   let layer = 0
   const steps = (image.config.history ?? []).map((step) => {
     const empty = step.empty_layer === true
-    const size = empty ? 0 : sizes[layer] ?? image.layers[layer]?.size ?? 0
+    const size = empty ? 0 : sizes[layer] ?? 0
     if (!empty) layer++
     return { step, size }
   })
+  // In dockerd's key order (its struct's), so the answer is the same bytes.
   return steps.reverse().map(({ size, step }, i) => ({
-    Id: i === 0 ? id : "<missing>",
+    Comment: step.comment ?? "",
     Created: unixSeconds(step.created),
     CreatedBy: step.created_by ?? "",
-    Tags: i === 0 && tags.length > 0 ? tags : null,
+    Id: i === 0 ? id : "<missing>",
     Size: size,
-    Comment: step.comment ?? ""
+    Tags: i === 0 && tags.length > 0 ? tags : null
   }))
 }

@@ -20,7 +20,7 @@ import * as path from "node:path"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import { shortId } from "../domain/Identifier.ts"
 import type { Platform } from "../domain/Image.ts"
-import { parseReferenceResult, type Reference } from "../domain/Reference.ts"
+import { parseReferenceResult } from "../domain/Reference.ts"
 import { Images, type PullProgress } from "../services/Images.ts"
 import { badRequest, conflict, type DockerError, fromLibrary } from "./DockerError.ts"
 import { Engine } from "./Engine.ts"
@@ -38,7 +38,7 @@ import {
   repoTags,
   summaryOf
 } from "./images/Listing.ts"
-import { familiarName, pullReference, tagReference } from "./images/Names.ts"
+import { danglingName, familiarName, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
 export type { LoadMessage } from "./images/Archive.ts"
@@ -114,7 +114,11 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
     const resolved = yield* Effect.forEach(records, (record) =>
       images.resolve(record.name).pipe(
         Effect.map((resolved): Option.Option<Entry> =>
-          Option.some({ record, reference: Result.getOrUndefined(parseReferenceResult(record.name)), resolved })),
+          Option.some({
+            record,
+            reference: isDanglingName(record.name) ? undefined : Result.getOrUndefined(parseReferenceResult(record.name)),
+            resolved
+          })),
         // A record whose content is not all here (another platform, a foreign client's half-done pull) is not an
         // image Docker could run: dockerd's containerd store leaves it out too.
         Effect.catchIf(
@@ -174,12 +178,19 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   })
 
   const untag = (id: string, removed: ReadonlyArray<Entry>) =>
-    Effect.forEach(removed, (entry) =>
-      images.remove(entry.record.name).pipe(
-        Effect.mapError((error) => fromLibrary(error)),
-        Effect.andThen(events.publish({ type: "image", action: "untag", id, attributes: { name: id } })),
-        Effect.as<ImageDeleteJson>({ Untagged: displayName(entry) })
-      ))
+    Effect.map(
+      Effect.forEach(removed, (entry) =>
+        images.remove(entry.record.name).pipe(
+          Effect.mapError((error) => fromLibrary(error)),
+          // A nameless image's record is no tag: removing it untags nothing (dockerd says only "Deleted").
+          Effect.andThen(isDanglingName(entry.record.name)
+            ? Effect.succeed([])
+            : Effect.as(events.publish({ type: "image", action: "untag", id, attributes: { name: id } }), [
+              { Untagged: displayName(entry) } satisfies ImageDeleteJson
+            ]))
+        )),
+      (untagged): ReadonlyArray<ImageDeleteJson> => untagged.flat()
+    )
 
   /** As dockerd's `ImageDelete`: a name among several is untagged; the last name, or the ID, deletes the image. */
   const remove = Effect.fn("DockerImages.remove")(function*(name: string, options?: { readonly force?: boolean | undefined }) {
@@ -239,17 +250,19 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
 
   const load = Effect.fn("DockerImages.load")(function*<E>(body: Stream.Stream<Uint8Array, E>, options: { readonly quiet: boolean }) {
     const file = yield* spoolBody(spoolDir, body)
-    const loaded = yield* images.importArchive(file).pipe(
+    const loaded = yield* images.importArchive(file, { unnamed: danglingName }).pipe(
       Effect.mapError((error) => error.reason._tag === "InvalidArgument" || error.reason._tag === "NotFound"
         ? badRequest(error.reason.message.replaceAll(file, "the archive"))
         : fromLibrary(error))
     )
-    const named = loaded.flatMap((image) => {
-      const reference = Result.getOrUndefined(parseReferenceResult(image.name))
-      return reference === undefined ? [] : [{ image, name: reference as Reference }]
-    })
-    yield* Effect.forEach(named, ({ name }) =>
-      events.publish({ type: "image", action: "load", id: name.familiar, attributes: { name: name.familiar } }), { discard: true })
+    const named = loaded.map((image) => ({
+      image,
+      name: isDanglingName(image.name) ? undefined : Result.getOrUndefined(parseReferenceResult(image.name))
+    }))
+    yield* Effect.forEach(named, ({ image, name }) => {
+      const id = name?.familiar ?? image.configDigest
+      return events.publish({ type: "image", action: "load", id, attributes: { name: id } })
+    }, { discard: true })
     return loadMessages(named, options.quiet)
   }, Effect.scoped)
   const spoolDir = options.spoolDir

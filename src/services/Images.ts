@@ -19,7 +19,7 @@
  */
 import { Cache, Context, Effect, Layer, Option, Queue, Result, Stream } from "effect"
 import { type ContainerdError, invalidArgument, notFound } from "../domain/ContainerdError.ts"
-import { documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
+import { type Descriptor, documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
 import { parseReference } from "../domain/Reference.ts"
 import type { RegistryError } from "../domain/RegistryError.ts"
 import { decodeJson } from "../internal/Content.ts"
@@ -28,6 +28,7 @@ import { layerSize } from "../internal/LayerSize.ts"
 import { type OciLayout, openOciLayout } from "../internal/OciArchive.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { Events } from "./Events.ts"
+import { Labels } from "./images/Labels.ts"
 import { isDockerArchive, readDockerArchive } from "./images/DockerArchive.ts"
 import { makeExporter, type SaveImage } from "./images/Export.ts"
 import { makePlanner, type Plan } from "./images/Plan.ts"
@@ -48,6 +49,12 @@ export interface ImportOptions extends PullOptions {
    * it names only by tag (`org.opencontainers.image.ref.name: latest`).
    */
   readonly name?: string | undefined
+  /**
+   * The record name for an image the archive does not name when `name` is not
+   * given either (dockerd 25 names such images `moby-dangling@<digest>`), from
+   * its top document; without it, such an archive is refused.
+   */
+  readonly unnamed?: ((top: Descriptor) => string) | undefined
 }
 
 /** A failure of a pull: at the registry or in containerd. */
@@ -150,7 +157,11 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
         onFailure: (problem) => Effect.fail(source.invalid(`index.json: ${problem}`))
       })
       if (index.manifests.length === 0) return yield* Effect.fail(source.invalid("index.json lists no images"))
-      const names = yield* Effect.forEach(index.manifests, (entry) => importName(entry.annotations, options?.name))
+      const names = yield* Effect.forEach(index.manifests, (entry) =>
+        entry.annotations?.[Labels.imageName] === undefined && entry.annotations?.[Labels.ociRefName] === undefined &&
+          options?.name === undefined
+          ? Effect.succeed([])
+          : Effect.map(importName(entry.annotations, options?.name), (name) => [name]))
       return yield* Effect.forEach(index.manifests, (entry, i) =>
         Effect.gen(function*() {
           const bytes = yield* source.document({ mediaType: entry.mediaType, digest: entry.digest, size: entry.size })
@@ -158,7 +169,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
           if (!isIndexMediaType(mediaType) && !isManifestMediaType(mediaType)) {
             mediaType = documentMediaType(undefined, JSON.parse(Buffer.from(bytes).toString("utf8"))) ?? mediaType
           }
-          return { top: { descriptor: { mediaType, digest: entry.digest, size: entry.size }, bytes }, source, names: [names[i]!] }
+          return { top: { descriptor: { mediaType, digest: entry.digest, size: entry.size }, bytes }, source, names: names[i]! }
         }))
     })
 
@@ -183,7 +194,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
         )
       )
     const unnamed = images.find((image) => image.names.length === 0)
-    if (unnamed !== undefined) {
+    if (unnamed !== undefined && options?.unnamed === undefined) {
       return yield* Effect.fail(unnamed.source.invalid(
         `the image ${unnamed.top.descriptor.digest} has no name (RepoTags): pass options.name`
       ))
@@ -193,7 +204,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
       yield* Effect.forEach(images, (image) =>
         Effect.map(plan(image.source, image.top, platform), (plan) => ({
           source: image.source,
-          names: image.names.map((name) => name.toString()),
+          names: image.names.length === 0 ? [options!.unnamed!(image.top.descriptor)] : image.names.map((name) => name.toString()),
           plan
         })))
     const previous = yield* Effect.forEach(planned.flatMap((image) => image.names), (name) =>

@@ -91,6 +91,13 @@ describe("docker save, load and history", () => {
       assert.strictEqual(yield* docker("load", "-i", skopeo), "Loaded image: example.test/skopeo:v1")
       assert.strictEqual(yield* docker("image", "inspect", "--format", "{{.Id}}", "example.test/skopeo:v1"), layered.configDigest)
 
+      // The nameless archive loads as a nameless image, as dockerd 20.10 loads it.
+      yield* docker("rmi", "example.test/layered:v1", "example.test/skopeo:v1")
+      assert.strictEqual(yield* docker("load", "-i", byId), `Loaded image ID: ${layered.configDigest}`)
+      const listed = yield* docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+      assert.include(listed.split("\n"), `<none>:<none> ${layered.configDigest.slice(7, 19)}`, listed)
+      assert.strictEqual(yield* docker("rmi", layered.configDigest.slice(7, 19)), `Deleted: ${layered.configDigest}`)
+
       const missing = yield* get(daemon.socket, "/images/nosuch:v1/get")
       assert.deepStrictEqual([missing.status, missing.body], [404, "{\"message\":\"No such image: nosuch:v1\"}"])
     }).pipe(Effect.scoped), 90_000)

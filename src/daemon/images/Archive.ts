@@ -87,12 +87,13 @@ export const cleanSpool = (dir: string): Effect.Effect<void> =>
 
 /**
  * What a load answers: per layer (unless `quiet`) a finished "Loading layer"
- * progress line, then "Loaded image: <name>" per name. The archive was stored
+ * progress line, then "Loaded image: <name>" per name ("Loaded image ID:
+ * <id>" for an image without one, as dockerd). The archive was stored
  * whole before the answer starts (a broken one is a 400, with nothing stored),
  * so the progress lines report finished work only.
  */
 export const loadMessages = (
-  loaded: ReadonlyArray<{ readonly image: ResolvedImage; readonly name: Reference }>,
+  loaded: ReadonlyArray<{ readonly image: ResolvedImage; readonly name: Reference | undefined }>,
   quiet: boolean
 ): ReadonlyArray<LoadMessage> => {
   const progress: Array<LoadMessage> = []
@@ -112,5 +113,10 @@ export const loadMessages = (
       }
     }
   }
-  return [...progress, ...loaded.map(({ name }) => ({ stream: `Loaded image: ${name.familiar}\n` }))]
+  return [
+    ...progress,
+    ...loaded.map(({ image, name }) => ({
+      stream: name === undefined ? `Loaded image ID: ${image.configDigest}\n` : `Loaded image: ${name.familiar}\n`
+    }))
+  ]
 }

@@ -5,7 +5,8 @@
  * This module is the service and its assembly; the concepts are in `images/`:
  * `Names.ts` (references as the API composes them), `PullProgress.ts` (pull
  * progress as dockerd's JSON messages), `Listing.ts` (records grouped into
- * Docker images, names, filters, summaries) and `Inspect.ts`. Everything shown
+ * Docker images, names, filters, summaries), `Inspect.ts`, `History.ts`, and
+ * `Archive.ts` (save's selection, load's spooled body and answer). Everything shown
  * comes from the library's resolved images (cached by digest): this module
  * reads no content itself.
  *
@@ -14,6 +15,8 @@
  * stream's last line, as dockerd does once it has answered 200.
  */
 import { Context, Effect, Layer, Option, Result, type Scope, Sink, Stream } from "effect"
+import * as os from "node:os"
+import * as path from "node:path"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import { shortId } from "../domain/Identifier.ts"
 import type { Platform } from "../domain/Image.ts"
@@ -22,11 +25,24 @@ import { Images, type PullProgress } from "../services/Images.ts"
 import { badRequest, conflict, type DockerError, fromLibrary } from "./DockerError.ts"
 import { Engine } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
+import { cleanSpool, type LoadMessage, loadMessages, saveSelection, spoolBody } from "./images/Archive.ts"
+import { type HistoryEntryJson, historyOf } from "./images/History.ts"
 import { type ImageInspectJson, inspectJson } from "./images/Inspect.ts"
-import { displayName, type Entry, find, groupEntries, type ImageFilters, type ImageSummaryJson, summaryOf } from "./images/Listing.ts"
-import { familiarName, pullReference, tagReference } from "./images/Names.ts"
+import {
+  displayName,
+  type Entry,
+  find,
+  groupEntries,
+  type ImageFilters,
+  type ImageSummaryJson,
+  repoTags,
+  summaryOf
+} from "./images/Listing.ts"
+import { danglingName, familiarName, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
+export type { LoadMessage } from "./images/Archive.ts"
+export type { HistoryEntryJson } from "./images/History.ts"
 export type { ImageInspectJson } from "./images/Inspect.ts"
 export { IMAGE_FILTERS, type ImageFilters, type ImageSummaryJson } from "./images/Listing.ts"
 export { familiarName, pullReference, tagReference } from "./images/Names.ts"
@@ -61,11 +77,34 @@ export interface DockerImagesShape {
   readonly tag: (name: string, repo: string, tag: string | undefined) => Effect.Effect<void, DockerError>
   /** How many images there are (`Images` of `GET /info`). */
   readonly count: Effect.Effect<number, DockerError>
+  /** `GET /images/{name}/history`, newest step first. */
+  readonly history: (name: string) => Effect.Effect<ReadonlyArray<HistoryEntryJson>, DockerError>
+  /**
+   * `GET /images/get`, `GET /images/{name}/get`: the named images as one tar
+   * (Docker's archive and an OCI layout). An unknown name fails before the
+   * first byte.
+   */
+  readonly save: (names: ReadonlyArray<string>) => Effect.Effect<Stream.Stream<Uint8Array, DockerError>, DockerError>
+  /**
+   * `POST /images/load`: the archive in `body` (Docker's or OCI's) stored
+   * whole, or nothing stored (a broken archive is a 400); then its answer.
+   */
+  readonly load: <E>(
+    body: Stream.Stream<Uint8Array, E>,
+    options: { readonly quiet: boolean }
+  ) => Effect.Effect<ReadonlyArray<LoadMessage>, DockerError>
+}
+
+/** Where the daemon's images service keeps its temporary files. */
+export interface DockerImagesOptions {
+  /** The directory load's bodies are spooled to (the daemon's `<data-root>/tmp`). */
+  readonly spoolDir: string
 }
 
 /** Builds the daemon's images service. */
-const makeDockerImages = Effect.gen(function*() {
+const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOptions) {
   const images = yield* Images
+  yield* cleanSpool(options.spoolDir)
   const engine = yield* Engine
   const events = yield* EventLog
 
@@ -75,7 +114,11 @@ const makeDockerImages = Effect.gen(function*() {
     const resolved = yield* Effect.forEach(records, (record) =>
       images.resolve(record.name).pipe(
         Effect.map((resolved): Option.Option<Entry> =>
-          Option.some({ record, reference: Result.getOrUndefined(parseReferenceResult(record.name)), resolved })),
+          Option.some({
+            record,
+            reference: isDanglingName(record.name) ? undefined : Result.getOrUndefined(parseReferenceResult(record.name)),
+            resolved
+          })),
         // A record whose content is not all here (another platform, a foreign client's half-done pull) is not an
         // image Docker could run: dockerd's containerd store leaves it out too.
         Effect.catchIf(
@@ -135,12 +178,19 @@ const makeDockerImages = Effect.gen(function*() {
   })
 
   const untag = (id: string, removed: ReadonlyArray<Entry>) =>
-    Effect.forEach(removed, (entry) =>
-      images.remove(entry.record.name).pipe(
-        Effect.mapError((error) => fromLibrary(error)),
-        Effect.andThen(events.publish({ type: "image", action: "untag", id, attributes: { name: id } })),
-        Effect.as<ImageDeleteJson>({ Untagged: displayName(entry) })
-      ))
+    Effect.map(
+      Effect.forEach(removed, (entry) =>
+        images.remove(entry.record.name).pipe(
+          Effect.mapError((error) => fromLibrary(error)),
+          // A nameless image's record is no tag: removing it untags nothing (dockerd says only "Deleted").
+          Effect.andThen(isDanglingName(entry.record.name)
+            ? Effect.succeed([])
+            : Effect.as(events.publish({ type: "image", action: "untag", id, attributes: { name: id } }), [
+              { Untagged: displayName(entry) } satisfies ImageDeleteJson
+            ]))
+        )),
+      (untagged): ReadonlyArray<ImageDeleteJson> => untagged.flat()
+    )
 
   /** As dockerd's `ImageDelete`: a name among several is untagged; the last name, or the ID, deletes the image. */
   const remove = Effect.fn("DockerImages.remove")(function*(name: string, options?: { readonly force?: boolean | undefined }) {
@@ -185,14 +235,49 @@ const makeDockerImages = Effect.gen(function*() {
 
   const count = Effect.map(entries, (all) => new Set(all.map((entry) => entry.resolved.configDigest)).size)
 
-  return DockerImages.of({ pull, list, inspect, remove, tag, count })
+  const history = Effect.fn("DockerImages.history")(function*(name: string) {
+    const found = yield* find(yield* entries, name)
+    const image = found.entries[0]!.resolved
+    const sizes = yield* images.layerSizes(image).pipe(Effect.mapError((error) => fromLibrary(error)))
+    return historyOf(found.id, image, repoTags(found), sizes)
+  })
+
+  const save = Effect.fn("DockerImages.save")(function*(names: ReadonlyArray<string>) {
+    const selected = yield* saveSelection(yield* entries, names)
+    const archive = yield* images.save(selected).pipe(Effect.mapError((error) => fromLibrary(error)))
+    return Stream.mapError(archive, (error) => fromLibrary(error))
+  })
+
+  const load = Effect.fn("DockerImages.load")(function*<E>(body: Stream.Stream<Uint8Array, E>, options: { readonly quiet: boolean }) {
+    const file = yield* spoolBody(spoolDir, body)
+    const loaded = yield* images.importArchive(file, { unnamed: danglingName }).pipe(
+      Effect.mapError((error) => error.reason._tag === "InvalidArgument" || error.reason._tag === "NotFound"
+        ? badRequest(error.reason.message.replaceAll(file, "the archive"))
+        : fromLibrary(error))
+    )
+    const named = loaded.map((image) => ({
+      image,
+      name: isDanglingName(image.name) ? undefined : Result.getOrUndefined(parseReferenceResult(image.name))
+    }))
+    yield* Effect.forEach(named, ({ image, name }) => {
+      const id = name?.familiar ?? image.configDigest
+      return events.publish({ type: "image", action: "load", id, attributes: { name: id } })
+    }, { discard: true })
+    return loadMessages(named, options.quiet)
+  }, Effect.scoped)
+  const spoolDir = options.spoolDir
+
+  return DockerImages.of({ pull, list, inspect, remove, tag, count, history, save, load })
 })
 
 /** The daemon's images service. */
 export class DockerImages extends Context.Service<DockerImages, DockerImagesShape>()("effect-containerd/daemon/DockerImages") {
-  /** Images of the library's `Images`, in the client's namespace. */
-  static readonly layer: Layer.Layer<DockerImages, never, Images | Engine | EventLog> = Layer.effect(
-    DockerImages,
-    makeDockerImages
-  )
+  /** Images of the library's `Images`, in the client's namespace; loads are spooled under `spoolDir`. */
+  static readonly layerWith = (options: DockerImagesOptions): Layer.Layer<DockerImages, never, Images | Engine | EventLog> =>
+    Layer.effect(DockerImages, makeDockerImages(options))
+
+  /** Images of the library's `Images`, in the client's namespace; loads are spooled under the system's temporary directory. */
+  static readonly layer: Layer.Layer<DockerImages, never, Images | Engine | EventLog> = DockerImages.layerWith({
+    spoolDir: path.join(os.tmpdir(), "effect-containerd-load")
+  })
 }

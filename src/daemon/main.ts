@@ -157,7 +157,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
     namespace: settings.namespace,
     insecureRegistries: settings.insecureRegistries
   }).pipe(
-    Layer.provideMerge(DockerImages.layer),
+    Layer.provideMerge(DockerImages.layerWith({ spoolDir: path.join(settings.dataRoot, "tmp") })),
     Layer.provideMerge(Layer.unwrap(Effect.map(
       buildShimLogger(path.join(settings.dataRoot, "bin")),
       (shimLogger) =>

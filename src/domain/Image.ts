@@ -52,7 +52,8 @@ export const documentMediaType = (contentType: string | undefined, document: unk
 /** Layer media types the diff service can apply (plain, gzip and zstd tars, OCI and Docker). */
 export const isLayerMediaType = (mediaType: string): boolean =>
   /^application\/vnd\.oci\.image\.layer\.v1\.tar(\+gzip|\+zstd)?$/.test(mediaType) ||
-  mediaType === "application/vnd.docker.image.rootfs.diff.tar.gzip"
+  mediaType === "application/vnd.docker.image.rootfs.diff.tar.gzip" ||
+  mediaType === "application/vnd.docker.image.rootfs.diff.tar"
 
 /** An OCI platform. */
 export const Platform = Schema.Struct({

@@ -11,7 +11,7 @@ import { NodeStream } from "@effect/platform-node"
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { type ContainerdError, invalidArgument } from "../domain/ContainerdError.ts"
+import { ContainerdError, invalidArgument } from "../domain/ContainerdError.ts"
 
 /** The files of a layout, by their path inside it (`index.json`, `blobs/sha256/…`). */
 export interface OciLayout {
@@ -21,6 +21,10 @@ export interface OciLayout {
   readonly read: (name: string, limit: number) => Effect.Effect<Uint8Array, ContainerdError>
   /** Streams a member from `offset`. */
   readonly stream: (name: string, offset: number) => Stream.Stream<Uint8Array, ContainerdError>
+  /** The size of a member; fails if there is none of that name. */
+  readonly size: (name: string) => Effect.Effect<number, ContainerdError>
+  /** Whether there is a member of that name. */
+  readonly has: (name: string) => Effect.Effect<boolean>
 }
 
 const METHOD = "Images.import"
@@ -32,15 +36,15 @@ interface Member {
 
 const BLOCK = 512
 
-/** A NUL-terminated string field of a header. */
-const field = (header: Buffer, start: number, length: number): string => {
+/** A NUL-terminated string field of a tar header. */
+export const field = (header: Buffer, start: number, length: number): string => {
   const raw = header.subarray(start, start + length)
   const end = raw.indexOf(0)
   return raw.subarray(0, end === -1 ? length : end).toString("utf8")
 }
 
-/** A numeric field: octal text, or base-256 when the high bit is set (GNU, for sizes ≥ 8 GiB). */
-const numeric = (header: Buffer, start: number, length: number): number => {
+/** A numeric field of a tar header: octal text, or base-256 when the high bit is set (GNU, for sizes ≥ 8 GiB). */
+export const numeric = (header: Buffer, start: number, length: number): number => {
   const raw = header.subarray(start, start + length)
   if ((raw[0]! & 0x80) !== 0) {
     let value = raw[0]! & 0x7f
@@ -51,8 +55,8 @@ const numeric = (header: Buffer, start: number, length: number): number => {
   return text === "" ? 0 : parseInt(text, 8)
 }
 
-/** The `path` record of a pax extended header, if it has one. */
-const paxPath = (records: Buffer): string | undefined => {
+/** A record (`path`, `linkpath`, `size`) of a pax extended header, if it has it. */
+export const paxRecord = (records: Buffer, key: string): string | undefined => {
   let at = 0
   while (at < records.length) {
     const space = records.indexOf(0x20, at)
@@ -61,7 +65,7 @@ const paxPath = (records: Buffer): string | undefined => {
     if (!Number.isInteger(length) || length <= 0) break
     const record = records.subarray(space + 1, at + length - 1).toString("utf8")
     const equals = record.indexOf("=")
-    if (record.slice(0, equals) === "path") return record.slice(equals + 1)
+    if (record.slice(0, equals) === key) return record.slice(equals + 1)
     at += length
   }
   return undefined
@@ -94,9 +98,13 @@ const indexTar = (file: string, fd: number, size: number) =>
       const type = String.fromCharCode(header[156]!)
       const data = position + BLOCK
       position = data + Math.ceil(length / BLOCK) * BLOCK
+      // A cut-off archive (an upload that broke off) must not pass for a shorter member.
+      if (data + length > size) {
+        return yield* Effect.fail(invalidArgument(METHOD, `${file} is truncated: its member at byte ${data - BLOCK} ends after the end of the file`))
+      }
       if (type === "x" || type === "L") {
         const body = yield* readAt(fd, data, length)
-        longName = type === "L" ? field(body, 0, body.length) : paxPath(body) ?? longName
+        longName = type === "L" ? field(body, 0, body.length) : paxRecord(body, "path") ?? longName
         continue
       }
       if (type === "g") continue
@@ -130,7 +138,13 @@ export const openOciLayout = (source: string) =>
             Effect.andThen(Effect.tryPromise({ try: () => fs.promises.readFile(resolve(name)), catch: readFailed(name) }))
           ),
         stream: (name, offset) =>
-          NodeStream.fromReadable({ evaluate: () => fs.createReadStream(resolve(name), { start: offset }), onError: readFailed(name) })
+          NodeStream.fromReadable({ evaluate: () => fs.createReadStream(resolve(name), { start: offset }), onError: readFailed(name) }),
+        size: (name) => Effect.tryPromise({ try: () => fs.promises.stat(resolve(name)), catch: () => missing(name) }).pipe(Effect.map((s) => s.size)),
+        has: (name) =>
+          Effect.tryPromise(() => fs.promises.stat(resolve(name))).pipe(
+            Effect.map((s) => s.isFile()),
+            Effect.orElseSucceed(() => false)
+          )
       }
       return layout
     }
@@ -139,7 +153,9 @@ export const openOciLayout = (source: string) =>
       Effect.tryPromise({ try: () => fs.promises.open(source, "r"), catch: readFailed(source) }),
       (handle) => Effect.promise(() => handle.close())
     )
-    const members = yield* indexTar(source, fd.fd, stat.size).pipe(Effect.mapError(readFailed(source)))
+    const members = yield* indexTar(source, fd.fd, stat.size).pipe(
+      Effect.mapError((error) => error instanceof ContainerdError ? error : readFailed(source)(error))
+    )
     const member = (name: string): Effect.Effect<Member, ContainerdError> => {
       const found = members.get(normalise(name))
       return found === undefined ? Effect.fail(missing(name)) : Effect.succeed(found)
@@ -159,7 +175,9 @@ export const openOciLayout = (source: string) =>
               evaluate: () =>
                 fs.createReadStream(source, { start: m.offset + offset, end: m.offset + m.size - 1 }),
               onError: readFailed(name)
-            })))
+            }))),
+      size: (name) => Effect.map(member(name), (m) => m.size),
+      has: (name) => Effect.sync(() => members.has(normalise(name)))
     }
     return layout
   })

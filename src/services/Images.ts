@@ -12,26 +12,33 @@
  * - `Sources.ts`: where blobs come from (a registry, an OCI layout);
  * - `Plan.ts`: read and check everything before anything is written;
  * - `Store.ts`: blobs, unpacks, GC labels and the record, under a pull lease,
- *   with the work of concurrent pulls shared.
+ *   with the work of concurrent pulls shared;
+ * - `DockerArchive.ts`: a Docker image archive (`docker save`'s) as a source;
+ * - `Export.ts`: images as one archive, Docker's and OCI's at once (`docker save`).
  * This module is the service: its shape, and the assembly of those steps.
  */
-import { Context, Effect, Layer, Queue, Result, Stream } from "effect"
-import { type ContainerdError, notFound } from "../domain/ContainerdError.ts"
-import { documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
+import { Cache, Context, Effect, Layer, Option, Queue, Result, Stream } from "effect"
+import { type ContainerdError, invalidArgument, notFound } from "../domain/ContainerdError.ts"
+import { type Descriptor, documentMediaType, hostPlatform, ImageIndex, isIndexMediaType, isManifestMediaType, type Platform } from "../domain/Image.ts"
 import { parseReference } from "../domain/Reference.ts"
 import type { RegistryError } from "../domain/RegistryError.ts"
 import { decodeJson } from "../internal/Content.ts"
-import { compositeKey } from "../internal/Key.ts"
-import { openOciLayout } from "../internal/OciArchive.ts"
-import { Containerd } from "./Containerd.ts"
+import { compositeKey, keyParts } from "../internal/Key.ts"
+import { layerSize } from "../internal/LayerSize.ts"
+import { type OciLayout, openOciLayout } from "../internal/OciArchive.ts"
+import { Containerd, withNamespace } from "./Containerd.ts"
 import { Events } from "./Events.ts"
-import { makePlanner } from "./images/Plan.ts"
-import { makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
-import { archiveSource, importName, registrySource } from "./images/Sources.ts"
+import { Labels } from "./images/Labels.ts"
+import { isDockerArchive, readDockerArchive } from "./images/DockerArchive.ts"
+import { makeExporter, type SaveImage } from "./images/Export.ts"
+import { makePlanner, type Plan } from "./images/Plan.ts"
+import { keepSuccesses, makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
+import { archiveSource, importName, registrySource, type Source } from "./images/Sources.ts"
 import { type ImageRecord, makeStore, type PullOptions, type PullProgress, toRecord } from "./images/Store.ts"
 import { MAX_MANIFEST_BYTES, Registry } from "./Registry.ts"
 import { Singleflight } from "./Singleflight.ts"
 
+export type { SaveImage } from "./images/Export.ts"
 export type { ResolvedImage } from "./images/Resolve.ts"
 export type { ImageRecord, PullOptions, PullProgress } from "./images/Store.ts"
 
@@ -42,6 +49,12 @@ export interface ImportOptions extends PullOptions {
    * it names only by tag (`org.opencontainers.image.ref.name: latest`).
    */
   readonly name?: string | undefined
+  /**
+   * The record name for an image the archive does not name when `name` is not
+   * given either (dockerd 25 names such images `moby-dangling@<digest>`), from
+   * its top document; without it, such an archive is refused.
+   */
+  readonly unnamed?: ((top: Descriptor) => string) | undefined
 }
 
 /** A failure of a pull: at the registry or in containerd. */
@@ -55,11 +68,28 @@ export interface ImagesShape {
   readonly pull: (reference: string, options?: PullOptions) => Effect.Effect<ResolvedImage, PullError>
   /** Pulls an image, reporting progress; the stream ends with `Pulled`. */
   readonly pullWithProgress: (reference: string, options?: PullOptions) => Stream.Stream<PullProgress, PullError>
-  /** Imports every image of an OCI image layout directory or archive (tar). */
+  /**
+   * Imports every image of an OCI image layout or a Docker image archive (a
+   * directory or a tar), one result per name stored. Every image is read and
+   * checked before any is stored; if storing one fails, the names this call
+   * created are removed and what it wrote is left to containerd's GC.
+   */
   readonly importArchive: (
     path: string,
     options?: ImportOptions
   ) => Effect.Effect<ReadonlyArray<ResolvedImage>, ContainerdError>
+  /**
+   * The images as one tar stream that is both a Docker image archive and an OCI
+   * image layout (`docker save`); the documents are read before it starts.
+   */
+  readonly save: (
+    images: ReadonlyArray<SaveImage>
+  ) => Effect.Effect<Stream.Stream<Uint8Array, ContainerdError>, ContainerdError>
+  /**
+   * The size of each layer of an image as Docker shows it (its files' bytes,
+   * read from the layer: see `internal/LayerSize.ts`), bottom first.
+   */
+  readonly layerSizes: (image: ResolvedImage) => Effect.Effect<ReadonlyArray<number>, ContainerdError>
   /** Lists image records, optionally filtered (containerd filter syntax: `name~=busybox`). */
   readonly list: (filters?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ImageRecord>, ContainerdError>
   /** Reads one image record. */
@@ -117,29 +147,110 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
       )
     ).pipe(Stream.withSpan("Images.pullWithProgress"))
 
+  /** The images of an OCI layout: one per entry of its `index.json`, named by its annotations. */
+  const ociImages = (layout: OciLayout, path: string, options: ImportOptions | undefined) =>
+    Effect.gen(function*() {
+      const source = archiveSource(layout, path)
+      const indexBytes = yield* layout.read("index.json", MAX_MANIFEST_BYTES)
+      const index = yield* Result.match(decodeJson(ImageIndex, indexBytes), {
+        onSuccess: Effect.succeed,
+        onFailure: (problem) => Effect.fail(source.invalid(`index.json: ${problem}`))
+      })
+      if (index.manifests.length === 0) return yield* Effect.fail(source.invalid("index.json lists no images"))
+      const names = yield* Effect.forEach(index.manifests, (entry) =>
+        entry.annotations?.[Labels.imageName] === undefined && entry.annotations?.[Labels.ociRefName] === undefined &&
+          options?.name === undefined
+          ? Effect.succeed([])
+          : Effect.map(importName(entry.annotations, options?.name), (name) => [name]))
+      return yield* Effect.forEach(index.manifests, (entry, i) =>
+        Effect.gen(function*() {
+          const bytes = yield* source.document({ mediaType: entry.mediaType, digest: entry.digest, size: entry.size })
+          let mediaType = entry.mediaType
+          if (!isIndexMediaType(mediaType) && !isManifestMediaType(mediaType)) {
+            mediaType = documentMediaType(undefined, JSON.parse(Buffer.from(bytes).toString("utf8"))) ?? mediaType
+          }
+          return { top: { descriptor: { mediaType, digest: entry.digest, size: entry.size }, bytes }, source, names: names[i]! }
+        }))
+    })
+
   const importArchive = Effect.fn("Images.importArchive")(function*(path: string, options?: ImportOptions) {
     const layout = yield* openOciLayout(path)
-    const source = archiveSource(layout, path)
-    const indexBytes = yield* layout.read("index.json", MAX_MANIFEST_BYTES)
-    const index = yield* Result.match(decodeJson(ImageIndex, indexBytes), {
-      onSuccess: Effect.succeed,
-      onFailure: (problem) => Effect.fail(source.invalid(`index.json: ${problem}`))
-    })
-    if (index.manifests.length === 0) return yield* Effect.fail(source.invalid("index.json lists no images"))
-    const names = yield* Effect.forEach(index.manifests, (entry) => importName(entry.annotations, options?.name))
-    const images: Array<ResolvedImage> = []
-    for (const [i, entry] of index.manifests.entries()) {
-      const bytes = yield* source.document({ mediaType: entry.mediaType, digest: entry.digest, size: entry.size })
-      let mediaType = entry.mediaType
-      if (!isIndexMediaType(mediaType) && !isManifestMediaType(mediaType)) {
-        mediaType = documentMediaType(undefined, JSON.parse(Buffer.from(bytes).toString("utf8"))) ?? mediaType
-      }
-      const top = { descriptor: { mediaType, digest: entry.digest, size: entry.size }, bytes }
-      const planned = yield* plan(source, top, options?.platform ?? defaultPlatform)
-      images.push(yield* store(source, names[i]!.toString(), planned, options ?? {}, () => {}))
+    // dockerd 25's `docker save` writes both forms: the OCI one keeps the manifest's digest.
+    const oci = yield* layout.has("index.json")
+    if (!oci && !(yield* isDockerArchive(layout))) {
+      return yield* Effect.fail(invalidArgument(
+        "Images.import",
+        `${path} is neither an OCI image layout (index.json) nor a Docker image archive (manifest.json)`
+      ))
     }
-    return images
+    const images = oci
+      ? yield* ociImages(layout, path, options)
+      : yield* readDockerArchive(layout).pipe(
+        Effect.flatMap((found) =>
+          Effect.forEach(found, (image) =>
+            image.names.length > 0 || options?.name === undefined
+              ? Effect.succeed(image)
+              : Effect.map(parseReference(options.name, "Images.import"), (name) => ({ ...image, names: [name] })))
+        )
+      )
+    const unnamed = images.find((image) => image.names.length === 0)
+    if (unnamed !== undefined && options?.unnamed === undefined) {
+      return yield* Effect.fail(unnamed.source.invalid(
+        `the image ${unnamed.top.descriptor.digest} has no name (RepoTags): pass options.name`
+      ))
+    }
+    const platform = options?.platform ?? defaultPlatform
+    const planned: ReadonlyArray<{ readonly source: Source<ContainerdError>; readonly names: ReadonlyArray<string>; readonly plan: Plan }> =
+      yield* Effect.forEach(images, (image) =>
+        Effect.map(plan(image.source, image.top, platform), (plan) => ({
+          source: image.source,
+          names: image.names.length === 0 ? [options!.unnamed!(image.top.descriptor)] : image.names.map((name) => name.toString()),
+          plan
+        })))
+    const previous = yield* Effect.forEach(planned.flatMap((image) => image.names), (name) =>
+      get(name).pipe(
+        Effect.as(Option.none<string>()),
+        Effect.catchIf((error) => error.reason._tag === "NotFound", () => Effect.succeed(Option.some(name)))
+      ))
+    const created = previous.flatMap((name) => Option.isSome(name) ? [name.value] : [])
+    const stored: Array<ResolvedImage> = []
+    return yield* Effect.gen(function*() {
+      for (const image of planned) {
+        const first = yield* store(image.source, image.names[0]!, image.plan, options ?? {}, () => {})
+        stored.push(first)
+        for (const name of image.names.slice(1)) {
+          const record = yield* putRecord(name, image.plan.top.descriptor)
+          stored.push({ ...first, name: record.name })
+        }
+      }
+      return stored as ReadonlyArray<ResolvedImage>
+    }).pipe(
+      // Nothing half-done: the names this import made go; the content is the lease's, left to GC.
+      Effect.onError(() => Effect.forEach(created, (name) => Effect.ignore(client.images.delete({ name })), { discard: true }))
+    )
   }, Effect.scoped)
+
+  const { save: exportImages } = makeExporter(client)
+  const save = Effect.fn("Images.save")(function*(images: ReadonlyArray<SaveImage>) {
+    return yield* exportImages(images)
+  })
+
+  // A layer's size never changes: computed once per blob (a pass over the whole layer).
+  const sizes = yield* Cache.makeWith(
+    (key: string) => {
+      const [namespace = "", digest = "", mediaType = ""] = keyParts(key)
+      return layerSize(mediaType, Stream.map(client.content.read({ digest }), (chunk): Uint8Array => chunk.data)).pipe(
+        withNamespace(namespace)
+      )
+    },
+    { capacity: 4096, timeToLive: keepSuccesses }
+  )
+
+  const layerSizes = Effect.fn("Images.layerSizes")(function*(image: ResolvedImage) {
+    const namespace = yield* client.currentNamespace
+    return yield* Effect.forEach(image.layers, (layer) =>
+      Cache.get(sizes, compositeKey(namespace, layer.digest, layer.mediaType)), { concurrency: 2 })
+  })
 
   const list = Effect.fn("Images.list")(function*(filters?: ReadonlyArray<string>) {
     const { images } = yield* client.images.list({ filters: [...(filters ?? [])] })
@@ -162,7 +273,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     yield* client.images.delete({ name: normalise(name) })
   })
 
-  return Images.of({ resolve, pull, pullWithProgress, importArchive, list, get, tag, remove })
+  return Images.of({ resolve, pull, pullWithProgress, importArchive, save, layerSizes, list, get, tag, remove })
 })
 
 /** The images service. */

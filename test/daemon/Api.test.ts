@@ -165,7 +165,10 @@ const fakeImages = (calls: Calls) => {
         { Deleted: "sha256:1" }
       ]),
     tag: (name, repo, tag) => Effect.andThen(find(name), Effect.sync(() => void calls.images.push(["tag", name, repo, tag]))),
-    count: Effect.succeed(1)
+    count: Effect.succeed(1),
+    history: (name) => Effect.as(find(name), []),
+    save: (names) => Effect.as(Effect.forEach(names, find), Stream.empty),
+    load: () => Effect.succeed([])
   })
 }
 

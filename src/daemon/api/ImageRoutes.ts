@@ -1,11 +1,12 @@
 /**
  * The image routes of the Docker Engine API: pull (`/images/create`), list,
- * inspect, remove and tag, over `DockerImages`. Image names contain `/` and
+ * inspect, history, save (`/images/get`, `/images/{name}/get`), load, remove
+ * and tag, over `DockerImages`. Image names contain `/` and
  * `:`, so the routes under `/images/` take the name from a wildcard and tell
  * the operation by the path's end, as dockerd's `{name:.*}` routes do.
  */
-import { Effect } from "effect"
-import { HttpRouter } from "effect/http"
+import { Effect, Stream } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { badRequest, DockerError, notFound } from "../DockerError.ts"
 import { DockerImages, IMAGE_FILTERS } from "../Images.ts"
 import { parsePlatform } from "./Query.ts"
@@ -18,6 +19,16 @@ const onImage = (suffix: string, f: (name: string) => Handler): Handler =>
     rest.endsWith(suffix) && rest.length > suffix.length
       ? f(rest.slice(0, rest.length - suffix.length))
       : Effect.fail(notFound("page not found")))
+
+/** A save's answer: the archive, streamed (a failure after the first byte cuts the connection, as dockerd's). */
+const tarAnswer = (archive: Stream.Stream<Uint8Array, unknown>) =>
+  HttpServerResponse.stream(archive, { contentType: "application/x-tar" })
+
+/** Every `names` query parameter of `GET /images/get`. */
+const namesQuery = Effect.map(HttpServerRequest.ParsedSearchParams, (params) => {
+  const value = params["names"]
+  return (typeof value === "string" ? [value] : value ?? []).filter((name) => name !== "")
+})
 
 /** The image routes, over `DockerImages`. */
 export const imageRoutes = Effect.gen(function*() {
@@ -48,7 +59,30 @@ export const imageRoutes = Effect.gen(function*() {
         return json(yield* images.list(filters))
       })
     ),
-    HttpRouter.route("GET", "/images/*", onImage("/json", (name) => Effect.map(images.inspect(name), (body) => json(body)))),
+    HttpRouter.route(
+      "GET",
+      "/images/get",
+      Effect.flatMap(Effect.flatMap(namesQuery, images.save), (archive) => Effect.succeed(tarAnswer(archive)))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/images/load",
+      Effect.gen(function*() {
+        const quiet = yield* booleanQuery("quiet")
+        const request = yield* HttpServerRequest.HttpServerRequest
+        return jsonLines(Stream.fromIterable(yield* images.load(request.stream, { quiet })))
+      })
+    ),
+    HttpRouter.route(
+      "GET",
+      "/images/*",
+      Effect.flatMap(pathParam("*"), (rest) =>
+        rest.endsWith("/get")
+          ? onImage("/get", (name) => Effect.map(images.save([name]), tarAnswer))
+          : rest.endsWith("/history")
+          ? onImage("/history", (name) => Effect.map(images.history(name), (body) => json(body)))
+          : onImage("/json", (name) => Effect.map(images.inspect(name), (body) => json(body))))
+    ),
     HttpRouter.route(
       "DELETE",
       "/images/*",

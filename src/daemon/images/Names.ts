@@ -3,7 +3,8 @@
  * /images/create` pulls from `fromImage` and `tag`, the one `POST
  * /images/{name}/tag` creates, and the repository as Docker prints it.
  * dockerd's rules (`postImagesCreate`, `postImagesTag`), over the library's
- * reference parser.
+ * reference parser. Also the record name of an image without one (loaded from
+ * an archive that does not name it).
  */
 import { Result } from "effect"
 import { parseReferenceResult, Reference } from "../../domain/Reference.ts"
@@ -28,3 +29,15 @@ export const tagReference = (repo: string, tag: string | undefined): Result.Resu
     if (reference.digest !== undefined) return Result.fail("refusing to create a tag with a digest reference")
     return tag === undefined || tag === "" ? Result.succeed(reference) : parseReferenceResult(`${reference.name}:${tag}`)
   })
+
+/**
+ * dockerd 25's containerd store names these `moby-dangling@<digest>`, but that is a reference
+ * (`docker.io/library/moby-dangling@…`), which the library normalises: a name that is none stays as it is.
+ */
+const DANGLING = "<none>@"
+
+/** The record name of an image that has no name, by its top document: `<none>@sha256:…`. */
+export const danglingName = (top: { readonly digest: string }): string => `${DANGLING}${top.digest}`
+
+/** Whether a record name is a `danglingName`: the image has no name to show. */
+export const isDanglingName = (name: string): boolean => name.startsWith(DANGLING)

@@ -34,12 +34,12 @@ export const retryForever = <A, E, R>(operation: string, effect: Effect.Effect<A
 
 /**
  * Runs `effect`, retrying each failure on the persistent schedule for as long
- * as `retryWhile()` holds (its subject is still there); the last failure is
- * returned once it no longer does.
+ * as `retryWhile(error)` holds (its subject is still there, the failure is one
+ * that passes); the last failure is returned once it no longer does.
  */
 export const retryWhile = <A, E, R>(
   operation: string,
   effect: Effect.Effect<A, E, R>,
-  retryWhile: () => boolean
+  retryWhile: (error: E) => boolean
 ): Effect.Effect<A, E, R> =>
-  logged(operation, effect).pipe(Effect.retry({ schedule: persistentSchedule, while: () => retryWhile() }))
+  logged(operation, effect).pipe(Effect.retry({ schedule: persistentSchedule, while: retryWhile }))

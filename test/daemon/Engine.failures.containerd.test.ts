@@ -2,7 +2,7 @@
  * The engine's create on its failure paths, against the real containerd
  * through the fault-injecting proxy: a create that fails leaves nothing
  * behind, and what a daemon killed in the middle of one left is removed at the
- * next start.
+ * next start; the end of an exec's input survives a failed CloseIO.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer } from "effect"
@@ -46,7 +46,7 @@ const setup = Effect.gen(function*() {
   return { proxy, logRoot, layer }
 })
 
-describe("Engine create on failure paths (real containerd, fault-injecting proxy)", () => {
+describe("Engine on failure paths (real containerd, fault-injecting proxy)", () => {
   it.live("a create whose log options cannot be written makes no container, even when a rollback would fail", () =>
     Effect.gen(function*() {
       const { layer, logRoot, proxy } = yield* setup
@@ -94,5 +94,22 @@ describe("Engine create on failure paths (real containerd, fault-injecting proxy
       const engine = Context.get(yield* Layer.build(layer), Engine)
       assert.deepStrictEqual(fs.readdirSync(logRoot), [kept])
       yield* engine.remove(kept, { force: true })
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("the end of an exec's input reaches the process even when containerd fails the first CloseIO", () =>
+    Effect.gen(function*() {
+      const { layer, proxy } = yield* setup
+      const engine = Context.get(yield* Layer.build(layer), Engine)
+      const { Id } = yield* engine.create(undefined, { Image: FIXTURE_IMAGE, Cmd: ["sleep", "100"] })
+      yield* engine.start(Id)
+      const exec = yield* engine.execCreate(Id, { Cmd: ["cat"], AttachStdin: true, AttachStdout: true })
+      const { exited, session } = yield* engine.execStart(exec.Id, { detach: false })
+      yield* proxy.failNext("Tasks/CloseIO", 2)
+      yield* session.write!(new TextEncoder().encode("hi\n"))
+      yield* session.endInput
+      // cat exits only when its stdin is closed.
+      assert.strictEqual(yield* exited.pipe(Effect.timeout("20 seconds")), 0)
+      assert.strictEqual(proxy.injected("Tasks/CloseIO"), 2)
+      yield* engine.remove(Id, { force: true })
     }).pipe(Effect.scoped), 60_000)
 })

@@ -9,6 +9,7 @@
 import { type Cause, Clock, Deferred, Effect, Latch, PubSub, Queue, Result, Stream } from "effect"
 import type { ContainerdError } from "../../domain/ContainerdError.ts"
 import type { Process, Task } from "../../services/Runtime.ts"
+import { retryWhile } from "../../internal/Retry.ts"
 import { type DockerError, internal } from "../DockerError.ts"
 import { makeWriter } from "../JsonLog.ts"
 import { type LogEntry, readLogs } from "../JsonLogReader.ts"
@@ -64,7 +65,16 @@ export const inputOf = (output: ContainerOutput) =>
 
 /** Feeds a process's stdin from `input` until the input ends, then closes it (a container's run, an exec). */
 export const feedStdin = (process: Process, input: Queue.Dequeue<Uint8Array, Cause.Done>) =>
-  Stream.fromQueue(input).pipe(Stream.run(process.stdin), Effect.andThen(process.closeStdin), Effect.ignore)
+  Stream.fromQueue(input).pipe(
+    Stream.run(process.stdin),
+    // A write that fails means the process is gone or its stdin is closed: nothing more can reach it.
+    Effect.ignore,
+    // The end of the input must reach the process (one reading stdin waits for it): retried while
+    // containerd is away; a failure that is not retryable means the process is gone. The fiber ends
+    // with the process's scope.
+    Effect.andThen(retryWhile("Process.closeStdin", process.closeStdin, (error) => error.isRetryable)),
+    Effect.ignore
+  )
 
 /** A run's output has ended (its last byte pumped, or its shim logger done): attachers and followers stop. */
 export const endRun = (output: ContainerOutput) =>

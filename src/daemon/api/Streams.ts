@@ -105,6 +105,7 @@ const hijack = (
     const frameOf = framed(!framing.multiplexed)
     const opened = yield* Effect.result(open)
     if (Result.isFailure(opened)) {
+      // Harmless if it fails: the client is gone, and the failure is also in exec inspect's exit code.
       yield* writer.write(frameOf("stdout", encoder.encode(`${opened.failure.message}\r\n`))).pipe(Effect.ignore)
       return HttpServerResponse.empty({ status: 101 })
     }

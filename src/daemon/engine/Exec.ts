@@ -98,6 +98,10 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
     return { exec, entry, tracked }
   })
 
+  // Harmless if it fails: delete closes the process's scope on every path, and containerd drops an
+  // exec's record with its task's, so nothing of ours and nothing of containerd's is kept.
+  const deleteProcess = (process: Process) => Effect.ignore(process.delete)
+
   /** A start that containerd refused: the exit code dockerd gives it (126/127/128), its process deleted. */
   const failed = (exec: ExecEntry, scope: Scope.Closeable, process: Process | undefined) =>
     (error: ContainerdError) =>
@@ -107,10 +111,9 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
         exec.exitedAt = yield* Clock.currentTimeMillis
         yield* Deferred.succeed(exec.exited, exitCode)
         // Not waited for: the shim never opened the FIFOs, so nothing is left to drain, and the
-        // answer need not wait for the RPC. Harmless if the delete fails: containerd drops an
-        // exec's record with its task's.
+        // answer need not wait for the RPC.
         yield* Effect.forkIn(
-          Effect.andThen(Scope.close(scope, Exit.void), process === undefined ? Effect.void : Effect.ignore(process.delete)),
+          Effect.andThen(Scope.close(scope, Exit.void), process === undefined ? Effect.void : deleteProcess(process)),
           engineScope
         )
         return yield* Effect.fail(failure)
@@ -144,8 +147,11 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
     const input = withStdin ? yield* Queue.unbounded<Uint8Array, Cause.Done>() : undefined
     if (attached) {
       const forward = (stream: "stdout" | "stderr", source: Stream.Stream<Uint8Array, ContainerdError>) =>
-        // A FIFO read that fails ends this stream of the output early; the exit code still comes from the hub.
-        Stream.runForEach(source, (data) => Queue.offer(output, { stream, data })).pipe(Effect.ignore)
+        // A FIFO read that fails ends this stream of the output early (logged: the client sees less
+        // than the process wrote); the exit code still comes from the hub.
+        Stream.runForEach(source, (data) => Queue.offer(output, { stream, data })).pipe(
+          Effect.catch((error) => Effect.logWarning(`exec ${exec.id}: its ${stream} could not be read: ${error.message}`))
+        )
       yield* Effect.forkIn(
         Effect.all([forward("stdout", process.stdout), forward("stderr", process.stderr)], { concurrency: 2, discard: true }).pipe(
           Effect.andThen(Queue.end(output))
@@ -162,9 +168,7 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
     yield* Effect.forkIn(
       Effect.gen(function*() {
         const status = yield* process.wait
-        // Harmless if it fails: delete closes the process's scope on every path, and containerd drops
-        // an exec's record with its task's, so nothing of ours and nothing of containerd's is kept.
-        yield* process.delete.pipe(Effect.ignore)
+        yield* deleteProcess(process)
         exec.exitCode = status.code
         exec.exitedAt = yield* Clock.currentTimeMillis
         exec.process = undefined

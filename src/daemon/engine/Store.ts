@@ -43,8 +43,14 @@ export const storedOf = (container: Container): Effect.Effect<Option.Option<Stor
   const extension = container.info.extensions[STORED_EXTENSION]
   return extension === undefined ? Effect.succeed(Option.none()) : unpackJson(STORED_TYPE_URL, extension).pipe(
     Effect.map(decodeStored),
-    // An extension we cannot read is not a container of ours to manage: it is left alone, never deleted.
-    Effect.orElseSucceed(() => Option.none<StoredContainer>())
+    // An extension we cannot read is not a container of ours to manage: it is left alone, never
+    // deleted, and logged, since `docker ps` will not show it.
+    Effect.catch((error) =>
+      Effect.as(
+        Effect.logWarning(`container ${container.id}: its stored Docker config cannot be read, so it is left alone`, error),
+        Option.none<StoredContainer>()
+      )
+    )
   )
 }
 

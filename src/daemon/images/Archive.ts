@@ -82,7 +82,11 @@ export const cleanSpool = (dir: string): Effect.Effect<void> =>
         discard: true
       })
     ),
-    Effect.ignore
+    // Harmless: leftovers cost disk only and the next start tries again; no directory yet is no leftover.
+    Effect.catch((error) =>
+      (error.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
+        ? Effect.void
+        : Effect.logWarning(`could not list ${dir} for the spool files of interrupted loads`, error))
   )
 
 /**

@@ -6,7 +6,7 @@
  * Library errors are mapped once, here: containerd's reasons and the registry's
  * have the same meaning on this side of the API.
  */
-import { Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import type { RegistryError } from "../domain/RegistryError.ts"
 
@@ -23,6 +23,10 @@ export class DockerError extends Schema.TaggedError<DockerError>()("DockerError"
 
 /** 400: the request is malformed (dockerd's errdefs.InvalidParameter). */
 export const badRequest = (message: string) => new DockerError({ status: 400, message })
+
+/** A parser's answer: its value, or a 400 with its message. */
+export const orBadRequest = <A>(result: Result.Result<A, string>): Effect.Effect<A, DockerError> =>
+  Result.match(result, { onSuccess: Effect.succeed, onFailure: (message) => Effect.fail(badRequest(message)) })
 /** 404: no such container or image (dockerd's errdefs.NotFound). */
 export const notFound = (message: string) => new DockerError({ status: 404, message })
 /** 409: the object is in a state or has a name that forbids the call (errdefs.Conflict). */

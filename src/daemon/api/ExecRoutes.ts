@@ -9,7 +9,8 @@ import { HttpRouter } from "effect/http"
 import { Engine } from "../Engine.ts"
 import { ExecConfig, ExecStartConfig } from "../Model.ts"
 import { parseDetachKeys } from "./DetachKeys.ts"
-import { decodeBody, empty, json, orBadRequest, pathParam, terminalSize } from "./Request.ts"
+import { orBadRequest } from "../DockerError.ts"
+import { decodeBody, empty, json, pathParam, terminalSize } from "./Request.ts"
 import { respondAttached } from "./Streams.ts"
 
 /** The exec routes, over the `Engine`. */

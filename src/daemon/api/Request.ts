@@ -6,7 +6,7 @@
  */
 import { Context, Effect, Result, Schema, type Scope, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { badRequest, type DockerError } from "../DockerError.ts"
+import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { parseBoolean, parseFilters, parseInteger, parseTimestamp } from "./Query.ts"
 
 /** The headers dockerd's router puts on every answer (API version, OS, server), for answers written past the router: a hijacked exec's 101. */
@@ -23,10 +23,6 @@ export type RequestServices =
 
 /** A route handler: every failure is a `DockerError`. */
 export type Handler = Effect.Effect<HttpServerResponse.HttpServerResponse, DockerError, RequestServices>
-
-/** A parse result as the route's outcome: its message is a 400. */
-export const orBadRequest = <A>(result: Result.Result<A, string>): Effect.Effect<A, DockerError> =>
-  Result.match(result, { onSuccess: Effect.succeed, onFailure: (message) => Effect.fail(badRequest(message)) })
 
 /** A query parameter (the first, if repeated). */
 export const queryParam = (name: string): Effect.Effect<string | undefined, never, HttpServerRequest.ParsedSearchParams> =>

@@ -6,13 +6,13 @@
  */
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import { Clock, Effect, Result } from "effect"
+import { Clock, Effect } from "effect"
 import * as Oci from "../../domain/OciSpec.ts"
 import { removeTree } from "../../internal/Files.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
-import { badRequest, fromLibrary, notFound } from "../DockerError.ts"
+import { badRequest, fromLibrary, notFound, orBadRequest } from "../DockerError.ts"
 import { containerDir, logConfigPath } from "../LogFiles.ts"
 import type { CreateBody, StoredContainer } from "../Model.ts"
 import { review } from "./CreateFields.ts"
@@ -30,30 +30,27 @@ import {
 } from "./HostConfig.ts"
 import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
 
-const check = <A>(result: Result.Result<A, string>) =>
-  Result.isSuccess(result) ? Effect.succeed(result.success) : Effect.fail(badRequest(result.failure))
-
 /** The request, checked: what the library needs of it, and the warnings for the response. */
 const validate = (body: CreateBody) =>
   Effect.gen(function*() {
     if (body.Image === undefined || body.Image === null || body.Image === "") {
       return yield* Effect.fail(badRequest("config has no image: an image is required to create a container"))
     }
-    const warnings = yield* check(review(body))
+    const warnings = yield* orBadRequest(review(body))
     const host = body.HostConfig ?? {}
-    const policy = yield* check(parsePolicy(host.RestartPolicy))
+    const policy = yield* orBadRequest(parsePolicy(host.RestartPolicy))
     if (host.AutoRemove === true && policy.name !== "no") {
       return yield* Effect.fail(badRequest("conflicting options: cannot specify both --restart and --rm"))
     }
-    const network = yield* check(parseNetwork(host.NetworkMode))
-    const binds = yield* Effect.forEach(host.Binds ?? [], (bind) => check(parseBind(bind)))
-    const tmpfs = yield* Effect.forEach(Object.entries(host.Tmpfs ?? {}), ([dest, opts]) => check(parseTmpfs(dest, opts)))
+    const network = yield* orBadRequest(parseNetwork(host.NetworkMode))
+    const binds = yield* Effect.forEach(host.Binds ?? [], (bind) => orBadRequest(parseBind(bind)))
+    const tmpfs = yield* Effect.forEach(Object.entries(host.Tmpfs ?? {}), ([dest, opts]) => orBadRequest(parseTmpfs(dest, opts)))
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
       return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
     }
-    const security = yield* check(parseSecurityOpt(host.SecurityOpt))
-    const oomScoreAdj = yield* check(checkOomScoreAdj(host.OomScoreAdj))
-    yield* check(checkLogConfig(host.LogConfig))
+    const security = yield* orBadRequest(parseSecurityOpt(host.SecurityOpt))
+    const oomScoreAdj = yield* orBadRequest(checkOomScoreAdj(host.OomScoreAdj))
+    yield* orBadRequest(checkLogConfig(host.LogConfig))
     if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
       return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
     }

@@ -11,7 +11,9 @@
  *   (a route nobody serves: 404 "page not found"; a defect: 500);
  * - a route of the Docker API that is not served here says so: 501 "... not
  *   supported by effect-containerd", or for swarm dockerd's 503 of a node
- *   outside a swarm (the table in `api/Unsupported.ts`).
+ *   outside a swarm (the table in `api/Unsupported.ts`);
+ * - every error answer waits for the rest of the request body (bounded) first,
+ *   so a client still sending reads the answer instead of a reset.
  */
 import { Cause, Effect, Layer, Option, Result, type Types } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -58,9 +60,7 @@ const routed = (
   headers: Readonly<Record<string, string>>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled> => {
   const refusal = refusalOf(request.method, request.url.split("?")[0]!)
-  if (refusal !== undefined) {
-    return Effect.as(Effect.provideService(drainBody, HttpServerRequest.HttpServerRequest, request), errorResponse(refusal.status, refusal.message))
-  }
+  if (refusal !== undefined) return Effect.succeed(errorResponse(refusal.status, refusal.message))
   return app.pipe(
     Effect.provideService(HttpServerRequest.HttpServerRequest, request),
     Effect.provideService(RouterHeaders, headers),
@@ -93,6 +93,9 @@ const dockerRouter = HttpRouter.middleware(
           onFailure: (message) => Effect.succeed(errorResponse(400, message)),
           onSuccess: (url) => routed(app, request.modify({ url }), headers)
         })
+        // A refusal often comes before the body is read (a 404, a bad query, a route not served): what is
+        // left of it is read first, so a client still sending gets the answer, not a reset (a no-op if read).
+        if (response.status >= 400) yield* drainBody
         yield* Effect.logDebug(`${request.method} ${request.url} ${response.status}`)
         return HttpServerResponse.setHeaders(response, headers)
       })

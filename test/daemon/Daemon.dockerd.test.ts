@@ -9,6 +9,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Option } from "effect"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { removeTree } from "../../src/internal/Files.ts"
@@ -187,4 +188,99 @@ layer(engines, { excludeTestServices: true, timeout: 180_000 })("the daemon besi
         assert.strictEqual((yield* ok(engine, ["ps", "-aq"])).trim(), before, `${engine.name}: nothing was created`)
       })
     ))
+
+  it.effect("swarm routes answer as dockerd off a swarm, status and body byte for byte; paths that are no swarm route are 404s", () =>
+    Effect.gen(function*() {
+      const { ours, dockerd } = yield* Engines
+      const routes = [
+        "POST /swarm/leave", "POST /swarm/leave?force=1", "GET /swarm", "GET /swarm/unlockkey", "POST /swarm/update?version=1",
+        "POST /swarm/unlock", "GET /services", "GET /services/x", "POST /services/create", "POST /services/x/update?version=1",
+        "DELETE /services/x", "GET /services/x/logs?stdout=1", "GET /nodes", "GET /nodes/x", "DELETE /nodes/x",
+        "POST /nodes/x/update?version=1", "GET /tasks", "GET /tasks/x", "GET /tasks/x/logs?stdout=1", "GET /secrets",
+        "POST /secrets/create", "DELETE /secrets/x", "GET /secrets/x", "POST /secrets/x/update?version=1", "GET /configs",
+        "POST /configs/create", "DELETE /configs/x", "GET /configs/x", "POST /configs/x/update?version=1",
+        "PUT /swarm", "GET /services/x/y", "POST /nodes/x"
+      ]
+      const answers = (engine: Engine) =>
+        Effect.forEach(routes, (route) => {
+          const [method, target] = route.split(" ") as [string, string]
+          return Effect.map(engine.request(method, `${API}${target}`, method === "POST" ? "{}" : undefined), (r) => `${route} ${r.status} ${r.body}`)
+        })
+      const manager = "{\"message\":\"This node is not a swarm manager. Use \\\"docker swarm init\\\" or \\\"docker swarm join\\\" to connect this node to swarm and try again.\"}\n"
+      const expected = routes.map((route) =>
+        route.startsWith("POST /swarm/leave")
+          ? `${route} 503 {"message":"This node is not part of a swarm"}\n`
+          : ["PUT /swarm", "GET /services/x/y", "POST /nodes/x"].includes(route)
+          ? `${route} 404 {"message":"page not found"}\n`
+          : `${route} 503 ${manager}`
+      )
+      assert.deepStrictEqual(yield* answers(ours), expected)
+      if (Option.isSome(dockerd)) assert.deepStrictEqual(yield* answers(dockerd.value), expected, "dockerd")
+      // init and join would make a swarm: not here (dockerd would go on to check the request).
+      for (const route of ["/swarm/init", "/swarm/join"]) {
+        const r = yield* ours.request("POST", `${API}${route}`, "{}")
+        assert.deepStrictEqual([r.status, JSON.parse(r.body)], [501, { message: "swarm mode is not supported by effect-containerd" }])
+      }
+    }))
+
+  it.effect("a refusal before the body is read (404, bad version, 501 import, bad query) still reads a 20 MiB body sent slowly, then answers", () =>
+    Effect.gen(function*() {
+      // dockerd 20.10 answers these without reading the body (the sender stalls, or gets EPIPE): ours only.
+      const { ours } = yield* Engines
+      const refused: ReadonlyArray<readonly [string, string, number]> = [
+        ["POST", "/nope", 404],
+        ["POST", "/v9.99/containers/create", 400],
+        ["POST", `${API}/images/create?fromSrc=-`, 501],
+        ["POST", `${API}/containers/nosuch/start`, 404],
+        ["POST", `${API}/containers/nosuch/wait?condition=bogus`, 400],
+        ["PUT", `${API}/containers/nosuch/archive?path=/`, 501]
+      ]
+      for (const [method, target, status] of refused) {
+        const answer = yield* sendAllThenRead(ours.socket, method, target, 20 * 1024 * 1024).pipe(Effect.timeoutOption("30 seconds"))
+        assert.isTrue(Option.isSome(answer), `${method} ${target}: the body was not read`)
+        assert.strictEqual(Option.getOrThrow(answer).status, status, `${method} ${target}`)
+      }
+    }))
 })
+
+/**
+ * Sends `size` bytes of body in 64 KiB writes, each after the last was taken,
+ * and only then reads the answer (as clients that stream an archive do): the
+ * answer's status, or a failure if the connection broke first.
+ */
+const sendAllThenRead = (socket: string, method: string, target: string, size: number) =>
+  Effect.callback<{ readonly status: number }, Error>((resume) => {
+    const chunk = Buffer.alloc(64 * 1024, 97)
+    let sent = 0
+    let status: number | undefined
+    let finished = false
+    const settle = () => {
+      if (finished && status !== undefined) resume(Effect.succeed({ status }))
+    }
+    const request = http.request({
+      socketPath: socket,
+      method,
+      path: target,
+      headers: { "content-type": "application/x-tar", "content-length": String(size) }
+    }, (response) => {
+      response.resume()
+      response.on("end", () => {
+        status = response.statusCode
+        settle()
+      })
+    })
+    request.on("error", (error) => resume(Effect.fail(new Error(`${method} ${target} after ${sent} bytes: ${error.message}`))))
+    request.on("finish", () => {
+      finished = true
+      settle()
+    })
+    const pump = () => {
+      while (sent < size) {
+        sent += chunk.length
+        if (!request.write(chunk)) return void request.once("drain", () => setTimeout(pump, 1))
+      }
+      request.end()
+    }
+    pump()
+    return Effect.sync(() => request.destroy())
+  })

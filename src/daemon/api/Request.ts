@@ -4,7 +4,7 @@
  * bodies decoded against the daemon's models, and JSON answers. Route modules
  * build on these so each parameter is read one way everywhere.
  */
-import { Context, Effect, Result, Schema, type Scope, Stream } from "effect"
+import { Context, Duration, Effect, Result, Schema, type Scope, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { parseBoolean, parseFilters, parseInteger, parseTimestamp } from "./Query.ts"
@@ -74,27 +74,33 @@ export const decodeBody = <S extends Schema.Top & { readonly DecodingServices: n
 
 /** The most of a refused request's body that is read (and dropped) before answering. */
 const DRAIN_LIMIT = 64 * 1024 * 1024
+/** How long a refusal waits for the body before it answers anyway (a client that stopped sending). */
+const DRAIN_TIMEOUT = Duration.seconds(30)
 
 /**
- * Reads and drops the request body (up to 64 MiB) so that a client still
- * sending (`docker build`'s context, `docker load`'s tarball) receives the
- * answer instead of a reset connection.
+ * Reads and drops what is left of the request body (up to 64 MiB, for up to
+ * 30 s) so that a client still sending (`docker build`'s context, `docker
+ * load`'s tarball) receives the answer instead of a reset connection. A body
+ * already read is not read again.
  */
 export const drainBody: Effect.Effect<void, never, HttpServerRequest.HttpServerRequest> = Effect.flatMap(
   HttpServerRequest.HttpServerRequest,
   (request) => {
     let read = 0
-    return request.stream.pipe(
+    return Stream.suspend(() => request.stream).pipe(
       Stream.takeWhile((chunk) => (read += chunk.byteLength) <= DRAIN_LIMIT),
       Stream.runDrain,
-      // A body that breaks off (the client hung up) cannot be drained further: the answer is still sent.
-      Effect.ignore
+      Effect.timeoutOption(DRAIN_TIMEOUT),
+      // A body that breaks off (the client hung up), or one a web request's reader already took, cannot
+      // be drained further: the answer is still sent.
+      Effect.catchCause(() => Effect.void)
     )
   }
 )
 
-/** A JSON answer. */
-export const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body, { status })
+/** A JSON answer, newline-terminated as Go's `json.Encoder` writes dockerd's. */
+export const json = (body: unknown, status = 200) =>
+  HttpServerResponse.text(`${JSON.stringify(body)}\n`, { status, contentType: "application/json" })
 /** An answer without a body. */
 export const empty = (status: number) => HttpServerResponse.empty({ status })
 /** dockerd's error body, `{"message": "..."}`. */

@@ -38,6 +38,37 @@ const NOT_IN_A_SWARM: Refusal = { status: 503, message: "This node is not part o
 
 const route = (method: UnsupportedRoute["method"], path: string, refusal: Refusal): UnsupportedRoute => ({ method, path, refusal })
 
+/** The rest of dockerd's swarm routes (moby's api/server/router/swarm), exactly: any other path under them is a 404 there too. */
+const SWARM_ROUTES: ReadonlyArray<readonly [UnsupportedRoute["method"], string]> = [
+  ["GET", "/swarm"],
+  ["GET", "/swarm/unlockkey"],
+  ["POST", "/swarm/update"],
+  ["POST", "/swarm/unlock"],
+  ["GET", "/services"],
+  ["GET", "/services/{id}"],
+  ["POST", "/services/create"],
+  ["POST", "/services/{id}/update"],
+  ["DELETE", "/services/{id}"],
+  ["GET", "/services/{id}/logs"],
+  ["GET", "/nodes"],
+  ["GET", "/nodes/{id}"],
+  ["DELETE", "/nodes/{id}"],
+  ["POST", "/nodes/{id}/update"],
+  ["GET", "/tasks"],
+  ["GET", "/tasks/{id}"],
+  ["GET", "/tasks/{id}/logs"],
+  ["GET", "/secrets"],
+  ["POST", "/secrets/create"],
+  ["DELETE", "/secrets/{id}"],
+  ["GET", "/secrets/{id}"],
+  ["POST", "/secrets/{id}/update"],
+  ["GET", "/configs"],
+  ["POST", "/configs/create"],
+  ["DELETE", "/configs/{id}"],
+  ["GET", "/configs/{id}"],
+  ["POST", "/configs/{id}/update"]
+]
+
 /** Every route refused, with its answer; the first that matches applies. */
 export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("GET", "/containers/{id}/changes", notSupported("container filesystem changes are")),
@@ -67,12 +98,7 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("POST", "/swarm/init", notSupported("swarm mode is")),
   route("POST", "/swarm/join", notSupported("swarm mode is")),
   route("POST", "/swarm/leave", NOT_IN_A_SWARM),
-  route("*", "/swarm/**", NOT_A_MANAGER),
-  route("*", "/nodes/**", NOT_A_MANAGER),
-  route("*", "/services/**", NOT_A_MANAGER),
-  route("*", "/tasks/**", NOT_A_MANAGER),
-  route("*", "/secrets/**", NOT_A_MANAGER),
-  route("*", "/configs/**", NOT_A_MANAGER)
+  ...SWARM_ROUTES.map(([method, path]) => route(method, path, NOT_A_MANAGER))
 ]
 
 /** A path pattern as a regular expression; `/**` also matches the bare prefix (`/volumes` as `/volumes/x`). */

@@ -14,7 +14,7 @@
  * request with dockerd's status and message; after that, the failure is the
  * stream's last line, as dockerd does once it has answered 200.
  */
-import { Context, Effect, Layer, Option, Result, type Scope, Sink, Stream } from "effect"
+import { Context, Effect, Layer, Option, Queue, Result, type Scope, Sink, Stream } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
@@ -25,7 +25,7 @@ import { Images, type PullProgress } from "../services/Images.ts"
 import { badRequest, conflict, type DockerError, fromLibrary } from "./DockerError.ts"
 import { Engine } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
-import { cleanSpool, type LoadMessage, loadMessages, saveSelection, spoolBody } from "./images/Archive.ts"
+import { cleanSpool, type LoadEvent, type LoadMessage, saveSelection, spoolBody, toLoadMessages } from "./images/Archive.ts"
 import { type HistoryEntryJson, historyOf } from "./images/History.ts"
 import { type ImageInspectJson, inspectJson } from "./images/Inspect.ts"
 import {
@@ -86,13 +86,16 @@ export interface DockerImagesShape {
    */
   readonly save: (names: ReadonlyArray<string>) => Effect.Effect<Stream.Stream<Uint8Array, DockerError>, DockerError>
   /**
-   * `POST /images/load`: the archive in `body` (Docker's or OCI's) stored
-   * whole, or nothing stored (a broken archive is a 400); then its answer.
+   * `POST /images/load`: spools the archive in `body` (Docker's or OCI's),
+   * reads and checks all of it (a broken archive fails the request, a 400,
+   * with nothing stored), then returns its answer, which streams the store's
+   * progress; a failure while storing is its last line and leaves no name.
+   * The spool file and the load live in the caller's scope.
    */
   readonly load: <E>(
     body: Stream.Stream<Uint8Array, E>,
     options: { readonly quiet: boolean }
-  ) => Effect.Effect<ReadonlyArray<LoadMessage>, DockerError>
+  ) => Effect.Effect<Stream.Stream<LoadMessage>, DockerError, Scope.Scope>
 }
 
 /** Where the daemon's images service keeps its temporary files. */
@@ -250,21 +253,41 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
 
   const load = Effect.fn("DockerImages.load")(function*<E>(body: Stream.Stream<Uint8Array, E>, options: { readonly quiet: boolean }) {
     const file = yield* spoolBody(spoolDir, body)
-    const loaded = yield* images.importArchive(file, { unnamed: danglingName }).pipe(
-      Effect.mapError((error) => error.reason._tag === "InvalidArgument" || error.reason._tag === "NotFound"
+    const failure = (error: ContainerdError) =>
+      error.reason._tag === "InvalidArgument" || error.reason._tag === "NotFound"
         ? badRequest(error.reason.message.replaceAll(file, "the archive"))
-        : fromLibrary(error))
+        : fromLibrary(error)
+    const run = Stream.callback<LoadEvent, DockerError>((queue) =>
+      images.importArchive(file, {
+        unnamed: danglingName,
+        onProgress: (event) => void Queue.offerUnsafe(queue, { _tag: "Progress", event })
+      }).pipe(
+        Effect.mapError(failure),
+        Effect.flatMap((loaded) =>
+          Effect.gen(function*() {
+            const named = loaded.map((image) => ({
+              image,
+              name: isDanglingName(image.name) ? undefined : Result.getOrUndefined(parseReferenceResult(image.name))
+            }))
+            yield* Effect.forEach(named, ({ image, name }) => {
+              const id = name?.familiar ?? image.configDigest
+              return events.publish({ type: "image", action: "load", id, attributes: { name: id } })
+            }, { discard: true })
+            Queue.offerUnsafe(queue, { _tag: "Loaded", images: named })
+            Queue.endUnsafe(queue)
+          })
+        )
+      )
     )
-    const named = loaded.map((image) => ({
-      image,
-      name: isDanglingName(image.name) ? undefined : Result.getOrUndefined(parseReferenceResult(image.name))
-    }))
-    yield* Effect.forEach(named, ({ image, name }) => {
-      const id = name?.familiar ?? image.configDigest
-      return events.publish({ type: "image", action: "load", id, attributes: { name: id } })
-    }, { discard: true })
-    return loadMessages(named, options.quiet)
-  }, Effect.scoped)
+    // Every image is read and checked before the first event: until then a failure is the request's (a 400, nothing
+    // stored); after it, the stream's last line, as dockerd's once it has answered 200 (the names made are removed).
+    const [head, rest] = yield* Stream.peel(run, Sink.take(1))
+    const toMessages = toLoadMessages(options.quiet)
+    return Stream.concat(Stream.fromIterable(head), rest).pipe(
+      Stream.flatMap((event) => Stream.fromIterable(toMessages(event))),
+      Stream.catch((error: DockerError) => Stream.make<ReadonlyArray<LoadMessage>>(errorMessage(error.message)))
+    )
+  })
   const spoolDir = options.spoolDir
 
   return DockerImages.of({ pull, list, inspect, remove, tag, count, history, save, load })

@@ -55,6 +55,11 @@ export interface ImportOptions extends PullOptions {
    * its top document; without it, such an archive is refused.
    */
   readonly unnamed?: ((top: Descriptor) => string) | undefined
+  /**
+   * Told the progress of the blobs as they are written and unpacked (the pull's
+   * events from `Waiting` on), once every image has been read and checked.
+   */
+  readonly onProgress?: ((event: PullProgress) => void) | undefined
 }
 
 /** A failure of a pull: at the registry or in containerd. */
@@ -216,7 +221,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     const stored: Array<ResolvedImage> = []
     return yield* Effect.gen(function*() {
       for (const image of planned) {
-        const first = yield* store(image.source, image.names[0]!, image.plan, options ?? {}, () => {})
+        const first = yield* store(image.source, image.names[0]!, image.plan, options ?? {}, options?.onProgress ?? (() => {}))
         stored.push(first)
         for (const name of image.names.slice(1)) {
           const record = yield* putRecord(name, image.plan.top.descriptor)

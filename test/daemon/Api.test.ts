@@ -168,7 +168,7 @@ const fakeImages = (calls: Calls) => {
     count: Effect.succeed(1),
     history: (name) => Effect.as(find(name), []),
     save: (names) => Effect.as(Effect.forEach(names, find), Stream.empty),
-    load: () => Effect.succeed([])
+    load: () => Effect.succeed(Stream.empty)
   })
 }
 

@@ -123,12 +123,23 @@ describe("docker save, load and history", () => {
       const spool = path.join(daemon.dataRoot, "tmp")
       assert.deepStrictEqual(fs.readdirSync(spool), [])
 
-      // Not quiet: the layer's progress, then the name.
-      const loaded = yield* post(daemon.socket, "/v1.41/images/load", whole)
+      // Not quiet: each new layer's progress as it is written, up to its size, then the name.
+      const layered = yield* buildLayeredImage(daemon.dir, { name: "example.test/progress:v1", layers: 1, layerSize: 2 * 1024 * 1024 })
+      const loaded = yield* post(daemon.socket, "/v1.41/images/load", fs.readFileSync(layered.archive))
       assert.strictEqual(loaded.status, 200)
-      const lines = loaded.body.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)
-      assert.strictEqual(lines[0]!["status"], "Loading layer")
-      assert.deepStrictEqual(lines.at(-1), { stream: `Loaded image: ${FIXTURE_IMAGE}\n` })
+      const lines = loaded.body.trim().split("\n").map((line) =>
+        JSON.parse(line) as { status?: string; id?: string; progressDetail?: { current: number; total: number }; stream?: string }
+      )
+      assert.deepStrictEqual(lines.at(-1), { stream: "Loaded image: example.test/progress:v1\n" })
+      const ids = [...new Set(lines.flatMap((line) => line.id === undefined ? [] : [line.id]))]
+      assert.deepStrictEqual(ids, layered.layerDigests.map((digest) => digest.slice(7, 19)), "each layer, in order")
+      for (const id of ids) {
+        const progress = lines.filter((line) => line.id === id)
+        assert.isTrue(progress.every((line) => line.status === "Loading layer"))
+        const last = progress.at(-1)!.progressDetail!
+        assert.strictEqual(last.current, last.total, `${id} ends complete`)
+      }
+      assert.isAbove(lines.filter((line) => line.id === ids[1]).length, 1, "the 2 MiB layer in steps")
       assert.deepStrictEqual(fs.readdirSync(spool), [])
 
       // A load the daemon was killed in leaves its spool file: the next start removes it.

@@ -70,7 +70,7 @@ export const imageRoutes = Effect.gen(function*() {
       Effect.gen(function*() {
         const quiet = yield* booleanQuery("quiet")
         const request = yield* HttpServerRequest.HttpServerRequest
-        return jsonLines(Stream.fromIterable(yield* images.load(request.stream, { quiet })))
+        return jsonLines(yield* images.load(request.stream, { quiet }))
       })
     ),
     HttpRouter.route(

@@ -13,10 +13,9 @@ import { Effect, Stream } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { shortId } from "../../domain/Identifier.ts"
 import type { Reference } from "../../domain/Reference.ts"
 import { removeFile } from "../../internal/Files.ts"
-import type { ResolvedImage, SaveImage } from "../../services/Images.ts"
+import type { PullProgress, ResolvedImage, SaveImage } from "../../services/Images.ts"
 import { badRequest, type DockerError, internal, notFound } from "../DockerError.ts"
 import { type Entry, find } from "./Listing.ts"
 import { type JsonMessage, progressBar } from "./PullProgress.ts"
@@ -89,38 +88,47 @@ export const cleanSpool = (dir: string): Effect.Effect<void> =>
         : Effect.logWarning(`could not list ${dir} for the spool files of interrupted loads`, error))
   )
 
+/** What a load reports as it goes: the library's progress, then the images stored. */
+export type LoadEvent =
+  | { readonly _tag: "Progress"; readonly event: PullProgress }
+  | {
+    readonly _tag: "Loaded"
+    readonly images: ReadonlyArray<{ readonly image: ResolvedImage; readonly name: Reference | undefined }>
+  }
+
 /**
- * What a load answers: per layer (unless `quiet`) a finished "Loading layer"
- * progress line, then "Loaded image: <name>" per name ("Loaded image ID:
- * <id>" for an image without one, as dockerd). The archive was stored
- * whole before the answer starts (a broken one is a 400, with nothing stored),
- * so the progress lines report finished work only.
+ * A load's answer, as dockerd's: unless `quiet`, "Loading layer" progress per
+ * layer as its bytes go into the content store; then "Loaded image: <name>"
+ * per name ("Loaded image ID: <id>" for an image without one).
  */
-export const loadMessages = (
-  loaded: ReadonlyArray<{ readonly image: ResolvedImage; readonly name: Reference | undefined }>,
-  quiet: boolean
-): ReadonlyArray<LoadMessage> => {
-  const progress: Array<LoadMessage> = []
-  if (!quiet) {
-    const seen = new Set<string>()
-    for (const { image } of loaded) {
-      for (const [i, layer] of image.layers.entries()) {
-        const diffId = image.config.rootfs.diff_ids[i] ?? layer.digest
-        if (seen.has(diffId)) continue
-        seen.add(diffId)
-        progress.push({
-          status: "Loading layer",
-          progressDetail: { current: layer.size, total: layer.size },
-          progress: progressBar(layer.size, layer.size),
-          id: shortId(diffId)
-        })
+export const toLoadMessages = (quiet: boolean) => {
+  const totals = new Map<string, number>()
+  const loading = (id: string, current: number, total: number): LoadMessage => ({
+    status: "Loading layer",
+    progressDetail: { current, total },
+    progress: progressBar(current, total),
+    id
+  })
+  return (event: LoadEvent): ReadonlyArray<LoadMessage> => {
+    if (event._tag === "Loaded") {
+      return event.images.map(({ image, name }) => ({
+        stream: name === undefined ? `Loaded image ID: ${image.configDigest}\n` : `Loaded image: ${name.familiar}\n`
+      }))
+    }
+    if (quiet) return []
+    const progress = event.event
+    switch (progress._tag) {
+      case "Waiting":
+        totals.set(progress.id, progress.size)
+        return []
+      case "Downloading":
+        return [loading(progress.id, progress.current, progress.total)]
+      case "Verifying": {
+        const total = totals.get(progress.id) ?? 0
+        return [loading(progress.id, total, total)]
       }
+      default:
+        return []
     }
   }
-  return [
-    ...progress,
-    ...loaded.map(({ image, name }) => ({
-      stream: name === undefined ? `Loaded image ID: ${image.configDigest}\n` : `Loaded image: ${name.familiar}\n`
-    }))
-  ]
 }

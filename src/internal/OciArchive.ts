@@ -30,17 +30,18 @@ interface Member {
   readonly size: number
 }
 
-const BLOCK = 512
+/** A tar block: headers and data come in these. */
+export const BLOCK = 512
 
 /** A NUL-terminated string field of a header. */
-const field = (header: Buffer, start: number, length: number): string => {
+export const field = (header: Buffer, start: number, length: number): string => {
   const raw = header.subarray(start, start + length)
   const end = raw.indexOf(0)
   return raw.subarray(0, end === -1 ? length : end).toString("utf8")
 }
 
 /** A numeric field: octal text, or base-256 when the high bit is set (GNU, for sizes ≥ 8 GiB). */
-const numeric = (header: Buffer, start: number, length: number): number => {
+export const numeric = (header: Buffer, start: number, length: number): number => {
   const raw = header.subarray(start, start + length)
   if ((raw[0]! & 0x80) !== 0) {
     let value = raw[0]! & 0x7f

@@ -12,7 +12,9 @@
  * - `Sources.ts`: where blobs come from (a registry, an OCI layout);
  * - `Plan.ts`: read and check everything before anything is written;
  * - `Store.ts`: blobs, unpacks, GC labels and the record, under a pull lease,
- *   with the work of concurrent pulls shared.
+ *   with the work of concurrent pulls shared;
+ * - `NewImage.ts`: images made here (an imported root filesystem, a committed
+ *   container), planned and stored through the same two steps.
  * This module is the service: its shape, and the assembly of those steps.
  */
 import { Context, Effect, Layer, Queue, Result, Stream } from "effect"
@@ -26,12 +28,15 @@ import { openOciLayout } from "../internal/OciArchive.ts"
 import { Containerd } from "./Containerd.ts"
 import { Events } from "./Events.ts"
 import { makePlanner } from "./images/Plan.ts"
+import { type CommitTarget, type ImportRootfsOptions, makeNewImages, type NewImageOptions } from "./images/NewImage.ts"
 import { makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
 import { archiveSource, importName, registrySource } from "./images/Sources.ts"
 import { type ImageRecord, makeStore, type PullOptions, type PullProgress, toRecord } from "./images/Store.ts"
 import { MAX_MANIFEST_BYTES, Registry } from "./Registry.ts"
 import { Singleflight } from "./Singleflight.ts"
 
+export type { CommitTarget, ImportRootfsOptions, NewImageOptions } from "./images/NewImage.ts"
+export { untaggedName } from "./images/NewImage.ts"
 export type { ResolvedImage } from "./images/Resolve.ts"
 export type { ImageRecord, PullOptions, PullProgress } from "./images/Store.ts"
 
@@ -60,6 +65,21 @@ export interface ImagesShape {
     path: string,
     options?: ImportOptions
   ) => Effect.Effect<ReadonlyArray<ResolvedImage>, ContainerdError>
+  /**
+   * Imports a root filesystem tar (plain or gzip, streamed with bounded memory)
+   * as a new image of one layer; a stream that is not a whole tar fails with
+   * InvalidArgument and leaves nothing behind (`docker import`).
+   */
+  readonly importRootfs: <E>(
+    tar: Stream.Stream<Uint8Array, E>,
+    options?: ImportRootfsOptions
+  ) => Effect.Effect<ResolvedImage, ContainerdError | E>
+  /**
+   * Stores the changes of a container's root filesystem over its image as a new
+   * image, the image's layers plus one (`docker commit`); `Container.info` is a
+   * target. A running container should be paused meanwhile for a consistent layer.
+   */
+  readonly commit: (container: CommitTarget, options?: NewImageOptions) => Effect.Effect<ResolvedImage, ContainerdError>
   /** Lists image records, optionally filtered (containerd filter syntax: `name~=busybox`). */
   readonly list: (filters?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ImageRecord>, ContainerdError>
   /** Reads one image record. */
@@ -79,8 +99,10 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   // writing a blob, unpacking a layer, writing the record.
   const flights = yield* Singleflight
   const resolver = yield* makeResolver(client, yield* Events, defaultPlatform)
-  const { plan } = makePlanner(client, flights)
-  const { putRecord, store } = yield* makeStore(client, flights)
+  const planner = makePlanner(client, flights)
+  const { plan } = planner
+  const stored = yield* makeStore(client, flights)
+  const { putRecord, store } = stored
 
   const resolve = Effect.fn("Images.resolve")(function*(name: string) {
     return yield* resolver.resolve(name)
@@ -141,6 +163,15 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     return images
   }, Effect.scoped)
 
+  const made = makeNewImages(client, planner, stored, resolver.resolve)
+
+  const importRootfs = <E>(tar: Stream.Stream<Uint8Array, E>, options?: ImportRootfsOptions) =>
+    made.importRootfs(tar, options?.platform ?? defaultPlatform, options ?? {}).pipe(Effect.withSpan("Images.importRootfs"))
+
+  const commit = Effect.fn("Images.commit")(function*(container: CommitTarget, options?: NewImageOptions) {
+    return yield* made.commit(container, options ?? {})
+  })
+
   const list = Effect.fn("Images.list")(function*(filters?: ReadonlyArray<string>) {
     const { images } = yield* client.images.list({ filters: [...(filters ?? [])] })
     return images.map(toRecord)
@@ -162,7 +193,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     yield* client.images.delete({ name: normalise(name) })
   })
 
-  return Images.of({ resolve, pull, pullWithProgress, importArchive, list, get, tag, remove })
+  return Images.of({ resolve, pull, pullWithProgress, importArchive, importRootfs, commit, list, get, tag, remove })
 })
 
 /** The images service. */

@@ -15,6 +15,7 @@
  * off is kept for the next attempt to resume.
  */
 import { Deferred, Duration, Effect, Stream } from "effect"
+import * as crypto from "node:crypto"
 import { ContainerdError } from "../domain/ContainerdError.ts"
 import type { Descriptor } from "../domain/Image.ts"
 import { WriteAction } from "../gen/containerd/services/content/v1/content.ts"
@@ -104,3 +105,51 @@ export const writeContent = <E>(
 
 /** Drops an ingest whose bytes cannot become the blob (wrong digest or size). */
 const abort = (client: ContainerdClient, ref: string) => Effect.ignore(client.content.abort({ ref }))
+
+/** What to write when the blob's digest and size are known only once all of it has passed. */
+export interface WriteStream<E> {
+  /** The ingest's name: unique to this write (nobody else can resume a blob no one can name). */
+  readonly ref: string
+  readonly mediaType: string
+  readonly labels: Readonly<Record<string, string>>
+  readonly source: Stream.Stream<Uint8Array, E>
+  /** The write's deadline; default 30 minutes. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * Writes a stream of unknown digest and size (an upload, a body): the digest is
+ * computed as the bytes pass, and the commit names it and the size, so
+ * containerd checks them as for any other blob. A blob that already exists is
+ * as good as written. Any failure aborts the ingest: it has no name to be
+ * resumed by.
+ */
+export const writeStream = <E>(client: ContainerdClient, write: WriteStream<E>): Effect.Effect<Descriptor, ContainerdError | E> =>
+  Effect.gen(function*() {
+    const { ref } = write
+    const hash = crypto.createHash("sha256")
+    let offset = 0
+    const described = (): Descriptor => ({ mediaType: write.mediaType, digest: `sha256:${hash.copy().digest("hex")}`, size: offset })
+    const data = write.source.pipe(
+      Stream.map((chunk) => {
+        hash.update(chunk)
+        const request = { action: WriteAction.WRITE, ref, offset, data: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) }
+        offset += chunk.byteLength
+        return request
+      }),
+      Stream.concat(Stream.sync(() => {
+        const descriptor = described()
+        return { action: WriteAction.COMMIT, ref, offset, total: descriptor.size, expected: descriptor.digest, labels: write.labels }
+      }))
+    )
+    const requests = Stream.concat(Stream.make({ action: WriteAction.STAT, ref }), data)
+    yield* client.content.write(requests, { timeout: write.timeout ?? Duration.minutes(30) }).pipe(
+      Stream.runDrain,
+      Effect.catchIf(
+        (error) => error instanceof ContainerdError && error.reason._tag === "AlreadyExists",
+        () => Effect.void
+      ),
+      Effect.tapError(() => abort(client, ref))
+    )
+    return described()
+  })

@@ -11,9 +11,8 @@ import { NodeStream } from "@effect/platform-node"
 import { Effect, Stream } from "effect"
 import * as zlib from "node:zlib"
 import { type ContainerdError, invalidArgument } from "../domain/ContainerdError.ts"
-import { field, numeric, paxRecord } from "./OciArchive.ts"
+import { BLOCK, field, numeric, paxRecord } from "./OciArchive.ts"
 
-const BLOCK = 512
 /** pax and GNU long-name bodies are kept to read them; larger ones are not headers any tool writes. */
 const MAX_META = 1024 * 1024
 

@@ -34,7 +34,8 @@ interface Member {
   readonly size: number
 }
 
-const BLOCK = 512
+/** A tar block: headers and data come in these. */
+export const BLOCK = 512
 
 /** A NUL-terminated string field of a tar header. */
 export const field = (header: Buffer, start: number, length: number): string => {

@@ -7,8 +7,8 @@
  * member after it. What `OciArchive.ts` reads, this writes.
  */
 import { Data, Effect, Stream } from "effect"
+import { BLOCK } from "./OciArchive.ts"
 
-const BLOCK = 512
 /** The largest size an octal field of 11 digits holds; larger sizes are written base-256, as GNU tar and Go's archive/tar. */
 const MAX_OCTAL = 0o77777777777
 

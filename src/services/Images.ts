@@ -14,7 +14,9 @@
  * - `Store.ts`: blobs, unpacks, GC labels and the record, under a pull lease,
  *   with the work of concurrent pulls shared;
  * - `DockerArchive.ts`: a Docker image archive (`docker save`'s) as a source;
- * - `Export.ts`: images as one archive, Docker's and OCI's at once (`docker save`).
+ * - `Export.ts`: images as one archive, Docker's and OCI's at once (`docker save`);
+ * - `NewImage.ts`: images made here (an imported root filesystem, a committed
+ *   container), planned and stored through the same two steps.
  * This module is the service: its shape, and the assembly of those steps.
  */
 import { Cache, Context, Effect, Layer, Option, Queue, Result, Stream } from "effect"
@@ -31,6 +33,7 @@ import { Events } from "./Events.ts"
 import { Labels } from "./images/Labels.ts"
 import { isDockerArchive, readDockerArchive } from "./images/DockerArchive.ts"
 import { makeExporter, type SaveImage } from "./images/Export.ts"
+import { type CommitTarget, type ImportRootfsOptions, makeNewImages, type NewImageOptions } from "./images/NewImage.ts"
 import { makePlanner, type Plan } from "./images/Plan.ts"
 import { keepSuccesses, makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
 import { archiveSource, importName, registrySource, type Source } from "./images/Sources.ts"
@@ -39,6 +42,8 @@ import { MAX_MANIFEST_BYTES, Registry } from "./Registry.ts"
 import { Singleflight } from "./Singleflight.ts"
 
 export type { SaveImage } from "./images/Export.ts"
+export type { CommitTarget, ImportRootfsOptions, NewImageOptions } from "./images/NewImage.ts"
+export { untaggedName } from "./images/NewImage.ts"
 export type { ResolvedImage } from "./images/Resolve.ts"
 export type { ImageRecord, PullOptions, PullProgress } from "./images/Store.ts"
 
@@ -95,6 +100,21 @@ export interface ImagesShape {
    * read from the layer: see `internal/LayerSize.ts`), bottom first.
    */
   readonly layerSizes: (image: ResolvedImage) => Effect.Effect<ReadonlyArray<number>, ContainerdError>
+  /**
+   * Imports a root filesystem tar (plain or gzip, streamed with bounded memory)
+   * as a new image of one layer; a stream that is not a whole tar fails with
+   * InvalidArgument and leaves nothing behind (`docker import`).
+   */
+  readonly importRootfs: <E>(
+    tar: Stream.Stream<Uint8Array, E>,
+    options?: ImportRootfsOptions
+  ) => Effect.Effect<ResolvedImage, ContainerdError | E>
+  /**
+   * Stores the changes of a container's root filesystem over its image as a new
+   * image, the image's layers plus one (`docker commit`); `Container.info` is a
+   * target. A running container should be paused meanwhile for a consistent layer.
+   */
+  readonly commit: (container: CommitTarget, options?: NewImageOptions) => Effect.Effect<ResolvedImage, ContainerdError>
   /** Lists image records, optionally filtered (containerd filter syntax: `name~=busybox`). */
   readonly list: (filters?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ImageRecord>, ContainerdError>
   /** Reads one image record. */
@@ -114,8 +134,10 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   // writing a blob, unpacking a layer, writing the record.
   const flights = yield* Singleflight
   const resolver = yield* makeResolver(client, yield* Events, defaultPlatform)
-  const { plan } = makePlanner(client, flights)
-  const { putRecord, store } = yield* makeStore(client, flights)
+  const planner = makePlanner(client, flights)
+  const { plan } = planner
+  const storer = yield* makeStore(client, flights)
+  const { putRecord, store } = storer
 
   const resolve = Effect.fn("Images.resolve")(function*(name: string) {
     return yield* resolver.resolve(name)
@@ -257,6 +279,15 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
       Cache.get(sizes, compositeKey(namespace, layer.digest, layer.mediaType)), { concurrency: 2 })
   })
 
+  const made = makeNewImages(client, planner, storer, resolver.resolve)
+
+  const importRootfs = <E>(tar: Stream.Stream<Uint8Array, E>, options?: ImportRootfsOptions) =>
+    made.importRootfs(tar, options?.platform ?? defaultPlatform, options ?? {}).pipe(Effect.withSpan("Images.importRootfs"))
+
+  const commit = Effect.fn("Images.commit")(function*(container: CommitTarget, options?: NewImageOptions) {
+    return yield* made.commit(container, options ?? {})
+  })
+
   const list = Effect.fn("Images.list")(function*(filters?: ReadonlyArray<string>) {
     const { images } = yield* client.images.list({ filters: [...(filters ?? [])] })
     return images.map(toRecord)
@@ -278,7 +309,7 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     yield* client.images.delete({ name: normalise(name) })
   })
 
-  return Images.of({ resolve, pull, pullWithProgress, importArchive, save, layerSizes, list, get, tag, remove })
+  return Images.of({ resolve, pull, pullWithProgress, importArchive, save, layerSizes, importRootfs, commit, list, get, tag, remove })
 })
 
 /** The images service. */

@@ -153,8 +153,8 @@ const tarOf = (root: string): Buffer =>
     "--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-C", root, "-cf", "-", "."
   ], { maxBuffer: 256 * 1024 * 1024 })
 
-/** The busybox layer; `unique` adds a random /etc/image-id so that no other image shares it. */
-const busyboxLayer = (dir: string, unique = false): Buffer => {
+/** The busybox layer (a root filesystem tar, as `docker import` takes); `unique` adds a random /etc/image-id so that no other image shares it. */
+export const busyboxLayer = (dir: string, unique = false): Buffer => {
   const rootfs = fs.mkdtempSync(path.join(dir, "rootfs-"))
   try {
     writeRootfs(rootfs)

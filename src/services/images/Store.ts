@@ -13,7 +13,7 @@
  * joined a write from another source which failed writes from its own, and
  * every pull hears the progress of the write it waits for.
  */
-import { Clock, Deferred, Duration, Effect, RcMap, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, RcMap, type Scope, Stream } from "effect"
 import * as crypto from "node:crypto"
 import { type ContainerdError, invalidArgument } from "../../domain/ContainerdError.ts"
 import { shortId } from "../../domain/Identifier.ts"
@@ -242,11 +242,20 @@ export const makeStore = Effect.fnUntraced(function*(client: ContainerdClient, f
     options: PullOptions,
     emit: (event: PullProgress) => void
   ): Effect.Effect<ResolvedImage, E | ContainerdError> =>
+    leased(Effect.flatMap(client.currentNamespace, (namespace) => storeLeased(namespace, source, name, plan, options, emit)))
+
+  /**
+   * Runs `effect` under the namespace's pull lease: what its calls write is
+   * kept until the lease ends, and collected at once then if it (or any other
+   * work under the lease) failed. For work that writes blobs before `store`
+   * names them (a new layer of an import or a commit).
+   */
+  const leased = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | ContainerdError, Exclude<R, Scope.Scope>> =>
     Effect.scoped(Effect.gen(function*() {
       const namespace = yield* client.currentNamespace
       const lease = yield* RcMap.get(leases, namespace)
       // Every call below, and the shared work it starts, belongs to the lease.
-      return yield* storeLeased(namespace, source, name, plan, options, emit).pipe(
+      return yield* effect.pipe(
         withLease(lease.id),
         Effect.onError(() => Effect.sync(() => void (lease.failed = true)))
       )
@@ -329,5 +338,5 @@ export const makeStore = Effect.fnUntraced(function*(client: ContainerdClient, f
       } satisfies ResolvedImage
     })
 
-  return { store, putRecord }
+  return { store, putRecord, leased }
 })

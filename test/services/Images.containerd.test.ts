@@ -1,54 +1,18 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Stream } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
+import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
 import { ContainerdError } from "../../src/domain/ContainerdError.ts"
 import { RegistryError } from "../../src/domain/RegistryError.ts"
 import { WriteAction } from "../../src/gen/containerd/services/content/v1/content.ts"
-import * as Live from "../../src/layers/Live.ts"
-import { Containerd, rpcCounts } from "../../src/services/Containerd.ts"
-import { Images, type PullProgress } from "../../src/services/Images.ts"
+import { rpcCounts } from "../../src/services/Containerd.ts"
+import { type PullProgress } from "../../src/services/Images.ts"
 import { USER_AGENT } from "../../src/services/Registry.ts"
-import { Runtime, Stdio } from "../../src/services/Runtime.ts"
 import { serveArchive, startFaultyRegistry } from "../support/FaultyRegistry.ts"
 import { buildLayeredImage, FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { type RegistryInstance, startRegistry } from "../support/RegistryHarness.ts"
-import { shared, sharedClient, uniqueNamespace } from "../support/SharedContainerd.ts"
+import { shared } from "../support/SharedContainerd.ts"
+import { emptyLibrary, holdings, output, tempDir } from "../support/RuntimeLayer.ts"
 
-/** A temporary directory removed with the test. */
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-img-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-/** The library over the shared daemon, in a namespace nothing else uses (so every pull is cold). */
-const setup = Effect.gen(function*() {
-  const namespace = uniqueNamespace("img")
-  const fifoDir = yield* tempDir
-  const context = yield* Layer.build(
-    Live.services({ runtime: { fifoDir } }).pipe(Layer.provideMerge(sharedClient(namespace)))
-  )
-  return {
-    namespace,
-    images: Context.get(context, Images),
-    runtime: Context.get(context, Runtime),
-    client: Context.get(context, Containerd)
-  }
-})
-
-/** What a namespace holds: image records, leases, ingests in progress and blobs. */
-const holdings = (client: Containerd["Service"]) =>
-  Effect.gen(function*() {
-    const images = (yield* client.images.list({})).images.map((i) => i.name)
-    const leases = (yield* client.leases.list({})).leases.map((l) => l.id)
-    const ingests = (yield* client.content.listStatuses({})).statuses.map((s) => s.ref)
-    const blobs = yield* client.content.list({}).pipe(
-      Stream.runCollect,
-      Effect.map((pages) => pages.flatMap((page) => page.info.map((info) => info.digest)))
-    )
-    return { images, leases, ingests, blobs }
-  })
+const setup = emptyLibrary("img")
 
 /** The blob GETs we made that the registry logged, by digest. */
 const blobFetches = (registry: RegistryInstance) =>
@@ -126,14 +90,7 @@ describe("Images against containerd and docker-registry", () => {
       assert.deepStrictEqual((yield* holdings(client)).leases, [], "the pull's lease is gone")
 
       // A container sees every layer, unpacked in order on the base.
-      const container = yield* runtime.containers.create({ id: "from-pull", image: reference, command: ["ls", "/data"] })
-      const task = yield* container.newTask({ stdio: Stdio.pipe() })
-      const stdout = yield* Effect.forkChild(task.stdout.pipe(Stream.decodeText(), Stream.mkString))
-      yield* task.start
-      yield* task.wait
-      yield* task.delete
-      yield* container.delete()
-      assert.strictEqual(yield* Fiber.join(stdout), "layer-0.bin\nlayer-1.bin\n")
+      assert.strictEqual(yield* output(runtime, reference, ["ls", "/data"]), "layer-0.bin\nlayer-1.bin\n")
 
       const again = yield* Stream.runCollect(images.pullWithProgress(reference))
       assert.deepStrictEqual(

@@ -6,31 +6,17 @@
  * Docker's history shows.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Result, Stream } from "effect"
+import { Effect, Exit, Result, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { ContainerdError } from "../../../src/domain/ContainerdError.ts"
 import { parseReferenceResult, type Reference } from "../../../src/domain/Reference.ts"
-import * as Live from "../../../src/layers/Live.ts"
-import { Containerd } from "../../../src/services/Containerd.ts"
-import { Images } from "../../../src/services/Images.ts"
 import { buildLayeredImage, FIXTURE_IMAGE } from "../../support/FixtureImage.ts"
-import { shared, sharedClient, uniqueNamespace } from "../../support/SharedContainerd.ts"
+import { shared } from "../../support/SharedContainerd.ts"
+import { emptyLibrary } from "../../support/RuntimeLayer.ts"
 
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-archive-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-const setup = Effect.gen(function*() {
-  const namespace = uniqueNamespace("archive")
-  const context = yield* Layer.build(
-    Live.services({ runtime: { fifoDir: yield* tempDir } }).pipe(Layer.provideMerge(sharedClient(namespace)))
-  )
-  return { images: Context.get(context, Images), client: Context.get(context, Containerd), dir: yield* tempDir }
-})
+const setup = emptyLibrary("archive")
 
 const reference = (name: string): Reference => Result.getOrThrow(parseReferenceResult(name))
 

@@ -1,69 +1,19 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Stream } from "effect"
+import { Effect, Exit, Stream } from "effect"
 import * as crypto from "node:crypto"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import * as zlib from "node:zlib"
 import { ContainerdError } from "../../../src/domain/ContainerdError.ts"
-import * as Live from "../../../src/layers/Live.ts"
-import { Containerd } from "../../../src/services/Containerd.ts"
-import { Images, untaggedName } from "../../../src/services/Images.ts"
-import { type Container, Runtime, Stdio } from "../../../src/services/Runtime.ts"
+import { untaggedName } from "../../../src/services/Images.ts"
+import type { Container } from "../../../src/services/Runtime.ts"
 import { busyboxLayer, FIXTURE_IMAGE } from "../../support/FixtureImage.ts"
-import { importFixture, sharedClient, uniqueNamespace } from "../../support/SharedContainerd.ts"
+import { importFixture } from "../../support/SharedContainerd.ts"
+import { emptyLibrary, holdings, output, tempDir } from "../../support/RuntimeLayer.ts"
 
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-newimg-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-const setup = Effect.gen(function*() {
-  const namespace = uniqueNamespace("newimg")
-  const dir = yield* tempDir
-  const context = yield* Layer.build(Live.services({ runtime: { fifoDir: dir } }).pipe(Layer.provideMerge(sharedClient(namespace))))
-  return {
-    namespace,
-    dir,
-    images: Context.get(context, Images),
-    runtime: Context.get(context, Runtime),
-    client: Context.get(context, Containerd)
-  }
-})
-
-/** What a namespace holds: image records, leases, ingests and blobs. */
-const holdings = (client: Containerd["Service"]) =>
-  Effect.gen(function*() {
-    const images = (yield* client.images.list({})).images.map((i) => i.name)
-    const leases = (yield* client.leases.list({})).leases.map((l) => l.id)
-    const ingests = (yield* client.content.listStatuses({})).statuses.map((s) => s.ref)
-    const blobs = yield* client.content.list({}).pipe(
-      Stream.runCollect,
-      Effect.map((pages) => pages.flatMap((page) => page.info.map((info) => info.digest)))
-    )
-    return { images, leases, ingests, blobs }
-  })
+const setup = emptyLibrary("newimg")
 
 /** Bytes as a stream of small chunks, as a request body arrives. */
 const chunked = (bytes: Buffer, size = 64 * 1024) =>
   Stream.fromIterable(Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => bytes.subarray(i * size, (i + 1) * size)))
-
-/** Runs `command` in a new container of `image`: its stdout. */
-const output = (runtime: Runtime["Service"], image: string, command?: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const container = yield* runtime.containers.create({
-      id: `run-${crypto.randomBytes(4).toString("hex")}`,
-      image,
-      ...(command === undefined ? {} : { command })
-    })
-    const task = yield* container.newTask({ stdio: Stdio.pipe() })
-    const stdout = yield* Effect.forkChild(task.stdout.pipe(Stream.decodeText(), Stream.mkString))
-    yield* task.start
-    yield* task.wait
-    yield* task.delete
-    yield* container.delete()
-    return yield* Fiber.join(stdout)
-  })
 
 const failureOf = (exit: Exit.Exit<unknown, unknown>) => {
   assert.isTrue(Exit.isFailure(exit), "it failed")

@@ -194,6 +194,7 @@ export const makeNewImages = (
         ))
       }
       const viewKey = randomKey("commit-view")
+      // The view is made under the commit's lease: if its removal fails, the lease's end lets containerd's GC take it.
       const lower = yield* Effect.acquireRelease(
         client.snapshots.view({ snapshotter, key: viewKey, parent: base.chainId }),
         () => Effect.ignore(client.snapshots.remove({ snapshotter, key: viewKey }))

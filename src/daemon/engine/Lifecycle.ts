@@ -32,7 +32,7 @@ import type { Execs } from "./Exec.ts"
 import type { WaitCondition } from "./Shape.ts"
 import { isPaused, isRunning, status, type Transition, transition } from "./State.ts"
 import { DaemonLabels, type Entry } from "./Store.ts"
-import { endRun, inputOf, pump } from "./Streams.ts"
+import { abandonRun, endRun, inputOf, pump } from "./Streams.ts"
 import { stateOf } from "./Views.ts"
 
 /** dockerd's default stop timeout, in seconds. */
@@ -117,7 +117,8 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       yield* step(entry, { _tag: "Start" })
       const handled = yield* Deferred.make<void>()
       entry.handled = handled
-      yield* startRun(entry).pipe(Effect.onError(() => Deferred.succeed(handled, undefined)))
+      // A run that could not start ends at once for whoever attached to it (an attached `docker run`).
+      yield* startRun(entry).pipe(Effect.onError(() => Effect.andThen(abandonRun(entry.output), Deferred.succeed(handled, undefined))))
     })
 
   /** `startTask` under the container's lock: a removal cannot begin until the task runs, nor a start follow one. */

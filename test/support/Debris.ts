@@ -47,3 +47,15 @@ export const debrisOf = (namespace: string, only?: ReadonlySet<string>): Effect.
 
 /** A `Debris` with nothing in it. */
 export const noDebris: Debris = { containers: [], tasks: [], snapshots: [], leases: [], shims: [] }
+
+/** The content of `namespace`: its blobs (digests) and its ingests in progress (refs). */
+export const contentOf = (namespace: string) =>
+  Effect.gen(function*() {
+    const client = yield* Containerd
+    const blobs = yield* client.content.list({ filters: [] }).pipe(
+      Stream.runCollect,
+      Effect.map((chunks) => [...chunks].flatMap((r) => r.info).map((i) => i.digest).sort())
+    )
+    const { statuses } = yield* client.content.listStatuses({ filters: [] })
+    return { blobs, ingests: statuses.map((s) => s.ref).sort() }
+  }).pipe(withNamespace(namespace))

@@ -10,7 +10,8 @@
  *   synchronous collection, as a failed pull's.
  * - A container whose create did not finish: the runtime makes the record, then
  *   its rootfs snapshot, so a record of ours without its snapshot is one (it
- *   could never start: containerd answers 404 for its rootfs).
+ *   could never start: containerd answers 404 for its rootfs); so is one still
+ *   marked `RuntimeLabels.creating` (its spec's user not yet the image's answer).
  * - A task whose container is gone (a removal that raced a start, in daemons
  *   before the container lock): its shim runs on, and containerd will not touch
  *   a task without its container. A placeholder record of the same id lets it
@@ -26,6 +27,7 @@ import { Kind } from "../gen/containerd/services/snapshots/v1/snapshots.ts"
 import { Containerd, withNamespace } from "../services/Containerd.ts"
 import { PullLeases } from "../services/Images.ts"
 import { MonitorLabels } from "../services/Monitors.ts"
+import { RuntimeLabels } from "../services/Runtime.ts"
 
 /** How long a task killed at start may take to exit before it is left for the next start. */
 const KILL_TIMEOUT = Duration.seconds(10)
@@ -86,13 +88,21 @@ export const removeLeftovers = Effect.fn("Daemon.removeLeftovers")(function*(opt
     Stream.runCollect,
     Effect.map((chunks) => new Set([...chunks].flatMap((r) => r.info).filter((i) => i.kind === Kind.ACTIVE).map((i) => i.name)))
   )
+  const snapshotless = (c: (typeof containers)[number]) =>
+    c.snapshotKey !== "" && c.snapshotter === snapshotter && !active.has(c.snapshotKey)
   const unfinished = containers.filter((c) =>
-    c.labels[MonitorLabels.managed] === "true" && c.snapshotKey !== "" && c.snapshotter === snapshotter && !active.has(c.snapshotKey)
+    c.labels[MonitorLabels.managed] === "true" && (snapshotless(c) || c.labels[RuntimeLabels.creating] === "true")
   )
   yield* Effect.forEach(unfinished, (container) =>
     attempt(
-      `container ${container.id}: its create did not finish (it has no rootfs snapshot)`,
-      client.containers.delete({ id: container.id }).pipe(Effect.asVoid)
+      `container ${container.id}: its create did not finish (${snapshotless(container) ? "it has no rootfs snapshot" : "it is still marked as being created"})`,
+      Effect.gen(function*() {
+        // Snapshot first, while the record still references it (as the runtime deletes).
+        if (!snapshotless(container)) {
+          yield* ignoreNotFound(client.snapshots.remove({ snapshotter: container.snapshotter, key: container.snapshotKey }))
+        }
+        yield* client.containers.delete({ id: container.id })
+      })
     ), { discard: true })
 
   // Leases of our pulls and imports: the one that is deleted last collects what they pinned.

@@ -86,6 +86,23 @@ describe("the daemon, SIGKILLed mid-operation and started again", () => {
       assert.deepStrictEqual(yield* settle(debris, (d) => d.shims.length === 0), noDebris)
     }).pipe(Effect.scoped), 120_000)
 
+  it.live("during a create's last step (its user not yet the image's answer): the container marked as being created is removed at start", () =>
+    Effect.gen(function*() {
+      const { daemon, debris, killDuring } = yield* setup()
+      // A user name on the image's first use: created as root, then updated from the image's /etc/passwd.
+      const nobody = JSON.stringify({ ...run, User: "nobody" })
+      const log = yield* killDuring("Containers/Update", daemon.request("POST", "/containers/create?name=nobody", nobody))
+      assert.deepStrictEqual(yield* debris, noDebris)
+      assert.match(log(), /removed container [0-9a-f]{64}: its create did not finish \(it is still marked as being created\)/)
+      const created = yield* daemon.request("POST", "/containers/create?name=nobody", nobody)
+      assert.strictEqual(created.status, 201, created.body)
+      assert.strictEqual((yield* daemon.request("POST", "/containers/nobody/start")).status, 204)
+      const uid = yield* daemon.docker(["exec", "nobody", "id", "-u"])
+      assert.deepStrictEqual([uid.code, uid.stdout], [0, "65534\n"], `it runs as the image's nobody: ${uid.stderr}`)
+      assert.strictEqual((yield* daemon.request("DELETE", "/containers/nobody?force=1")).status, 204)
+      assert.deepStrictEqual(yield* settle(debris, (d) => d.shims.length === 0), noDebris)
+    }).pipe(Effect.scoped), 120_000)
+
   it.live("during a run (its task made, not started): no task or shim is left; the container starts again", () =>
     Effect.gen(function*() {
       const { daemon, debris, killDuring } = yield* setup()

@@ -85,4 +85,34 @@ describe("the daemon, lifecycle operations racing on one container", () => {
         assert.deepStrictEqual(debris, noDebris, engine.name)
       }
     }).pipe(Effect.scoped), 240_000)
+
+  it.live("two `rm -f` racing on a running container: one removes it, the other answers Docker's 409 naming it as asked (or 404)", () =>
+    Effect.gen(function*() {
+      for (const engine of yield* engines) {
+        const answers = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) =>
+          Effect.gen(function*() {
+            const name = `twice-${engine.name}-${i}`
+            const created = yield* engine.request("POST", `/containers/create?name=${name}`, JSON.stringify({ Image: FIXTURE_IMAGE, Cmd: ["sleep", "60"] }))
+            assert.strictEqual(created.status, 201, `${engine.name}: ${created.body}`)
+            assert.strictEqual((yield* engine.request("POST", `/containers/${name}/start`)).status, 204)
+            const rm = engine.request("DELETE", `/containers/${name}?force=1`)
+            return { id: JSON.parse(created.body).Id as string, name, answers: yield* Effect.all([rm, rm], { concurrency: 2 }) }
+          }), { concurrency: 5 })
+        const ids = new Set(answers.map((a) => a.id))
+        for (const { answers: [first, second], name } of answers) {
+          const [won, lost] = first.status === 204 ? [first, second] : [second, first]
+          assert.strictEqual(won.status, 204, `${engine.name}: ${won.body}`)
+          // The loser found the removal under way, or (sent later) done.
+          const expected = lost.status === 404 ? `No such container: ${name}` : `removal of container ${name} is already in progress`
+          assert.deepStrictEqual([lost.status, JSON.parse(lost.body)], [lost.status === 404 ? 404 : 409, { message: expected }], engine.name)
+        }
+        const debris = yield* debrisOf(engine.namespace, ids).pipe(
+          Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (d) => d.shims.length === 0 }),
+          Effect.timeoutOption("10 seconds"),
+          Effect.flatMap(() => debrisOf(engine.namespace, ids)),
+          Effect.provide(sharedClient(engine.namespace))
+        )
+        assert.deepStrictEqual(debris, noDebris, engine.name)
+      }
+    }).pipe(Effect.scoped), 240_000)
 })

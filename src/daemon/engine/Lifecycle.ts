@@ -329,7 +329,8 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
     const running = yield* entry.lock.withPermit(Effect.gen(function*() {
       const task = yield* taskStatusOf(env, entry)
       const begun = transition(task, entry.phase, { _tag: "BeginRemove" })
-      if (begun._tag === "Failure") return yield* Effect.fail(conflict(begun.failure.replace("{id}", entry.id)))
+      // dockerd names the container here as the request did (daemon/delete.go), not by its id.
+      if (begun._tag === "Failure") return yield* Effect.fail(conflict(begun.failure.replace("{id}", ref)))
       const now = status(task, entry.phase)
       if ((isRunning(task) || now === "restarting") && removeOptions?.force !== true) {
         const what = isPaused(task, entry.phase) ? "paused" : now === "restarting" ? "restarting" : "running"

@@ -25,6 +25,7 @@ import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, type MonitorsShape } from "../services/Monitors.ts"
 import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
+import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCreate } from "./engine/Create.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
@@ -51,6 +52,9 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   yield* Containerd
   const images = yield* Images
   const eventLog = yield* EventLog
+
+  // What a killed daemon left half-done goes before recovery adopts anything, and before any request.
+  yield* removeLeftovers({ namespace: options.namespace })
 
   // Recovery may report exits before the engine is built: the handler waits for it.
   const built = yield* Deferred.make<(exit: ContainerExit, self: MonitorsShape) => Effect.Effect<void, unknown>>()

@@ -46,6 +46,7 @@ export type { CommitTarget, ImportRootfsOptions, NewImageOptions } from "./image
 export { untaggedName } from "./images/NewImage.ts"
 export type { ResolvedImage } from "./images/Resolve.ts"
 export type { ImageRecord, PullOptions, PullProgress } from "./images/Store.ts"
+export { PullLeases } from "./images/Store.ts"
 
 /** How to import. */
 export interface ImportOptions extends PullOptions {

@@ -63,6 +63,16 @@ export type { BindMount, CreateContainerOptions, TmpfsMount } from "./runtime/Co
 export type { Process } from "./runtime/Process.ts"
 export type { ExecOptions, ResourceUpdate, Task, TaskStatusSeen } from "./runtime/Task.ts"
 
+/** Labels the runtime puts on containerd containers. */
+export const RuntimeLabels = {
+  /**
+   * "true" on a container created with a provisional spec (a user name the image's files must
+   * resolve, on the image's first use): the update with the real user clears it, in the same RPC.
+   * A container that still has it is a create that did not finish.
+   */
+  creating: "effect-containerd.io/creating"
+} as const
+
 /** The runtime service. */
 export interface RuntimeShape {
   readonly containers: {
@@ -129,12 +139,14 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
       return yield* Effect.fail(invalidArgument(method, firstUser.failure))
     }
     const provisional = Result.getOrElse(firstUser, () => ({ uid: 0, gid: 0, additionalGids: [0] }))
+    // A spec that the update below will certainly correct is marked until it does (no RPC of its own).
+    const marked = knownFiles === undefined && Result.isFailure(firstUser)
     const specOf = (user: Oci.User) => containerSpec(namespace, options, merged.success, user)
     let spec = specOf(provisional)
     const created = yield* rpc(client.containers.create({
       container: {
         id: options.id,
-        labels: options.labels ?? {},
+        labels: marked ? { ...options.labels, [RuntimeLabels.creating]: "true" } : options.labels ?? {},
         image: options.image,
         runtime: { name: options.runtime ?? defaultRuntime },
         spec: packJson(OciSpecTypeUrl, spec),
@@ -163,11 +175,11 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         yield* removeAll(true)
         return yield* Effect.fail(invalidArgument(method, exact.failure))
       }
-      if (!sameUser(exact.success, provisional)) {
+      if (marked || !sameUser(exact.success, provisional)) {
         spec = specOf(exact.success)
         const updated = yield* rpc(client.containers.update({
-          container: { id: options.id, spec: packJson(OciSpecTypeUrl, spec) },
-          updateMask: ["spec"]
+          container: { id: options.id, spec: packJson(OciSpecTypeUrl, spec), labels: { [RuntimeLabels.creating]: "" } },
+          updateMask: ["spec", `labels.${RuntimeLabels.creating}`]
         })).pipe(Effect.onError(() => removeAll(true)))
         record = updated.container ?? record
       }

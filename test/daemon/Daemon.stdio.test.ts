@@ -49,6 +49,33 @@ describe("the daemon's stdio, driven by the docker CLI", () => {
       assert.strictEqual(yield* docker("ps", "-aq"), "", "every --rm container is gone")
     }).pipe(Effect.scoped), 120_000)
 
+  it.live("failed attached runs (shim-logged, -i, -t) hold no file descriptor of the daemon's: no log file, no connection", () =>
+    Effect.gen(function*() {
+      const { daemon } = yield* setup
+      const pid = daemon.pid()!
+      const fds = () => fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/${pid}/fd/${fd}`)
+        } catch {
+          return "(closed meanwhile)"
+        }
+      })
+      // One run first, so what the daemon opens once (its containerd channel, the log directory) is counted.
+      assert.strictEqual((yield* daemon.docker(["run", "--rm", FIXTURE_IMAGE, "true"])).code, 0)
+      const before = fds().length
+      for (const flags of [[], ["-i"], ["-t"]]) {
+        for (let i = 0; i < 5; i++) {
+          const failed = yield* daemon.docker(["run", ...flags, FIXTURE_IMAGE, "/nonexistent"])
+          assert.strictEqual(failed.code, 127, `${flags.join(" ")}: ${failed.stderr}`)
+        }
+      }
+      // 15 containers kept (not --rm): each attach ends with its failed start, releasing its connection and log.
+      const settled = yield* eventually(Effect.sync(() => fds().length <= before)).pipe(Effect.option)
+      const left = fds()
+      assert.isTrue(settled._tag === "Some", `the daemon held ${left.length - before} more fds: ${left.join(" ")}`)
+      assert.deepStrictEqual(left.filter((target) => target.startsWith(daemon.dataRoot)), [], "no log file is held open")
+    }).pipe(Effect.scoped), 120_000)
+
   it.live("docker logs: finished, --tail, --since, -f until the container exits, and after a daemon restart", () =>
     Effect.gen(function*() {
       const { daemon, docker } = yield* setup

@@ -53,6 +53,28 @@ const exitPublished = (containerId: string) =>
   })
 
 describe("Runtime on failure paths (real containerd, fault-injecting proxy)", () => {
+  it.live("a container whose task is being created is not deleted (its shim would be out of reach); once the task is, it is", () =>
+    Effect.gen(function*() {
+      const { layer, proxy } = yield* setup
+      yield* Effect.gen(function*() {
+        const runtime = yield* Runtime
+        const client = yield* Containerd
+        const c = yield* runtime.containers.create({ id: "creating-task", image: FIXTURE_IMAGE, command: ["sleep", "30"] })
+        const hold = yield* proxy.hold("Tasks/Create", "request")
+        const creating = yield* Effect.forkChild(Effect.scoped(Effect.flatMap(c.newTask(), (task) => task.delete)))
+        yield* hold.arrived
+        const refused = yield* Effect.flip(c.delete())
+        assert.strictEqual(refused.reason._tag, "FailedPrecondition")
+        assert.include(refused.message, "has a task being created")
+        assert.strictEqual((yield* client.containers.list({})).containers.length, 1, "the record is still there")
+        yield* hold.release
+        yield* Fiber.join(creating)
+        yield* c.delete()
+        const { tasks } = yield* client.tasks.list({})
+        assert.deepStrictEqual([(yield* client.containers.list({})).containers, tasks], [[], []])
+      }).pipe(Effect.provide(layer))
+    }), 60_000)
+
   it.live("an init killed between Tasks.Create and Start: wait answers 137 without a start, and start fails (TestIssue9103)", () =>
     Effect.gen(function*() {
       const { layer } = yield* setup

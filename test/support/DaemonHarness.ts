@@ -39,6 +39,8 @@ export interface DaemonInstance {
   readonly start: Effect.Effect<void, HarnessError>
   /** SIGTERM, then waits for the process to exit (SIGKILL after 20 s). */
   readonly stop: Effect.Effect<void>
+  /** SIGKILL, as a crash: no finalizer of the daemon's runs; waits for the process to be gone. */
+  readonly kill: Effect.Effect<void>
   /** Everything the daemon printed so far. */
   readonly output: () => string
   /** Runs the docker CLI against the daemon: its stdout, stderr and exit code. */
@@ -117,7 +119,7 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
 
     const request = requestOver(socket)
 
-    const stop = Effect.suspend(() => {
+    const ended = (signal: NodeJS.Signals) => Effect.suspend(() => {
       const running = child
       if (running === undefined || running.exitCode !== null || running.signalCode !== null) return Effect.void
       return Effect.callback<void>((resume) => {
@@ -126,9 +128,10 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
           clearTimeout(timer)
           resume(Effect.void)
         })
-        running.kill("SIGTERM")
+        running.kill(signal)
       })
     })
+    const stop = ended("SIGTERM")
 
     const start = Effect.gen(function*() {
       const args = [
@@ -170,6 +173,7 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
       pid: () => child?.pid,
       start,
       stop,
+      kill: ended("SIGKILL"),
       output: () => output,
       docker,
       request

@@ -25,6 +25,11 @@ export interface Hold {
   readonly arrived: Effect.Effect<void>
   /** Lets the held call (and any later one) go on. */
   readonly release: Effect.Effect<void>
+  /**
+   * Answers a call held before forwarding with UNAVAILABLE, never forwarding it: as if the
+   * connection died with its caller (a client killed meanwhile must not have its call made later).
+   */
+  readonly drop: Effect.Effect<void>
 }
 
 /** A running proxy. */
@@ -63,7 +68,7 @@ interface Faults {
   readonly failures: Map<string, { remaining: number; readonly code: grpc.status }>
   readonly injected: Map<string, number>
   readonly delays: Map<string, number>
-  readonly holds: Map<string, { readonly at: "request" | "response"; readonly arrived: () => void; readonly released: Promise<void> }>
+  readonly holds: Map<string, { readonly at: "request" | "response"; readonly arrived: () => void; readonly released: Promise<boolean> }>
   /** Open server streams, by method path, with how to cut each. */
   readonly streams: Map<string, Set<() => void>>
 }
@@ -91,8 +96,9 @@ const intercept = (faults: Faults, methodPath: string) => {
   }
   const delay = matching(faults.delays, methodPath)?.[1] ?? 0
   const hold = matching(faults.holds, methodPath)
-  let before: Promise<void> = delay > 0 ? new Promise((resolve) => setTimeout(resolve, delay)) : Promise.resolve()
-  let after: Promise<void> = Promise.resolve()
+  /** Resolves with whether to forward the call. */
+  let before: Promise<boolean> = delay > 0 ? new Promise((resolve) => setTimeout(() => resolve(true), delay)) : Promise.resolve(true)
+  let after: Promise<unknown> = Promise.resolve()
   if (hold !== undefined) {
     faults.holds.delete(hold[0])
     const { arrived, at, released } = hold[1]
@@ -118,8 +124,12 @@ const forward = (
       const start = now()
       const fault = intercept(faults, methodPath)
       if ("error" in fault) return callback(fault.error)
-      void fault.before.then(() =>
-        upstream.makeUnaryRequest(methodPath, identity, identity, call.request, call.metadata, options(call), (error, value) => {
+      const dropped = Object.assign(new Error("dropped by the test proxy"), {
+        code: grpc.status.UNAVAILABLE,
+        details: `${methodPath} dropped by the test proxy`
+      }) as grpc.ServiceError
+      void fault.before.then((forwarded) =>
+        !forwarded ? callback(dropped) : upstream.makeUnaryRequest(methodPath, identity, identity, call.request, call.metadata, options(call), (error, value) => {
           fault.onAnswer()
           void fault.after.then(() => {
             timed({ method: methodPath, start, end: now() })
@@ -134,7 +144,8 @@ const forward = (
       count()
       const fault = intercept(faults, methodPath)
       if ("error" in fault) return call.emit("error", fault.error)
-      void fault.before.then(() => {
+      void fault.before.then((forwarded) => {
+        if (!forwarded) return call.emit("error", Object.assign(new Error("dropped by the test proxy"), { code: grpc.status.UNAVAILABLE }))
         const up = upstream.makeServerStreamRequest(methodPath, identity, identity, call.request, call.metadata, options(call))
         const open = faults.streams.get(methodPath) ?? new Set()
         faults.streams.set(methodPath, open)
@@ -231,8 +242,9 @@ export const startGrpcProxy = (
           hold: (method, at) =>
             Effect.gen(function*() {
               const arrived = yield* Deferred.make<void>()
-              let release!: () => void
-              const released = new Promise<void>((resolve) => (release = resolve))
+              let settle!: (forward: boolean) => void
+              const released = new Promise<boolean>((resolve) => (settle = resolve))
+              const release = () => settle(true)
               releases.push(release)
               faults.holds.set(method, { at, arrived: () => Deferred.doneUnsafe(arrived, Effect.void), released })
               return {
@@ -240,6 +252,10 @@ export const startGrpcProxy = (
                 release: Effect.sync(() => {
                   faults.holds.delete(method)
                   release()
+                }),
+                drop: Effect.sync(() => {
+                  faults.holds.delete(method)
+                  settle(false)
                 })
               }
             }),

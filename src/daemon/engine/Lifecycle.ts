@@ -32,7 +32,7 @@ import type { Execs } from "./Exec.ts"
 import type { WaitCondition } from "./Shape.ts"
 import { isPaused, isRunning, status, type Transition, transition } from "./State.ts"
 import { DaemonLabels, type Entry } from "./Store.ts"
-import { endRun, inputOf, pump } from "./Streams.ts"
+import { abandonRun, endRun, inputOf, pump } from "./Streams.ts"
 import { stateOf } from "./Views.ts"
 
 /** dockerd's default stop timeout, in seconds. */
@@ -111,14 +111,18 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       yield* publish(env, entry, "start")
     })
 
-  /** Starts the task; its exit, once handled, completes `handled`. */
+  /** Starts the task; its exit, once handled, completes `handled`. The caller holds the container's lock. */
   const startTask = (entry: Entry) =>
     Effect.gen(function*() {
       yield* step(entry, { _tag: "Start" })
       const handled = yield* Deferred.make<void>()
       entry.handled = handled
-      yield* startRun(entry).pipe(Effect.onError(() => Deferred.succeed(handled, undefined)))
+      // A run that could not start ends at once for whoever attached to it (an attached `docker run`).
+      yield* startRun(entry).pipe(Effect.onError(() => Effect.andThen(abandonRun(entry.output), Deferred.succeed(handled, undefined))))
     })
+
+  /** `startTask` under the container's lock: a removal cannot begin until the task runs, nor a start follow one. */
+  const startLocked = (entry: Entry) => entry.lock.withPermit(startTask(entry))
 
   /** Forgets a stop by hand: the policy applies again. */
   const clearStopped = (entry: Entry) =>
@@ -202,7 +206,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
           if (entry.phase._tag !== "Restarting" || store.get(entry.id) === undefined) return
           const count = yield* entry.restarts.restarted
           yield* setLabels(env, entry, { [DaemonLabels.restartCount]: String(count) })
-          yield* startTask(entry)
+          yield* startLocked(entry)
         }),
         "restart"
       )
@@ -221,16 +225,20 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
 
   const start = Effect.fn("Engine.start")(function*(ref: string) {
     const entry = yield* store.find(ref)
-    if (entry.phase._tag === "Removing") yield* step(entry, { _tag: "Start" })
-    if (isRunning(yield* taskStatusOf(env, entry))) return { alreadyRunning: true }
-    yield* cancelPending(entry)
-    yield* settled(entry)
-    yield* clearStopped(entry)
-    // As dockerd: a --rm container that cannot start is removed.
-    yield* startTask(entry).pipe(Effect.onError(() =>
-      autoRemove(entry) ? schedule(entry, remove(entry.id, { force: true }), "remove") : Effect.void
-    ))
-    return { alreadyRunning: false }
+    // As moby's containerStart, under the container's lock from the checks until the task runs: a
+    // removal racing it either marked itself first (409 here) or waits, then finds the task running.
+    return yield* entry.lock.withPermit(Effect.gen(function*() {
+      if (entry.phase._tag === "Removing") yield* step(entry, { _tag: "Start" })
+      if (isRunning(yield* taskStatusOf(env, entry))) return { alreadyRunning: true }
+      yield* cancelPending(entry)
+      yield* settled(entry)
+      yield* clearStopped(entry)
+      // As dockerd: a --rm container that cannot start is removed.
+      yield* startTask(entry).pipe(Effect.onError(() =>
+        autoRemove(entry) ? schedule(entry, remove(entry.id, { force: true }), "remove") : Effect.void
+      ))
+      return { alreadyRunning: false }
+    }))
   })
 
   const stop = Effect.fn("Engine.stop")(function*(
@@ -260,7 +268,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       Effect.ensuring(Effect.sync(() => entry.restarts.setManuallyStopped(wasStopped)))
     )
     yield* clearStopped(entry)
-    yield* startTask(entry)
+    yield* startLocked(entry)
     yield* publish(env, entry, "restart")
   })
 
@@ -316,18 +324,23 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
 
   const remove = Effect.fn("Engine.remove")(function*(ref: string, removeOptions?: { readonly force?: boolean | undefined }) {
     const entry = yield* store.find(ref)
-    const task = yield* taskStatusOf(env, entry)
-    const begun = transition(task, entry.phase, { _tag: "BeginRemove" })
-    if (begun._tag === "Failure") return yield* Effect.fail(conflict(begun.failure.replace("{id}", entry.id)))
-    const now = status(task, entry.phase)
-    const running = isRunning(task)
-    if ((running || now === "restarting") && removeOptions?.force !== true) {
-      const what = isPaused(task, entry.phase) ? "paused" : now === "restarting" ? "restarting" : "running"
-      return yield* Effect.fail(conflict(
-        `You cannot remove a ${what} container ${entry.id}. Stop the container before attempting removal or force remove`
-      ))
-    }
-    entry.phase = begun.success
+    // As moby's SetRemovalInProgress, under the container's lock: after any start under way (whose
+    // task is then running, and killed below), and before any later one (which finds this mark).
+    const running = yield* entry.lock.withPermit(Effect.gen(function*() {
+      const task = yield* taskStatusOf(env, entry)
+      const begun = transition(task, entry.phase, { _tag: "BeginRemove" })
+      // dockerd names the container here as the request did (daemon/delete.go), not by its id.
+      if (begun._tag === "Failure") return yield* Effect.fail(conflict(begun.failure.replace("{id}", ref)))
+      const now = status(task, entry.phase)
+      if ((isRunning(task) || now === "restarting") && removeOptions?.force !== true) {
+        const what = isPaused(task, entry.phase) ? "paused" : now === "restarting" ? "restarting" : "running"
+        return yield* Effect.fail(conflict(
+          `You cannot remove a ${what} container ${entry.id}. Stop the container before attempting removal or force remove`
+        ))
+      }
+      entry.phase = begun.success
+      return isRunning(task)
+    }))
     const current = Fiber.getCurrent()
     yield* Effect.gen(function*() {
       // Not from within the pending fiber itself (an automatic removal runs there).
@@ -371,7 +384,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       if (autoRemove(entry)) return yield* schedule(entry, remove(entry.id, { force: false }), "remove")
       const policy = entry.restarts.policy.name
       if ((policy === "always" || policy === "unless-stopped") && !entry.restarts.manuallyStopped && state.Status !== "created") {
-        yield* schedule(entry, Effect.andThen(settled(entry), startTask(entry)), "restore")
+        yield* schedule(entry, Effect.andThen(settled(entry), startLocked(entry)), "restore")
       }
     }), { discard: true })
 

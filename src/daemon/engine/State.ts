@@ -79,7 +79,8 @@ export const transition = (task: TaskStatus, phase: Phase, step: Transition): Re
       if (phase._tag === "Removing") return Result.succeed({ _tag: "Removing", before: idle })
       return Result.succeed(step.restart ? restarting : idle)
     case "Start":
-      if (phase._tag === "Removing") return Result.fail("container {id} is marked for removal and cannot be started")
+      // dockerd's words exactly (daemon/start.go): this one names no container.
+      if (phase._tag === "Removing") return Result.fail("container is marked for removal and cannot be started")
       return Result.succeed(idle)
     case "CancelRestart":
       return Result.succeed(phase._tag === "Restarting" ? idle : phase)

@@ -7,7 +7,7 @@
  * from them when the daemon starts.
  */
 import * as crypto from "node:crypto"
-import { type Deferred, Effect, Option, Schema } from "effect"
+import { type Deferred, Effect, Option, Schema, Semaphore } from "effect"
 import { packJson, unpackJson } from "../../domain/Any.ts"
 import type { Any } from "../../gen/google/protobuf/any.ts"
 import type { Container } from "../../services/Runtime.ts"
@@ -67,6 +67,11 @@ export interface Entry {
   readonly output: ContainerOutput
   /** Completed once the engine has handled the current run's exit (so the next start may come). */
   handled: Deferred.Deferred<void> | undefined
+  /**
+   * The container's own lock, as moby's container lock: a start holds it from its checks until its
+   * task runs, and a removal takes it to mark itself under way, so neither sees the other half-done.
+   */
+  readonly lock: Semaphore.Semaphore
 }
 
 /** A new entry for a container, resuming what its labels recorded. */
@@ -82,7 +87,8 @@ export const makeEntry = (id: string, stored: StoredContainer, labels: Readonly<
       manuallyStopped: labels[DaemonLabels.stopped] === "true"
     }),
     output,
-    handled: undefined
+    handled: undefined,
+    lock: Semaphore.makeUnsafe(1)
   }))
 
 /** Docker's rule for names (daemon/names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`). */

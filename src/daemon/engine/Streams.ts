@@ -84,6 +84,19 @@ export const endRun = (output: ContainerOutput) =>
   })
 
 /**
+ * A run that never started, as moby's `Reset` after a failed start closes the
+ * container's streams: its attachers and log followers stop (releasing their
+ * connections and the log file), and the stdin they wrote is dropped.
+ */
+export const abandonRun = (output: ContainerOutput) =>
+  Effect.gen(function*() {
+    const input = output.input
+    output.input = undefined
+    if (input !== undefined) yield* Queue.end(input)
+    yield* endRun(output)
+  })
+
+/**
  * Drains one run's output into the json-file log and to the attachers, and
  * feeds attachers' input to its stdin. Output is read whether or not anyone
  * attaches, so a container never blocks on its stdout.

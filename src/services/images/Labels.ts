@@ -13,6 +13,8 @@ export const Labels = {
   gcLayer: (index: number) => `containerd.io/gc.ref.content.l.${index}`,
   gcManifest: (index: number) => `containerd.io/gc.ref.content.m.${index}`,
   gcExpire: "containerd.io/gc.expire",
+  /** Ours, on the leases our pulls and imports write under ("pull"): a program that owns its namespace can find those a crash left. */
+  lease: "effect-containerd.io/lease",
   distributionSource: (domain: string) => `containerd.io/distribution.source.${domain}`,
   imageName: "io.containerd.image.name",
   ociRefName: "org.opencontainers.image.ref.name"

@@ -100,6 +100,12 @@ const ingestRef = (descriptor: Descriptor) =>
       : "unknown"
   }-${descriptor.digest}`
 
+/**
+ * How the leases of our pulls and imports are known: by their label (and, for those written
+ * before it, the prefix of their id). Only a program that owns its namespace may sweep them.
+ */
+export const PullLeases = { label: Labels.lease, value: "pull", idPrefix: "effect-containerd-pull-" } as const
+
 /** The store over the client and the shared work of concurrent pulls; its leases live in the current scope. */
 export const makeStore = Effect.fnUntraced(function*(client: ContainerdClient, flights: Singleflight["Service"]) {
   // One lease per namespace while pulls are in flight there, deleted when the last one ends. If
@@ -112,8 +118,8 @@ export const makeStore = Effect.fnUntraced(function*(client: ContainerdClient, f
           const now = yield* Clock.currentTimeMillis
           const expires = new Date(now + Duration.toMillis(LEASE_EXPIRY)).toISOString().replace(/\.\d+Z$/, "Z")
           const { lease } = yield* client.leases.create({
-            id: `effect-containerd-pull-${crypto.randomBytes(6).toString("hex")}`,
-            labels: { [Labels.gcExpire]: expires }
+            id: `${PullLeases.idPrefix}${crypto.randomBytes(6).toString("hex")}`,
+            labels: { [Labels.gcExpire]: expires, [PullLeases.label]: PullLeases.value }
           })
           return { id: lease?.id ?? "", failed: false }
         }).pipe(withNamespace(namespace)),

@@ -5,7 +5,9 @@
  *
  * The handle keeps what it learned (the record, the image, the rootfs mounts)
  * so that no call reloads it, and it knows whether it made a task it has not
- * deleted: a container with a task cannot be deleted.
+ * deleted, or is making one: a container with a task cannot be deleted
+ * (containerd would delete the record and leave the task's shim running, out of
+ * reach: it touches no task without its container).
  */
 import { Effect, Exit, Option, Scope } from "effect"
 import { type ContainerdError, failedPrecondition, notFound } from "../../domain/ContainerdError.ts"
@@ -90,6 +92,8 @@ export const makeContainer = (
   let mountsLearned = learned.mounts
   /** Whether this handle created a task that it has not deleted. */
   let liveTask: Task | undefined
+  /** `newTask`s of this handle in flight (until the task is tracked, or the create failed). */
+  let creatingTasks = 0
   const mounts = Effect.suspend(() =>
     mountsLearned !== undefined
       ? Effect.succeed(mountsLearned)
@@ -134,7 +138,11 @@ export const makeContainer = (
     yield* rpc(hub.created(id, "", created.pid))
     yield* prepared.io.connected
     return trackTask(yield* makeTask(env, { ...prepared, ...taskParams, pid: created.pid, started: false, statusSeen: "created" }))
-  })
+  }, (effect) =>
+    Effect.suspend(() => {
+      creatingTasks++
+      return Effect.ensuring(effect, Effect.sync(() => void creatingTasks--))
+    }))
 
   const attach = Effect.gen(function*() {
     // Register first, then read: an exit between the two is held for the pid read.
@@ -171,8 +179,9 @@ export const makeContainer = (
   })
 
   const remove = Effect.fn("Container.delete")(function*(deleteOptions?: { readonly snapshotCleanup?: boolean }) {
-    if (liveTask !== undefined) {
-      return yield* Effect.fail(failedPrecondition("Container.delete", `container ${id} has a task: delete it first`))
+    if (liveTask !== undefined || creatingTasks > 0) {
+      const what = liveTask !== undefined ? "has a task" : "has a task being created"
+      return yield* Effect.fail(failedPrecondition("Container.delete", `container ${id} ${what}: delete it first`))
     }
     if ((deleteOptions?.snapshotCleanup ?? true) && info.snapshotKey !== "") {
       yield* rpc(client.snapshots.remove({ snapshotter: info.snapshotter, key: info.snapshotKey })).pipe(

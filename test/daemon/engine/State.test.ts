@@ -66,7 +66,7 @@ describe("State", () => {
       ["exited", restarting, { _tag: "Pause" }, "Container {id} is not running"],
       ["running", idle, { _tag: "Unpause" }, "Container {id} is not paused"],
       ["exited", idle, { _tag: "Unpause" }, "Container {id} is not paused"],
-      ["exited", removing(), { _tag: "Start" }, "container {id} is marked for removal and cannot be started"],
+      ["exited", removing(), { _tag: "Start" }, "container is marked for removal and cannot be started"],
       ["exited", removing(), { _tag: "BeginRemove" }, "removal of container {id} is already in progress"]
     ]
     for (const [task, phase, step, message] of cases) {

@@ -41,6 +41,9 @@ export interface LeftoverOptions {
   readonly runtime?: string | undefined
 }
 
+/** The label of a placeholder record, so one whose removal failed is found (and removed) at the next start. */
+export const PLACEHOLDER = "effect-containerd.io/placeholder"
+
 const ignoreNotFound = <A, R>(effect: Effect.Effect<A, ContainerdError, R>) =>
   effect.pipe(Effect.asVoid, Effect.catchReason("ContainerdError", "NotFound", () => Effect.void))
 
@@ -56,17 +59,18 @@ export const removeLeftovers = Effect.fn("Daemon.removeLeftovers")(function*(opt
 
   const { containers } = yield* client.containers.list({})
   const containerIds = new Set(containers.map((c) => c.id))
+  const placeholders = new Set(containers.filter((c) => c.labels[PLACEHOLDER] === "true").map((c) => c.id))
 
   // Tasks whose container is gone: a placeholder record lets containerd reach the shim.
   const { tasks } = yield* client.tasks.list({})
-  yield* Effect.forEach(tasks.filter((t) => !containerIds.has(t.id)), (task) =>
+  yield* Effect.forEach(tasks.filter((t) => !containerIds.has(t.id) || placeholders.has(t.id)), (task) =>
     attempt(
       `task ${task.id} (pid ${task.pid}) of a container that is gone`,
       Effect.gen(function*() {
-        yield* client.containers.create({
+        if (!placeholders.has(task.id)) yield* client.containers.create({
           container: {
             id: task.id,
-            labels: {},
+            labels: { [PLACEHOLDER]: "true" },
             runtime: { name: options.runtime ?? "io.containerd.runc.v2" },
             spec: packJson(OciSpecTypeUrl, {}),
             extensions: {},
@@ -82,6 +86,13 @@ export const removeLeftovers = Effect.fn("Daemon.removeLeftovers")(function*(opt
         }).pipe(Effect.ensuring(Effect.ignore(client.containers.delete({ id: task.id }))))
       })
     ), { discard: true })
+
+  // Placeholders an earlier sweep could not remove (labelled, so the next start finds them; those with a task went with it above).
+  const taskIds = new Set(tasks.map((t) => t.id))
+  yield* Effect.forEach([...placeholders].filter((id) => !taskIds.has(id)), (id) =>
+    attempt(`placeholder record ${id}`, ignoreNotFound(client.containers.delete({ id }))), {
+    discard: true
+  })
 
   // Our containers without their rootfs snapshot: creates that did not finish.
   const active = yield* client.snapshots.list({ snapshotter, filters: [] }).pipe(

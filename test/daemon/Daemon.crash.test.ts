@@ -21,6 +21,8 @@ import { NamespacesDefinition } from "../../src/gen/containerd/services/namespac
 import { SnapshotsDefinition } from "../../src/gen/containerd/services/snapshots/v1/snapshots.ts"
 import { TasksDefinition } from "../../src/gen/containerd/services/tasks/v1/tasks.ts"
 import { VersionDefinition } from "../../src/gen/containerd/services/version/v1/version.ts"
+import { PLACEHOLDER } from "../../src/daemon/Leftovers.ts"
+import { OciSpecTypeUrl, packJson } from "../../src/domain/Any.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
 import { startDaemon } from "../support/DaemonHarness.ts"
 import { contentOf, debrisOf, noDebris } from "../support/Debris.ts"
@@ -149,13 +151,27 @@ describe("the daemon, SIGKILLed mid-operation and started again", () => {
         yield* containerd.tasks.start({ containerId: "orphan" })
         yield* containerd.snapshots.remove({ snapshotter: "overlayfs", key: "orphan" })
         yield* containerd.containers.delete({ id: "orphan" })
+        // And the placeholder record of an earlier sweep that could not remove it.
+        yield* containerd.containers.create({
+          container: {
+            id: "stale-placeholder",
+            labels: { [PLACEHOLDER]: "true" },
+            runtime: { name: "io.containerd.runc.v2" },
+            spec: packJson(OciSpecTypeUrl, {}),
+            extensions: {},
+            image: "",
+            snapshotter: "",
+            snapshotKey: ""
+          }
+        })
       }).pipe(Effect.provide(client))
       const orphaned = yield* debris
-      assert.deepStrictEqual([orphaned.containers, orphaned.tasks, orphaned.shims], [[], ["orphan"], ["orphan"]])
+      assert.deepStrictEqual([orphaned.containers, orphaned.tasks, orphaned.shims], [["stale-placeholder"], ["orphan"], ["orphan"]])
       const before = daemon.output().length
       yield* daemon.kill
       yield* daemon.start
       assert.deepStrictEqual(yield* settle(debris, (d) => d.shims.length === 0), noDebris)
       assert.match(daemon.output().slice(before), /removed task orphan \(pid \d+\) of a container that is gone/)
+      assert.match(daemon.output().slice(before), /removed placeholder record stale-placeholder/)
     }).pipe(Effect.scoped), 120_000)
 })

@@ -43,7 +43,7 @@ import {
   summaryOf
 } from "./images/Listing.ts"
 import { danglingName, familiarName, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
-import { download, IMPORT_TIMEOUT, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
+import { download, IMPORT_TIMEOUT, importPlatform, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
 export type { LoadMessage } from "./images/Archive.ts"
@@ -345,6 +345,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
 
   const importImage = Effect.fn("DockerImages.importImage")(function*(source: ImportSource, importOptions: ImportImageOptions) {
     const name = yield* orBadRequest(importReference(importOptions.repo, importOptions.tag))
+    const platform = yield* orBadRequest(importPlatform(importOptions.platform))
     const config = yield* orBadRequest(applyChanges({}, importOptions.changes))
     const url = source._tag === "Url" ? yield* importUrl(source.url) : undefined
     const lines: Array<JsonMessage> = []
@@ -352,7 +353,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
       ? Stream.mapError((source as Extract<ImportSource, { _tag: "Body" }>).body, () => badRequest("the upload broke off"))
       : yield* download(url, (line) => void lines.push(line)).pipe(Effect.provideService(HttpClient.HttpClient, http))
     const image = yield* images.importRootfs(tar, {
-      platform: importOptions.platform,
+      platform,
       name: name?.toString(),
       config,
       comment: importOptions.message || `Imported from ${url?.toString() ?? "-"}`
@@ -369,13 +370,15 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   })
 
   const commit = Effect.fn("DockerImages.commit")(function*(container: string, commitOptions: CommitImageOptions) {
+    // As dockerd: the container first (its lookup's answers), then the name, then the changes.
+    if (container === "") return yield* badRequest("invalid name or ID supplied: \"\"")
+    const source = yield* engine.commitSource(container)
     const name = commitOptions.repo === undefined
       ? undefined
       : yield* Result.match(tagReference(commitOptions.repo, commitOptions.tag), {
         onSuccess: Effect.succeed,
         onFailure: (problem) => Effect.fail(badRequest(`invalid reference format: ${problem}`))
       })
-    const source = yield* engine.commitSource(container)
     // Everything is checked before the container is paused or anything stored.
     const changed = yield* orBadRequest(applyChanges(commitOptions.config ?? source.config, commitOptions.changes))
     const config = mergeCommitConfig(changed, source.config)

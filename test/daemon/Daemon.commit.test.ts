@@ -114,6 +114,17 @@ const importChecks = (engine: Engine, dir: string) =>
     const missing = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent(`${base}/nosuch.tar`)}`)
     const refused = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent("http://127.0.0.1:1/x.tar")}`)
     const ftp = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent("ftp://127.0.0.1/x.tar")}`)
+    const refusedAsDockerd: ReadonlyArray<readonly [string, string]> = [
+      [`repo=busybox@sha256:${"a".repeat(64)}`, "cannot import digest reference"],
+      ["platform=windows/amd64", "operating system is not supported"],
+      ["changes=", "file with no instructions"]
+    ]
+    for (const [query, message] of refusedAsDockerd) {
+      const answer = yield* post(engine.socket, `${API}/images/create?fromSrc=-&${query}`, fs.readFileSync(tar))
+      assert.deepStrictEqual([answer.status, JSON.parse(answer.body)], [400, { message }], `${engine.name}: ${query}`)
+    }
+    const badName = yield* post(engine.socket, `${API}/images/create?fromSrc=-&repo=UPPER`, fs.readFileSync(tar))
+    assert.deepStrictEqual([badName.status, JSON.parse(badName.body).message.startsWith("invalid reference format: ")], [400, true], badName.body)
     assert.strictEqual(yield* docker(engine, "images", "-q", "--no-trunc"), before, `${engine.name}: nothing stored by the refusals`)
     return {
       broken,
@@ -177,7 +188,9 @@ const commitChecks = (engine: Engine) =>
     assert.match(unpaused.body, /^\{"Id":"sha256:[0-9a-f]{64}"\}\n$/)
     const bad = yield* post(engine.socket, `${API}/commit?container=${name}&changes=RUN+x`, "", "application/json")
     const afterUnpaused = yield* actionsSince(engine, name, unpausedSince)
-    const missing = yield* post(engine.socket, `${API}/commit?container=nosuch`, "", "application/json")
+    const missing = yield* post(engine.socket, `${API}/commit?container=nosuch&repo=UPPER`, "", "application/json")
+    const unnamed = yield* post(engine.socket, `${API}/commit`, "", "application/json")
+    assert.deepStrictEqual(unnamed, { status: 400, body: "{\"message\":\"invalid name or ID supplied: \\\"\\\"\"}\n" }, engine.name)
     yield* docker(engine, "rm", "-f", name)
     return { bad, missing, afterUnpaused }
   })

@@ -10,7 +10,7 @@ import { Clock, Duration, Effect, Result, Stream } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import * as http from "node:http"
 import { mergeEnv } from "../../domain/ContainerConfig.ts"
-import type { ContainerDefaults } from "../../domain/Image.ts"
+import type { ContainerDefaults, Platform } from "../../domain/Image.ts"
 import { parseReferenceResult, type Reference } from "../../domain/Reference.ts"
 import { badRequest, DockerError, internal, notFound } from "../DockerError.ts"
 import { argv } from "../engine/HostConfig.ts"
@@ -20,11 +20,18 @@ import { type JsonMessage, progressBar } from "./PullProgress.ts"
 /** The reference an import is named by (`repo`, `tag`), as dockerd's `ImportImage`: none without a repo, never a digest. */
 export const importReference = (repo: string | undefined, tag: string | undefined): Result.Result<Reference | undefined, string> => {
   if (repo === undefined || repo === "") return Result.succeed(undefined)
-  return Result.flatMap(parseReferenceResult(repo), (reference) => {
+  const parsed = Result.mapError(parseReferenceResult(repo), (problem) => `invalid reference format: ${problem}`)
+  return Result.flatMap(parsed, (reference) => {
     if (reference.digest !== undefined) return Result.fail("cannot import digest reference")
-    return tag === undefined || tag === "" ? Result.succeed(reference) : parseReferenceResult(`${reference.name}:${tag}`)
+    return tag === undefined || tag === ""
+      ? Result.succeed(reference)
+      : Result.mapError(parseReferenceResult(`${reference.name}:${tag}`), (problem) => `invalid reference format: ${problem}`)
   })
 }
+
+/** The platform an import is for, as dockerd's `ImportImage` checks it: this daemon runs Linux images only. */
+export const importPlatform = (platform: Platform | undefined): Result.Result<Platform | undefined, string> =>
+  platform === undefined || platform.os === "linux" ? Result.succeed(platform) : Result.fail("operating system is not supported")
 
 const objectOf = (value: unknown): Readonly<Record<string, unknown>> | undefined =>
   typeof value === "object" && value !== null && !Array.isArray(value) ? value as Readonly<Record<string, unknown>> : undefined

@@ -79,12 +79,26 @@ const serveFiles = (files: Readonly<Record<string, string>>) =>
     (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
   ).pipe(Effect.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`))
 
+/** The image events since `since` (seconds): `action:name`. */
+const imageActionsSince = (engine: Engine, since: number) =>
+  Effect.gen(function*() {
+    const until = Math.ceil(Date.now() / 1000) + 1
+    const filters = encodeURIComponent(JSON.stringify({ type: ["image"] }))
+    const answer = yield* requestOver(engine.socket)("GET", `${API}/events?since=${since}&until=${until}&filters=${filters}`).pipe(Effect.orDie)
+    return answer.body.trim().split("\n").filter((line) => line !== "").map((line) => {
+      const event = JSON.parse(line) as { Action: string; Actor: { Attributes: { name: string } } }
+      return `${event.Action}:${event.Actor.Attributes.name}`
+    })
+  })
+
 /** What an engine answers for the import checks, to compare between ours and dockerd. */
 const importChecks = (engine: Engine, dir: string) =>
   Effect.gen(function*() {
     const { tar, gzip } = rootfs(dir)
+    const since = Math.floor(Date.now() / 1000)
     const id = yield* docker(engine, "import", "--change", "CMD [\"/bin/busybox\",\"echo\",\"hi\"]", "--change", "ENV X=1", tar, "example.test/imported:v1")
     assert.match(id, /^sha256:[0-9a-f]{64}$/, engine.name)
+    assert.deepStrictEqual(yield* imageActionsSince(engine, since), ["tag:example.test/imported:v1", `import:${id}`], engine.name)
     assert.strictEqual(yield* docker(engine, "run", "--rm", "example.test/imported:v1"), "hi", engine.name)
     assert.include((yield* docker(engine, "run", "--rm", "example.test/imported:v1", "/bin/busybox", "env")).split("\n"), "X=1")
     const inspected = JSON.parse(yield* docker(engine, "image", "inspect", "example.test/imported:v1"))[0]
@@ -191,6 +205,11 @@ const commitChecks = (engine: Engine) =>
     const missing = yield* post(engine.socket, `${API}/commit?container=nosuch&repo=UPPER`, "", "application/json")
     const unnamed = yield* post(engine.socket, `${API}/commit`, "", "application/json")
     assert.deepStrictEqual(unnamed, { status: 400, body: "{\"message\":\"invalid name or ID supplied: \\\"\\\"\"}\n" }, engine.name)
+    // A stopped container commits too (nothing to pause).
+    yield* docker(engine, "kill", name)
+    yield* eventually("the stop", engine.cli(["inspect", "--format", "{{.State.Running}}", name]), (r) => r.stdout.trim() === "false")
+    yield* docker(engine, "commit", name, "example.test/stopped:v1")
+    assert.strictEqual(yield* docker(engine, "run", "--rm", "example.test/stopped:v1", "cat", "/made.txt"), "committed", engine.name)
     yield* docker(engine, "rm", "-f", name)
     return { bad, missing, afterUnpaused }
   })

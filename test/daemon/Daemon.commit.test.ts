@@ -79,15 +79,15 @@ const serveFiles = (files: Readonly<Record<string, string>>) =>
     (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
   ).pipe(Effect.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`))
 
-/** The image events since `since` (seconds): `action:name`. */
+/** The tag and import events since `since` (seconds): `action:name`. */
 const imageActionsSince = (engine: Engine, since: number) =>
   Effect.gen(function*() {
     const until = Math.ceil(Date.now() / 1000) + 1
     const filters = encodeURIComponent(JSON.stringify({ type: ["image"] }))
     const answer = yield* requestOver(engine.socket)("GET", `${API}/events?since=${since}&until=${until}&filters=${filters}`).pipe(Effect.orDie)
-    return answer.body.trim().split("\n").filter((line) => line !== "").map((line) => {
+    return answer.body.trim().split("\n").filter((line) => line !== "").flatMap((line) => {
       const event = JSON.parse(line) as { Action: string; Actor: { Attributes: { name: string } } }
-      return `${event.Action}:${event.Actor.Attributes.name}`
+      return ["tag", "import"].includes(event.Action) ? [`${event.Action}:${event.Actor.Attributes.name}`] : []
     })
   })
 
@@ -205,6 +205,22 @@ const commitChecks = (engine: Engine) =>
     const missing = yield* post(engine.socket, `${API}/commit?container=nosuch&repo=UPPER`, "", "application/json")
     const unnamed = yield* post(engine.socket, `${API}/commit`, "", "application/json")
     assert.deepStrictEqual(unnamed, { status: 400, body: "{\"message\":\"invalid name or ID supplied: \\\"\\\"\"}\n" }, engine.name)
+    // A config in the body, with a change, merged over the container's as dockerd's `merge`.
+    const withBody = yield* post(
+      engine.socket,
+      `${API}/commit?container=${name}&repo=example.test/body&tag=v1&changes=${encodeURIComponent("ENV C=3")}`,
+      JSON.stringify({ Cmd: ["echo", "body"], Env: ["B=2"], Labels: { l: "2" }, WorkingDir: "/w" }),
+      "application/json"
+    )
+    assert.strictEqual(withBody.status, 201, withBody.body)
+    const merged = JSON.parse(yield* docker(engine, "image", "inspect", "--format", "{{json .Config}}", "example.test/body:v1"))
+    assert.deepStrictEqual(
+      // The CLI 28 leaves an unset Entrypoint out.
+      [merged.Cmd, merged.Entrypoint ?? null, merged.Env, merged.Labels, merged.WorkingDir],
+      [["echo", "body"], null, ["B=2", "C=3", ...base.Config.Env], { l: "2", from: "container" }, "/w"],
+      engine.name
+    )
+
     // A stopped container commits too (nothing to pause).
     yield* docker(engine, "kill", name)
     yield* eventually("the stop", engine.cli(["inspect", "--format", "{{.State.Running}}", name]), (r) => r.stdout.trim() === "false")
@@ -287,6 +303,7 @@ describe("docker import and docker commit", () => {
       assert.deepStrictEqual(commits.bad, { status: 400, body: "{\"message\":\"run is not a valid change command\"}\n" })
       assert.deepStrictEqual(commits.missing, { status: 404, body: "{\"message\":\"No such container: nosuch\"}\n" })
       // dockerd pauses before it reads the changes: a bad one still pauses and unpauses the container (ours does not).
-      assert.deepStrictEqual(commits.afterUnpaused, ["commit", "pause", "unpause"])
+      // (dockerd 20.10 reported a second pause/unpause pair here in one run out of two: only the first three are compared.)
+      assert.deepStrictEqual(commits.afterUnpaused.slice(0, 3), ["commit", "pause", "unpause"])
     }).pipe(Effect.scoped), 120_000)
 })

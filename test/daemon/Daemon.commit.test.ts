@@ -108,7 +108,9 @@ const importChecks = (engine: Engine, dir: string) =>
       engine.name
     )
 
-    const base = yield* serveFiles({ "rootfs.tar.gz": gzip })
+    const junk = path.join(dir, "junk.tar")
+    fs.writeFileSync(junk, Buffer.alloc(3000, "junk"))
+    const base = yield* serveFiles({ "rootfs.tar.gz": gzip, "junk.tar": junk })
     const fromUrl = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent(`${base}/rootfs.tar.gz`)}&repo=example.test/from-url&tag=v1&message=by+url`)
     assert.strictEqual(fromUrl.status, 200, `${engine.name}: ${fromUrl.body}`)
     const lines = fromUrl.body.trim().split("\r\n").map((line) => JSON.parse(line) as { status: string; progressDetail?: { current: number; total: number } })
@@ -125,6 +127,7 @@ const importChecks = (engine: Engine, dir: string) =>
     const broken = yield* post(engine.socket, `${API}/images/create?fromSrc=-&repo=example.test/broken`, Buffer.alloc(3000, "junk"))
     const truncated = yield* post(engine.socket, `${API}/images/create?fromSrc=-&repo=example.test/broken`, fs.readFileSync(tar).subarray(0, 1000))
     const badChange = yield* post(engine.socket, `${API}/images/create?fromSrc=-&repo=example.test/broken&changes=RUN+x`, fs.readFileSync(tar))
+    const brokenUrl = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent(`${base}/junk.tar`)}&repo=example.test/broken`)
     const missing = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent(`${base}/nosuch.tar`)}`)
     const refused = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent("http://127.0.0.1:1/x.tar")}`)
     const ftp = yield* post(engine.socket, `${API}/images/create?fromSrc=${encodeURIComponent("ftp://127.0.0.1/x.tar")}`)
@@ -144,6 +147,7 @@ const importChecks = (engine: Engine, dir: string) =>
       broken,
       truncated,
       badChange,
+      brokenUrl: { status: brokenUrl.status, last: JSON.parse(brokenUrl.body.trim().split("\r\n").at(-1)!) as unknown },
       missing: { status: missing.status, message: JSON.parse(missing.body).message as string },
       refused,
       ftp
@@ -249,6 +253,11 @@ describe("docker import and docker commit", () => {
       })
       assert.strictEqual(answers.truncated.status, 400, answers.truncated.body)
       assert.deepStrictEqual(answers.badChange, { status: 400, body: "{\"message\":\"run is not a valid change command\"}\n" })
+      // Everything is stored before the answer, so a broken download is a 400 too (dockerd: 200 and an errorDetail line).
+      assert.deepStrictEqual(answers.brokenUrl, {
+        status: 400,
+        last: { message: "Error processing tar file: archive/tar: invalid tar header (at byte 0)" }
+      })
       assert.strictEqual(answers.missing.status, 404)
       assert.match(answers.missing.message, /^failed to GET http:\/\/127\.0\.0\.1:\d+\/nosuch\.tar with status 404 Not Found: no such file$/)
       assert.deepStrictEqual(answers.refused, {
@@ -289,6 +298,8 @@ describe("docker import and docker commit", () => {
         body: "{\"message\":\"Error processing tar file(exit status 1): archive/tar: invalid tar header\"}\n"
       })
       assert.deepStrictEqual(imports.badChange, { status: 400, body: "{\"message\":\"run is not a valid change command\"}\n" })
+      const tarError = "Error processing tar file(exit status 1): archive/tar: invalid tar header"
+      assert.deepStrictEqual(imports.brokenUrl, { status: 200, last: { errorDetail: { message: tarError }, error: tarError } })
       assert.strictEqual(imports.missing.status, 404)
       assert.match(imports.missing.message, /^failed to GET http:\/\/127\.0\.0\.1:\d+\/nosuch\.tar with status 404 Not Found: no such file$/)
       assert.deepStrictEqual(imports.refused, {

@@ -27,6 +27,7 @@ import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
 import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
+import { makeCommit } from "./engine/Commit.ts"
 import { makeCreate } from "./engine/Create.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
@@ -37,6 +38,7 @@ import * as Streams from "./engine/Streams.ts"
 import * as Top from "./engine/Top.ts"
 import * as Views from "./engine/Views.ts"
 
+export type { CommitSource } from "./engine/Commit.ts"
 export type {
   AttachOptions,
   AttachSession,
@@ -88,6 +90,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   yield* Deferred.succeed(built, lifecycle.handleExit)
 
   const { store } = env
+  const commit = makeCommit(env, lifecycle)
   return Engine.of({
     create: makeCreate(env, images),
     start: lifecycle.start,
@@ -123,6 +126,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     execStart: Effect.fn("Engine.execStart")((execId, startOptions) => execs.start(execId, startOptions)),
     execResize: Effect.fn("Engine.execResize")((execId, height, width) => execs.resize(execId, height, width)),
     execInspect: Effect.fn("Engine.execInspect")((execId) => execs.inspect(execId)),
+    commitSource: commit.source,
+    whilePaused: (id, effect) => Effect.withSpan(commit.whilePaused(id, effect), "Engine.whilePaused"),
     usersOf: (imageId) => Effect.withSpan(Views.usersOf(env, imageId), "Engine.usersOf"),
     counts: Effect.withSpan(Views.counts(env), "Engine.counts")
   })

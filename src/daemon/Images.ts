@@ -6,7 +6,8 @@
  * `Names.ts` (references as the API composes them), `PullProgress.ts` (pull
  * progress as dockerd's JSON messages), `Listing.ts` (records grouped into
  * Docker images, names, filters, summaries), `Inspect.ts`, `History.ts`, and
- * `Archive.ts` (save's selection, load's spooled body and answer). Everything shown
+ * `Archive.ts` (save's selection, load's spooled body and answer), `NewImages.ts`
+ * and `Changes.ts` (import's and commit's names, configs and download). Everything shown
  * comes from the library's resolved images (cached by digest): this module
  * reads no content itself.
  *
@@ -14,18 +15,21 @@
  * request with dockerd's status and message; after that, the failure is the
  * stream's last line, as dockerd does once it has answered 200.
  */
+import { NodeHttpClient } from "@effect/platform-node"
 import { Context, Effect, Layer, Option, Queue, Result, type Scope, Sink, Stream } from "effect"
+import { HttpClient } from "effect/http"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import { shortId } from "../domain/Identifier.ts"
-import type { Platform } from "../domain/Image.ts"
-import { parseReferenceResult } from "../domain/Reference.ts"
+import type { ContainerDefaults, Platform } from "../domain/Image.ts"
+import { parseReferenceResult, type Reference } from "../domain/Reference.ts"
 import { Images, type PullProgress } from "../services/Images.ts"
-import { badRequest, conflict, type DockerError, fromLibrary } from "./DockerError.ts"
+import { badRequest, conflict, type DockerError, fromLibrary, orBadRequest } from "./DockerError.ts"
 import { Engine } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
 import { cleanSpool, type LoadEvent, type LoadMessage, saveSelection, spoolBody, toLoadMessages } from "./images/Archive.ts"
+import { applyChanges } from "./images/Changes.ts"
 import { type HistoryEntryJson, historyOf } from "./images/History.ts"
 import { type ImageInspectJson, inspectJson } from "./images/Inspect.ts"
 import {
@@ -39,6 +43,7 @@ import {
   summaryOf
 } from "./images/Listing.ts"
 import { danglingName, familiarName, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
+import { download, IMPORT_TIMEOUT, importPlatform, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
 export type { LoadMessage } from "./images/Archive.ts"
@@ -96,6 +101,45 @@ export interface DockerImagesShape {
     body: Stream.Stream<Uint8Array, E>,
     options: { readonly quiet: boolean }
   ) => Effect.Effect<Stream.Stream<LoadMessage>, DockerError, Scope.Scope>
+  /**
+   * `POST /images/create?fromSrc=`: a root filesystem tar (plain or gzip) as a
+   * new image of one layer, its config made by `changes`. Everything is read,
+   * checked and stored before the answer, dockerd's lines (for a URL, its
+   * download's progress; then `{"status":"sha256:…"}`): bad input fails the
+   * request with a 400 and stores nothing.
+   */
+  readonly importImage: (source: ImportSource, options: ImportImageOptions) => Effect.Effect<ReadonlyArray<JsonMessage>, DockerError>
+  /**
+   * `POST /commit?container=`: the container's root filesystem changes over
+   * its image as a new image, paused meanwhile if asked and it runs; its ID.
+   */
+  readonly commit: (container: string, options: CommitImageOptions) => Effect.Effect<{ readonly Id: string }, DockerError>
+}
+
+/** What `POST /images/create?fromSrc=` imports: the request's body (`-`) or what a URL answers. */
+export type ImportSource =
+  | { readonly _tag: "Body"; readonly body: Stream.Stream<Uint8Array, unknown> }
+  | { readonly _tag: "Url"; readonly url: string }
+
+/** The rest of an import's query: `repo`, `tag`, `message`, the repeated `changes`, `platform`. */
+export interface ImportImageOptions {
+  readonly repo?: string | undefined
+  readonly tag?: string | undefined
+  readonly message?: string | undefined
+  readonly changes: ReadonlyArray<string>
+  readonly platform?: Platform | undefined
+}
+
+/** A commit's query and body: `repo`, `tag`, `comment`, `author`, `pause`, the repeated `changes`, the body's config. */
+export interface CommitImageOptions {
+  readonly repo?: string | undefined
+  readonly tag?: string | undefined
+  readonly comment?: string | undefined
+  readonly author?: string | undefined
+  readonly pause: boolean
+  readonly changes: ReadonlyArray<string>
+  /** The body's config, in place of the container's (which completes it). */
+  readonly config?: ContainerDefaults | undefined
 }
 
 /** Where the daemon's images service keeps its temporary files. */
@@ -110,6 +154,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   yield* cleanSpool(options.spoolDir)
   const engine = yield* Engine
   const events = yield* EventLog
+  const http = yield* HttpClient.HttpClient
 
   /** Every record with what it resolves to. */
   const entries: Effect.Effect<ReadonlyArray<Entry>, DockerError> = Effect.gen(function*() {
@@ -290,14 +335,80 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   })
   const spoolDir = options.spoolDir
 
-  return DockerImages.of({ pull, list, inspect, remove, tag, count, history, save, load })
+  /** A failure of the library's import or commit: its refusals of the input are 400s. */
+  const madeFailure = (error: ContainerdError | DockerError): DockerError =>
+    error._tag === "DockerError" ? error : error.reason._tag === "InvalidArgument" ? badRequest(error.reason.message) : fromLibrary(error)
+
+  /** The events of a new image's name, as dockerd's `TagImageWithReference`. */
+  const tagged = (id: string, name: Reference | undefined) =>
+    name === undefined ? Effect.void : events.publish({ type: "image", action: "tag", id, attributes: { name: name.familiar } })
+
+  const importImage = Effect.fn("DockerImages.importImage")(function*(source: ImportSource, importOptions: ImportImageOptions) {
+    const name = yield* orBadRequest(importReference(importOptions.repo, importOptions.tag))
+    const platform = yield* orBadRequest(importPlatform(importOptions.platform))
+    const config = yield* orBadRequest(applyChanges({}, importOptions.changes))
+    const url = source._tag === "Url" ? yield* importUrl(source.url) : undefined
+    const lines: Array<JsonMessage> = []
+    const tar = url === undefined
+      ? Stream.mapError((source as Extract<ImportSource, { _tag: "Body" }>).body, () => badRequest("the upload broke off"))
+      : yield* download(url, (line) => void lines.push(line)).pipe(Effect.provideService(HttpClient.HttpClient, http))
+    const image = yield* images.importRootfs(tar, {
+      platform,
+      name: name?.toString(),
+      config,
+      comment: importOptions.message || `Imported from ${url?.toString() ?? "-"}`
+    }).pipe(
+      Effect.mapError(madeFailure),
+      url === undefined ? (effect) => effect : Effect.timeoutOrElse({
+        duration: IMPORT_TIMEOUT,
+        orElse: () => Effect.fail(badRequest(`the import from ${url} did not end within an hour`))
+      })
+    )
+    yield* tagged(image.configDigest, name)
+    yield* events.publish({ type: "image", action: "import", id: image.configDigest, attributes: { name: image.configDigest } })
+    return [...lines, { status: image.configDigest }]
+  })
+
+  const commit = Effect.fn("DockerImages.commit")(function*(container: string, commitOptions: CommitImageOptions) {
+    // As dockerd: the container first (its lookup's answers), then the name, then the changes.
+    if (container === "") return yield* badRequest("invalid name or ID supplied: \"\"")
+    const source = yield* engine.commitSource(container)
+    const name = commitOptions.repo === undefined
+      ? undefined
+      : yield* Result.match(tagReference(commitOptions.repo, commitOptions.tag), {
+        onSuccess: Effect.succeed,
+        onFailure: (problem) => Effect.fail(badRequest(`invalid reference format: ${problem}`))
+      })
+    // Everything is checked before the container is paused or anything stored.
+    const changed = yield* orBadRequest(applyChanges(commitOptions.config ?? source.config, commitOptions.changes))
+    const config = mergeCommitConfig(changed, source.config)
+    const make = images.commit(source.target, {
+      name: name?.toString(),
+      config,
+      author: commitOptions.author,
+      comment: commitOptions.comment,
+      createdBy: (source.config.Cmd ?? []).join(" ")
+    }).pipe(
+      Effect.mapError(madeFailure),
+      Effect.tap((image) =>
+        Effect.andThen(
+          tagged(image.configDigest, name),
+          source.published({ comment: commitOptions.comment ?? "", imageID: image.configDigest, imageRef: name?.familiar ?? "" })
+        )
+      )
+    )
+    const image = commitOptions.pause ? yield* engine.whilePaused(source.id, make) : yield* make
+    return { Id: image.configDigest }
+  })
+
+  return DockerImages.of({ pull, list, inspect, remove, tag, count, history, save, load, importImage, commit })
 })
 
 /** The daemon's images service. */
 export class DockerImages extends Context.Service<DockerImages, DockerImagesShape>()("effect-containerd/daemon/DockerImages") {
   /** Images of the library's `Images`, in the client's namespace; loads are spooled under `spoolDir`. */
   static readonly layerWith = (options: DockerImagesOptions): Layer.Layer<DockerImages, never, Images | Engine | EventLog> =>
-    Layer.effect(DockerImages, makeDockerImages(options))
+    Layer.effect(DockerImages, makeDockerImages(options)).pipe(Layer.provide(NodeHttpClient.layerUndici))
 
   /** Images of the library's `Images`, in the client's namespace; loads are spooled under the system's temporary directory. */
   static readonly layer: Layer.Layer<DockerImages, never, Images | Engine | EventLog> = DockerImages.layerWith({

@@ -128,6 +128,8 @@ export const ImageConfig = Schema.Struct({
   /** When the image was built (RFC 3339), if the config says. */
   created: Schema.optional(Schema.String),
   author: Schema.optional(Schema.String),
+  /** What made it, as `docker commit -m` and `docker import -m` write it (Docker's `Comment`). */
+  comment: Schema.optional(Schema.String),
   architecture: Schema.String,
   os: Schema.String,
   variant: Schema.optional(Schema.String),

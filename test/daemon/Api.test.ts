@@ -140,6 +140,8 @@ const fakeEngine = (calls: Calls) => {
     execStart: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     execResize: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
     execInspect: (id) => Effect.fail(notFound(`No such exec instance: ${id}`)),
+    commitSource: (ref) => Effect.andThen(find(ref), Effect.fail(conflict("commit is not part of this stub"))),
+    whilePaused: (_id, effect) => effect,
     usersOf: () => Effect.succeed([]),
     counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 })
   })
@@ -168,7 +170,9 @@ const fakeImages = (calls: Calls) => {
     count: Effect.succeed(1),
     history: (name) => Effect.as(find(name), []),
     save: (names) => Effect.as(Effect.forEach(names, find), Stream.empty),
-    load: () => Effect.succeed(Stream.empty)
+    load: () => Effect.succeed(Stream.empty),
+    importImage: () => Effect.succeed([{ status: "sha256:1" }]),
+    commit: (container) => Effect.fail(notFound(`No such container: ${container}`))
   })
 }
 

@@ -223,14 +223,14 @@ layer(engines, { excludeTestServices: true, timeout: 180_000 })("the daemon besi
       }
     }))
 
-  it.effect("a refusal before the body is read (404, bad version, 501 import, bad query) still reads a 20 MiB body sent slowly, then answers", () =>
+  it.effect("a refusal before the body is read (404, bad version, 501 build, bad query) still reads a 20 MiB body sent slowly, then answers", () =>
     Effect.gen(function*() {
       // dockerd 20.10 answers these without reading the body (the sender stalls, or gets EPIPE): ours only.
       const { ours } = yield* Engines
       const refused: ReadonlyArray<readonly [string, string, number]> = [
         ["POST", "/nope", 404],
         ["POST", "/v9.99/containers/create", 400],
-        ["POST", `${API}/images/create?fromSrc=-`, 501],
+        ["POST", `${API}/build`, 501],
         ["POST", `${API}/containers/nosuch/start`, 404],
         ["POST", `${API}/containers/nosuch/wait?condition=bogus`, 400],
         ["PUT", `${API}/containers/nosuch/archive?path=/`, 501]

@@ -1,16 +1,31 @@
 /**
- * The image routes of the Docker Engine API: pull (`/images/create`), list,
- * inspect, history, save (`/images/get`, `/images/{name}/get`), load, remove
- * and tag, over `DockerImages`. Image names contain `/` and
+ * The image routes of the Docker Engine API: pull and import (`/images/create`,
+ * `fromImage` or `fromSrc`), list, inspect, history, save (`/images/get`,
+ * `/images/{name}/get`), load, remove, tag and commit (`/commit`, which makes
+ * an image of a container), over `DockerImages`. Image names contain `/` and
  * `:`, so the routes under `/images/` take the name from a wildcard and tell
  * the operation by the path's end, as dockerd's `{name:.*}` routes do.
  */
 import { Effect, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { badRequest, DockerError, notFound } from "../DockerError.ts"
-import { DockerImages, IMAGE_FILTERS } from "../Images.ts"
+import { badRequest, notFound } from "../DockerError.ts"
+import { DockerImages, IMAGE_FILTERS, type ImportSource } from "../Images.ts"
+import { ContainerConfig } from "../Model.ts"
+import { commitBodyConfig } from "../images/NewImages.ts"
 import { parsePlatform } from "./Query.ts"
-import { booleanQuery, empty, filtersQuery, type Handler, json, optionalQuery, parsedQuery, pathParam } from "./Request.ts"
+import {
+  booleanQuery,
+  decodeOptionalBody,
+  empty,
+  filtersQuery,
+  type Handler,
+  json,
+  optionalQuery,
+  parsedQuery,
+  pathParam,
+  queryParam,
+  repeatedQuery
+} from "./Request.ts"
 import { jsonLines } from "./Streams.ts"
 
 /** A route under `/images/`: the name is what the wildcard matched, less `suffix`. */
@@ -25,10 +40,29 @@ const tarAnswer = (archive: Stream.Stream<Uint8Array, unknown>) =>
   HttpServerResponse.stream(archive, { contentType: "application/x-tar" })
 
 /** Every `names` query parameter of `GET /images/get`. */
-const namesQuery = Effect.map(HttpServerRequest.ParsedSearchParams, (params) => {
-  const value = params["names"]
-  return (typeof value === "string" ? [value] : value ?? []).filter((name) => name !== "")
+const namesQuery = Effect.map(repeatedQuery("names"), (names) => names.filter((name) => name !== ""))
+
+/** `pause` of a commit as dockerd's `BoolValue` reads it, absent meaning true (API 1.13 and later). */
+const pauseQuery = Effect.map(queryParam("pause"), (value) => {
+  const text = value?.trim().toLowerCase() ?? ""
+  return value === undefined || value === "" ? true : !["0", "no", "false", "none"].includes(text)
 })
+
+/** `POST /images/create?fromSrc=` (`docker import`): the body (`-`) or a URL, answered once it is stored. */
+const importRoute = (fromSrc: string) =>
+  Effect.gen(function*() {
+    const images = yield* DockerImages
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const source: ImportSource = fromSrc === "-" ? { _tag: "Body", body: request.stream } : { _tag: "Url", url: fromSrc }
+    const lines = yield* images.importImage(source, {
+      repo: yield* optionalQuery("repo"),
+      tag: yield* optionalQuery("tag"),
+      message: yield* optionalQuery("message"),
+      changes: yield* repeatedQuery("changes"),
+      platform: yield* parsedQuery("platform", parsePlatform)
+    })
+    return jsonLines(Stream.fromIterable(lines), "\r\n")
+  })
 
 /** The image routes, over `DockerImages`. */
 export const imageRoutes = Effect.gen(function*() {
@@ -38,9 +72,8 @@ export const imageRoutes = Effect.gen(function*() {
       "POST",
       "/images/create",
       Effect.gen(function*() {
-        if ((yield* optionalQuery("fromSrc")) !== undefined) {
-          return yield* new DockerError({ status: 501, message: "importing images (fromSrc) is not supported by effect-containerd" })
-        }
+        const fromSrc = yield* optionalQuery("fromSrc")
+        if (fromSrc !== undefined) return yield* importRoute(fromSrc).pipe(Effect.provideService(DockerImages, images))
         const fromImage = yield* optionalQuery("fromImage")
         if (fromImage === undefined) return yield* badRequest("fromImage is required")
         const tag = yield* optionalQuery("tag")
@@ -103,6 +136,23 @@ export const imageRoutes = Effect.gen(function*() {
           yield* images.tag(name, repo, yield* optionalQuery("tag"))
           return empty(201)
         }))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/commit",
+      Effect.gen(function*() {
+        const body = yield* decodeOptionalBody(ContainerConfig)
+        const answer = yield* images.commit((yield* queryParam("container")) ?? "", {
+          repo: yield* optionalQuery("repo"),
+          tag: yield* optionalQuery("tag"),
+          comment: yield* optionalQuery("comment"),
+          author: yield* optionalQuery("author"),
+          pause: yield* pauseQuery,
+          changes: yield* repeatedQuery("changes"),
+          config: body === undefined ? undefined : commitBodyConfig(body)
+        })
+        return json(answer, 201)
+      })
     )
   ] as const
 })

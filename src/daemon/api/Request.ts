@@ -57,12 +57,24 @@ export const timeQuery = (name: string, now: number, unset: ReadonlyArray<string
 export const pathParam = (name: string): Effect.Effect<string, never, HttpRouter.RouteContext> =>
   Effect.map(HttpRouter.params, (params) => params[name] ?? "")
 
+/** Every value of a repeated query parameter (`changes=…&changes=…`), empty ones too, in order. */
+export const repeatedQuery = (name: string): Effect.Effect<ReadonlyArray<string>, never, HttpServerRequest.ParsedSearchParams> =>
+  Effect.map(HttpServerRequest.ParsedSearchParams, (params) => {
+    const value = params[name]
+    return typeof value === "string" ? [value] : value ?? []
+  })
+
 /** The JSON body decoded with `schema`; malformed JSON and values of the wrong type are 400s that say where. */
 export const decodeBody = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S) =>
+  Effect.flatMap(decodeOptionalBody(schema), (value) =>
+    value === undefined ? Effect.fail(badRequest("invalid JSON: the request body is empty")) : Effect.succeed(value))
+
+/** The same for a body that may be absent: none when it is empty or `null` (dockerd's decoders take both as none). */
+export const decodeOptionalBody = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const text = yield* request.text.pipe(Effect.mapError(() => badRequest("could not read the request body")))
-    if (text.trim() === "") return yield* badRequest("invalid JSON: the request body is empty")
+    if (text.trim() === "" || text.trim() === "null") return undefined
     const json = yield* orBadRequest(Result.try({
       try: (): unknown => JSON.parse(text),
       catch: (error) => `invalid JSON: ${error instanceof Error ? error.message : String(error)}`

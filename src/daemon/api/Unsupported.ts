@@ -82,7 +82,6 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("POST", "/images/{name}/push", notSupported("pushing images is")),
   route("GET", "/images/search", notSupported("searching registries is")),
   route("POST", "/images/prune", notSupported("pruning images is")),
-  route("POST", "/commit", notSupported("committing containers is")),
   route("POST", "/build", notSupported("building images is")),
   route("POST", "/build/prune", notSupported("pruning the build cache is")),
   route("POST", "/build/cancel", notSupported("building images is")),

@@ -6,6 +6,7 @@
 import type { Duration, Effect, Scope, Stream } from "effect"
 import type { DockerError } from "../DockerError.ts"
 import type { LogEntry } from "../JsonLogReader.ts"
+import type { CommitSource } from "./Commit.ts"
 import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
 
@@ -88,6 +89,10 @@ export interface EngineShape {
   readonly resize: (ref: string, height: number, width: number) => Effect.Effect<void, DockerError>
   /** The containers made from an image (by image ID); `running` includes paused and restarting ones. */
   readonly usersOf: (imageId: string) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly running: boolean }>>
+  /** What `docker commit` reads of a container; 404 for an unknown one, 409 while it is being removed. */
+  readonly commitSource: (ref: string) => Effect.Effect<CommitSource, DockerError>
+  /** Runs `effect` with the container (by id) paused if it runs, unpaused after whatever the result (a commit's `pause`). */
+  readonly whilePaused: <A, E, R>(id: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Counts for `GET /info`. */
   readonly counts: Effect.Effect<{
     readonly total: number

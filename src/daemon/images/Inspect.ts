@@ -39,7 +39,7 @@ export const inspectJson = (group: Group): ImageInspectJson => {
     RepoTags: repoTags(group),
     RepoDigests: repoDigests(group),
     Parent: "",
-    Comment: "",
+    Comment: config.comment ?? "",
     Created: config.created ?? ZERO_TIME,
     DockerVersion: "",
     Author: config.author ?? "",

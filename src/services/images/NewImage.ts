@@ -55,7 +55,7 @@ export interface NewImageOptions {
   readonly config?: ContainerDefaults | undefined
   /** The image's author, also in its history entry. */
   readonly author?: string | undefined
-  /** The history entry's comment (`docker commit -m`, `docker import -m`). */
+  /** The comment of the config and its history entry (`docker commit -m`, `docker import -m`), as dockerd writes both. */
   readonly comment?: string | undefined
   /** The history entry's `created_by`: what made the layer. */
   readonly createdBy?: string | undefined
@@ -132,6 +132,7 @@ export const makeNewImages = (
       const config: ImageConfig = {
         created,
         ...(options.author ? { author: options.author } : {}),
+        ...(options.comment ? { comment: options.comment } : {}),
         architecture: platform.architecture,
         os: platform.os,
         ...(platform.variant === undefined ? {} : { variant: platform.variant }),

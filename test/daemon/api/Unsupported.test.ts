@@ -30,7 +30,6 @@ describe("refusalOf", () => {
     ["POST", "/build/cancel", 501, "building images is not supported by effect-containerd"],
     ["POST", "/session", 501, "build sessions are not supported by effect-containerd"],
     ["POST", "/grpc", 501, "build sessions are not supported by effect-containerd"],
-    ["POST", "/commit", 501, "committing containers is not supported by effect-containerd"],
     ["POST", "/auth", 501, "logging in to registries is not supported by effect-containerd"],
     ["GET", "/system/df", 501, "disk usage is not supported by effect-containerd"],
     ["GET", "/distribution/docker.io/library/busybox/json", 501, "distribution inspection is not supported by effect-containerd"],

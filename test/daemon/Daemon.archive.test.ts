@@ -8,9 +8,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import * as path from "node:path"
-import { dockerCli, startDaemon } from "../support/DaemonHarness.ts"
+import { dockerCli, requestOver, startDaemon } from "../support/DaemonHarness.ts"
 import { startDockerd } from "../support/Dockerd.ts"
 import { buildLayeredImage, FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { importFixture, shared, uniqueNamespace } from "../support/SharedContainerd.ts"
@@ -30,33 +29,12 @@ const setup = Effect.gen(function*() {
   return { daemon, docker, imageFacts }
 })
 
-/** A POST with a binary body over a unix socket: its status and body. */
+/** A POST of a tar over a unix socket: its status and body. */
 const post = (socket: string, urlPath: string, body: Uint8Array) =>
-  Effect.callback<{ readonly status: number; readonly body: string }>((resume) => {
-    const request = http.request({ socketPath: socket, method: "POST", path: urlPath, headers: { "content-type": "application/x-tar" } }, (res) => {
-      let text = ""
-      res.setEncoding("utf8")
-      res.on("data", (chunk) => void (text += chunk))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: text })))
-    })
-    request.on("error", (cause) => resume(Effect.die(cause)))
-    request.end(body)
-    return Effect.sync(() => request.destroy())
-  })
+  Effect.orDie(requestOver(socket)("POST", urlPath, body, "application/x-tar"))
 
 /** A GET's raw body over a unix socket. */
-const get = (socket: string, urlPath: string) =>
-  Effect.callback<{ readonly status: number; readonly body: string }>((resume) => {
-    const request = http.request({ socketPath: socket, method: "GET", path: urlPath }, (res) => {
-      let text = ""
-      res.setEncoding("utf8")
-      res.on("data", (chunk) => void (text += chunk))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: text })))
-    })
-    request.on("error", (cause) => resume(Effect.die(cause)))
-    request.end()
-    return Effect.sync(() => request.destroy())
-  })
+const get = (socket: string, urlPath: string) => Effect.orDie(requestOver(socket)("GET", urlPath))
 
 describe("docker save, load and history", () => {
   it.live("save of two images, rmi, load: same IDs and digests, and they run; OCI and skopeo archives load", () =>

@@ -37,17 +37,7 @@ const docker = (engine: Engine, ...args: ReadonlyArray<string>) =>
 
 /** A POST with a body over a unix socket: its status and raw body. */
 const post = (socket: string, urlPath: string, body: Uint8Array | string = "", contentType = "application/x-tar") =>
-  Effect.callback<{ readonly status: number; readonly body: string }>((resume) => {
-    const request = http.request({ socketPath: socket, method: "POST", path: urlPath, headers: { "content-type": contentType } }, (res) => {
-      let text = ""
-      res.setEncoding("utf8")
-      res.on("data", (chunk) => void (text += chunk))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: text })))
-    })
-    request.on("error", (cause) => resume(Effect.die(cause)))
-    request.end(body)
-    return Effect.sync(() => request.destroy())
-  })
+  Effect.orDie(requestOver(socket)("POST", urlPath, body, contentType))
 
 /** A busybox root filesystem tar (and its gzip), built from the host's static busybox. */
 const rootfs = (dir: string) => {

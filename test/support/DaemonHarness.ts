@@ -52,14 +52,16 @@ export interface DaemonInstance {
   readonly request: (
     method: string,
     path: string,
-    body?: string
+    body?: string | Uint8Array,
+    contentType?: string
   ) => Effect.Effect<{ readonly status: number; readonly body: string }, HarnessError>
 }
 
-/** One HTTP request to a Docker API on `socket`: its status and body. */
-export const requestOver = (socket: string): DaemonInstance["request"] => (method, urlPath, body) =>
+/** One HTTP request to a Docker API on `socket` (a JSON body unless told): its status and body. */
+export const requestOver = (socket: string): DaemonInstance["request"] => (method, urlPath, body, contentType) =>
   Effect.callback<{ status: number; body: string }, HarnessError>((resume) => {
-    const req = http.request({ socketPath: socket, method, path: urlPath, headers: { "content-type": "application/json" } }, (res) => {
+    const headers = { "content-type": contentType ?? "application/json" }
+    const req = http.request({ socketPath: socket, method, path: urlPath, headers }, (res) => {
       let text = ""
       res.setEncoding("utf8")
       res.on("data", (chunk) => void (text += chunk))

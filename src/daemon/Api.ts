@@ -22,7 +22,7 @@ import { containerRoutes } from "./api/ContainerRoutes.ts"
 import { execRoutes } from "./api/ExecRoutes.ts"
 import { imageRoutes } from "./api/ImageRoutes.ts"
 import { stripApiVersion } from "./api/Query.ts"
-import { drainBody, errorResponse, RouterHeaders } from "./api/Request.ts"
+import { DEFAULT_JSON_BODY_LIMIT, drainBody, errorResponse, JsonBodyLimit, RouterHeaders } from "./api/Request.ts"
 import { systemRoutes } from "./api/SystemRoutes.ts"
 import { refusalOf } from "./api/Unsupported.ts"
 import { API_VERSION, System } from "./System.ts"
@@ -69,12 +69,18 @@ const routed = (
   )
 }
 
+/** What the API is served with. */
+export interface ApiOptions {
+  /** The largest JSON body read, in bytes (`DEFAULT_JSON_BODY_LIMIT`, 4 MiB, when absent); larger ones are 413s. */
+  readonly maxJsonBody?: number | undefined
+}
+
 /**
  * dockerd's router around every route, the missing ones included: strips and
  * checks the version prefix, answers the routes not served here, turns
  * failures into JSON errors, sets the headers.
  */
-const dockerRouter = HttpRouter.middleware(
+const dockerRouter = (options: ApiOptions) => HttpRouter.middleware(
   Effect.gen(function*() {
     const { serverVersion } = yield* System
     const headers = {
@@ -91,7 +97,10 @@ const dockerRouter = HttpRouter.middleware(
         const request = yield* HttpServerRequest.HttpServerRequest
         const response = yield* Result.match(stripApiVersion(request.url), {
           onFailure: (message) => Effect.succeed(errorResponse(400, message)),
-          onSuccess: (url) => routed(app, request.modify({ url }), headers)
+          onSuccess: (url) =>
+            routed(app, request.modify({ url }), headers).pipe(
+              Effect.provideService(JsonBodyLimit, options.maxJsonBody ?? DEFAULT_JSON_BODY_LIMIT)
+            )
         })
         // A refusal often comes before the body is read (a 404, a bad query, a route not served): what is
         // left of it is read first, so a client still sending gets the answer, not a reset (a no-op if read).
@@ -110,4 +119,7 @@ const routes = Effect.map(
 )
 
 /** The Docker Engine API: every route, with dockerd's version prefixes, headers and error bodies. */
-export const layer = Layer.mergeAll(HttpRouter.addAll(routes), dockerRouter)
+export const layerWith = (options: ApiOptions) => Layer.mergeAll(HttpRouter.addAll(routes), dockerRouter(options))
+
+/** The API with the default options. */
+export const layer = layerWith({})

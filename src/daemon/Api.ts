@@ -53,13 +53,25 @@ const failureResponse = (
   return Effect.as(Effect.logError(`${request.method} ${request.url} failed`, cause), errorResponse(500, message))
 }
 
-/** A request past the version check: refused if its route is one not served here, else routed. */
+/**
+ * Whether a path is not what Go's `path.Clean` makes of it: an empty segment
+ * (`/containers//json`, an empty ID), a `.` or `..` segment, a trailing slash.
+ * Such a path would otherwise reach a route it does not name (the list instead
+ * of an inspect). dockerd's router answers `//`, `.` and `..` with a 301 to the
+ * cleaned path and a trailing slash with a 404; here all are 404s.
+ */
+const isUnclean = (path: string): boolean =>
+  path !== "/" && (path.endsWith("/") || path.split("/").slice(1).some((s) => s === "" || s === "." || s === ".."))
+
+/** A request past the version check: refused if its path is unclean or its route one not served here, else routed. */
 const routed = (
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>,
   request: HttpServerRequest.HttpServerRequest,
   headers: Readonly<Record<string, string>>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled> => {
-  const refusal = refusalOf(request.method, request.url.split("?")[0]!)
+  const path = request.url.split("?")[0]!
+  if (isUnclean(path)) return Effect.succeed(errorResponse(404, "page not found"))
+  const refusal = refusalOf(request.method, path)
   if (refusal !== undefined) return Effect.succeed(errorResponse(refusal.status, refusal.message))
   return app.pipe(
     Effect.provideService(HttpServerRequest.HttpServerRequest, request),

@@ -13,7 +13,9 @@
  *   supported by effect-containerd", or for swarm dockerd's 503 of a node
  *   outside a swarm (the table in `api/Unsupported.ts`);
  * - every error answer waits for the rest of the request body (bounded) first,
- *   so a client still sending reads the answer instead of a reset.
+ *   so a client still sending reads the answer instead of a reset;
+ * - a path with an empty, `.` or `..` segment or a trailing slash is a 404, not
+ *   the route of its cleaned form; a JSON body over `maxJsonBody` is a 413.
  */
 import { Cause, Effect, Layer, Option, Result, type Types } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"

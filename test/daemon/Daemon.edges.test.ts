@@ -10,6 +10,7 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Fiber, Option } from "effect"
 import * as fs from "node:fs"
 import * as http from "node:http"
+import { runDaemonCommand } from "../support/DaemonHarness.ts"
 import { bothEngines, type Engine, engines, Engines, ok } from "../support/Engines.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 
@@ -110,7 +111,10 @@ const whileWatching = <A, E>(engine: Engine, during: Effect.Effect<A, E>) =>
 
 const NAME_30A_B = `${"a".repeat(30)}b`
 
-layer(engines("edges"), { excludeTestServices: true, timeout: 180_000 })("the daemon's hard edges, beside dockerd 20.10", (it) => {
+/** Our daemon's `--max-json-body` in these tests. */
+const LIMIT = 1024 * 1024
+
+layer(engines("edges", ["--max-json-body", "1m"]), { excludeTestServices: true, timeout: 180_000 })("the daemon's hard edges, beside dockerd 20.10", (it) => {
   it.effect("name filters are Go regexps matched in linear time: ^(a+)+$ against 30 a's and a b answers at once", () =>
     bothEngines((engine) =>
       Effect.gen(function*() {
@@ -198,6 +202,27 @@ layer(engines("edges"), { excludeTestServices: true, timeout: 180_000 })("the da
       assert.isBelow(load.slowest, 1000, `load: a /_ping took ${load.slowest.toFixed(0)} ms`)
       // Nothing was created.
       assert.deepStrictEqual(yield* listed(ours, {}), [])
+    }))
+
+  it.effect("--max-json-body sets the limit (1m here): a body just under it is taken, one just over is a 413; a bad size is refused at start", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const body = (size: number) => {
+        const head = `{"Image":"${FIXTURE_IMAGE}","Cmd":["true"],"Env":["A=`
+        return `${head}${"a".repeat(size - head.length - 3)}"]}`
+      }
+      const taken = yield* ours.request("POST", `${API}/containers/create`, body(LIMIT - 10))
+      assert.strictEqual(taken.status, 201, taken.body)
+      const refused = yield* ours.request("POST", `${API}/containers/create`, body(LIMIT + 1))
+      assert.deepStrictEqual([refused.status, JSON.parse(refused.body).message], [
+        413,
+        `the request body is larger than ${LIMIT} bytes, the daemon's limit for JSON bodies (--max-json-body)`
+      ])
+      yield* ok(ours, ["rm", JSON.parse(taken.body).Id])
+      const dir = ours.daemon!.dir
+      const start = yield* runDaemonCommand(["--host", `${dir}/other.sock`, "--data-root", `${dir}/other`, "--max-json-body", "lots"])
+      assert.notStrictEqual(start.code, 0)
+      assert.include(start.output, `invalid --max-json-body "lots": use a size of at least 1k, such as 4m`)
     }))
 
   it.effect("a bind or tmpfs over / is a 400 at create with dockerd's message, and nothing is made", () =>

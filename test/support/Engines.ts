@@ -29,14 +29,14 @@ export class Engines extends Context.Service<Engines, { readonly ours: Engine; r
   "test/Engines"
 ) {}
 
-/** Both engines, in a namespace named after `prefix`; stopped with the layer. */
-export const engines = (prefix: string) =>
+/** Both engines, in a namespace named after `prefix` (our daemon with `flags`); stopped with the layer. */
+export const engines = (prefix: string, flags?: ReadonlyArray<string>) =>
   Layer.effect(
     Engines,
     Effect.gen(function*() {
       const namespace = uniqueNamespace(prefix)
       yield* importFixture(namespace)
-      const daemon = yield* startDaemon({ containerd: shared().address, namespace })
+      const daemon = yield* startDaemon({ containerd: shared().address, namespace, flags })
       const theirs = yield* startDockerd(shared().address, { archive: shared().fixtureArchive, name: FIXTURE_IMAGE })
       const config = yield* Effect.acquireRelease(
         Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-cli-"))),

@@ -166,6 +166,24 @@ layer(engines("edges", ["--max-json-body", "1m"]), { excludeTestServices: true, 
       })
     ))
 
+  it.effect("image filters: reference= is Go's path.Match (a RegExp's syntax is literal), label= sees own labels only", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const images = (filter: string) => ok(engine, ["images", "--filter", filter, "--format", "{{.Repository}}:{{.Tag}}"])
+        const cases: ReadonlyArray<readonly [string, string]> = [
+          ["reference=effect-containerd.test/*:lat*", `${FIXTURE_IMAGE}\n`],
+          ["reference=effect-containerd.test/busy[a-z]ox", `${FIXTURE_IMAGE}\n`],
+          ["reference=effect-containerd.test/bus?box:latest", `${FIXTURE_IMAGE}\n`],
+          ["reference=^effect-containerd.test/busybox$", ""],
+          ["reference=effect-containerd.test/.*", ""],
+          ["reference=*", ""],
+          ["label=constructor", ""],
+          ["label=__proto__", ""]
+        ]
+        for (const [filter, expected] of cases) assert.strictEqual(yield* images(filter), expected, `${engine.name}: ${filter}`)
+      })
+    ))
+
   it.effect("a 100 MB JSON body is a 413 while /_ping keeps answering, and the daemon's memory stays bounded; so is a 100 MB load", () =>
     Effect.gen(function*() {
       // dockerd has no limit (it reads the whole body): ours only.

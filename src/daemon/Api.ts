@@ -13,7 +13,9 @@
  *   supported by effect-containerd", or for swarm dockerd's 503 of a node
  *   outside a swarm (the table in `api/Unsupported.ts`);
  * - every error answer waits for the rest of the request body (bounded) first,
- *   so a client still sending reads the answer instead of a reset.
+ *   so a client still sending reads the answer instead of a reset;
+ * - a path with an empty, `.` or `..` segment or a trailing slash is a 404, not
+ *   the route of its cleaned form; a JSON body over `maxJsonBody` is a 413.
  */
 import { Cause, Effect, Layer, Option, Result, type Types } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -22,7 +24,7 @@ import { containerRoutes } from "./api/ContainerRoutes.ts"
 import { execRoutes } from "./api/ExecRoutes.ts"
 import { imageRoutes } from "./api/ImageRoutes.ts"
 import { stripApiVersion } from "./api/Query.ts"
-import { drainBody, errorResponse, RouterHeaders } from "./api/Request.ts"
+import { DEFAULT_JSON_BODY_LIMIT, drainBody, errorResponse, JsonBodyLimit, RouterHeaders } from "./api/Request.ts"
 import { systemRoutes } from "./api/SystemRoutes.ts"
 import { refusalOf } from "./api/Unsupported.ts"
 import { API_VERSION, System } from "./System.ts"
@@ -53,13 +55,25 @@ const failureResponse = (
   return Effect.as(Effect.logError(`${request.method} ${request.url} failed`, cause), errorResponse(500, message))
 }
 
-/** A request past the version check: refused if its route is one not served here, else routed. */
+/**
+ * Whether a path is not what Go's `path.Clean` makes of it: an empty segment
+ * (`/containers//json`, an empty ID), a `.` or `..` segment, a trailing slash.
+ * Such a path would otherwise reach a route it does not name (the list instead
+ * of an inspect). dockerd's router answers `//`, `.` and `..` with a 301 to the
+ * cleaned path and a trailing slash with a 404; here all are 404s.
+ */
+const isUnclean = (path: string): boolean =>
+  path !== "/" && (path.endsWith("/") || path.split("/").slice(1).some((s) => s === "" || s === "." || s === ".."))
+
+/** A request past the version check: refused if its path is unclean or its route one not served here, else routed. */
 const routed = (
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>,
   request: HttpServerRequest.HttpServerRequest,
   headers: Readonly<Record<string, string>>
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled> => {
-  const refusal = refusalOf(request.method, request.url.split("?")[0]!)
+  const path = request.url.split("?")[0]!
+  if (isUnclean(path)) return Effect.succeed(errorResponse(404, "page not found"))
+  const refusal = refusalOf(request.method, path)
   if (refusal !== undefined) return Effect.succeed(errorResponse(refusal.status, refusal.message))
   return app.pipe(
     Effect.provideService(HttpServerRequest.HttpServerRequest, request),
@@ -69,12 +83,18 @@ const routed = (
   )
 }
 
+/** What the API is served with. */
+export interface ApiOptions {
+  /** The largest JSON body read, in bytes (`DEFAULT_JSON_BODY_LIMIT`, 4 MiB, when absent); larger ones are 413s. */
+  readonly maxJsonBody?: number | undefined
+}
+
 /**
  * dockerd's router around every route, the missing ones included: strips and
  * checks the version prefix, answers the routes not served here, turns
  * failures into JSON errors, sets the headers.
  */
-const dockerRouter = HttpRouter.middleware(
+const dockerRouter = (options: ApiOptions) => HttpRouter.middleware(
   Effect.gen(function*() {
     const { serverVersion } = yield* System
     const headers = {
@@ -91,7 +111,10 @@ const dockerRouter = HttpRouter.middleware(
         const request = yield* HttpServerRequest.HttpServerRequest
         const response = yield* Result.match(stripApiVersion(request.url), {
           onFailure: (message) => Effect.succeed(errorResponse(400, message)),
-          onSuccess: (url) => routed(app, request.modify({ url }), headers)
+          onSuccess: (url) =>
+            routed(app, request.modify({ url }), headers).pipe(
+              Effect.provideService(JsonBodyLimit, options.maxJsonBody ?? DEFAULT_JSON_BODY_LIMIT)
+            )
         })
         // A refusal often comes before the body is read (a 404, a bad query, a route not served): what is
         // left of it is read first, so a client still sending gets the answer, not a reset (a no-op if read).
@@ -110,4 +133,7 @@ const routes = Effect.map(
 )
 
 /** The Docker Engine API: every route, with dockerd's version prefixes, headers and error bodies. */
-export const layer = Layer.mergeAll(HttpRouter.addAll(routes), dockerRouter)
+export const layerWith = (options: ApiOptions) => Layer.mergeAll(HttpRouter.addAll(routes), dockerRouter(options))
+
+/** The API with the default options. */
+export const layer = layerWith({})

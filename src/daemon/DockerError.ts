@@ -11,7 +11,7 @@ import type { ContainerdError } from "../domain/ContainerdError.ts"
 import type { RegistryError } from "../domain/RegistryError.ts"
 
 /** The Docker status classes the daemon answers with. */
-export const DockerStatus = Schema.Literals([400, 401, 403, 404, 409, 500, 501, 503])
+export const DockerStatus = Schema.Literals([400, 401, 403, 404, 409, 413, 500, 501, 503])
 export type DockerStatus = typeof DockerStatus.Type
 
 /** A failed Docker API operation: `status` is its HTTP status, `message` what the client prints. */
@@ -31,6 +31,8 @@ export const orBadRequest = <A>(result: Result.Result<A, string>): Effect.Effect
 export const notFound = (message: string) => new DockerError({ status: 404, message })
 /** 409: the object is in a state or has a name that forbids the call (errdefs.Conflict). */
 export const conflict = (message: string) => new DockerError({ status: 409, message })
+/** 413: a request body over the daemon's limit (dockerd has none; a JSON body here has one). */
+export const tooLarge = (message: string) => new DockerError({ status: 413, message })
 /** 500: anything else (errdefs.System). */
 export const internal = (message: string, cause?: unknown) => new DockerError({ status: 500, message, cause })
 

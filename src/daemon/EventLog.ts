@@ -8,6 +8,7 @@
  * or name), `image`, `label` (`key` or `key=value`).
  */
 import { Clock, Context, Effect, Layer, PubSub, Stream } from "effect"
+import { matchLabels } from "./Filters.ts"
 
 /** The most events kept for `since` (dockerd's eventsLimit). */
 export const HISTORY = 256
@@ -47,10 +48,7 @@ const matches = (event: DockerEvent, filters: EventFilters | undefined): boolean
     any("container", (v) =>
       event.Type === "container" && (event.Actor.ID.startsWith(v) || attributes.name === v || attributes.name === v.replace(/^\//, ""))) &&
     any("image", (v) => attributes.image === v || (event.Type === "image" && (event.Actor.ID === v || attributes.name === v))) &&
-    any("label", (v) => {
-      const eq = v.indexOf("=")
-      return eq === -1 ? v in attributes : attributes[v.slice(0, eq)] === v.slice(eq + 1)
-    })
+    matchLabels(filters["label"], attributes)
 }
 
 /** The event log. */

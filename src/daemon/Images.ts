@@ -42,7 +42,7 @@ import {
   repoTags,
   summaryOf
 } from "./images/Listing.ts"
-import { danglingName, familiarName, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
+import { danglingName, familiarName, invalidReference, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
 import { download, IMPORT_TIMEOUT, importPlatform, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
@@ -185,7 +185,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   ) {
     const reference = yield* Result.match(pullReference(fromImage, tag), {
       onSuccess: Effect.succeed,
-      onFailure: (problem) => Effect.fail(badRequest(`invalid reference format: ${problem}`))
+      onFailure: (problem) => Effect.fail(badRequest(invalidReference(problem)))
     })
     const previous = yield* images.get(reference.toString()).pipe(
       Effect.map((record): string | undefined => record.target.digest),
@@ -274,7 +274,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   const tag = Effect.fn("DockerImages.tag")(function*(name: string, repo: string, tagName: string | undefined) {
     const target = yield* Result.match(tagReference(repo, tagName), {
       onSuccess: Effect.succeed,
-      onFailure: (problem) => Effect.fail(badRequest(`invalid reference format: ${problem}`))
+      onFailure: (problem) => Effect.fail(badRequest(invalidReference(problem)))
     })
     const found = yield* find(yield* entries, name)
     yield* images.tag(found.entries[0]!.record.name, target.toString()).pipe(Effect.mapError((error) => fromLibrary(error)))

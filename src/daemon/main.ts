@@ -29,6 +29,7 @@ import { Containerd } from "../services/Containerd.ts"
 import * as Api from "./Api.ts"
 import { embeddedContainerd } from "./EmbeddedContainerd.ts"
 import { Engine } from "./Engine.ts"
+import { parseSize } from "./engine/HostConfig.ts"
 import { EventLog } from "./EventLog.ts"
 import { buildShimLogger } from "./ShimLogger.ts"
 import { DockerImages } from "./Images.ts"
@@ -55,6 +56,8 @@ interface DaemonSettings {
   /** Registry hosts (`host[:port]`) spoken to over plain HTTP. */
   readonly insecureRegistries: ReadonlyArray<string>
   readonly logLevel: DaemonLogLevel
+  /** The largest JSON request body, in bytes. */
+  readonly maxJsonBody: number
 }
 
 const isRoot = () => process.getuid?.() === 0
@@ -171,7 +174,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
 /** The API served on the socket, over the daemon's services (built first, so the socket opens only once they are ready). */
 const daemonLayer = (settings: DaemonSettings & { readonly containerdAddress: string }) =>
   Layer.effectDiscard(announce(settings.socketPath)).pipe(
-    Layer.provideMerge(HttpRouter.serve(Api.layer, { disableLogger: true, disableListenLog: true })),
+    Layer.provideMerge(HttpRouter.serve(Api.layerWith({ maxJsonBody: settings.maxJsonBody }), { disableLogger: true, disableListenLog: true })),
     // Streams (`events`, `wait`) never end by themselves: in-flight requests get a second to finish, then are cut.
     Layer.provide(NodeHttpServer.layer(() => http.createServer(), { path: settings.socketPath, gracefulShutdownTimeout: "1 second" })),
     Layer.provide(servicesLayer(settings))
@@ -235,11 +238,24 @@ const flags = {
     Flag.withFallbackConfig(Config.Array(Schema.String, "EFFECT_CONTAINERD_INSECURE_REGISTRY")),
     Flag.withDefault([])
   ),
+  maxJsonBody: Flag.String("max-json-body").pipe(
+    Flag.withDescription("The largest JSON request body (create, exec, ...) read, e.g. 512k or 16m; larger ones are refused with 413"),
+    fromEnv("MAX_JSON_BODY"),
+    Flag.withDefault("4m")
+  ),
   logLevel: Flag.Literals("log-level", LOG_LEVELS).pipe(
     Flag.withDescription("The least severe messages logged"),
     Flag.withFallbackConfig(Config.Literals(LOG_LEVELS, "EFFECT_CONTAINERD_LOG_LEVEL")),
     Flag.withDefault("info" as const)
   )
+}
+
+/** `--max-json-body`: a size as Docker writes them, at least 1 KiB (a create body is rarely under 1 KiB). */
+const maxJsonBodyOf = (text: string) => {
+  const bytes = parseSize(text)
+  return bytes === undefined || bytes < 1024
+    ? Effect.fail(new DaemonError({ message: `invalid --max-json-body ${JSON.stringify(text)}: use a size of at least 1k, such as 4m` }))
+    : Effect.succeed(bytes)
 }
 
 const minimumLogLevel = { debug: "Debug", info: "Info", warn: "Warn", error: "Error" } as const
@@ -252,7 +268,8 @@ const daemon = Command.make("daemon", flags, (input) =>
       dataRoot: Option.isSome(input.dataRoot) ? path.resolve(input.dataRoot.value) : yield* defaultDataRoot,
       namespace: input.namespace,
       insecureRegistries: input.insecureRegistries,
-      logLevel: input.logLevel
+      logLevel: input.logLevel,
+      maxJsonBody: yield* maxJsonBodyOf(input.maxJsonBody)
     }
     yield* runDaemon(settings)
   }).pipe(Effect.provideService(References.MinimumLogLevel, minimumLogLevel[input.logLevel]))).pipe(

@@ -68,7 +68,8 @@ const host = `(?:${domainComponent}(?:\\.${domainComponent})*|\\[[a-fA-F0-9:]+\\
 const DOMAIN = new RegExp(`^${host}(?::[0-9]+)?$`)
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/
 const TAG = /^[\w][\w.-]{0,127}$/
-const DIGEST_HEX_LENGTH: Readonly<Record<string, number>> = { sha256: 64, sha384: 96, sha512: 128 }
+// A Map: the algorithm comes from the caller, and `constructor` must not find Object's.
+const DIGEST_HEX_LENGTH: ReadonlyMap<string, number> = new Map([["sha256", 64], ["sha384", 96], ["sha512", 128]])
 const IDENTIFIER = /^[a-f0-9]{64}$/
 
 /** Checks a digest: `sha256:` and 64 lowercase hex digits (or sha384/sha512 and theirs). */
@@ -76,7 +77,7 @@ export const digestProblem = (digest: string): string | undefined => {
   const colon = digest.indexOf(":")
   if (colon < 1) return `digest ${JSON.stringify(digest)} must be <algorithm>:<hex>`
   const algorithm = digest.slice(0, colon)
-  const length = DIGEST_HEX_LENGTH[algorithm]
+  const length = DIGEST_HEX_LENGTH.get(algorithm)
   if (length === undefined) return `digest algorithm ${JSON.stringify(algorithm)} is not supported (sha256, sha384, sha512)`
   const hex = digest.slice(colon + 1)
   return hex.length === length && /^[a-f0-9]+$/.test(hex)

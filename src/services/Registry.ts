@@ -135,7 +135,9 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
   const timeout = Duration.fromInputUnsafe(options.timeout ?? Duration.seconds(30))
   const retries = options.retries ?? 5
   const retrySchedule = Schedule.exponential(options.retryDelay ?? Duration.millis(500))
-  const hostOptions = (domain: string): RegistryHostOptions => options.hosts?.[domain] ?? {}
+  // Own keys only: the domain comes from a request's reference.
+  const hostOptions = (domain: string): RegistryHostOptions =>
+    options.hosts !== undefined && Object.hasOwn(options.hosts, domain) ? options.hosts[domain]! : {}
 
   const http = (yield* HttpClient.HttpClient).pipe(
     HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", USER_AGENT)),

@@ -59,7 +59,8 @@ import type { RuntimeEnv } from "./runtime/Env.ts"
 
 export { Stdio } from "../domain/Stdio.ts"
 export type { Container, ContainerInfo } from "./runtime/Container.ts"
-export type { BindMount, CreateContainerOptions, TmpfsMount } from "./runtime/ContainerOptions.ts"
+export type { BindMount, CreateContainerOptions, TmpfsFlag, TmpfsMount } from "./runtime/ContainerOptions.ts"
+export { MAX_TMPFS_ID } from "./runtime/ContainerOptions.ts"
 export type { Process } from "./runtime/Process.ts"
 export type { ExecOptions, ResourceUpdate, Task, TaskStatusSeen } from "./runtime/Task.ts"
 

@@ -488,6 +488,8 @@ describe("Api parsing", () => {
     assert.deepStrictEqual(parsePlatform("linux/aarch64/v8"), Result.succeed({ os: "linux", architecture: "arm64", variant: "v8" }))
     assert.deepStrictEqual(parsePlatform(""), Result.succeed(undefined))
     assert.isTrue(Result.isFailure(parsePlatform("linux")))
+    // A name an object inherits is no alias: it stays as given.
+    assert.deepStrictEqual(parsePlatform("linux/constructor"), Result.succeed({ os: "linux", architecture: "constructor" }))
   })
 })
 

@@ -47,6 +47,9 @@ describe("parseReference", () => {
     ["busybox@sha256:abc", "64 lowercase hex"],
     ["busybox@sha256:" + "A".repeat(64), "64 lowercase hex"],
     ["busybox@md5:" + "a".repeat(32), "not supported"],
+    // Names an object inherits are no algorithms.
+    ["busybox@constructor:" + "a".repeat(64), "not supported"],
+    ["busybox@toString:" + "a".repeat(64), "not supported"],
     ["busybox@" + "a".repeat(64), "<algorithm>:<hex>"],
     [":latest", "repository name is empty"],
     ["bad_domain.com/app", "not a valid host"],

@@ -26,6 +26,8 @@ export interface DaemonOptions {
   readonly containerd?: string | undefined
   readonly namespace: string
   readonly insecureRegistries?: ReadonlyArray<string> | undefined
+  /** Further flags of `effect-containerd daemon`. */
+  readonly flags?: ReadonlyArray<string> | undefined
 }
 
 /** A running (or restartable) daemon. */
@@ -147,7 +149,8 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
         "--namespace",
         options.namespace,
         ...(options.containerd === undefined ? [] : ["--containerd", options.containerd]),
-        ...(options.insecureRegistries ?? []).flatMap((host) => ["--insecure-registry", host])
+        ...(options.insecureRegistries ?? []).flatMap((host) => ["--insecure-registry", host]),
+        ...(options.flags ?? [])
       ]
       const spawned = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
       child = spawned

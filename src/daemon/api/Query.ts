@@ -134,7 +134,8 @@ export const stripApiVersion = (url: string): Result.Result<string, string> => {
   return Result.succeed(rest.startsWith("/") ? rest : `/${rest}`)
 }
 
-const ARCHITECTURE_ALIASES: Readonly<Record<string, string>> = { x86_64: "amd64", "x86-64": "amd64", aarch64: "arm64" }
+// A Map: the name comes from the request, and `constructor` must not find Object's.
+const ARCHITECTURE_ALIASES: ReadonlyMap<string, string> = new Map([["x86_64", "amd64"], ["x86-64", "amd64"], ["aarch64", "arm64"]])
 
 /** `?platform=os/arch[/variant]` of a pull; absent or empty is the host's. */
 export const parsePlatform = (value: string | undefined): Result.Result<Platform | undefined, string> => {
@@ -143,7 +144,7 @@ export const parsePlatform = (value: string | undefined): Result.Result<Platform
   if (os === undefined || os === "" || architecture === undefined || architecture === "" || rest.length > 0) {
     return Result.fail(`invalid platform ${JSON.stringify(value)}: expected os/arch[/variant]`)
   }
-  const arch = ARCHITECTURE_ALIASES[architecture] ?? architecture
+  const arch = ARCHITECTURE_ALIASES.get(architecture) ?? architecture
   return Result.succeed(variant === undefined || variant === "" ? { os, architecture: arch } : { os, architecture: arch, variant })
 }
 

@@ -4,9 +4,9 @@
  * bodies decoded against the daemon's models, and JSON answers. Route modules
  * build on these so each parameter is read one way everywhere.
  */
-import { Context, Duration, Effect, Result, Schema, type Scope, Stream } from "effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
+import { ByteSize, Context, Duration, Effect, Result, Schema, type Scope, Stream } from "effect"
+import { HttpIncomingMessage, HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { badRequest, type DockerError, orBadRequest, tooLarge } from "../DockerError.ts"
 import { parseBoolean, parseFilters, parseInteger, parseTimestamp } from "./Query.ts"
 
 /** The headers dockerd's router puts on every answer (API version, OS, server), for answers written past the router: a hijacked exec's 101. */
@@ -64,7 +64,29 @@ export const repeatedQuery = (name: string): Effect.Effect<ReadonlyArray<string>
     return typeof value === "string" ? [value] : value ?? []
   })
 
-/** The JSON body decoded with `schema`; malformed JSON and values of the wrong type are 400s that say where. */
+/**
+ * The largest JSON body read (4 MiB unless the daemon's `--max-json-body` says
+ * otherwise). dockerd has no limit; without one a 100 MB body grew the daemon
+ * past 1 GB and held every other request for seconds while it was parsed. A
+ * create body is stored whole on the containerd container (and its Env again in
+ * the spec), so more than a few MiB would pass containerd's 16 MiB message limit
+ * anyway.
+ */
+export const JsonBodyLimit = Context.Reference<number>("effect-containerd/daemon/JsonBodyLimit", {
+  defaultValue: () => DEFAULT_JSON_BODY_LIMIT
+})
+/** 4 MiB. */
+export const DEFAULT_JSON_BODY_LIMIT = 4 * 1024 * 1024
+
+const overLimit = (limit: number) =>
+  tooLarge(`the request body is larger than ${limit} bytes, the daemon's limit for JSON bodies (--max-json-body)`)
+
+/**
+ * The JSON body decoded with `schema`; malformed JSON and values of the wrong
+ * type are 400s that say where, a body over `JsonBodyLimit` a 413 (refused by
+ * its Content-Length before a byte is read, else once the limit is passed: what
+ * is past it is never held).
+ */
 export const decodeBody = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S) =>
   Effect.flatMap(decodeOptionalBody(schema), (value) =>
     value === undefined ? Effect.fail(badRequest("invalid JSON: the request body is empty")) : Effect.succeed(value))
@@ -73,7 +95,18 @@ export const decodeBody = <S extends Schema.Top & { readonly DecodingServices: n
 export const decodeOptionalBody = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
-    const text = yield* request.text.pipe(Effect.mapError(() => badRequest("could not read the request body")))
+    const limit = yield* JsonBodyLimit
+    const declared = Number(request.headers["content-length"] ?? Number.NaN)
+    if (declared > limit) return yield* overLimit(limit)
+    const text = yield* request.text.pipe(
+      Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(limit)),
+      Effect.mapError((error) =>
+        HttpServerError.isHttpServerError(error) && error.reason._tag === "RequestParseError" &&
+          error.reason.reason === "BodyTooLarge"
+          ? overLimit(limit)
+          : badRequest("could not read the request body")
+      )
+    )
     if (text.trim() === "" || text.trim() === "null") return undefined
     const json = yield* orBadRequest(Result.try({
       try: (): unknown => JSON.parse(text),

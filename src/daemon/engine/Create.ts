@@ -13,6 +13,7 @@ import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
 import { badRequest, fromLibrary, notFound, orBadRequest } from "../DockerError.ts"
+import { imageNameProblem } from "../images/Names.ts"
 import { containerDir, logConfigPath } from "../LogFiles.ts"
 import type { CreateBody, StoredContainer } from "../Model.ts"
 import { review } from "./CreateFields.ts"
@@ -36,6 +37,8 @@ const validate = (body: CreateBody) =>
     if (body.Image === undefined || body.Image === null || body.Image === "") {
       return yield* Effect.fail(badRequest("config has no image: an image is required to create a container"))
     }
+    const imageProblem = imageNameProblem(body.Image)
+    if (imageProblem !== undefined) return yield* Effect.fail(badRequest(imageProblem))
     const warnings = yield* orBadRequest(review(body))
     const host = body.HostConfig ?? {}
     const policy = yield* orBadRequest(parsePolicy(host.RestartPolicy))

@@ -5,7 +5,8 @@
  * anything is created, and each rule is tested on its own.
  */
 import { Result } from "effect"
-import type { BindMount, TmpfsMount } from "../../services/Runtime.ts"
+import * as path from "node:path"
+import { type BindMount, MAX_TMPFS_ID, type TmpfsFlag, type TmpfsMount } from "../../services/Runtime.ts"
 import type { LogConfig } from "../LogFiles.ts"
 import type { HostConfig, RestartPolicyName, StoredContainer } from "../Model.ts"
 
@@ -46,13 +47,26 @@ export const parseSize = (value: string | undefined): number | undefined => {
   return match === null ? undefined : Number(match[1]) * UNITS[match[2]!.toLowerCase()]!
 }
 
-const TMPFS_FLAGS = ["rw", "ro", "noexec", "exec", "nosuid", "suid", "nodev", "dev"]
+const TMPFS_FLAGS: ReadonlyArray<TmpfsFlag> = ["rw", "ro", "noexec", "exec", "nosuid", "suid", "nodev", "dev"]
 
-/** One `HostConfig.Tmpfs` entry (`/run` → `size=64m,mode=1777`). */
+/** Whether a container path, cleaned as Go's `path.Clean`, is the root (dockerd refuses a mount there). */
+const isRoot = (destination: string) => path.posix.normalize(destination) === "/"
+
+/** dockerd's words for a mount over the container's root. */
+const ROOT_DESTINATION = "invalid specification: destination can't be '/'"
+
+/**
+ * One `HostConfig.Tmpfs` entry (`/run` → `size=64m,mode=1777,uid=1000`): the
+ * size, mode, owner and flags as Docker mounts them. dockerd hands `uid=`/`gid=`
+ * to the kernel as they are, so a bad one fails only at start; here it is a 400.
+ */
 export const parseTmpfs = (destination: string, options: string): Result.Result<TmpfsMount, string> => {
   if (!destination.startsWith("/")) return Result.fail(`invalid tmpfs mount ${destination}: the path must be absolute`)
+  if (isRoot(destination)) return Result.fail(ROOT_DESTINATION)
   let size: number | undefined
   let mode: number | undefined
+  const ids: { uid?: number; gid?: number } = {}
+  const flags: Array<TmpfsFlag> = []
   for (const option of options.split(",").filter((o) => o !== "")) {
     const [key, value = ""] = option.split("=", 2)
     if (key === "size") {
@@ -61,11 +75,18 @@ export const parseTmpfs = (destination: string, options: string): Result.Result<
     } else if (key === "mode") {
       if (!/^[0-7]{3,4}$/.test(value)) return Result.fail(`invalid tmpfs mode ${JSON.stringify(value)} for ${destination}`)
       mode = parseInt(value, 8)
-    } else if (!TMPFS_FLAGS.includes(key!)) {
-      return Result.fail(`invalid tmpfs option ${JSON.stringify(option)} for ${destination}`)
+    } else if (key === "uid" || key === "gid") {
+      if (!/^\d{1,10}$/.test(value) || Number(value) > MAX_TMPFS_ID) {
+        return Result.fail(`invalid tmpfs ${key} ${JSON.stringify(value)} for ${destination}: use a number from 0 to ${MAX_TMPFS_ID}`)
+      }
+      ids[key] = Number(value)
+    } else {
+      const flag = TMPFS_FLAGS.find((f) => f === option)
+      if (flag === undefined) return Result.fail(`invalid tmpfs option ${JSON.stringify(option)} for ${destination}`)
+      flags.push(flag)
     }
   }
-  return Result.succeed({ type: "tmpfs", destination, size, mode })
+  return Result.succeed({ type: "tmpfs", destination, size, mode, ...ids, ...(flags.length > 0 ? { flags } : {}) })
 }
 
 const BIND_MODES = ["ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave"]
@@ -79,6 +100,7 @@ export const parseBind = (bind: string): Result.Result<BindMount, string> => {
     return Result.fail(`invalid volume specification: '${bind}': named volumes are not supported, bind an absolute host path`)
   }
   if (!destination.startsWith("/")) return Result.fail(`invalid volume specification: '${bind}': the container path must be absolute`)
+  if (isRoot(destination)) return Result.fail(`invalid volume specification: '${bind}': invalid mount config for type "bind": ${ROOT_DESTINATION}`)
   const modes = mode.split(",")
   if (!modes.every((m) => BIND_MODES.includes(m))) return Result.fail(`invalid mode: ${mode}`)
   return Result.succeed({ type: "bind", source, destination, readonly: modes.includes("ro") })

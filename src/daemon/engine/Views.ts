@@ -4,8 +4,9 @@
  * counts of `GET /info` (`top` is `Top.ts`). They only read:
  * the monitors' state of the task, the entry's phase, what was stored at create.
  */
-import { Clock, Effect, Result } from "effect"
-import { badRequest, type DockerError } from "../DockerError.ts"
+import { Clock, Effect } from "effect"
+import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
+import { matchLabels, regexpFilter } from "../Filters.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
 import type { ContainerFilters } from "./Shape.ts"
@@ -169,13 +170,8 @@ export const list = (
     for (const wanted of filters.status ?? []) {
       if (!STATUSES.includes(wanted)) return yield* Effect.fail(badRequest(`invalid filter 'status=${wanted}'`))
     }
-    // Names match as regular expressions (dockerd's name filter); a malformed one is the client's error.
-    const namePatterns: Array<RegExp> = []
-    for (const pattern of filters.name ?? []) {
-      const compiled = Result.try({ try: () => new RegExp(pattern), catch: () => pattern })
-      if (Result.isFailure(compiled)) return yield* Effect.fail(badRequest(`invalid filter 'name=${pattern}': not a regular expression`))
-      namePatterns.push(compiled.success)
-    }
+    // Names match as Go regular expressions (dockerd's name filter), in linear time; a malformed one is a 400.
+    const namePatterns = yield* Effect.forEach(filters.name ?? [], (pattern) => orBadRequest(regexpFilter("name", pattern)))
     const rows = yield* Effect.forEach(env.store.all(), (entry) =>
       Effect.map(Effect.all([stateOf(env, entry), specOf(env, entry)]), ([state, spec]) => ({ entry, state, spec })))
     const all = options.all === true || (filters.status?.length ?? 0) > 0
@@ -184,12 +180,9 @@ export const list = (
         (all || state.Running) &&
         anyOf("status", (v) => v === state.Status) &&
         anyOf("id", (v) => entry.id.startsWith(v)) &&
-        (namePatterns.length === 0 || namePatterns.some((pattern) => pattern.test(entry.name))) &&
-        anyOf("label", (v) => {
-          const labels = entry.config.Labels
-          const eq = v.indexOf("=")
-          return eq === -1 ? v in labels : labels[v.slice(0, eq)] === v.slice(eq + 1)
-        }))
+        // As dockerd: against the name with its leading slash and without.
+        (namePatterns.length === 0 || namePatterns.some((pattern) => pattern.test(`/${entry.name}`) || pattern.test(entry.name))) &&
+        matchLabels(filters.label, entry.config.Labels))
       .sort((a, b) => b.entry.stored.Created.localeCompare(a.entry.stored.Created))
     const limited = options.limit !== undefined && options.limit > 0 ? selected.slice(0, options.limit) : selected
     return limited.map(({ entry, spec, state }): ContainerSummaryJson => ({

@@ -11,6 +11,7 @@ import { Effect, Option, Result } from "effect"
 import { parseReferenceResult, Reference } from "../../domain/Reference.ts"
 import type { ImageRecord, ResolvedImage } from "../../services/Images.ts"
 import { badRequest, type DockerError, notFound } from "../DockerError.ts"
+import { globFilter, matchLabels, type Pattern } from "../Filters.ts"
 import { familiarName } from "./Names.ts"
 
 /** One entry of `GET /images/json`. */
@@ -78,13 +79,6 @@ export const groupEntries = (entries: ReadonlyArray<Entry>): ReadonlyArray<Group
   return [...groups].map(([id, members]) => ({ id, entries: members }))
 }
 
-/** Go's `path.Match` pattern as a RegExp: `*` and `?` stop at `/`, `[...]` is a class. */
-const globRegExp = (pattern: string): Result.Result<RegExp, string> =>
-  Result.try({
-    try: () => new RegExp(`^${pattern.replace(/[.+${}()|]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`),
-    catch: () => `invalid reference filter ${JSON.stringify(pattern)}`
-  })
-
 /** Whether an image passes `filters` (each key: any value; all keys). */
 const filterImage = (
   filters: ImageFilters | undefined,
@@ -97,18 +91,12 @@ const filterImage = (
     if (value !== "true" && value !== "false") return Result.fail(`invalid filter 'dangling=${value}'`)
     if ((value === "true") !== (tags.length === 0)) return Result.succeed({ keep: false, tags })
   }
-  const labelFilters = filters["label"] ?? []
-  if (labelFilters.length > 0 && !labelFilters.some((filter) => {
-    const eq = filter.indexOf("=")
-    return eq === -1 ? filter in labels : labels[filter.slice(0, eq)] === filter.slice(eq + 1)
-  })) {
-    return Result.succeed({ keep: false, tags })
-  }
+  if (!matchLabels(filters["label"], labels)) return Result.succeed({ keep: false, tags })
   const patterns = filters["reference"] ?? []
   if (patterns.length > 0) {
-    const regExps: Array<RegExp> = []
+    const regExps: Array<Pattern> = []
     for (const pattern of patterns) {
-      const compiled = globRegExp(pattern)
+      const compiled = globFilter("reference", pattern)
       if (Result.isFailure(compiled)) return Result.fail(compiled.failure)
       regExps.push(compiled.success)
     }

@@ -9,6 +9,20 @@
 import { Result } from "effect"
 import { parseReferenceResult, Reference } from "../../domain/Reference.ts"
 
+/** A malformed reference's 400 message: dockerd's words, then what is wrong. */
+export const invalidReference = (problem: string): string => `invalid reference format: ${problem}`
+
+/**
+ * What `POST /containers/create` checks of its `Image` before looking it up:
+ * a full image ID (64 hex digits) or a reference that parses; anything else is
+ * the client's error (400, as dockerd), not an image that is missing (404).
+ */
+export const imageNameProblem = (image: string): string | undefined =>
+  /^[a-f0-9]{64}$/.test(image) ? undefined : Result.match(parseReferenceResult(image), {
+    onSuccess: () => undefined,
+    onFailure: invalidReference
+  })
+
 /** `busybox` for `docker.io/library/busybox:latest`: the repository as Docker prints it. */
 export const familiarName = (reference: Reference): string =>
   new Reference(reference.domain, reference.path, undefined, undefined).familiar

@@ -97,7 +97,8 @@ export const makeExporter = (client: ContainerdClient) => {
       }
       const index: Array<Descriptor & { readonly annotations?: Record<string, string> }> = []
       const dockerManifest: Array<DockerArchiveEntry> = []
-      const repositories: Record<string, Record<string, string>> = {}
+      // Maps, not objects: a tag may be any name, `__proto__` included, and each must be a key of the file.
+      const repositories = new Map<string, Map<string, string>>()
       for (const [i, { image, names }] of images.entries()) {
         const { config, manifest } = documents[i]!
         once(manifest.descriptor.digest, () => file(blobPath(manifest.descriptor.digest), manifest.bytes))
@@ -112,7 +113,9 @@ export const makeExporter = (client: ContainerdClient) => {
           })
           const repository = name.familiar.slice(0, name.familiar.length - name.tag!.length - 1)
           const top = image.layers.at(-1)
-          if (top !== undefined) (repositories[repository] ??= {})[name.tag!] = top.digest.slice(top.digest.indexOf(":") + 1)
+          if (top === undefined) continue
+          const tags = repositories.get(repository) ?? new Map<string, string>()
+          repositories.set(repository, tags.set(name.tag!, top.digest.slice(top.digest.indexOf(":") + 1)))
         }
         dockerManifest.push({
           Config: blobPath(image.configDigest),
@@ -123,7 +126,7 @@ export const makeExporter = (client: ContainerdClient) => {
       members.push(
         file("index.json", json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: index })),
         file("manifest.json", json(dockerManifest)),
-        file("repositories", json(repositories))
+        file("repositories", json(Object.fromEntries([...repositories].map(([repository, tags]) => [repository, Object.fromEntries(tags)]))))
       )
       return tarStream(Stream.fromIterable(members)).pipe(
         Stream.mapError((error: ContainerdError | TarError) =>

@@ -36,7 +36,33 @@ export interface TmpfsMount {
   readonly size?: number | undefined
   /** Permission bits, e.g. 0o1777. */
   readonly mode?: number | undefined
+  /** Owner of the tmpfs root (the kernel's `uid=`/`gid=`); root when absent. */
+  readonly uid?: number | undefined
+  readonly gid?: number | undefined
+  /**
+   * Mount flags over Docker's defaults for a tmpfs (`noexec`, `nosuid`, `nodev`,
+   * read-write): each replaces its opposite, as Docker's `MergeTmpfsOptions`.
+   */
+  readonly flags?: ReadonlyArray<TmpfsFlag> | undefined
 }
+
+/** A flag a tmpfs can be mounted with, each with its opposite. */
+export type TmpfsFlag = "ro" | "rw" | "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev"
+
+const OPPOSITE: ReadonlyMap<TmpfsFlag, TmpfsFlag> = new Map([
+  ["ro", "rw"], ["rw", "ro"], ["exec", "noexec"], ["noexec", "exec"],
+  ["suid", "nosuid"], ["nosuid", "suid"], ["dev", "nodev"], ["nodev", "dev"]
+])
+
+/** Docker's tmpfs flags with `flags` over them: a flag replaces its opposite (the last one given wins). */
+const tmpfsFlags = (flags: ReadonlyArray<TmpfsFlag>): ReadonlyArray<TmpfsFlag> =>
+  flags.reduce<ReadonlyArray<TmpfsFlag>>(
+    (merged, flag) => [...merged.filter((f) => f !== flag && f !== OPPOSITE.get(flag)), flag],
+    ["nosuid", "nodev", "noexec"]
+  )
+
+/** The largest uid or gid a tmpfs takes (2^32 - 2: the kernel reads -1 as "unchanged"). */
+export const MAX_TMPFS_ID = 4294967294
 
 /** Everything a container can be created with. */
 export interface CreateContainerOptions {
@@ -93,11 +119,21 @@ export const validateOptions = Effect.fnUntraced(function*(method: string, optio
     if (!path.isAbsolute(mount.destination)) {
       return yield* Effect.fail(invalidArgument(method, `mount destination ${JSON.stringify(mount.destination)} is not absolute`))
     }
+    // Over the rootfs itself: runc fails at start, long after the container was made.
+    if (path.posix.normalize(mount.destination) === "/") {
+      return yield* Effect.fail(invalidArgument(method, `mount destination ${JSON.stringify(mount.destination)} is the container's root`))
+    }
     if (mount.type === "bind" && (!path.isAbsolute(mount.source) || !fs.existsSync(mount.source))) {
       return yield* Effect.fail(invalidArgument(method, `bind source ${JSON.stringify(mount.source)} does not exist`))
     }
     if (mount.type === "tmpfs" && mount.size !== undefined && !isPositiveInteger(mount.size)) {
       return yield* Effect.fail(invalidArgument(method, `tmpfs size ${mount.size} is not a positive number of bytes`))
+    }
+    const ids = mount.type === "tmpfs" ? [["uid", mount.uid], ["gid", mount.gid]] as const : []
+    for (const [name, id] of ids) {
+      if (id !== undefined && (!Number.isSafeInteger(id) || id < 0 || id > MAX_TMPFS_ID)) {
+        return yield* Effect.fail(invalidArgument(method, `tmpfs ${name} ${id} is not a user or group id (0 to ${MAX_TMPFS_ID})`))
+      }
     }
   }
   const memory = options.resources?.memory
@@ -122,11 +158,11 @@ const toOciMount = (mount: BindMount | TmpfsMount): Oci.Mount =>
       type: "tmpfs",
       source: "tmpfs",
       options: [
-        "nosuid",
-        "nodev",
-        "noexec",
+        ...tmpfsFlags(mount.flags ?? []),
         ...(mount.size === undefined ? [] : [`size=${mount.size}`]),
-        ...(mount.mode === undefined ? [] : [`mode=${mount.mode.toString(8)}`])
+        ...(mount.mode === undefined ? [] : [`mode=${mount.mode.toString(8)}`]),
+        ...(mount.uid === undefined ? [] : [`uid=${mount.uid}`]),
+        ...(mount.gid === undefined ? [] : [`gid=${mount.gid}`])
       ]
     }
 

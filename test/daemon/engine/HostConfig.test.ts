@@ -76,12 +76,21 @@ describe("HostConfig", () => {
     assert.deepStrictEqual(parseTmpfs("/run", ""), Result.succeed({ type: "tmpfs", destination: "/run", size: undefined, mode: undefined }))
     assert.deepStrictEqual(
       parseTmpfs("/run", "rw,noexec,size=64m,mode=1777"),
-      Result.succeed({ type: "tmpfs", destination: "/run", size: 64 * 1024 ** 2, mode: 0o1777 })
+      Result.succeed({ type: "tmpfs", destination: "/run", size: 64 * 1024 ** 2, mode: 0o1777, flags: ["rw", "noexec"] })
+    )
+    // The owner, as Docker hands it to the kernel; flags are kept for the mount, in order.
+    assert.deepStrictEqual(
+      parseTmpfs("/t", "uid=1000,gid=0,ro,exec,uid=4294967294"),
+      Result.succeed({ type: "tmpfs", destination: "/t", size: undefined, mode: undefined, uid: 4294967294, gid: 0, flags: ["ro", "exec"] })
     )
     failed(parseTmpfs("run", ""), "must be absolute")
     failed(parseTmpfs("/run", "size=lots"), "invalid tmpfs size")
     failed(parseTmpfs("/run", "mode=999"), "invalid tmpfs mode")
-    failed(parseTmpfs("/run", "uid=0"), "invalid tmpfs option")
+    for (const id of ["uid=abc", "uid=-1", "gid=4294967295", "uid=", "gid=1.5"]) failed(parseTmpfs("/run", id), `invalid tmpfs ${id.slice(0, 3)}`)
+    failed(parseTmpfs("/run", "nr_inodes=5"), "invalid tmpfs option")
+    failed(parseTmpfs("/run", "constructor"), "invalid tmpfs option")
+    // dockerd's words for a mount over the root, however the path is spelled.
+    for (const root of ["/", "//", "/.", "/tmp/.."]) failed(parseTmpfs(root, ""), "invalid specification: destination can't be '/'")
   })
 
   it("parseBind", () => {
@@ -92,6 +101,12 @@ describe("HostConfig", () => {
     failed(parseBind("data:/data"), "named volumes are not supported")
     failed(parseBind("/a:b"), "container path must be absolute")
     failed(parseBind("/a:/b:rw,nocopy"), "invalid mode")
+    for (const root of ["/", "//", "/.", "/a/.."]) {
+      assert.deepStrictEqual(
+        parseBind(`/tmp:${root}`),
+        Result.fail(`invalid volume specification: '/tmp:${root}': invalid mount config for type "bind": invalid specification: destination can't be '/'`)
+      )
+    }
   })
 
   it("parseNetwork: only none and host; the default and bridge become none with a warning", () => {

@@ -22,6 +22,11 @@ describe("validateOptions", () => {
     ["missing bind source", { mounts: [{ type: "bind", source: "/no/such/dir", destination: "/x" }] }, "bind source"],
     ["bind of a real dir", { mounts: [{ type: "bind", source: os.tmpdir(), destination: "/x" }] }, undefined],
     ["tmpfs size 0", { mounts: [{ type: "tmpfs", destination: "/t", size: 0 }] }, "tmpfs size 0"],
+    ["tmpfs over the root", { mounts: [{ type: "tmpfs", destination: "/" }] }, "is the container's root"],
+    ["bind over the root", { mounts: [{ type: "bind", source: os.tmpdir(), destination: "//." }] }, "is the container's root"],
+    ["tmpfs uid -1", { mounts: [{ type: "tmpfs", destination: "/t", uid: -1 }] }, "tmpfs uid -1"],
+    ["tmpfs gid 2^32 - 1", { mounts: [{ type: "tmpfs", destination: "/t", gid: 2 ** 32 - 1 }] }, "tmpfs gid 4294967295"],
+    ["tmpfs owner", { mounts: [{ type: "tmpfs", destination: "/t", uid: 1000, gid: 0 }] }, undefined],
     ["memory below 6 MiB", { resources: { memory: 1024 } }, "memory limit 1024 is invalid"],
     ["memory of 6 MiB", { resources: { memory: 6 * 1024 * 1024 } }, undefined],
     ["one CPU share", { resources: { cpuShares: 1 } }, "CPU shares 1 is invalid"],
@@ -60,6 +65,14 @@ describe("containerSpec", () => {
     assert.deepStrictEqual(spec.mounts.find((m) => m.destination === "/t")?.options, ["nosuid", "nodev", "noexec", "size=1024", "mode=1777"])
     assert.isTrue(spec.process.env?.includes("A=1"))
     assert.isTrue(spec.process.env?.includes("HOSTNAME=web"))
+  })
+
+  it("mounts a tmpfs with its owner, and its flags over Docker's defaults (each replaces its opposite)", () => {
+    const spec = containerSpec("ns", {
+      ...base,
+      mounts: [{ type: "tmpfs", destination: "/t", mode: 0o700, uid: 1000, gid: 1001, flags: ["ro", "exec", "suid", "noexec"] }]
+    }, merged, user)
+    assert.deepStrictEqual(spec.mounts.find((m) => m.destination === "/t")?.options, ["nodev", "ro", "suid", "noexec", "mode=700", "uid=1000", "gid=1001"])
   })
 
   it("binds read-only when asked, and defaults the hostname to the id's first 63 characters", () => {

@@ -14,17 +14,23 @@ import { Images } from "../../src/services/Images.ts"
 import { Runtime, type RuntimeOptions, Stdio } from "../../src/services/Runtime.ts"
 import { importFixture, sharedClient, uniqueNamespace } from "./SharedContainerd.ts"
 
+/** A temporary directory named `<prefix>…`, removed with the scope. */
+const tempDirNamed = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), prefix))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
 /** A temporary directory removed with the scope. */
-export const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-test-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
+export const tempDir = tempDirNamed("ectr-test-")
+/** A FIFO directory (`ectr-fifo-…`: the runtime tests look for what is left in these). */
+const fifoDir = tempDirNamed("ectr-fifo-")
 
 /** Runtime, hub, images, events and client for `namespace` of the shared daemon. */
 export const runtimeLayer = (namespace: string, options?: RuntimeOptions) =>
   Layer.unwrap(Effect.gen(function*() {
     yield* importFixture(namespace)
-    return Live.services({ runtime: { fifoDir: yield* tempDir, ...options } }).pipe(Layer.provideMerge(sharedClient(namespace)))
+    return Live.services({ runtime: { fifoDir: yield* fifoDir, ...options } }).pipe(Layer.provideMerge(sharedClient(namespace)))
   }))
 
 /** The library in a new, empty namespace (nothing imported: every pull is cold), with a temporary directory. */
@@ -32,7 +38,7 @@ export const emptyLibrary = (prefix: string) =>
   Effect.gen(function*() {
     const namespace = uniqueNamespace(prefix)
     const context = yield* Layer.build(
-      Live.services({ runtime: { fifoDir: yield* tempDir } }).pipe(Layer.provideMerge(sharedClient(namespace)))
+      Live.services({ runtime: { fifoDir: yield* fifoDir } }).pipe(Layer.provideMerge(sharedClient(namespace)))
     )
     return {
       namespace,

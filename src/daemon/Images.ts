@@ -43,6 +43,7 @@ import {
   summaryOf
 } from "./images/Listing.ts"
 import { danglingName, familiarName, invalidReference, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
+import { removeFile } from "../internal/Files.ts"
 import { download, IMPORT_TIMEOUT, importPlatform, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
@@ -307,6 +308,8 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
         unnamed: danglingName,
         onProgress: (event) => void Queue.offerUnsafe(queue, { _tag: "Progress", event })
       }).pipe(
+        // Gone once read, before the answer's last line (the spool's scope removes it too if the import never ran).
+        Effect.ensuring(removeFile(file)),
         Effect.mapError(failure),
         Effect.flatMap((loaded) =>
           Effect.gen(function*() {

@@ -26,6 +26,8 @@ export interface DaemonOptions {
   readonly containerd?: string | undefined
   readonly namespace: string
   readonly insecureRegistries?: ReadonlyArray<string> | undefined
+  /** More flags for `effect-containerd daemon` (e.g. `--add-runtime`). */
+  readonly extraArgs?: ReadonlyArray<string> | undefined
 }
 
 /** A running (or restartable) daemon. */
@@ -142,7 +144,8 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
         "--namespace",
         options.namespace,
         ...(options.containerd === undefined ? [] : ["--containerd", options.containerd]),
-        ...(options.insecureRegistries ?? []).flatMap((host) => ["--insecure-registry", host])
+        ...(options.insecureRegistries ?? []).flatMap((host) => ["--insecure-registry", host]),
+        ...(options.extraArgs ?? [])
       ]
       const spawned = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
       child = spawned

@@ -9,13 +9,13 @@
  * else a 400, with nothing created). Without dockerd its half is left out (the
  * log says so).
  */
-import { assert, layer } from "@effect/vitest"
+import { assert, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { dockerCli, type DaemonInstance, requestOver, startDaemon } from "../support/DaemonHarness.ts"
+import { dockerCli, type DaemonInstance, requestOver, runDaemonCommand, startDaemon } from "../support/DaemonHarness.ts"
 import { startDockerd } from "../support/Dockerd.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { importFixture, shared, uniqueNamespace } from "../support/SharedContainerd.ts"
@@ -131,6 +131,13 @@ layer(EnginesLive, { timeout: 120_000, excludeTestServices: true })("isolation d
         assert.strictEqual(one.stdout, "CapEff:\t0000000000001000\nSeccomp:\t2\n", `${engine.name}: ${one.stderr}`)
         const admin = yield* run(engine, ["--cap-add", "CAP_SYS_ADMIN", "--cap-drop", "chown"], `${STATUS}; busybox unshare -U true; echo $?`)
         assert.strictEqual(admin.stdout, "CapEff:\t00000000a82425fa\nSeccomp:\t2\n0\n", `${engine.name}: ${admin.stderr}`)
+        // Execs get the container's; inspect shows the names as dockerd normalises them.
+        const id = (yield* engine.docker(["run", "-d", "--cap-drop", "all", "--cap-add", "net_admin", FIXTURE_IMAGE, "sleep", "30"])).stdout.trim()
+        const exec = yield* engine.docker(["exec", id, "sh", "-c", STATUS])
+        const inspect = yield* engine.docker(["inspect", "--format", "{{json .HostConfig.CapAdd}} {{json .HostConfig.CapDrop}}", id])
+        yield* engine.docker(["rm", "-f", id])
+        assert.strictEqual(exec.stdout, "CapEff:\t0000000000001000\nSeccomp:\t2\n", `${engine.name}: ${exec.stderr}`)
+        assert.strictEqual(inspect.stdout, `["CAP_NET_ADMIN"] ["ALL"]\n`, engine.name)
       })
     ))
 
@@ -245,3 +252,16 @@ layer(EnginesLive, { timeout: 120_000, excludeTestServices: true })("isolation d
       })
     ))
 })
+
+it.live("--add-runtime takes name=path; runc's names are reserved; a bad one stops the daemon before it starts", () =>
+  Effect.gen(function*() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ectr-add-runtime-"))
+    const base = ["--host", path.join(dir, "d.sock"), "--data-root", path.join(dir, "data"), "--containerd", path.join(dir, "none.sock")]
+    for (const [spec, message] of [["=/bin/x", "use name=path"], ["runc=/bin/x", "runtime name 'runc' is reserved"]]) {
+      const refused = yield* runDaemonCommand([...base, "--add-runtime", spec!])
+      assert.notStrictEqual(refused.code, 0, spec)
+      assert.include(refused.output, `--add-runtime ${spec}: ${message}`)
+    }
+    assert.isFalse(fs.existsSync(path.join(dir, "data")), "nothing made")
+    fs.rmSync(dir, { recursive: true, force: true })
+  }))

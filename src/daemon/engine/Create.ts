@@ -86,7 +86,12 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           Image: checked.image,
           ImageId: image.configDigest,
           Config: config,
-          HostConfig: host,
+          // As dockerd keeps them: the capabilities' normalised names.
+          HostConfig: {
+            ...host,
+            ...(checked.isolation.capAdd ? { CapAdd: checked.isolation.capAdd } : {}),
+            ...(checked.isolation.capDrop ? { CapDrop: checked.isolation.capDrop } : {})
+          },
           ...(image.config.config ? { ImageConfig: image.config.config } : {})
         }
         // The log options first: the container's directory is ours alone, so a failure below removes it,

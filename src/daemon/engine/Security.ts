@@ -49,6 +49,9 @@ export const readPlatform = (runtimes: ReadonlyMap<string, string>): Effect.Effe
 export interface Isolation {
   readonly privileged: boolean
   readonly capabilities: ReadonlyArray<string>
+  /** `CapAdd` and `CapDrop` as dockerd stores them (`CAP_` names, upper case); absent when not given. */
+  readonly capAdd: ReadonlyArray<string> | undefined
+  readonly capDrop: ReadonlyArray<string> | undefined
   readonly noNewPrivileges: boolean
   /** Docker's default profile (for the capabilities), none, or the caller's. */
   readonly seccomp: { readonly _tag: "Default" } | { readonly _tag: "None" } | { readonly _tag: "Profile"; readonly profile: LinuxSeccomp }
@@ -85,6 +88,8 @@ export const isolationOf = (host: HostConfig, platform: Platform): Result.Result
     return {
       privileged,
       capabilities,
+      capAdd: host.CapAdd ? yield* Capabilities.normalize("CapAdd", host.CapAdd) : undefined,
+      capDrop: host.CapDrop ? yield* Capabilities.normalize("CapDrop", host.CapDrop) : undefined,
       noNewPrivileges: security.noNewPrivileges,
       seccomp,
       systemPaths: { masked: host.MaskedPaths ?? Oci.maskedPaths, readonly: host.ReadonlyPaths ?? Oci.readonlyPaths },

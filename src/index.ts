@@ -5,6 +5,7 @@
  * `Containerd.Containerd.layerConfig`, `ExitHub.ExitHub.layer`, ...
  */
 export * as Any from "./domain/Any.ts"
+export * as Capabilities from "./domain/Capabilities.ts"
 export * as ContainerdError from "./domain/ContainerdError.ts"
 export * as Event from "./domain/Event.ts"
 export * as ContainerConfig from "./domain/ContainerConfig.ts"
@@ -15,6 +16,7 @@ export * as Labels from "./domain/Labels.ts"
 export * as OciSpec from "./domain/OciSpec.ts"
 export * as Reference from "./domain/Reference.ts"
 export * as RegistryError from "./domain/RegistryError.ts"
+export * as Seccomp from "./domain/Seccomp.ts"
 export * as Signal from "./domain/Signal.ts"
 export * as Stdio from "./domain/Stdio.ts"
 export * as BackoffQueue from "./services/BackoffQueue.ts"

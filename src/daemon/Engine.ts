@@ -29,6 +29,7 @@ import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCommit } from "./engine/Commit.ts"
 import { makeCreate } from "./engine/Create.ts"
+import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
@@ -68,7 +69,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     monitors,
     store: makeStore(),
     eventLog,
-    notices: yield* PubSub.unbounded<Notice>()
+    notices: yield* PubSub.unbounded<Notice>(),
+    platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {})))
   }
   // The index, from what the monitors' recovery just listed (one Containers.List
   // for both): every container of ours with its stored config.

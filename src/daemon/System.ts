@@ -95,6 +95,8 @@ export interface SystemOptions {
   readonly namespace: string
   /** Registries spoken to over plain HTTP (`--insecure-registry`). */
   readonly insecureRegistries?: ReadonlyArray<string> | undefined
+  /** The runtimes besides runc (`--add-runtime`): name → binary. */
+  readonly runtimes?: Readonly<Record<string, string>> | undefined
 }
 
 /** containerd's answer to `Version`. */
@@ -215,7 +217,10 @@ export const infoJson = (facts: HostFacts, options: SystemOptions, counts: InfoC
   Labels: [],
   ExperimentalBuild: false,
   ServerVersion: facts.serverVersion,
-  Runtimes: { runc: { path: "runc" } },
+  Runtimes: {
+    runc: { path: "runc" },
+    ...Object.fromEntries(Object.entries(options.runtimes ?? {}).map(([name, binary]) => [name, { path: binary }]))
+  },
   DefaultRuntime: "runc",
   Swarm: {
     NodeID: "",

@@ -55,6 +55,8 @@ interface DaemonSettings {
   readonly namespace: string
   /** Registry hosts (`host[:port]`) spoken to over plain HTTP. */
   readonly insecureRegistries: ReadonlyArray<string>
+  /** OCI runtimes besides runc (`--add-runtime name=path`): name → runc-compatible binary. */
+  readonly runtimes: Readonly<Record<string, string>>
   readonly logLevel: DaemonLogLevel
   /** The largest JSON request body, in bytes. */
   readonly maxJsonBody: number
@@ -73,6 +75,28 @@ const socketPathOf = (host: string): Effect.Effect<string, DaemonError> => {
     ? Effect.fail(new DaemonError({ message: `--host ${host}: the socket path is empty` }))
     : Effect.succeed(path.resolve(socket))
 }
+
+/**
+ * `--add-runtime name=path`s, as dockerd takes them: a runc-compatible binary
+ * under a name containers ask for (`--runtime name`); `runc` is the built-in one.
+ */
+const runtimesOf = (specs: ReadonlyArray<string>): Effect.Effect<Readonly<Record<string, string>>, DaemonError> =>
+  Effect.gen(function*() {
+    const runtimes: Record<string, string> = {}
+    for (const spec of specs) {
+      const at = spec.indexOf("=")
+      const name = at < 0 ? "" : spec.slice(0, at)
+      const binary = at < 0 ? "" : spec.slice(at + 1)
+      if (name === "" || binary === "") {
+        return yield* Effect.fail(new DaemonError({ message: `--add-runtime ${spec}: use name=path` }))
+      }
+      if (name === "runc" || name === "io.containerd.runc.v2" || Object.hasOwn(runtimes, name)) {
+        return yield* Effect.fail(new DaemonError({ message: `--add-runtime ${spec}: runtime name '${name}' is reserved or given twice` }))
+      }
+      runtimes[name] = path.resolve(binary)
+    }
+    return runtimes
+  })
 
 const optionalEnv = (name: string) => Config.option(Config.String(name))
 
@@ -158,13 +182,19 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
     dataRoot: settings.dataRoot,
     containerdAddress: settings.containerdAddress,
     namespace: settings.namespace,
-    insecureRegistries: settings.insecureRegistries
+    insecureRegistries: settings.insecureRegistries,
+    runtimes: settings.runtimes
   }).pipe(
     Layer.provideMerge(DockerImages.layerWith({ spoolDir: path.join(settings.dataRoot, "tmp") })),
     Layer.provideMerge(Layer.unwrap(Effect.map(
       buildShimLogger(path.join(settings.dataRoot, "bin")),
       (shimLogger) =>
-        Engine.layer({ namespace: settings.namespace, logRoot: path.join(settings.dataRoot, "containers"), shimLogger })
+        Engine.layer({
+          namespace: settings.namespace,
+          logRoot: path.join(settings.dataRoot, "containers"),
+          shimLogger,
+          runtimes: settings.runtimes
+        })
     ))),
     Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(library)
@@ -243,6 +273,12 @@ const flags = {
     fromEnv("MAX_JSON_BODY"),
     Flag.withDefault("4m")
   ),
+  runtimes: Flag.String("add-runtime").pipe(
+    Flag.withDescription("An OCI runtime containers may ask for (--runtime name): name=path of a runc-compatible binary; repeatable"),
+    Flag.atLeast(1),
+    Flag.withFallbackConfig(Config.Array(Schema.String, "EFFECT_CONTAINERD_ADD_RUNTIME")),
+    Flag.withDefault([])
+  ),
   logLevel: Flag.Literals("log-level", LOG_LEVELS).pipe(
     Flag.withDescription("The least severe messages logged"),
     Flag.withFallbackConfig(Config.Literals(LOG_LEVELS, "EFFECT_CONTAINERD_LOG_LEVEL")),
@@ -268,6 +304,7 @@ const daemon = Command.make("daemon", flags, (input) =>
       dataRoot: Option.isSome(input.dataRoot) ? path.resolve(input.dataRoot.value) : yield* defaultDataRoot,
       namespace: input.namespace,
       insecureRegistries: input.insecureRegistries,
+      runtimes: yield* runtimesOf(input.runtimes),
       logLevel: input.logLevel,
       maxJsonBody: yield* maxJsonBodyOf(input.maxJsonBody)
     }

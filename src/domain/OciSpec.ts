@@ -5,11 +5,16 @@
  * pid/ipc/uts/mount/network namespaces; /proc, /dev, /dev/pts, /dev/shm,
  * /dev/mqueue, a read-only /sys and cgroup mount; Docker's default capability
  * set; the masked and read-only /proc and /sys paths; a NOFILE limit; no new
- * privileges; the device cgroup rules for the standard character devices. Every
+ * privileges; the device cgroup rules for the standard character devices; no
+ * seccomp profile (`withDefaultSeccomp` adds Docker's). Every
  * other choice is a pure `(spec) => spec` function, so a caller composes exactly
  * the container it means and each option can be tested alone.
  */
 import { Schema } from "effect"
+import { defaultCapabilities } from "./Capabilities.ts"
+import { defaultProfile, LinuxSeccomp } from "./Seccomp.ts"
+
+export { defaultCapabilities } from "./Capabilities.ts"
 
 const Strings = Schema.Array(Schema.String)
 
@@ -40,7 +45,9 @@ export const Process = Schema.Struct({
   capabilities: Schema.optional(Schema.Struct({
     bounding: Schema.optional(Strings),
     effective: Schema.optional(Strings),
-    permitted: Schema.optional(Strings)
+    permitted: Schema.optional(Strings),
+    inheritable: Schema.optional(Strings),
+    ambient: Schema.optional(Strings)
   })),
   rlimits: Schema.optional(Schema.Array(Schema.Struct({ type: Schema.String, hard: Schema.Number, soft: Schema.Number }))),
   noNewPrivileges: Schema.optional(Schema.Boolean),
@@ -57,6 +64,18 @@ const DeviceRule = Schema.Struct({
   minor: Schema.optional(Schema.Int),
   access: Schema.optional(Schema.String)
 })
+
+/** A device node runc creates in the container's /dev. */
+export const Device = Schema.Struct({
+  path: Schema.String,
+  type: Schema.Literals(["c", "b", "u", "p"]),
+  major: Schema.Int,
+  minor: Schema.Int,
+  fileMode: Schema.optional(Schema.Int),
+  uid: Schema.optional(Schema.Int),
+  gid: Schema.optional(Schema.Int)
+})
+export type Device = typeof Device.Type
 
 /** The cgroup limits we set; also what `Tasks.Update` takes. */
 export const Resources = Schema.Struct({
@@ -78,7 +97,9 @@ export const Spec = Schema.Struct({
     resources: Schema.optional(Resources),
     cgroupsPath: Schema.optional(Schema.String),
     maskedPaths: Schema.optional(Strings),
-    readonlyPaths: Schema.optional(Strings)
+    readonlyPaths: Schema.optional(Strings),
+    devices: Schema.optional(Schema.Array(Device)),
+    seccomp: Schema.optional(LinuxSeccomp)
   })
 })
 export type Spec = typeof Spec.Type
@@ -88,24 +109,6 @@ export type SpecOption = (spec: Spec) => Spec
 
 /** Docker's search path when neither the image nor the caller sets PATH. */
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-/** The capabilities Docker grants by default. */
-export const defaultCapabilities: ReadonlyArray<string> = [
-  "CAP_CHOWN",
-  "CAP_DAC_OVERRIDE",
-  "CAP_FSETID",
-  "CAP_FOWNER",
-  "CAP_MKNOD",
-  "CAP_NET_RAW",
-  "CAP_SETGID",
-  "CAP_SETUID",
-  "CAP_SETFCAP",
-  "CAP_SETPCAP",
-  "CAP_NET_BIND_SERVICE",
-  "CAP_SYS_CHROOT",
-  "CAP_KILL",
-  "CAP_AUDIT_WRITE"
-]
 
 const nodev = ["nosuid", "noexec", "nodev"]
 
@@ -124,7 +127,8 @@ const defaultMounts: ReadonlyArray<Mount> = [
   { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: [...nodev, "relatime", "ro"] }
 ]
 
-const maskedPaths = [
+/** The /proc and /sys paths Docker hides (an empty tmpfs or /dev/null over them). */
+export const maskedPaths: ReadonlyArray<string> = [
   "/proc/asound",
   "/proc/acpi",
   "/proc/kcore",
@@ -138,7 +142,8 @@ const maskedPaths = [
   "/sys/devices/virtual/powercap"
 ]
 
-const readonlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+/** The /proc paths Docker mounts read-only. */
+export const readonlyPaths: ReadonlyArray<string> = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 const char = (major: number, minor?: number) =>
   minor === undefined ? { allow: true, type: "c", major, access: "rwm" } : { allow: true, type: "c", major, minor, access: "rwm" }
@@ -265,3 +270,50 @@ export const withMemoryLimit = (bytes: number): SpecOption =>
 
 /** The CPU weight relative to other containers (cgroup v1 shares; 1024 is the default). */
 export const withCpuShares = (shares: number): SpecOption => resources_((r) => ({ ...r, cpu: { ...r.cpu, shares } }))
+
+const linux_ = (f: (linux: Spec["linux"]) => Spec["linux"]): SpecOption => (spec) => ({ ...spec, linux: f(spec.linux) })
+
+/** The capability set of the process: bounding, effective and permitted (as Docker; none inheritable or ambient). */
+export const withCapabilities = (capabilities: ReadonlyArray<string>): SpecOption =>
+  process_((p) => ({ ...p, capabilities: { bounding: capabilities, effective: capabilities, permitted: capabilities } }))
+
+/** A seccomp profile; `undefined` runs the container unconfined. */
+export const withSeccomp = (profile: LinuxSeccomp | undefined): SpecOption =>
+  linux_(({ seccomp: _, ...linux }) => profile === undefined ? linux : { ...linux, seccomp: profile })
+
+/**
+ * Docker's default seccomp profile (`Seccomp.defaultProfile`) for the
+ * capabilities the spec has when this option runs: put it after every option
+ * that changes them.
+ */
+export const withDefaultSeccomp = (target: { readonly arch: string; readonly kernel: readonly [number, number] }): SpecOption =>
+  (spec) => withSeccomp(defaultProfile({ ...target, capabilities: spec.process.capabilities?.bounding ?? [] }))(spec)
+
+/** The paths hidden from the container and those mounted read-only (Docker's `systempaths=unconfined`: none). */
+export const withSystemPaths = (paths: { readonly masked: ReadonlyArray<string>; readonly readonly: ReadonlyArray<string> }): SpecOption =>
+  linux_((linux) => ({ ...linux, maskedPaths: paths.masked, readonlyPaths: paths.readonly }))
+
+const clearReadonly = (mount: Mount): Mount => ({ ...mount, options: (mount.options ?? []).filter((o) => o !== "ro") })
+
+/**
+ * What Docker's `--privileged` does besides capabilities and seccomp (moby's
+ * `oci_linux.go`): the host's devices in the container and every device allowed
+ * in its cgroup, nothing masked or read-only in /proc, and /sys (unless the root
+ * filesystem is read-only: put this after `withReadonlyRootfs`) and the cgroup
+ * mount writable.
+ */
+export const withPrivileged = (hostDevices: ReadonlyArray<Device>): SpecOption => (spec) => ({
+  ...spec,
+  mounts: spec.mounts.map((mount) =>
+    (mount.destination === "/sys" && spec.root.readonly !== true) || mount.destination === "/sys/fs/cgroup"
+      ? clearReadonly(mount)
+      : mount
+  ),
+  linux: {
+    ...spec.linux,
+    devices: [...(spec.linux.devices ?? []), ...hostDevices],
+    resources: { ...spec.linux.resources, devices: [{ allow: true, access: "rwm" }] },
+    maskedPaths: [],
+    readonlyPaths: []
+  }
+})

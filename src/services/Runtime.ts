@@ -46,6 +46,7 @@ import { makeFifoPool } from "../internal/Fifo.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { ExitHub } from "./ExitHub.ts"
 import { Images } from "./Images.ts"
+import { runcOptions } from "../internal/RuncOptions.ts"
 import { type Container, makeContainer } from "./runtime/Container.ts"
 import {
   containerSpec,
@@ -149,7 +150,10 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         id: options.id,
         labels: marked ? { ...options.labels, [RuntimeLabels.creating]: "true" } : options.labels ?? {},
         image: options.image,
-        runtime: { name: options.runtime ?? defaultRuntime },
+        runtime: {
+          name: options.runtime ?? defaultRuntime,
+          options: options.runtimeBinary === undefined ? undefined : runcOptions(options.runtimeBinary)
+        },
         spec: packJson(OciSpecTypeUrl, spec),
         snapshotter,
         snapshotKey: options.id,

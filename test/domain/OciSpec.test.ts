@@ -9,6 +9,11 @@ import {
   withMemoryLimit,
   withNetwork,
   withReadonlyRootfs,
+  withCapabilities,
+  withDefaultSeccomp,
+  withPrivileged,
+  withSeccomp,
+  withSystemPaths,
   withUser
 } from "../../src/domain/OciSpec.ts"
 
@@ -71,5 +76,40 @@ describe("images", () => {
     }
     assert.strictEqual(selectManifest(index, hostPlatform())?.digest, "sha256:here")
     assert.isUndefined(selectManifest(index, { os: "linux", architecture: "riscv64" }))
+  })
+})
+
+describe("OCI spec security options", () => {
+  const base = defaultSpec({ namespace: "ns", id: "web" })
+
+  it("seccomp: none by default; withDefaultSeccomp is Docker's for the capabilities the spec has when it runs", () => {
+    assert.isUndefined(base.linux.seccomp)
+    const x64 = { arch: "x64", kernel: [6, 1] as const }
+    const plain = applyOptions(base, [withDefaultSeccomp(x64)])
+    const allows = (spec: typeof base, name: string) =>
+      (spec.linux.seccomp?.syscalls ?? []).some((rule) => rule.action === "SCMP_ACT_ALLOW" && rule.args === undefined && rule.names.includes(name))
+    assert.isFalse(allows(plain, "unshare"))
+    assert.isTrue(allows(plain, "chroot"))
+    const admin = applyOptions(base, [withCapabilities(["CAP_SYS_ADMIN"]), withDefaultSeccomp(x64)])
+    assert.deepStrictEqual(admin.process.capabilities, { bounding: ["CAP_SYS_ADMIN"], effective: ["CAP_SYS_ADMIN"], permitted: ["CAP_SYS_ADMIN"] })
+    assert.isTrue(allows(admin, "unshare"))
+    assert.isFalse(allows(admin, "chroot"))
+    assert.isUndefined(applyOptions(admin, [withSeccomp(undefined)]).linux.seccomp)
+    assert.deepStrictEqual(applyOptions(base, [withSeccomp({ defaultAction: "SCMP_ACT_ALLOW" })]).linux.seccomp, { defaultAction: "SCMP_ACT_ALLOW" })
+  })
+
+  it("withPrivileged: the given devices, every device allowed, nothing masked, /sys writable unless the root is read-only", () => {
+    const device = { path: "/dev/loop0", type: "b" as const, major: 7, minor: 0, fileMode: 0o660, uid: 0, gid: 6 }
+    const spec = applyOptions(base, [withPrivileged([device])])
+    assert.deepStrictEqual(spec.linux.devices, [device])
+    assert.deepStrictEqual(spec.linux.resources?.devices, [{ allow: true, access: "rwm" }])
+    assert.deepStrictEqual([spec.linux.maskedPaths, spec.linux.readonlyPaths], [[], []])
+    const sys = (s: typeof base, path: string) => s.mounts.find((m) => m.destination === path)?.options?.includes("ro")
+    assert.isFalse(sys(spec, "/sys"))
+    assert.isFalse(sys(spec, "/sys/fs/cgroup"))
+    const readonlyRoot = applyOptions(base, [withReadonlyRootfs(true), withPrivileged([])])
+    assert.isTrue(sys(readonlyRoot, "/sys"))
+    assert.isFalse(sys(readonlyRoot, "/sys/fs/cgroup"))
+    assert.deepStrictEqual(applyOptions(base, [withSystemPaths({ masked: ["/proc/x"], readonly: [] })]).linux.maskedPaths, ["/proc/x"])
   })
 })

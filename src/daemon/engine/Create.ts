@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import { Clock, Effect } from "effect"
 import * as Oci from "../../domain/OciSpec.ts"
 import { removeTree } from "../../internal/Files.ts"
+import { hostDevices } from "../../internal/HostDevices.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
@@ -26,13 +27,13 @@ import {
   parseBind,
   parseNetwork,
   parsePolicy,
-  parseSecurityOpt,
   parseTmpfs
 } from "./HostConfig.ts"
+import { isolationOf, isolationSpec, type Platform } from "./Security.ts"
 import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
 
 /** The request, checked: what the library needs of it, and the warnings for the response. */
-const validate = (body: CreateBody) =>
+const validate = (body: CreateBody, platform: Platform) =>
   Effect.gen(function*() {
     if (body.Image === undefined || body.Image === null || body.Image === "") {
       return yield* Effect.fail(badRequest("config has no image: an image is required to create a container"))
@@ -51,7 +52,7 @@ const validate = (body: CreateBody) =>
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
       return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
     }
-    const security = yield* orBadRequest(parseSecurityOpt(host.SecurityOpt))
+    const isolation = yield* orBadRequest(isolationOf(host, platform))
     const oomScoreAdj = yield* orBadRequest(checkOomScoreAdj(host.OomScoreAdj))
     yield* orBadRequest(checkLogConfig(host.LogConfig))
     if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
@@ -61,8 +62,9 @@ const validate = (body: CreateBody) =>
       image: body.Image,
       network: network.mode,
       mounts: [...binds, ...tmpfs],
+      isolation,
       // Docker's defaults, not containerd's: no_new_privs only when asked, oom_score_adj 0 (not the shim's).
-      spec: [Oci.withNoNewPrivileges(security.noNewPrivileges), Oci.withOomScoreAdj(oomScoreAdj)],
+      spec: (devices: ReadonlyArray<Oci.Device>) => [...isolationSpec(isolation, platform, devices), Oci.withOomScoreAdj(oomScoreAdj)],
       warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
     }
   })
@@ -71,7 +73,7 @@ const validate = (body: CreateBody) =>
 export const makeCreate = (env: Environment, images: Images["Service"]) =>
   Effect.fn("Engine.create")(function*(requestedName: string | undefined, body: CreateBody) {
     const name = yield* checkName(requestedName)
-    const checked = yield* validate(body)
+    const checked = yield* validate(body, env.platform)
     const image = yield* images.resolve(checked.image).pipe(
       inNamespace(env),
       Effect.mapError((error) => error.reason._tag === "NotFound" ? notFound(`No such image: ${checked.image}`) : fromLibrary(error))
@@ -87,7 +89,12 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           Image: checked.image,
           ImageId: image.configDigest,
           Config: config,
-          HostConfig: host,
+          // As dockerd keeps them: the capabilities' normalised names.
+          HostConfig: {
+            ...host,
+            ...(checked.isolation.capAdd ? { CapAdd: checked.isolation.capAdd } : {}),
+            ...(checked.isolation.capDrop ? { CapDrop: checked.isolation.capDrop } : {})
+          },
           ...(image.config.config ? { ImageConfig: image.config.config } : {})
         }
         // The log options first: the container's directory is ours alone, so a failure below removes it,
@@ -97,6 +104,7 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           fs.mkdirSync(dir, { recursive: true })
           fs.writeFileSync(logConfigPath(env.options.logRoot, id), JSON.stringify(logConfigOf(stored)))
         }).pipe(Effect.onError(() => removeTree(dir)))
+        const devices = checked.isolation.privileged ? yield* hostDevices() : []
         const container = yield* lib(inNamespace(env)(env.monitors.create({
           id,
           image: image.name,
@@ -115,8 +123,8 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           network: checked.network,
           readonlyRootfs: host.ReadonlyRootfs ?? false,
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
-          runtime: host.Runtime || undefined,
-          spec: checked.spec,
+          runtimeBinary: checked.isolation.runtimeBinary,
+          spec: checked.spec(devices),
           extensions: storedExtensions(stored)
         }))).pipe(Effect.onError(() => removeTree(dir)))
         const entry = yield* makeEntry(container.id, stored, container.labels)

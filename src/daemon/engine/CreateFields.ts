@@ -3,7 +3,7 @@
  * one table. A field is `honoured` (the engine acts on it, or there is nothing to
  * do on Linux), `warn`ed about in the response's `Warnings` (ignoring it is
  * harmless; the docker CLI prints `WARNING: ...`), or `reject`ed with a 400 naming
- * it (ignoring it would surprise or lose data: volumes, published ports, privileges,
+ * it (ignoring it would surprise or lose data: volumes, published ports,
  * resource limits). Only fields that are set count: the CLI sends most unset ones
  * as null, zero, empty or (`MemorySwappiness`) -1.
  */
@@ -90,13 +90,15 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.Tmpfs": honoured,
   "HostConfig.Memory": honoured,
   "HostConfig.CpuShares": honoured,
+  // runc, or a runtime the daemon was given (--add-runtime); Security.runtimeOf refuses others.
   "HostConfig.Runtime": honoured,
   "HostConfig.LogConfig": honoured,
   // The CLI resizes the terminal right after the start, which the engine does.
   "HostConfig.ConsoleSize": honoured,
   // The CLI writes the file; dockerd only carries it.
   "HostConfig.ContainerIDFile": honoured,
-  "HostConfig.Privileged": reject("Privileged (--privileged) is not supported: privileged containers are not run"),
+  // Security.ts: all the daemon's capabilities, the host's devices, no seccomp, nothing masked.
+  "HostConfig.Privileged": honoured,
   "HostConfig.PortBindings": reject(`PortBindings (-p) is not supported: ${noNetwork}; use NetworkMode host`),
   "HostConfig.PublishAllPorts": reject(`PublishAllPorts (-P) is not supported: ${noNetwork}; use NetworkMode host`),
   "HostConfig.Links": reject(`Links (--link) is not supported: ${noNetwork}`),
@@ -108,12 +110,13 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.VolumesFrom": reject("VolumesFrom (--volumes-from) is not supported: there are no volumes"),
   "HostConfig.Mounts": reject("Mounts (--mount) is not supported: use Binds (-v /host:/path) or Tmpfs (--tmpfs)"),
   "HostConfig.StorageOpt": reject("StorageOpt (--storage-opt) is not supported"),
-  "HostConfig.CapAdd": reject("CapAdd (--cap-add) is not supported: containers get Docker's default capabilities"),
-  "HostConfig.CapDrop": reject("CapDrop (--cap-drop) is not supported: containers get Docker's default capabilities"),
-  // no-new-privileges is applied; the other options are refused by HostConfig.parseSecurityOpt.
+  "HostConfig.CapAdd": honoured,
+  "HostConfig.CapDrop": honoured,
+  // Applied, or refused by HostConfig.parseSecurityOpt (AppArmor profiles, SELinux labels).
   "HostConfig.SecurityOpt": honoured,
-  "HostConfig.MaskedPaths": reject("MaskedPaths is not supported: containers get Docker's default masked paths"),
-  "HostConfig.ReadonlyPaths": reject("ReadonlyPaths is not supported: containers get Docker's default read-only paths"),
+  // Security.ts: absent or null, Docker's lists; [] is what the CLI sends for --security-opt systempaths=unconfined.
+  "HostConfig.MaskedPaths": honoured,
+  "HostConfig.ReadonlyPaths": honoured,
   "HostConfig.GroupAdd": reject("GroupAdd (--group-add) is not supported"),
   "HostConfig.Sysctls": reject("Sysctls (--sysctl) is not supported"),
   "HostConfig.Devices": reject("Devices (--device) is not supported"),

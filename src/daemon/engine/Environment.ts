@@ -12,6 +12,7 @@ import { conflict, type DockerError, fromLibrary, internal } from "../DockerErro
 import type { EventLog } from "../EventLog.ts"
 import { logPath } from "../LogFiles.ts"
 import { logConfigOf } from "./HostConfig.ts"
+import type { Platform } from "./Security.ts"
 import type { EngineOptions } from "./Shape.ts"
 import { isRunning, type TaskStatus } from "./State.ts"
 import type { Entry, Store } from "./Store.ts"
@@ -30,6 +31,8 @@ export interface Environment {
   readonly eventLog: EventLog["Service"]
   /** Exits and removals, for `wait`. */
   readonly notices: PubSub.PubSub<Notice>
+  /** What the daemon can grant containers (capabilities, runtimes), learned at its start. */
+  readonly platform: Platform
 }
 
 /** Runs in the daemon's namespace, whatever the client's default. */

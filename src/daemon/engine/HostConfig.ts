@@ -174,39 +174,67 @@ export const goBool = (text: string): boolean | undefined =>
     ? false
     : undefined
 
+/** What `HostConfig.SecurityOpt` asks for. */
+export interface SecurityOptions {
+  readonly noNewPrivileges: boolean
+  /** Docker's default profile, none, or a profile in Docker's format (the JSON the CLI read from the file). */
+  readonly seccomp: { readonly _tag: "Default" } | { readonly _tag: "Unconfined" } | { readonly _tag: "Profile"; readonly json: string }
+}
+
 /**
  * `HostConfig.SecurityOpt`, as dockerd's `parseSecurityOpt`: `no-new-privileges`
- * (alone, or `=`/`:` and a Go boolean) sets the process's no_new_privs; it is off
- * unless asked, as dockerd's default. Malformed options get dockerd's messages;
- * well-formed ones other than no-new-privileges (label, apparmor, seccomp) are
- * refused, as this daemon applies no LSM labels or seccomp profiles of its own.
+ * (alone, or `=`/`:` and a Go boolean) sets the process's no_new_privs, off unless
+ * asked, as dockerd's default; `seccomp=unconfined`, `seccomp=builtin` or a
+ * profile (`systempaths=unconfined` is the CLI's: it sends empty `MaskedPaths`
+ * and `ReadonlyPaths` instead). Malformed options get dockerd's messages.
+ * This daemon applies no AppArmor profile or SELinux label: asking for none
+ * (`apparmor=unconfined`, `label=disable`) is what it does, anything else is
+ * refused (dockerd accepts and ignores them on a host without AppArmor or SELinux).
  */
-export const parseSecurityOpt = (
-  options: ReadonlyArray<string> | null | undefined
-): Result.Result<{ readonly noNewPrivileges: boolean }, string> => {
+export const parseSecurityOpt = (options: ReadonlyArray<string> | null | undefined): Result.Result<SecurityOptions, string> => {
   let noNewPrivileges = false
+  let seccomp: SecurityOptions["seccomp"] = { _tag: "Default" }
   for (const option of options ?? []) {
     if (option === "no-new-privileges") {
       noNewPrivileges = true
       continue
     }
+    if (option === "disable") continue
     const separator = option.includes("=") ? "=" : option.includes(":") ? ":" : undefined
     if (separator === undefined) return Result.fail(`invalid --security-opt 1: ${JSON.stringify(option)}`)
     const at = option.indexOf(separator)
     const key = option.slice(0, at)
     const value = option.slice(at + 1)
-    if (key === "no-new-privileges") {
-      const parsed = goBool(value)
-      if (parsed === undefined) return Result.fail(`invalid --security-opt 2: ${JSON.stringify(option)}`)
-      noNewPrivileges = parsed
-      continue
+    const invalid = Result.fail(`invalid --security-opt 2: ${JSON.stringify(option)}`)
+    switch (key) {
+      case "no-new-privileges": {
+        const parsed = goBool(value)
+        if (parsed === undefined) return invalid
+        noNewPrivileges = parsed
+        continue
+      }
+      case "seccomp":
+        seccomp = value === "unconfined"
+          ? { _tag: "Unconfined" }
+          : value === "builtin" || value === ""
+          ? { _tag: "Default" }
+          : { _tag: "Profile", json: value }
+        continue
+      case "label":
+        if (value === "disable") continue
+        return Result.fail(
+          `SecurityOpt ${JSON.stringify(option)} (--security-opt) is not supported: this daemon applies no SELinux labels (label=disable is what it does)`
+        )
+      case "apparmor":
+        if (value === "unconfined") continue
+        return Result.fail(
+          `SecurityOpt ${JSON.stringify(option)} (--security-opt) is not supported: this daemon applies no AppArmor profile (apparmor=unconfined is what it does)`
+        )
+      default:
+        return invalid
     }
-    if (key === "label" || key === "apparmor" || key === "seccomp") {
-      return Result.fail(`SecurityOpt ${JSON.stringify(option)} (--security-opt) is not supported: of the security options only no-new-privileges is applied`)
-    }
-    return Result.fail(`invalid --security-opt 2: ${JSON.stringify(option)}`)
   }
-  return Result.succeed({ noNewPrivileges })
+  return Result.succeed({ noNewPrivileges, seccomp })
 }
 
 /** `HostConfig.OomScoreAdj`, in the kernel's range as dockerd checks it (`verifyPlatformContainerSettings`). */

@@ -150,6 +150,8 @@ export interface EngineOptions {
    * every container's output goes through FIFOs.
    */
   readonly shimLogger?: string | undefined
+  /** The OCI runtimes besides runc that containers may ask for (`--add-runtime name=path`): name → runc-compatible binary. */
+  readonly runtimes?: Readonly<Record<string, string>> | undefined
   /** How long an exited exec stays inspectable (dockerd's exec GC); default 5 minutes, checked every fifth of it. */
   readonly execRetention?: Duration.Input | undefined
 }

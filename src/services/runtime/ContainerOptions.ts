@@ -96,6 +96,8 @@ export interface CreateContainerOptions {
   } | undefined
   /** Defaults to the Runtime's (io.containerd.runc.v2). */
   readonly runtime?: string | undefined
+  /** A runc-compatible binary for the runc shim to run instead of `runc` (an absolute path). */
+  readonly runtimeBinary?: string | undefined
   /** Further spec changes, applied last. */
   readonly spec?: ReadonlyArray<Oci.SpecOption> | undefined
   /**
@@ -143,6 +145,9 @@ export const validateOptions = Effect.fnUntraced(function*(method: string, optio
   const shares = options.resources?.cpuShares
   if (shares !== undefined && (!Number.isSafeInteger(shares) || shares < 2)) {
     return yield* Effect.fail(invalidArgument(method, `CPU shares ${shares} is invalid: use an integer of at least 2`))
+  }
+  if (options.runtimeBinary !== undefined && !path.isAbsolute(options.runtimeBinary)) {
+    return yield* Effect.fail(invalidArgument(method, `runtime binary ${JSON.stringify(options.runtimeBinary)} is not an absolute path`))
   }
   const hostname = options.hostname
   if (hostname !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$/.test(hostname)) {

@@ -18,9 +18,8 @@ describe("CreateFields", () => {
       // Checked by HostConfig's parsers (no-new-privileges; the kernel's range).
       [{ Image: "i", HostConfig: { SecurityOpt: ["no-new-privileges"], OomScoreAdj: 500 } }, "ok"],
       [{ Image: "i", HostConfig: { PortBindings: { "80/tcp": [{ HostIp: "", HostPort: "" }] } } }, "reject", "PortBindings"],
-      [{ Image: "i", HostConfig: { Privileged: true } }, "reject", "Privileged"],
-      [{ Image: "i", HostConfig: { CapAdd: ["NET_ADMIN"] } }, "reject", "CapAdd"],
-      [{ Image: "i", HostConfig: { CapDrop: ["ALL"] } }, "reject", "CapDrop"],
+      // Checked by Security.isolationOf (known capabilities, runtimes).
+      [{ Image: "i", HostConfig: { Privileged: true, CapAdd: ["NET_ADMIN"], CapDrop: ["ALL"], Runtime: "runc", MaskedPaths: [] } }, "ok"],
       [{ Image: "i", HostConfig: { Devices: [{ PathOnHost: "/dev/fuse" }] } }, "reject", "Devices"],
       [{ Image: "i", HostConfig: { NanoCpus: 1e9 } }, "reject", "NanoCpus"],
       [{ Image: "i", HostConfig: { PidsLimit: 100 } }, "reject", "PidsLimit"],
@@ -80,6 +79,6 @@ describe("CreateFields", () => {
       review({ Image: "i", Domainname: "x", HostConfig: { Dns: ["1.1.1.1"] } }).pipe(Result.map((w) => w.length)),
       Result.succeed(2)
     )
-    assert.isTrue(Result.isFailure(review({ Image: "i", Domainname: "x", HostConfig: { Privileged: true } })))
+    assert.isTrue(Result.isFailure(review({ Image: "i", Domainname: "x", HostConfig: { PidsLimit: 10 } })))
   })
 })

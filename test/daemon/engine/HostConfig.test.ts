@@ -42,9 +42,24 @@ describe("HostConfig", () => {
     assert.deepStrictEqual(parseSecurityOpt(["no-new-privileges=maybe"]), Result.fail("invalid --security-opt 2: \"no-new-privileges=maybe\""))
     assert.deepStrictEqual(parseSecurityOpt(["no-new-privileges="]), Result.fail("invalid --security-opt 2: \"no-new-privileges=\""))
     assert.deepStrictEqual(parseSecurityOpt(["foo:bar"]), Result.fail("invalid --security-opt 2: \"foo:bar\""))
-    for (const refused of ["label=disable", "seccomp=unconfined", "apparmor:unconfined"]) {
+    // The CLI turns systempaths=unconfined into empty MaskedPaths and ReadonlyPaths; dockerd refuses it here.
+    assert.deepStrictEqual(parseSecurityOpt(["systempaths=unconfined"]), Result.fail("invalid --security-opt 2: \"systempaths=unconfined\""))
+    // No AppArmor profile or SELinux label is applied: asking for none is honoured, any other is refused.
+    for (const none of ["label=disable", "label:disable", "disable", "apparmor=unconfined", "apparmor:unconfined"]) {
+      assert.isTrue(Result.isSuccess(parseSecurityOpt([none])), none)
+    }
+    for (const refused of ["label=user:system_u", "label=level:s0", "apparmor=docker-default"]) {
       failed(parseSecurityOpt(["no-new-privileges", refused]), `SecurityOpt ${JSON.stringify(refused)} (--security-opt) is not supported`)
     }
+  })
+
+  it("parseSecurityOpt: seccomp=unconfined, builtin (Docker's default), or the profile's JSON as the CLI sends it", () => {
+    const seccomp = (options: ReadonlyArray<string>) => Result.map(parseSecurityOpt(options), (s) => s.seccomp)
+    assert.deepStrictEqual(seccomp([]), Result.succeed({ _tag: "Default" }))
+    assert.deepStrictEqual(seccomp(["seccomp=builtin"]), Result.succeed({ _tag: "Default" }))
+    assert.deepStrictEqual(seccomp(["seccomp=unconfined"]), Result.succeed({ _tag: "Unconfined" }))
+    assert.deepStrictEqual(seccomp(["seccomp:unconfined"]), Result.succeed({ _tag: "Unconfined" }))
+    assert.deepStrictEqual(seccomp(["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"]), Result.succeed({ _tag: "Profile", json: "{\"defaultAction\":\"SCMP_ACT_ALLOW\"}" }))
   })
 
   it("checkOomScoreAdj: -1000 to 1000, dockerd's message outside", () => {

@@ -30,7 +30,9 @@ describe("validateOptions", () => {
     ["memory below 6 MiB", { resources: { memory: 1024 } }, "memory limit 1024 is invalid"],
     ["memory of 6 MiB", { resources: { memory: 6 * 1024 * 1024 } }, undefined],
     ["one CPU share", { resources: { cpuShares: 1 } }, "CPU shares 1 is invalid"],
-    ["bad hostname", { hostname: "-x" }, "invalid hostname"]
+    ["bad hostname", { hostname: "-x" }, "invalid hostname"],
+    ["relative runtime binary", { runtimeBinary: "runc" }, "runtime binary \"runc\" is not an absolute path"],
+    ["absolute runtime binary", { runtimeBinary: "/usr/sbin/runc" }, undefined]
   ]
   for (const [name, options, rejected] of cases) {
     it.effect(name, () =>

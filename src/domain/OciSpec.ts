@@ -58,11 +58,22 @@ const DeviceRule = Schema.Struct({
   access: Schema.optional(Schema.String)
 })
 
-/** The cgroup limits we set; also what `Tasks.Update` takes. */
+/** The cgroup limits we set; also what `Tasks.Update` takes (the options are in `OciResources.ts`). */
 export const Resources = Schema.Struct({
   devices: Schema.optional(Schema.Array(DeviceRule)),
-  memory: Schema.optional(Schema.Struct({ limit: Schema.optional(Schema.Number) })),
-  cpu: Schema.optional(Schema.Struct({ shares: Schema.optional(Schema.Number) }))
+  memory: Schema.optional(Schema.Struct({
+    limit: Schema.optional(Schema.Number),
+    reservation: Schema.optional(Schema.Number),
+    swap: Schema.optional(Schema.Number)
+  })),
+  cpu: Schema.optional(Schema.Struct({
+    shares: Schema.optional(Schema.Number),
+    quota: Schema.optional(Schema.Number),
+    period: Schema.optional(Schema.Number),
+    cpus: Schema.optional(Schema.String),
+    mems: Schema.optional(Schema.String)
+  })),
+  pids: Schema.optional(Schema.Struct({ limit: Schema.Number }))
 })
 export type Resources = typeof Resources.Type
 
@@ -76,6 +87,17 @@ export const Spec = Schema.Struct({
   linux: Schema.Struct({
     namespaces: Schema.Array(Schema.Struct({ type: Schema.String, path: Schema.optional(Schema.String) })),
     resources: Schema.optional(Resources),
+    /** Device nodes made in the container's /dev (`OciResources.withDevices`). */
+    devices: Schema.optional(Schema.Array(Schema.Struct({
+      path: Schema.String,
+      type: Schema.String,
+      major: Schema.Int,
+      minor: Schema.Int,
+      fileMode: Schema.optional(Schema.Int),
+      uid: Schema.optional(Schema.Int),
+      gid: Schema.optional(Schema.Int)
+    }))),
+    sysctl: Schema.optional(Schema.Record(Schema.String, Schema.String)),
     cgroupsPath: Schema.optional(Schema.String),
     maskedPaths: Schema.optional(Strings),
     readonlyPaths: Schema.optional(Strings)

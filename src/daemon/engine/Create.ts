@@ -28,10 +28,11 @@ import {
   parseSecurityOpt,
   parseTmpfs
 } from "./HostConfig.ts"
+import { type HostFacts, parseResources, readHostFacts } from "./Resources.ts"
 import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
 
 /** The request, checked: what the library needs of it, and the warnings for the response. */
-const validate = (body: CreateBody) =>
+const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
   Effect.gen(function*() {
     if (body.Image === undefined || body.Image === null || body.Image === "") {
       return yield* Effect.fail(badRequest("config has no image: an image is required to create a container"))
@@ -54,21 +55,30 @@ const validate = (body: CreateBody) =>
     if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
       return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
     }
+    const resources = yield* orBadRequest(parseResources(host, { hostname: body.Hostname ?? "", network: network.mode, facts }))
+    // As dockerd's adaptSharedNamespaceContainer: the donor by its id, so a rename keeps the link.
+    const joined = yield* Effect.forEach(resources.joins, (join) =>
+      Effect.map(
+        env.store.find(join.container).pipe(Effect.mapError(() => badRequest(`No such container: ${join.container}`))),
+        (donor) => [join.type === "pid" ? "PidMode" : "IpcMode", `container:${donor.id}`] as const
+      ))
     return {
       image: body.Image,
       network: network.mode,
       mounts: [...binds, ...tmpfs],
       // Docker's defaults, not containerd's: no_new_privs only when asked, oom_score_adj 0 (not the shim's).
-      spec: [Oci.withNoNewPrivileges(security.noNewPrivileges), Oci.withOomScoreAdj(oomScoreAdj)],
+      spec: [Oci.withNoNewPrivileges(security.noNewPrivileges), Oci.withOomScoreAdj(oomScoreAdj), ...resources.spec],
+      groupAdd: resources.groupAdd,
+      host: { ...host, ...Object.fromEntries(joined) },
       warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
     }
   })
 
 /** `create` over the engine's environment. */
-export const makeCreate = (env: Environment, images: Images["Service"]) =>
+export const makeCreate = (env: Environment, images: Images["Service"], facts: HostFacts = readHostFacts()) =>
   Effect.fn("Engine.create")(function*(requestedName: string | undefined, body: CreateBody) {
     const name = yield* checkName(requestedName)
-    const checked = yield* validate(body)
+    const checked = yield* validate(env, facts, body)
     const image = yield* images.resolve(checked.image).pipe(
       inNamespace(env),
       Effect.mapError((error) => error.reason._tag === "NotFound" ? notFound(`No such image: ${checked.image}`) : fromLibrary(error))
@@ -76,7 +86,7 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
     return yield* env.store.withName(name, (name) =>
       Effect.gen(function*() {
         const id = crypto.randomBytes(32).toString("hex")
-        const host = body.HostConfig ?? {}
+        const host = checked.host
         const { HostConfig: _, NetworkingConfig: __, ...config } = body
         const stored: StoredContainer = {
           Name: `/${name}`,
@@ -113,6 +123,7 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           readonlyRootfs: host.ReadonlyRootfs ?? false,
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtime: host.Runtime || undefined,
+          groupAdd: checked.groupAdd,
           spec: checked.spec,
           extensions: storedExtensions(stored)
         }))).pipe(Effect.onError(() => removeTree(dir)))

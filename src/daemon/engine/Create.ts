@@ -8,12 +8,13 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { Clock, Effect } from "effect"
 import * as Oci from "../../domain/OciSpec.ts"
-import { removeTree } from "../../internal/Files.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
-import { badRequest, fromLibrary, notFound, orBadRequest } from "../DockerError.ts"
+import { badRequest, fromLibrary, internal, notFound, orBadRequest } from "../DockerError.ts"
 import { containerDir, logConfigPath } from "../LogFiles.ts"
+import { mountShm, removeContainerTree, shmPathIn } from "../Shm.ts"
+import { withShm } from "../../domain/OciResources.ts"
 import type { CreateBody, StoredContainer } from "../Model.ts"
 import { review } from "./CreateFields.ts"
 import { type Environment, files, inNamespace, lib, publish } from "./Environment.ts"
@@ -69,6 +70,7 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
       // Docker's defaults, not containerd's: no_new_privs only when asked, oom_score_adj 0 (not the shim's).
       spec: [Oci.withNoNewPrivileges(security.noNewPrivileges), Oci.withOomScoreAdj(oomScoreAdj), ...resources.spec],
       groupAdd: resources.groupAdd,
+      shareableShm: resources.shareableShm,
       host: { ...host, ...Object.fromEntries(joined) },
       warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
     }
@@ -103,7 +105,14 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
         yield* files("could not write the container's log options", () => {
           fs.mkdirSync(dir, { recursive: true })
           fs.writeFileSync(logConfigPath(env.options.logRoot, id), JSON.stringify(logConfigOf(stored)))
-        }).pipe(Effect.onError(() => removeTree(dir)))
+        }).pipe(Effect.onError(() => removeContainerTree(dir)))
+        const shareable = checked.shareableShm === undefined ? [] : [withShm({ _tag: "Bind", source: shmPathIn(dir) })]
+        if (checked.shareableShm !== undefined) {
+          yield* mountShm(shmPathIn(dir), checked.shareableShm).pipe(
+            Effect.mapError((message) => internal(`could not mount the shareable /dev/shm: ${message}`)),
+            Effect.onError(() => removeContainerTree(dir))
+          )
+        }
         const container = yield* lib(inNamespace(env)(env.monitors.create({
           id,
           image: image.name,
@@ -124,9 +133,9 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtime: host.Runtime || undefined,
           groupAdd: checked.groupAdd,
-          spec: checked.spec,
+          spec: [...checked.spec, ...shareable],
           extensions: storedExtensions(stored)
-        }))).pipe(Effect.onError(() => removeTree(dir)))
+        }))).pipe(Effect.onError(() => removeContainerTree(dir)))
         const entry = yield* makeEntry(container.id, stored, container.labels)
         env.store.add(entry)
         yield* publish(env, entry, "create")

@@ -9,12 +9,12 @@
 import { Deferred, Duration, Effect, Fiber, FiberMap, Option, PubSub, Stream } from "effect"
 import { applyOptions, type SpecOption } from "../../domain/OciSpec.ts"
 import { signalNumber } from "../../domain/Signal.ts"
-import { removeTree } from "../../internal/Files.ts"
 import { withNamespace } from "../../services/Containerd.ts"
 import type { ContainerExit, MonitorsShape } from "../../services/Monitors.ts"
 import { Stdio, type Task } from "../../services/Runtime.ts"
 import { badRequest, conflict, type DockerError, internal } from "../DockerError.ts"
 import { containerDir } from "../LogFiles.ts"
+import { removeContainerTree, shmPathIn } from "../Shm.ts"
 import { stopSignalOf } from "./Config.ts"
 import {
   type Environment,
@@ -38,7 +38,7 @@ import { endRun, inputOf, pump } from "./Streams.ts"
 import { stateOf } from "./Views.ts"
 
 /** The donors' namespaces a container joins (`container:<id>` pid and IPC modes), found at each start as dockerd does. */
-const joinsAtStart = (env: Environment, entry: Entry): Effect.Effect<SpecOption | undefined, DockerError> =>
+const joinsAtStart = (env: Environment, logRoot: string, entry: Entry): Effect.Effect<SpecOption | undefined, DockerError> =>
   Effect.gen(function*() {
     const host = entry.stored.HostConfig
     const joins: Array<Join> = (["pid", "ipc"] as const).flatMap((type) => {
@@ -51,9 +51,11 @@ const joinsAtStart = (env: Environment, entry: Entry): Effect.Effect<SpecOption 
         const donor = env.store.get(join.container)
         const tracked = donor === undefined ? undefined : yield* trackedOf(env, donor)
         const running = isRunning(tracked?.state.status) && tracked?.state.pid !== undefined
-        const refusal = joinRefusal(join, join.container, { running, ipcMode: donor?.stored.HostConfig.IpcMode ?? "" })
+        const ipcMode = donor?.stored.HostConfig.IpcMode ?? ""
+        const refusal = joinRefusal(join, join.container, { running, ipcMode })
         if (refusal !== undefined) return yield* Effect.fail(conflict(refusal))
-        return { type: join.type, pid: tracked!.state.pid! }
+        const shm = ipcMode === "host" ? "/dev/shm" : shmPathIn(containerDir(logRoot, join.container))
+        return { type: join.type, pid: tracked!.state.pid, shm }
       }))
     const options = joinOptions(found)
     return (spec) => applyOptions(spec, options)
@@ -119,7 +121,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
   const startRun = (entry: Entry) =>
     Effect.gen(function*() {
       const target = targetOf(env, entry)
-      const spec = yield* joinsAtStart(env, entry)
+      const spec = yield* joinsAtStart(env, options.logRoot, entry)
       if (target.shimLogged) {
         yield* lib(
           ns(monitors.start(entry.id, { stdio: Stdio.binary(options.shimLogger!, options.logRoot), spec })),
@@ -368,7 +370,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       // As dockerd removes containers/<id>: the log goes with the container, once
       // its followers (an attached `docker run --rm`) have read it to the end.
       yield* Effect.timeoutOption(entry.output.unfollowed.await, FOLLOWERS_TIMEOUT)
-      yield* removeTree(containerDir(options.logRoot, entry.id))
+      yield* removeContainerTree(containerDir(options.logRoot, entry.id))
       yield* execs.forget(entry.id)
       store.delete(entry)
       yield* PubSub.shutdown(entry.output.events)

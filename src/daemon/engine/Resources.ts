@@ -53,7 +53,12 @@ export interface Resources {
   readonly spec: ReadonlyArray<SpecOption>
   readonly groupAdd: ReadonlyArray<string>
   readonly joins: ReadonlyArray<Join>
+  /** With `--ipc shareable`: the size of the host tmpfs the daemon mounts as its /dev/shm (`Shm.ts`). */
+  readonly shareableShm: number | undefined
 }
+
+/** Docker's default /dev/shm size, 64 MiB. */
+export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 
 const MIN_MEMORY = 6291456
 const GiB = 1e9
@@ -246,9 +251,9 @@ const namespacesOf = (
     spec.push(Res.withShm({ _tag: "None" }))
   } else if (ipcContainer !== undefined && ipcContainer !== "") {
     joins.push({ type: "ipc", container: ipcContainer })
-  } else if (ipc === "" || ipc === "private" || ipc === "shareable") {
+  } else if (ipc === "" || ipc === "private") {
     if (shm > 0) spec.push(Res.withShmSize(shm))
-  } else {
+  } else if (ipc !== "shareable") {
     return fail(`invalid IPC mode: ${ipc}`)
   }
 
@@ -296,7 +301,8 @@ export const parseResources = (
         ...(host.Init === true ? [Res.withInit(facts.initPath!)] : [])
       ],
       groupAdd: host.GroupAdd ?? [],
-      joins: namespaces.joins
+      joins: namespaces.joins,
+      shareableShm: host.IpcMode === "shareable" ? (host.ShmSize || DEFAULT_SHM_SIZE) : undefined
     }
   })
 
@@ -312,14 +318,20 @@ export const joinRefusal = (join: Join, donorId: string, donor: { readonly runni
   return donor.running ? undefined : `container ${donorId} is not running`
 }
 
-/** The spec change that joins the donor's namespaces, through its init's /proc entry. */
-export const joinOptions = (joins: ReadonlyArray<{ readonly type: "pid" | "ipc"; readonly pid: number }>): ReadonlyArray<SpecOption> =>
-  joins.flatMap(({ pid, type }) =>
+/**
+ * The spec change that joins the donors' namespaces, through their inits' /proc
+ * entries; an IPC donor's /dev/shm (`shm`: its shareable tmpfs on the host, or the
+ * host's own) is bound too.
+ */
+export const joinOptions = (
+  joins: ReadonlyArray<{ readonly type: "pid" | "ipc"; readonly pid: number; readonly shm: string }>
+): ReadonlyArray<SpecOption> =>
+  joins.flatMap(({ pid, shm, type }) =>
     type === "pid"
       ? [Res.withNamespace("pid", { _tag: "Join", path: `/proc/${pid}/ns/pid` })]
       : [
         Res.withNamespace("ipc", { _tag: "Join", path: `/proc/${pid}/ns/ipc` }),
-        Res.withShm({ _tag: "Bind", source: `/proc/${pid}/root/dev/shm` })
+        Res.withShm({ _tag: "Bind", source: shm })
       ]
   )
 

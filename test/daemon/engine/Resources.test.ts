@@ -163,12 +163,15 @@ describe("Resources", () => {
   })
 
   it("joins: the donor's /proc entries; refused as dockerd when it is not running or not shareable", () => {
-    const spec = applyOptions(defaultSpec({ namespace: "ns", id: "c1" }), joinOptions([{ type: "pid", pid: 42 }, { type: "ipc", pid: 42 }]))
+    const spec = applyOptions(defaultSpec({ namespace: "ns", id: "c1" }), joinOptions([
+      { type: "pid", pid: 42, shm: "/data/c/shm" },
+      { type: "ipc", pid: 42, shm: "/data/c/shm" }
+    ]))
     assert.deepStrictEqual(spec.linux.namespaces.filter((ns) => ns.path !== undefined), [
       { type: "pid", path: "/proc/42/ns/pid" },
       { type: "ipc", path: "/proc/42/ns/ipc" }
     ])
-    assert.deepStrictEqual(spec.mounts.filter((m) => m.destination === "/dev/shm").map((m) => m.source), ["/proc/42/root/dev/shm"])
+    assert.deepStrictEqual(spec.mounts.filter((m) => m.destination === "/dev/shm").map((m) => m.source), ["/data/c/shm"])
     const ipc = { type: "ipc", container: "d" } as const
     assert.strictEqual(joinRefusal(ipc, "d", { running: false, ipcMode: "shareable" }), "can't join IPC of container d: container d is not running")
     assert.strictEqual(
@@ -197,6 +200,12 @@ describe("Resources", () => {
       "Init (--init) is not supported here: no docker-init (or tini-static) was found on this host",
       { facts: { ...facts, initPath: undefined } }
     )
+  })
+
+  it("--ipc shareable: a host tmpfs of the asked size (64 MiB by default) instead of the container's own", () => {
+    assert.strictEqual(Result.getOrUndefined(Result.map(parse({ IpcMode: "shareable" }), (r) => r.shareableShm)), 64 * 1024 * 1024)
+    assert.strictEqual(Result.getOrUndefined(Result.map(parse({ IpcMode: "shareable", ShmSize: 1024 }), (r) => r.shareableShm)), 1024)
+    assert.isUndefined(Result.getOrUndefined(Result.map(parse({ ShmSize: 1024 }), (r) => r.shareableShm)))
   })
 
   it("group names are carried to the library, which resolves them in the image", () => {

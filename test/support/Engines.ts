@@ -1,0 +1,64 @@
+/**
+ * Our daemon and, when it is installed, dockerd 20.10 on the same containerd
+ * (test/support/Dockerd.ts), as one service for tests that run the same
+ * assertions against both; without dockerd only our half runs, and the log
+ * says so.
+ */
+import { Context, Effect, Layer, Option } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { removeTree } from "../../src/internal/Files.ts"
+import { type DaemonInstance, dockerCli, requestOver, startDaemon } from "./DaemonHarness.ts"
+import { startDockerd } from "./Dockerd.ts"
+import { FIXTURE_IMAGE } from "./FixtureImage.ts"
+import { importFixture, shared, uniqueNamespace } from "./SharedContainerd.ts"
+
+/** One engine's API, as the tests drive it. */
+export interface Engine {
+  readonly name: "ours" | "dockerd"
+  readonly socket: string
+  readonly request: DaemonInstance["request"]
+  readonly docker: DaemonInstance["docker"]
+}
+
+/** Our daemon, and dockerd when it could start. */
+export class Engines extends Context.Service<Engines, { readonly ours: Engine; readonly dockerd: Option.Option<Engine> }>()("test/Engines") {
+  /** Both engines, in a namespace named after `prefix`; stopped with the layer. */
+  static readonly layer = (prefix: string) =>
+    Layer.effect(
+      Engines,
+      Effect.gen(function*() {
+        const namespace = uniqueNamespace(prefix)
+        yield* importFixture(namespace)
+        const daemon = yield* startDaemon({ containerd: shared().address, namespace })
+        const theirs = yield* startDockerd(shared().address, { archive: shared().fixtureArchive, name: FIXTURE_IMAGE })
+        const config = yield* Effect.acquireRelease(
+          Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-cli-"))),
+          removeTree
+        )
+        if (Option.isNone(theirs)) yield* Effect.logWarning("dockerd is not installed: only our daemon's half of each test runs")
+        return {
+          ours: { name: "ours", socket: daemon.socket, request: daemon.request, docker: daemon.docker },
+          dockerd: Option.map(theirs, ({ socket }) => ({
+            name: "dockerd",
+            socket,
+            request: requestOver(socket),
+            docker: dockerCli(socket, config)
+          }))
+        }
+      })
+    )
+}
+
+/** Ours, then dockerd's (if it runs), each through `f`, at the same time. */
+export const bothEngines = <A, E, R>(f: (engine: Engine) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const { ours, dockerd } = yield* Engines
+    return yield* Effect.forEach([ours, ...Option.toArray(dockerd)], f, { concurrency: "unbounded" })
+  })
+
+/** `docker ...` that must succeed: its stdout. */
+export const ok = (engine: Engine, args: ReadonlyArray<string>) =>
+  Effect.flatMap(engine.docker(args), (r) =>
+    r.code === 0 ? Effect.succeed(r.stdout) : Effect.die(new Error(`${engine.name}: docker ${args.join(" ")}: ${r.stderr}`)))

@@ -158,3 +158,7 @@ export const withInit = (hostPath: string): SpecOption => (spec) => ({
   process: { ...spec.process, args: [INIT_PATH, "--", ...spec.process.args] },
   mounts: [...spec.mounts, { destination: INIT_PATH, type: "bind", source: hostPath, options: ["bind", "ro"] }]
 })
+
+/** The command under an init added by `withInit` (what Docker shows as the container's Path and Args). */
+export const withoutInit = (args: ReadonlyArray<string>): ReadonlyArray<string> =>
+  args[0] === INIT_PATH && args[1] === "--" ? args.slice(2) : args

@@ -120,10 +120,14 @@ layer(Engines.layer("resources"), { excludeTestServices: true, timeout: 120_000 
             "echo hostname=$(hostname)"
           ])
           const init = yield* ok(engine, ["run", "--rm", "--network", "none", "--init", FIXTURE_IMAGE, "ps", "-o", "pid,args"])
-          yield* ok(engine, ["rm", "-f", donor, private_])
-          return { name: engine.name, donorIpc, joined, refused, host, init }
+          const initCreated = (yield* ok(engine, ["create", "--init", FIXTURE_IMAGE, "sleep", "5"])).trim()
+          // Shown without the init, as dockerd shows it.
+          const initShown = (yield* ok(engine, ["inspect", "-f", "{{.Path}} {{.Args}}", initCreated])).trim()
+          yield* ok(engine, ["rm", "-f", donor, private_, initCreated])
+          return { name: engine.name, donorIpc, joined, refused, host, init, initShown }
         }))
-      for (const { donorIpc, host, init, joined, name, refused } of results) {
+      for (const { donorIpc, host, init, initShown, joined, name, refused } of results) {
+        assert.strictEqual(initShown, "sleep [5]", name)
         assert.deepStrictEqual(joined, { mark: "hi", ipc: donorIpc, first: "sleep 60" }, name)
         assert.notStrictEqual(refused.code, 0, name)
         assert.include(refused.stderr, "non-shareable IPC (hint: use IpcMode:shareable for the donor container)", name)

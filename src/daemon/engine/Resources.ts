@@ -138,11 +138,11 @@ const memoryOf = (host: HostConfig): Result.Result<ReadonlyArray<SpecOption>, st
   if (memory > 0 && reservation > 0 && memory < reservation) {
     return fail("Minimum memory limit can not be less than memory reservation limit, see usage")
   }
-  // adaptContainerSettings: by default, MemorySwap is twice the memory.
+  // adaptContainerSettings: by default, MemorySwap is twice the memory; -1 (unlimited) sets none.
   const effectiveSwap = memory > 0 && swap === 0 ? memory * 2 : swap
-  if (effectiveSwap === 0 && reservation === 0) return Result.succeed([])
+  if (effectiveSwap <= 0 && reservation === 0) return Result.succeed([])
   return Result.succeed([
-    Res.withMemory({ swap: effectiveSwap !== 0 ? effectiveSwap : undefined, reservation: reservation > 0 ? reservation : undefined })
+    Res.withMemory({ swap: effectiveSwap > 0 ? effectiveSwap : undefined, reservation: reservation > 0 ? reservation : undefined })
   ])
 }
 

@@ -9,6 +9,7 @@ import {
   type Resources
 } from "../../../src/daemon/engine/Resources.ts"
 import type { HostConfig } from "../../../src/daemon/Model.ts"
+import { withoutInit } from "../../../src/domain/OciResources.ts"
 import { applyOptions, defaultSpec, type Spec } from "../../../src/domain/OciSpec.ts"
 
 const facts: HostFacts = {
@@ -54,7 +55,8 @@ describe("Resources", () => {
     assert.deepStrictEqual(spec.linux.resources?.memory, { swap: 40 * 1024 ** 2, reservation: 10 * 1024 ** 2 })
     assert.deepStrictEqual(spec.linux.resources?.pids, { limit: 10 })
     assert.deepStrictEqual(specOf({ CpuQuota: 20000, CpuPeriod: 50000 }).linux.resources?.cpu, { quota: 20000, period: 50000 })
-    assert.deepStrictEqual(specOf({ Memory: 20 * 1024 ** 2, MemorySwap: -1 }).linux.resources?.memory, { swap: -1 })
+    // -1: unlimited, no swap limit at all (getMemoryResources sets only a positive one).
+    assert.isUndefined(specOf({ Memory: 20 * 1024 ** 2, MemorySwap: -1 }).linux.resources?.memory)
     // 0 and below: no limit.
     assert.isUndefined(specOf({ PidsLimit: -1 }).linux.resources?.pids)
     assert.isUndefined(specOf({ PidsLimit: 0 }).linux.resources?.pids)
@@ -189,6 +191,8 @@ describe("Resources", () => {
       (parse({ Init: true }) as Result.Success<Resources, string>).success.spec
     )
     assert.deepStrictEqual(spec.process.args, ["/sbin/docker-init", "--", "ps"])
+    assert.deepStrictEqual(withoutInit(spec.process.args), ["ps"])
+    assert.deepStrictEqual(withoutInit(["ps"]), ["ps"])
     assert.deepStrictEqual(spec.mounts.at(-1), {
       destination: "/sbin/docker-init",
       type: "bind",

@@ -8,6 +8,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { bothEngines, type Engine, Engines, ok } from "../support/Engines.ts"
@@ -34,6 +35,10 @@ const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
 const values = (engine: Engine, args: ReadonlyArray<string>, script: ReadonlyArray<string>) =>
   Effect.map(ok(engine, ["run", "--rm", "--network", "none", ...args, FIXTURE_IMAGE, "sh", "-c", script.join("; ")]), (out) =>
     Object.fromEntries(out.trim().split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)])))
+
+/** How many host mounts are a shareable /dev/shm of container `id` (dockerd's and ours both have the id in the path). */
+const hostMountsOf = (id: string) =>
+  fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((line) => line.includes(id) && line.includes("shm")).length
 
 const countContainers = (engine: Engine) =>
   Effect.map(engine.request("GET", `${API}/containers/json?all=1`), (r) => (JSON.parse(r.body) as ReadonlyArray<unknown>).length)
@@ -103,9 +108,13 @@ layer(Engines.layer("resources"), { excludeTestServices: true, timeout: 120_000 
       const hostInit = fs.readFileSync("/proc/1/comm", "utf8").trim()
       const results = yield* bothEngines((engine) =>
         Effect.gen(function*() {
+          const donorName = `donor-${crypto.randomBytes(4).toString("hex")}`
           const donor = (yield* ok(engine, [
-            "run", "-d", "--network", "none", "--ipc", "shareable", FIXTURE_IMAGE, "sh", "-c", "echo hi > /dev/shm/mark; exec sleep 60"
+            "run", "-d", "--name", donorName, "--network", "none", "--ipc", "shareable", FIXTURE_IMAGE, "sh", "-c",
+            "echo hi > /dev/shm/mark; exec sleep 60"
           ])).trim()
+          // The shareable /dev/shm is a tmpfs on the host, under the container's own directory.
+          const mountedWhileRunning = hostMountsOf(donor)
           const private_ = (yield* ok(engine, ["run", "-d", "--network", "none", FIXTURE_IMAGE, "sleep", "60"])).trim()
           yield* eventually(`${engine.name}: the donor's mark`, Effect.map(engine.docker(["exec", donor, "sh", "-c", "cat /dev/shm/mark"]), (r) => r.code === 0))
           const donorIpc = (yield* ok(engine, ["exec", donor, "sh", "-c", "readlink /proc/self/ns/ipc"])).trim()
@@ -123,10 +132,31 @@ layer(Engines.layer("resources"), { excludeTestServices: true, timeout: 120_000 
           const initCreated = (yield* ok(engine, ["create", "--init", FIXTURE_IMAGE, "sleep", "5"])).trim()
           // Shown without the init, as dockerd shows it.
           const initShown = (yield* ok(engine, ["inspect", "-f", "{{.Path}} {{.Args}}", initCreated])).trim()
-          yield* ok(engine, ["rm", "-f", donor, private_, initCreated])
-          return { name: engine.name, donorIpc, joined, refused, host, init, initShown }
+          // By name, kept by id (adaptSharedNamespaceContainer); a donor that is not running cannot be joined.
+          const byName = (yield* ok(engine, ["create", "--ipc", `container:${donorName}`, FIXTURE_IMAGE, "true"])).trim()
+          const keptAs = (yield* ok(engine, ["inspect", "-f", "{{.HostConfig.IpcMode}}", byName])).trim()
+          yield* ok(engine, ["stop", "-t", "0", donor])
+          const notRunning = yield* engine.docker(["start", byName])
+          yield* ok(engine, ["rm", "-f", donor, private_, initCreated, byName])
+          return {
+            name: engine.name,
+            donorIpc,
+            joined,
+            refused,
+            host,
+            init,
+            initShown,
+            keptAs: keptAs === `container:${donor}`,
+            notRunning,
+            mounts: [mountedWhileRunning, hostMountsOf(donor)],
+            donor
+          }
         }))
-      for (const { donorIpc, host, init, initShown, joined, name, refused } of results) {
+      for (const { donor, donorIpc, host, init, initShown, joined, keptAs, mounts, name, notRunning, refused } of results) {
+        assert.deepStrictEqual(mounts, [1, 0], `${name}: the donor's shm tmpfs while it runs, and after its removal`)
+        assert.isTrue(keptAs, name)
+        assert.notStrictEqual(notRunning.code, 0, name)
+        assert.include(notRunning.stderr, `can't join IPC of container ${donor}: container ${donor} is not running`, name)
         assert.strictEqual(initShown, "sleep [5]", name)
         assert.deepStrictEqual(joined, { mark: "hi", ipc: donorIpc, first: "sleep 60" }, name)
         assert.notStrictEqual(refused.code, 0, name)
@@ -134,6 +164,37 @@ layer(Engines.layer("resources"), { excludeTestServices: true, timeout: 120_000 
         assert.deepStrictEqual(host, { init: hostInit, hostname: os.hostname() }, name)
         assert.strictEqual(init.trim().split("\n")[1]?.trim(), "1 /sbin/docker-init -- ps -o pid,args", name)
       }
+    }))
+
+  it.effect("inspect shows the fields as dockerd does, its defaults filled in", () =>
+    Effect.gen(function*() {
+      const keys = [
+        "GroupAdd", "IpcMode", "PidMode", "UTSMode", "ShmSize", "Sysctls", "Init", "CpuPeriod", "CpuQuota", "CpusetCpus",
+        "CpusetMems", "Devices", "MemoryReservation", "MemorySwap", "NanoCpus", "PidsLimit", "Ulimits"
+      ]
+      const shown = yield* bothEngines((engine) =>
+        Effect.forEach([
+          [],
+          ["--memory", "20m", "--ulimit", "nofile=1:2", "--init", "--device", "/dev/null:/dev/x", "--sysctl", "kernel.shmmax=1",
+            "--pids-limit", "5", "--cpus", "0.5", "--group-add", "1234", "--ipc", "shareable", "--shm-size", "1m"]
+        ], (flags) =>
+          Effect.gen(function*() {
+            const id = (yield* ok(engine, ["create", "--network", "none", ...flags, FIXTURE_IMAGE, "true"])).trim()
+            const host = JSON.parse((yield* engine.request("GET", `${API}/containers/${id}/json`)).body).HostConfig
+            yield* ok(engine, ["rm", id])
+            return Object.fromEntries(keys.flatMap((key) => key in host ? [[key, host[key]]] : []))
+          })))
+      const [ours, dockerd] = shown
+      assert.deepStrictEqual(ours![0], {
+        GroupAdd: null, IpcMode: "private", PidMode: "", UTSMode: "", ShmSize: 67108864, CpuPeriod: 0, CpuQuota: 0, CpusetCpus: "",
+        CpusetMems: "", Devices: [], MemoryReservation: 0, MemorySwap: 0, NanoCpus: 0, PidsLimit: null, Ulimits: []
+      })
+      assert.deepInclude(ours![1], {
+        GroupAdd: ["1234"], IpcMode: "shareable", ShmSize: 1048576, Sysctls: { "kernel.shmmax": "1" }, Init: true,
+        Devices: [{ PathOnHost: "/dev/null", PathInContainer: "/dev/x", CgroupPermissions: "rwm" }], MemorySwap: 41943040,
+        NanoCpus: 500000000, PidsLimit: 5, Ulimits: [{ Name: "nofile", Hard: 2, Soft: 1 }]
+      })
+      if (dockerd !== undefined) assert.deepStrictEqual(ours, dockerd)
     }))
 
   it.effect("bad values: 400 with dockerd's message, nothing created", () =>

@@ -383,3 +383,32 @@ export const readHostFacts = (): HostFacts => {
     initPath: findBinary(["docker-init", "tini-static"])
   }
 }
+
+/**
+ * The resource and namespace fields of inspect's `HostConfig`, as dockerd shows
+ * them: its defaults filled in (`adaptContainerSettings`: private IPC, 64 MiB of
+ * /dev/shm, swap twice the memory), `Sysctls` and `Init` only when set.
+ */
+export const resourcesJson = (host: HostConfig) => {
+  const memory = host.Memory ?? 0
+  return {
+    GroupAdd: host.GroupAdd ?? null,
+    IpcMode: host.IpcMode || "private",
+    PidMode: host.PidMode ?? "",
+    UTSMode: host.UTSMode ?? "",
+    ShmSize: host.ShmSize || DEFAULT_SHM_SIZE,
+    ...(host.Sysctls ? { Sysctls: host.Sysctls } : {}),
+    ...(host.Init !== undefined && host.Init !== null ? { Init: host.Init } : {}),
+    CpuPeriod: host.CpuPeriod ?? 0,
+    CpuQuota: host.CpuQuota ?? 0,
+    CpusetCpus: host.CpusetCpus ?? "",
+    CpusetMems: host.CpusetMems ?? "",
+    Devices: host.Devices ?? [],
+    MemoryReservation: host.MemoryReservation ?? 0,
+    MemorySwap: memory > 0 && !host.MemorySwap ? memory * 2 : host.MemorySwap ?? 0,
+    NanoCpus: host.NanoCpus ?? 0,
+    // 0 and below are unlimited, which dockerd shows as null.
+    PidsLimit: (host.PidsLimit ?? 0) > 0 ? host.PidsLimit : null,
+    Ulimits: host.Ulimits ?? []
+  }
+}

@@ -9,6 +9,7 @@ import { badRequest, type DockerError } from "../DockerError.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
 import { withoutInit } from "../../domain/OciResources.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
+import { resourcesJson } from "./Resources.ts"
 import type { ContainerFilters } from "./Shape.ts"
 import { isPaused, isRunning, status } from "./State.ts"
 import type { Entry } from "./Store.ts"
@@ -87,7 +88,8 @@ const hostConfigJson = (entry: Entry) => {
     OomScoreAdj: host.OomScoreAdj ?? 0,
     SecurityOpt: host.SecurityOpt ?? null,
     Runtime: host.Runtime || "runc",
-    LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} }
+    LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} },
+    ...resourcesJson(host)
   }
 }
 

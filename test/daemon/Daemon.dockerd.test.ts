@@ -1,88 +1,25 @@
 /**
  * The daemon answering as dockerd 20.10 does, side by side with it on the same
- * containerd when it is installed (test/support/Dockerd.ts; without it only our
+ * containerd when it is installed (test/support/Engines.ts; without it only our
  * half runs, and the test's log says so): `wait` under every restart policy and
  * condition, `Config.Env` with bare names, Docker's defaults for no_new_privs and
  * oom_score_adj and their options, the swarm routes of a node outside a swarm,
  * and a refused request whose large body is still being sent.
  */
 import { assert, layer } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Option } from "effect"
-import * as fs from "node:fs"
+import { Effect, Fiber, Option } from "effect"
 import * as http from "node:http"
-import * as os from "node:os"
-import * as path from "node:path"
-import { removeTree } from "../../src/internal/Files.ts"
-import { type DaemonInstance, dockerCli, requestOver, startDaemon } from "../support/DaemonHarness.ts"
-import { startDockerd } from "../support/Dockerd.ts"
+import { bothEngines, type Engine, Engines, eventually, ok } from "../support/Engines.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
-import { importFixture, shared, uniqueNamespace } from "../support/SharedContainerd.ts"
-
-/** One engine's API, as the tests drive it. */
-interface Engine {
-  readonly name: "ours" | "dockerd"
-  readonly socket: string
-  readonly request: DaemonInstance["request"]
-  readonly docker: DaemonInstance["docker"]
-}
-
-/** Our daemon, and dockerd when it could start. */
-class Engines extends Context.Service<Engines, { readonly ours: Engine; readonly dockerd: Option.Option<Engine> }>()("test/Engines") {}
-
-const engines = Layer.effect(
-  Engines,
-  Effect.gen(function*() {
-    const namespace = uniqueNamespace("dockerd-side")
-    yield* importFixture(namespace)
-    const daemon = yield* startDaemon({ containerd: shared().address, namespace })
-    const theirs = yield* startDockerd(shared().address, { archive: shared().fixtureArchive, name: FIXTURE_IMAGE })
-    const config = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-cli-"))),
-      removeTree
-    )
-    if (Option.isNone(theirs)) yield* Effect.logWarning("dockerd is not installed: only our daemon's half of each test runs")
-    return {
-      ours: { name: "ours", socket: daemon.socket, request: daemon.request, docker: daemon.docker },
-      dockerd: Option.map(theirs, ({ socket }) => ({
-        name: "dockerd",
-        socket,
-        request: requestOver(socket),
-        docker: dockerCli(socket, config)
-      }))
-    }
-  })
-)
-
-/** Ours, then dockerd's (if it runs), each through `f`. */
-const bothEngines = <A, E, R>(f: (engine: Engine) => Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const { ours, dockerd } = yield* Engines
-    return yield* Effect.forEach([ours, ...Option.toArray(dockerd)], f, { concurrency: "unbounded" })
-  })
 
 const API = "/v1.41"
-
-/** `docker ...` that must succeed: its stdout. */
-const ok = (engine: Engine, args: ReadonlyArray<string>) =>
-  Effect.flatMap(engine.docker(args), (r) =>
-    r.code === 0 ? Effect.succeed(r.stdout) : Effect.die(new Error(`${engine.name}: docker ${args.join(" ")}: ${r.stderr}`)))
 
 const inspect = (engine: Engine, id: string) =>
   Effect.map(engine.request("GET", `${API}/containers/${id}/json`), (r) => JSON.parse(r.body))
 
-/** Polls `check` every 50 ms until it holds, for at most 20 s. */
-const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 20_000
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-      yield* Effect.sleep("50 millis")
-    }
-  })
-
 const POLICIES = ["no", "always", "on-failure", "unless-stopped"] as const
 
-layer(engines, { excludeTestServices: true, timeout: 180_000 })("the daemon beside dockerd 20.10", (it) => {
+layer(Engines.layer("dockerd-side"), { excludeTestServices: true, timeout: 180_000 })("the daemon beside dockerd 20.10", (it) => {
   it.effect("wait: not-running and next-exit answer at the first exit under every restart policy, always included", () =>
     bothEngines((engine) =>
       Effect.forEach(

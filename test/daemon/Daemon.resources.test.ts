@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { bothEngines, type Engine, Engines, ok } from "../support/Engines.ts"
+import { bothEngines, type Engine, Engines, eventually, ok } from "../support/Engines.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 
 const API = "/v1.41"
@@ -20,16 +20,6 @@ const cgroupV2 = fs.existsSync("/sys/fs/cgroup/cgroup.controllers")
 /** Reads the first of `files` that exists, as `key=value`. */
 const show = (key: string, ...files: ReadonlyArray<string>) =>
   `echo ${key}=$(cat ${files.map((f) => `${f} 2>/dev/null`).join(" || cat ")})`
-
-/** Polls `check` every 50 ms until it holds, for at most 20 s. */
-const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 20_000
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-      yield* Effect.sleep("50 millis")
-    }
-  })
 
 /** `docker run --rm ARGS image sh -c SCRIPT`: its output as `key=value` pairs. */
 const values = (engine: Engine, args: ReadonlyArray<string>, script: ReadonlyArray<string>) =>

@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { removeTree } from "../internal/Files.ts"
+import { removeContainerTree } from "./Shm.ts"
 
 /** A container's log options (`--log-opt max-size`, `max-file`), in bytes and files. */
 export interface LogConfig {
@@ -32,7 +32,7 @@ export const logPath = (root: string, id: string) => path.join(containerDir(root
 export const removeOrphanDirs = (root: string, containerIds: ReadonlySet<string>): Effect.Effect<void> =>
   Effect.try({ try: () => fs.existsSync(root) ? fs.readdirSync(root) : [], catch: (cause) => cause }).pipe(
     Effect.flatMap((names) =>
-      Effect.forEach(names.filter((name) => !containerIds.has(name)), (name) => removeTree(containerDir(root, name)), {
+      Effect.forEach(names.filter((name) => !containerIds.has(name)), (name) => removeContainerTree(containerDir(root, name)), {
         discard: true
       })
     ),

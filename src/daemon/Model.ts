@@ -56,6 +56,16 @@ export const RestartPolicy = Schema.Struct({
 })
 export type RestartPolicy = typeof RestartPolicy.Type
 
+/** `HostConfig.Devices[]`: a host device node, where it appears, and its cgroup access (`rwm`). */
+export const DeviceMapping = Schema.Struct({
+  PathOnHost: nullable(Schema.String),
+  PathInContainer: nullable(Schema.String),
+  CgroupPermissions: nullable(Schema.String)
+})
+
+/** `HostConfig.Ulimits[]`: one resource limit (`nofile`, `nproc`, ...). */
+export const Ulimit = Schema.Struct({ Name: Schema.String, Soft: Schema.Int, Hard: Schema.Int })
+
 /** `HostConfig` of a create request: how the host runs it. */
 export const HostConfig = Schema.Struct({
   Binds: nullable(Strings),
@@ -84,22 +94,22 @@ export const HostConfig = Schema.Struct({
   DnsOptions: unhonoured,
   DnsSearch: unhonoured,
   ExtraHosts: unhonoured,
-  GroupAdd: unhonoured,
-  IpcMode: unhonoured,
+  GroupAdd: nullable(Strings),
+  IpcMode: nullable(Schema.String),
   Cgroup: unhonoured,
   Links: unhonoured,
   OomScoreAdj: nullable(Schema.Int),
-  PidMode: unhonoured,
+  PidMode: nullable(Schema.String),
   SecurityOpt: nullable(Strings),
   StorageOpt: unhonoured,
-  UTSMode: unhonoured,
+  UTSMode: nullable(Schema.String),
   UsernsMode: unhonoured,
-  ShmSize: unhonoured,
-  Sysctls: unhonoured,
+  ShmSize: nullable(Schema.Int),
+  Sysctls: nullable(StringMap),
   Isolation: unhonoured,
   MaskedPaths: nullable(Strings),
   ReadonlyPaths: nullable(Strings),
-  Init: unhonoured,
+  Init: nullable(Schema.Boolean),
   CgroupParent: unhonoured,
   BlkioWeight: unhonoured,
   BlkioWeightDevice: unhonoured,
@@ -107,23 +117,23 @@ export const HostConfig = Schema.Struct({
   BlkioDeviceWriteBps: unhonoured,
   BlkioDeviceReadIOps: unhonoured,
   BlkioDeviceWriteIOps: unhonoured,
-  CpuPeriod: unhonoured,
-  CpuQuota: unhonoured,
+  CpuPeriod: nullable(Schema.Int),
+  CpuQuota: nullable(Schema.Int),
   CpuRealtimePeriod: unhonoured,
   CpuRealtimeRuntime: unhonoured,
-  CpusetCpus: unhonoured,
-  CpusetMems: unhonoured,
-  Devices: unhonoured,
+  CpusetCpus: nullable(Schema.String),
+  CpusetMems: nullable(Schema.String),
+  Devices: nullable(Schema.Array(DeviceMapping)),
   DeviceCgroupRules: unhonoured,
   DeviceRequests: unhonoured,
   KernelMemoryTCP: unhonoured,
-  MemoryReservation: unhonoured,
-  MemorySwap: unhonoured,
+  MemoryReservation: nullable(Schema.Int),
+  MemorySwap: nullable(Schema.Int),
   MemorySwappiness: unhonoured,
-  NanoCpus: unhonoured,
+  NanoCpus: nullable(Schema.Int),
   OomKillDisable: unhonoured,
-  PidsLimit: unhonoured,
-  Ulimits: unhonoured,
+  PidsLimit: nullable(Schema.Int),
+  Ulimits: nullable(Schema.Array(Ulimit)),
   CpuCount: unhonoured,
   CpuPercent: unhonoured,
   IOMaximumIOps: unhonoured,

@@ -192,3 +192,27 @@ export const resolveUser = (
   }
   return Result.succeed({ uid, gid, additionalGids: [gid, ...supplementary] })
 }
+
+/**
+ * Docker's `GroupAdd`: further supplementary groups, each a group name looked up
+ * in the container's /etc/group or a numeric id (as runc's `GetAdditionalGroups`),
+ * after the user's own.
+ */
+export const addGroups = (
+  user: User,
+  groupAdd: ReadonlyArray<string>,
+  groupFile: string | undefined
+): Result.Result<User, string> => {
+  if (groupAdd.length === 0) return Result.succeed(user)
+  const groups = records(groupFile).map((f) => ({ name: f[0] ?? "", gid: numeric(f[2] ?? "") }))
+  const added: Array<number> = []
+  for (const wanted of groupAdd) {
+    const found = groups.find((g) => g.name === wanted || (g.gid !== undefined && String(g.gid) === wanted))
+    const gid = found?.gid ?? numeric(wanted)
+    if (gid === undefined) return Result.fail(`Unable to find group ${wanted}: no matching entries in group file`)
+    if (gid < 0 || gid > MAX_ID) return Result.fail(`group id ${wanted} is out of range`)
+    added.push(gid)
+  }
+  const own = user.additionalGids ?? [user.gid]
+  return Result.succeed({ ...user, additionalGids: [...own, ...added.filter((gid) => !own.includes(gid))] })
+}

@@ -77,11 +77,22 @@ export const Device = Schema.Struct({
 })
 export type Device = typeof Device.Type
 
-/** The cgroup limits we set; also what `Tasks.Update` takes. */
+/** The cgroup limits we set; also what `Tasks.Update` takes (the options are in `OciResources.ts`). */
 export const Resources = Schema.Struct({
   devices: Schema.optional(Schema.Array(DeviceRule)),
-  memory: Schema.optional(Schema.Struct({ limit: Schema.optional(Schema.Number) })),
-  cpu: Schema.optional(Schema.Struct({ shares: Schema.optional(Schema.Number) }))
+  memory: Schema.optional(Schema.Struct({
+    limit: Schema.optional(Schema.Number),
+    reservation: Schema.optional(Schema.Number),
+    swap: Schema.optional(Schema.Number)
+  })),
+  cpu: Schema.optional(Schema.Struct({
+    shares: Schema.optional(Schema.Number),
+    quota: Schema.optional(Schema.Number),
+    period: Schema.optional(Schema.Number),
+    cpus: Schema.optional(Schema.String),
+    mems: Schema.optional(Schema.String)
+  })),
+  pids: Schema.optional(Schema.Struct({ limit: Schema.Number }))
 })
 export type Resources = typeof Resources.Type
 
@@ -95,9 +106,11 @@ export const Spec = Schema.Struct({
   linux: Schema.Struct({
     namespaces: Schema.Array(Schema.Struct({ type: Schema.String, path: Schema.optional(Schema.String) })),
     resources: Schema.optional(Resources),
+    sysctl: Schema.optional(Schema.Record(Schema.String, Schema.String)),
     cgroupsPath: Schema.optional(Schema.String),
     maskedPaths: Schema.optional(Strings),
     readonlyPaths: Schema.optional(Strings),
+    /** Device nodes made in the container's /dev (`withPrivileged`, `OciResources.withDevices`). */
     devices: Schema.optional(Schema.Array(Device)),
     seccomp: Schema.optional(LinuxSeccomp)
   })

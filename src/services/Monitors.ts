@@ -41,7 +41,7 @@ import { retryForever, retryWhile } from "../internal/Retry.ts"
 import { BackoffQueue } from "./BackoffQueue.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { Events } from "./Events.ts"
-import { type Container, type CreateContainerOptions, Runtime, type Stdio, type Task } from "./Runtime.ts"
+import { type Container, type CreateContainerOptions, type NewTaskOptions, Runtime, type Task } from "./Runtime.ts"
 
 export { ContainerState } from "../domain/ContainerState.ts"
 export type { ContainerExit } from "../domain/ContainerState.ts"
@@ -83,7 +83,7 @@ export interface MonitorsShape {
   /** Tracks a container created elsewhere. */
   readonly track: (container: Container) => Effect.Effect<void>
   /** Creates the container's task, starts it and watches its exit. */
-  readonly start: (id: string, options?: { readonly stdio?: Stdio | undefined }) => Effect.Effect<Task, ContainerdError>
+  readonly start: (id: string, options?: NewTaskOptions) => Effect.Effect<Task, ContainerdError>
   /** A tracked container, in the current namespace. */
   readonly get: (id: string) => Effect.Effect<Option.Option<Tracked>>
   /** Deletes a tracked container (its task must have exited) and closes its scope. */
@@ -209,7 +209,7 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
       const entry = yield* entryOrFail("Monitors.start", id)
       const container = entry.container
       if (container === undefined) return yield* Effect.fail(notFound("Monitors.start", `container ${id} is gone`))
-      const task = yield* container.newTask({ stdio: startOptions?.stdio }).pipe(Scope.provide(entry.scope))
+      const task = yield* container.newTask(startOptions).pipe(Scope.provide(entry.scope))
       yield* task.start.pipe(Effect.onError(() => deleteTask(entry, task)))
       yield* core.watch(entry, { wait: task.wait, pid: task.pid, task })
       return task

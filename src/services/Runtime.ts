@@ -37,7 +37,7 @@
  */
 import { Context, Effect, Layer, Result } from "effect"
 import { OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
-import { mergeWithImage, resolveUser } from "../domain/ContainerConfig.ts"
+import { addGroups, mergeWithImage, resolveUser } from "../domain/ContainerConfig.ts"
 import { type ContainerdError, invalidArgument } from "../domain/ContainerdError.ts"
 import { validateIdentifier } from "../domain/Identifier.ts"
 import type * as Oci from "../domain/OciSpec.ts"
@@ -59,7 +59,7 @@ import {
 import type { RuntimeEnv } from "./runtime/Env.ts"
 
 export { Stdio } from "../domain/Stdio.ts"
-export type { Container, ContainerInfo } from "./runtime/Container.ts"
+export type { Container, ContainerInfo, NewTaskOptions } from "./runtime/Container.ts"
 export type { BindMount, CreateContainerOptions, TmpfsFlag, TmpfsMount } from "./runtime/ContainerOptions.ts"
 export { MAX_TMPFS_ID } from "./runtime/ContainerOptions.ts"
 export type { Process } from "./runtime/Process.ts"
@@ -135,8 +135,10 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     })
     if (Result.isFailure(merged)) return yield* Effect.fail(invalidArgument(method, merged.failure))
     const knownFiles = env.userFiles.get(namespace, image.configDigest)
+    const userOf = (files: { readonly passwd?: string | undefined; readonly group?: string | undefined }) =>
+      Result.flatMap(resolveUser(merged.success.user, files), (user) => addGroups(user, options.groupAdd ?? [], files.group))
     // Without the image's files, the answer that needs none; corrected below if they disagree.
-    const firstUser = resolveUser(merged.success.user, knownFiles ?? {})
+    const firstUser = userOf(knownFiles ?? {})
     if (knownFiles !== undefined && Result.isFailure(firstUser)) {
       return yield* Effect.fail(invalidArgument(method, firstUser.failure))
     }
@@ -175,7 +177,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     if (knownFiles === undefined) {
       const files = yield* readUserFiles(mounts)
       env.userFiles.set(namespace, image.configDigest, files)
-      const exact = resolveUser(merged.success.user, files)
+      const exact = userOf(files)
       if (Result.isFailure(exact)) {
         yield* removeAll(true)
         return yield* Effect.fail(invalidArgument(method, exact.failure))

@@ -1,6 +1,6 @@
 /**
  * The daemon answering as dockerd 20.10 does, side by side with it on the same
- * containerd when it is installed (test/support/Dockerd.ts; without it only our
+ * containerd when it is installed (test/support/Engines.ts; without it only our
  * half runs, and the test's log says so): `wait` under every restart policy and
  * condition, `Config.Env` with bare names, Docker's defaults for no_new_privs and
  * oom_score_adj and their options, the swarm routes of a node outside a swarm,
@@ -9,23 +9,13 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Fiber, Option } from "effect"
 import * as http from "node:http"
-import { bothEngines, type Engine, engines, Engines, ok } from "../support/Engines.ts"
+import { bothEngines, type Engine, engines, Engines, eventually, ok } from "../support/Engines.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 
 const API = "/v1.41"
 
 const inspect = (engine: Engine, id: string) =>
   Effect.map(engine.request("GET", `${API}/containers/${id}/json`), (r) => JSON.parse(r.body))
-
-/** Polls `check` every 50 ms until it holds, for at most 20 s. */
-const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 20_000
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-      yield* Effect.sleep("50 millis")
-    }
-  })
 
 const POLICIES = ["no", "always", "on-failure", "unless-stopped"] as const
 

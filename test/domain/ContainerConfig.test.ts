@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 import {
+  addGroups,
   mergeWithImage,
   type ProcessOverrides,
   processEnv,
@@ -120,5 +121,19 @@ describe("resolveUser: runc's lookup, as Docker calls it", () => {
   it("works without passwd and group files for numeric and empty users", () => {
     assert.deepStrictEqual(Result.getOrThrow(resolveUser("", {})), { uid: 0, gid: 0, additionalGids: [0] })
     assert.deepStrictEqual(Result.getOrThrow(resolveUser("5:6", {})), { uid: 5, gid: 6, additionalGids: [6] })
+  })
+})
+
+describe("addGroups: Docker's GroupAdd, after the user's own groups", () => {
+  const group = "root:x:0:\naudio:x:29:\nstaff:x:50:app\n"
+  const user = { uid: 1000, gid: 1000, additionalGids: [1000, 50] }
+  it("names from /etc/group and numeric ids, each once", () => {
+    assert.deepStrictEqual(addGroups(user, ["audio", "1234", "50"], group), Result.succeed({ ...user, additionalGids: [1000, 50, 29, 1234] }))
+    assert.deepStrictEqual(addGroups(user, [], undefined), Result.succeed(user))
+  })
+  it("an unknown name is refused with runc's message; an id out of range too", () => {
+    assert.deepStrictEqual(addGroups(user, ["nosuch"], group), Result.fail("Unable to find group nosuch: no matching entries in group file"))
+    assert.deepStrictEqual(addGroups(user, ["audio"], undefined), Result.fail("Unable to find group audio: no matching entries in group file"))
+    assert.deepStrictEqual(addGroups(user, ["4294967296"], group), Result.fail("group id 4294967296 is out of range"))
   })
 })

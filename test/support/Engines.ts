@@ -66,3 +66,13 @@ export const bothEngines = <A, E, R>(f: (engine: Engine) => Effect.Effect<A, E, 
 export const ok = (engine: Engine, args: ReadonlyArray<string>) =>
   Effect.flatMap(engine.docker(args), (r) =>
     r.code === 0 ? Effect.succeed(r.stdout) : Effect.die(new Error(`${engine.name}: docker ${args.join(" ")}: ${r.stderr}`)))
+
+/** Polls `check` every 50 ms until it holds, for at most 20 s. */
+export const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    while (!(yield* check)) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+      yield* Effect.sleep("50 millis")
+    }
+  })

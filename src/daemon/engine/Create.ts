@@ -8,14 +8,15 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { Clock, Effect } from "effect"
 import * as Oci from "../../domain/OciSpec.ts"
-import { removeTree } from "../../internal/Files.ts"
 import { hostDevices } from "../../internal/HostDevices.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
-import { badRequest, fromLibrary, notFound, orBadRequest } from "../DockerError.ts"
+import { badRequest, fromLibrary, internal, notFound, orBadRequest } from "../DockerError.ts"
 import { imageNameProblem } from "../images/Names.ts"
 import { containerDir, logConfigPath } from "../LogFiles.ts"
+import { mountShm, removeContainerTree, shmPathIn } from "../Shm.ts"
+import { withShm } from "../../domain/OciResources.ts"
 import type { CreateBody, StoredContainer } from "../Model.ts"
 import { review } from "./CreateFields.ts"
 import { type Environment, files, inNamespace, lib, publish } from "./Environment.ts"
@@ -29,11 +30,12 @@ import {
   parsePolicy,
   parseTmpfs
 } from "./HostConfig.ts"
-import { isolationOf, isolationSpec, type Platform } from "./Security.ts"
+import { type HostFacts, parseResources, readHostFacts } from "./Resources.ts"
+import { isolationOf, isolationSpec } from "./Security.ts"
 import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
 
 /** The request, checked: what the library needs of it, and the warnings for the response. */
-const validate = (body: CreateBody, platform: Platform) =>
+const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
   Effect.gen(function*() {
     if (body.Image === undefined || body.Image === null || body.Image === "") {
       return yield* Effect.fail(badRequest("config has no image: an image is required to create a container"))
@@ -52,28 +54,42 @@ const validate = (body: CreateBody, platform: Platform) =>
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
       return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
     }
-    const isolation = yield* orBadRequest(isolationOf(host, platform))
+    const isolation = yield* orBadRequest(isolationOf(host, env.platform))
     const oomScoreAdj = yield* orBadRequest(checkOomScoreAdj(host.OomScoreAdj))
     yield* orBadRequest(checkLogConfig(host.LogConfig))
     if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
       return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
     }
+    const resources = yield* orBadRequest(parseResources(host, { hostname: body.Hostname ?? "", network: network.mode, facts }))
+    // As dockerd's adaptSharedNamespaceContainer: the donor by its id, so a rename keeps the link.
+    const joined = yield* Effect.forEach(resources.joins, (join) =>
+      Effect.map(
+        env.store.find(join.container).pipe(Effect.mapError(() => badRequest(`No such container: ${join.container}`))),
+        (donor) => [join.type === "pid" ? "PidMode" : "IpcMode", `container:${donor.id}`] as const
+      ))
     return {
       image: body.Image,
       network: network.mode,
       mounts: [...binds, ...tmpfs],
       isolation,
       // Docker's defaults, not containerd's: no_new_privs only when asked, oom_score_adj 0 (not the shim's).
-      spec: (devices: ReadonlyArray<Oci.Device>) => [...isolationSpec(isolation, platform, devices), Oci.withOomScoreAdj(oomScoreAdj)],
+      spec: (devices: ReadonlyArray<Oci.Device>) => [
+        ...isolationSpec(isolation, env.platform, devices),
+        Oci.withOomScoreAdj(oomScoreAdj),
+        ...resources.spec
+      ],
+      groupAdd: resources.groupAdd,
+      shareableShm: resources.shareableShm,
+      host: { ...host, ...Object.fromEntries(joined) },
       warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
     }
   })
 
 /** `create` over the engine's environment. */
-export const makeCreate = (env: Environment, images: Images["Service"]) =>
+export const makeCreate = (env: Environment, images: Images["Service"], facts: HostFacts = readHostFacts()) =>
   Effect.fn("Engine.create")(function*(requestedName: string | undefined, body: CreateBody) {
     const name = yield* checkName(requestedName)
-    const checked = yield* validate(body, env.platform)
+    const checked = yield* validate(env, facts, body)
     const image = yield* images.resolve(checked.image).pipe(
       inNamespace(env),
       Effect.mapError((error) => error.reason._tag === "NotFound" ? notFound(`No such image: ${checked.image}`) : fromLibrary(error))
@@ -81,7 +97,7 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
     return yield* env.store.withName(name, (name) =>
       Effect.gen(function*() {
         const id = crypto.randomBytes(32).toString("hex")
-        const host = body.HostConfig ?? {}
+        const host = checked.host
         const { HostConfig: _, NetworkingConfig: __, ...config } = body
         const stored: StoredContainer = {
           Name: `/${name}`,
@@ -103,7 +119,14 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
         yield* files("could not write the container's log options", () => {
           fs.mkdirSync(dir, { recursive: true })
           fs.writeFileSync(logConfigPath(env.options.logRoot, id), JSON.stringify(logConfigOf(stored)))
-        }).pipe(Effect.onError(() => removeTree(dir)))
+        }).pipe(Effect.onError(() => removeContainerTree(dir)))
+        const shareable = checked.shareableShm === undefined ? [] : [withShm({ _tag: "Bind", source: shmPathIn(dir) })]
+        if (checked.shareableShm !== undefined) {
+          yield* mountShm(shmPathIn(dir), checked.shareableShm).pipe(
+            Effect.mapError((message) => internal(`could not mount the shareable /dev/shm: ${message}`)),
+            Effect.onError(() => removeContainerTree(dir))
+          )
+        }
         const devices = checked.isolation.privileged ? yield* hostDevices() : []
         const container = yield* lib(inNamespace(env)(env.monitors.create({
           id,
@@ -124,9 +147,10 @@ export const makeCreate = (env: Environment, images: Images["Service"]) =>
           readonlyRootfs: host.ReadonlyRootfs ?? false,
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtimeBinary: checked.isolation.runtimeBinary,
-          spec: checked.spec(devices),
+          groupAdd: checked.groupAdd,
+          spec: [...checked.spec(devices), ...shareable],
           extensions: storedExtensions(stored)
-        }))).pipe(Effect.onError(() => removeTree(dir)))
+        }))).pipe(Effect.onError(() => removeContainerTree(dir)))
         const entry = yield* makeEntry(container.id, stored, container.labels)
         env.store.add(entry)
         yield* publish(env, entry, "create")

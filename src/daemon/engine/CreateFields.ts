@@ -46,7 +46,7 @@ const reject = (message: string, isSet?: Row["isSet"]): Row => ({ treatment: { _
 
 const noNetwork = "there is no container networking yet"
 const limit = (field: string, flag: string) =>
-  reject(`${field} (${flag}) is not supported: of the resource limits only Memory (-m) and CpuShares (-c) are applied`)
+  reject(`${field} (${flag}) is not supported: of the resource limits the memory, CPU, cpuset, pids and ulimit ones are applied (engine/Resources.ts)`)
 const namespace = (field: string, flag: string) =>
   reject(`${field} (${flag}) is not supported: containers get their own namespaces`)
 
@@ -117,14 +117,14 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   // Security.ts: absent or null, Docker's lists; [] is what the CLI sends for --security-opt systempaths=unconfined.
   "HostConfig.MaskedPaths": honoured,
   "HostConfig.ReadonlyPaths": honoured,
-  "HostConfig.GroupAdd": reject("GroupAdd (--group-add) is not supported"),
-  "HostConfig.Sysctls": reject("Sysctls (--sysctl) is not supported"),
-  "HostConfig.Devices": reject("Devices (--device) is not supported"),
+  "HostConfig.GroupAdd": honoured,
+  "HostConfig.Sysctls": honoured,
+  "HostConfig.Devices": honoured,
   "HostConfig.DeviceCgroupRules": reject("DeviceCgroupRules (--device-cgroup-rule) is not supported"),
   "HostConfig.DeviceRequests": reject("DeviceRequests (--gpus) is not supported"),
-  "HostConfig.IpcMode": namespace("IpcMode", "--ipc"),
-  "HostConfig.PidMode": namespace("PidMode", "--pid"),
-  "HostConfig.UTSMode": namespace("UTSMode", "--uts"),
+  "HostConfig.IpcMode": honoured,
+  "HostConfig.PidMode": honoured,
+  "HostConfig.UTSMode": honoured,
   "HostConfig.UsernsMode": namespace("UsernsMode", "--userns"),
   "HostConfig.Cgroup": namespace("Cgroup", "--cgroup"),
   "HostConfig.CgroupnsMode": warn("CgroupnsMode (--cgroupns) is ignored: containers get containerd's default cgroup namespace"),
@@ -132,33 +132,33 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.Annotations": warn("Annotations (--annotation) are ignored"),
   "HostConfig.OomScoreAdj": honoured,
   "HostConfig.OomKillDisable": warn("OomKillDisable (--oom-kill-disable) is ignored"),
-  "HostConfig.Init": warn("Init (--init) is ignored: no init process is added, the command runs as PID 1"),
+  "HostConfig.Init": honoured,
   // Windows-only; `default` is what every platform has.
   "HostConfig.Isolation": warn("Isolation (--isolation) is ignored: it applies to Windows", (v) => isSet(v) && v !== "default"),
-  "HostConfig.ShmSize": reject("ShmSize (--shm-size) is not supported: /dev/shm has the runtime's default size"),
+  "HostConfig.ShmSize": honoured,
   "HostConfig.BlkioWeight": limit("BlkioWeight", "--blkio-weight"),
   "HostConfig.BlkioWeightDevice": limit("BlkioWeightDevice", "--blkio-weight-device"),
   "HostConfig.BlkioDeviceReadBps": limit("BlkioDeviceReadBps", "--device-read-bps"),
   "HostConfig.BlkioDeviceWriteBps": limit("BlkioDeviceWriteBps", "--device-write-bps"),
   "HostConfig.BlkioDeviceReadIOps": limit("BlkioDeviceReadIOps", "--device-read-iops"),
   "HostConfig.BlkioDeviceWriteIOps": limit("BlkioDeviceWriteIOps", "--device-write-iops"),
-  "HostConfig.CpuPeriod": limit("CpuPeriod", "--cpu-period"),
-  "HostConfig.CpuQuota": limit("CpuQuota", "--cpu-quota"),
+  "HostConfig.CpuPeriod": honoured,
+  "HostConfig.CpuQuota": honoured,
   "HostConfig.CpuRealtimePeriod": limit("CpuRealtimePeriod", "--cpu-rt-period"),
   "HostConfig.CpuRealtimeRuntime": limit("CpuRealtimeRuntime", "--cpu-rt-runtime"),
-  "HostConfig.CpusetCpus": limit("CpusetCpus", "--cpuset-cpus"),
-  "HostConfig.CpusetMems": limit("CpusetMems", "--cpuset-mems"),
-  "HostConfig.NanoCpus": limit("NanoCpus", "--cpus"),
+  "HostConfig.CpusetCpus": honoured,
+  "HostConfig.CpusetMems": honoured,
+  "HostConfig.NanoCpus": honoured,
   "HostConfig.CpuCount": limit("CpuCount", "--cpu-count"),
   "HostConfig.CpuPercent": limit("CpuPercent", "--cpu-percent"),
-  "HostConfig.MemoryReservation": limit("MemoryReservation", "--memory-reservation"),
-  "HostConfig.MemorySwap": limit("MemorySwap", "--memory-swap"),
+  "HostConfig.MemoryReservation": honoured,
+  "HostConfig.MemorySwap": honoured,
   // The CLI sends -1 when the flag is not given.
   "HostConfig.MemorySwappiness": { ...limit("MemorySwappiness", "--memory-swappiness"), isSet: (v) => isSet(v) && v !== -1 },
   "HostConfig.KernelMemoryTCP": limit("KernelMemoryTCP", "--kernel-memory-tcp"),
-  // -1 is unlimited, as with no limit.
-  "HostConfig.PidsLimit": { ...limit("PidsLimit", "--pids-limit"), isSet: (v) => isSet(v) && v !== -1 },
-  "HostConfig.Ulimits": limit("Ulimits", "--ulimit"),
+  // 0 and below are unlimited, as dockerd's.
+  "HostConfig.PidsLimit": honoured,
+  "HostConfig.Ulimits": honoured,
   "HostConfig.IOMaximumIOps": limit("IOMaximumIOps", "--io-maxiops"),
   "HostConfig.IOMaximumBandwidth": limit("IOMaximumBandwidth", "--io-maxbandwidth")
 }

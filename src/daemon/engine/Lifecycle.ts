@@ -7,13 +7,14 @@
  * `RestartManager`; pending restarts and removals are fibers keyed by container.
  */
 import { Deferred, Duration, Effect, Fiber, FiberMap, Option, PubSub, Stream } from "effect"
+import { applyOptions, type SpecOption } from "../../domain/OciSpec.ts"
 import { signalNumber } from "../../domain/Signal.ts"
-import { removeTree } from "../../internal/Files.ts"
 import { withNamespace } from "../../services/Containerd.ts"
 import type { ContainerExit, MonitorsShape } from "../../services/Monitors.ts"
 import { Stdio, type Task } from "../../services/Runtime.ts"
 import { badRequest, conflict, type DockerError, internal } from "../DockerError.ts"
 import { containerDir } from "../LogFiles.ts"
+import { removeContainerTree, shmPathIn } from "../Shm.ts"
 import { stopSignalOf } from "./Config.ts"
 import {
   type Environment,
@@ -29,11 +30,36 @@ import {
   trackedOf
 } from "./Environment.ts"
 import type { Execs } from "./Exec.ts"
+import { type Join, joinOptions, joinRefusal } from "./Resources.ts"
 import type { WaitCondition } from "./Shape.ts"
 import { isPaused, isRunning, status, type Transition, transition } from "./State.ts"
 import { DaemonLabels, type Entry } from "./Store.ts"
 import { abandonRun, endRun, inputOf, pump } from "./Streams.ts"
 import { stateOf } from "./Views.ts"
+
+/** The donors' namespaces a container joins (`container:<id>` pid and IPC modes), found at each start as dockerd does. */
+const joinsAtStart = (env: Environment, logRoot: string, entry: Entry): Effect.Effect<SpecOption | undefined, DockerError> =>
+  Effect.gen(function*() {
+    const host = entry.stored.HostConfig
+    const joins: Array<Join> = (["pid", "ipc"] as const).flatMap((type) => {
+      const mode = (type === "pid" ? host.PidMode : host.IpcMode) ?? ""
+      return mode.startsWith("container:") ? [{ type, container: mode.slice("container:".length) }] : []
+    })
+    if (joins.length === 0) return undefined
+    const found = yield* Effect.forEach(joins, (join) =>
+      Effect.gen(function*() {
+        const donor = env.store.get(join.container)
+        const tracked = donor === undefined ? undefined : yield* trackedOf(env, donor)
+        const running = isRunning(tracked?.state.status) && tracked?.state.pid !== undefined
+        const ipcMode = donor?.stored.HostConfig.IpcMode ?? ""
+        const refusal = joinRefusal(join, join.container, { running, ipcMode })
+        if (refusal !== undefined) return yield* Effect.fail(conflict(refusal))
+        const shm = ipcMode === "host" ? "/dev/shm" : shmPathIn(containerDir(logRoot, join.container))
+        return { type: join.type, pid: tracked!.state.pid, shm }
+      }))
+    const options = joinOptions(found)
+    return (spec) => applyOptions(spec, options)
+  })
 
 /** dockerd's default stop timeout, in seconds. */
 const DEFAULT_STOP_TIMEOUT = 10
@@ -95,15 +121,19 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
   const startRun = (entry: Entry) =>
     Effect.gen(function*() {
       const target = targetOf(env, entry)
+      const spec = yield* joinsAtStart(env, options.logRoot, entry)
       if (target.shimLogged) {
-        yield* lib(ns(monitors.start(entry.id, { stdio: Stdio.binary(options.shimLogger!, options.logRoot) })), `cannot start container ${entry.id}`)
+        yield* lib(
+          ns(monitors.start(entry.id, { stdio: Stdio.binary(options.shimLogger!, options.logRoot), spec })),
+          `cannot start container ${entry.id}`
+        )
         // Its output ends when the task is deleted (the shim waits for the logger then): see handleRunEnd.
         entry.output.streaming = true
         return yield* publish(env, entry, "start")
       }
       if (target.openStdin) yield* inputOf(entry.output)
       const task = yield* lib(
-        ns(monitors.start(entry.id, { stdio: Stdio.pipe({ stdin: target.openStdin }) })),
+        ns(monitors.start(entry.id, { stdio: Stdio.pipe({ stdin: target.openStdin }), spec })),
         `cannot start container ${entry.id}`
       )
       entry.output.streaming = true
@@ -353,7 +383,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       // As dockerd removes containers/<id>: the log goes with the container, once
       // its followers (an attached `docker run --rm`) have read it to the end.
       yield* Effect.timeoutOption(entry.output.unfollowed.await, FOLLOWERS_TIMEOUT)
-      yield* removeTree(containerDir(options.logRoot, entry.id))
+      yield* removeContainerTree(containerDir(options.logRoot, entry.id))
       yield* execs.forget(entry.id)
       store.delete(entry)
       yield* PubSub.shutdown(entry.output.events)

@@ -8,7 +8,9 @@ import { Clock, Effect } from "effect"
 import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { matchLabels, regexpFilter } from "../Filters.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
+import { withoutInit } from "../../domain/OciResources.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
+import { resourcesJson } from "./Resources.ts"
 import type { ContainerFilters } from "./Shape.ts"
 import { isPaused, isRunning, status } from "./State.ts"
 import type { Entry } from "./Store.ts"
@@ -40,6 +42,12 @@ type Spec = { readonly process?: { readonly args?: ReadonlyArray<string>; readon
 
 const specOf = (env: Environment, entry: Entry) =>
   Effect.map(trackedOf(env, entry), (t) => (t?.container?.info.spec ?? {}) as Spec)
+
+/** The container's command as dockerd shows it: without the `--init` in front. */
+const commandOf = (entry: Entry, spec: Spec): ReadonlyArray<string> => {
+  const args = spec.process?.args ?? []
+  return entry.stored.HostConfig.Init === true ? withoutInit(args) : args
+}
 
 /** `Config` as dockerd shows it: the request's, completed by the image's. */
 const configJson = (entry: Entry) => {
@@ -83,7 +91,8 @@ const hostConfigJson = (entry: Entry) => {
     OomScoreAdj: host.OomScoreAdj ?? 0,
     SecurityOpt: host.SecurityOpt ?? null,
     Runtime: host.Runtime || "runc",
-    LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} }
+    LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} },
+    ...resourcesJson(host)
   }
 }
 
@@ -103,7 +112,7 @@ export const inspect = (env: Environment, entry: Entry) =>
   Effect.gen(function*() {
     const state = yield* stateOf(env, entry)
     const spec = yield* specOf(env, entry)
-    const args = spec.process?.args ?? []
+    const args = commandOf(entry, spec)
     return {
       Id: entry.id,
       Created: entry.stored.Created,
@@ -192,7 +201,7 @@ export const list = (
       Names: [`/${entry.name}`],
       Image: entry.stored.Image,
       ImageID: entry.stored.ImageId,
-      Command: (spec.process?.args ?? []).join(" "),
+      Command: commandOf(entry, spec).join(" "),
       Created: Math.floor(Date.parse(entry.stored.Created) / 1000),
       State: state.Status,
       Status: statusText(state, now),

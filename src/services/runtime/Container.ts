@@ -10,9 +10,11 @@
  * reach: it touches no task without its container).
  */
 import { Effect, Exit, Option, Scope } from "effect"
+import { OciSpecTypeUrl, packJson } from "../../domain/Any.ts"
 import { type ContainerdError, failedPrecondition, notFound } from "../../domain/ContainerdError.ts"
 import { exitedOf } from "../../domain/ExitStatus.ts"
 import { validateLabels } from "../../domain/Labels.ts"
+import { applyOptions, type Spec, type SpecOption } from "../../domain/OciSpec.ts"
 import { Stdio } from "../../domain/Stdio.ts"
 import type { Container as ContainerRecord } from "../../gen/containerd/services/containers/v1/containers.ts"
 import type { Mount as SnapshotMount } from "../../gen/containerd/types/mount.ts"
@@ -51,8 +53,12 @@ export interface Container {
   readonly labels: Readonly<Record<string, string>>
   /** Sets (or, with an empty value, removes) the given labels; returns them all. */
   readonly setLabels: (labels: Readonly<Record<string, string>>) => Effect.Effect<Readonly<Record<string, string>>, ContainerdError>
-  /** Creates the task (its init process, not started). */
-  readonly newTask: (options?: { readonly stdio?: Stdio | undefined }) => Effect.Effect<Task, ContainerdError, Scope.Scope>
+  /**
+   * Creates the task (its init process, not started). `spec` changes the stored
+   * spec first (one `Containers.Update`), for what is only known at the start:
+   * a namespace joined from another container's running process.
+   */
+  readonly newTask: (options?: NewTaskOptions) => Effect.Effect<Task, ContainerdError, Scope.Scope>
   /**
    * Attaches to the container's existing task (without stdio). It registers for
    * the task's exit before asking containerd about it, so an exit in between is
@@ -61,6 +67,12 @@ export interface Container {
   readonly task: Effect.Effect<Task, ContainerdError, Scope.Scope>
   /** Deletes the container and (by default) its rootfs snapshot; its task must be deleted first. */
   readonly delete: (options?: { readonly snapshotCleanup?: boolean }) => Effect.Effect<void, ContainerdError>
+}
+
+/** How a task is created: its init's stdio, and a last change to the spec. */
+export interface NewTaskOptions {
+  readonly stdio?: Stdio | undefined
+  readonly spec?: SpecOption | undefined
 }
 
 const infoOf = (namespace: string, record: ContainerRecord, spec: unknown): ContainerInfo => ({
@@ -103,7 +115,8 @@ export const makeContainer = (
       }))
   )
   const terminal = (spec as { process?: { terminal?: boolean } } | undefined)?.process?.terminal === true
-  const taskParams = { namespace, containerId: id, spec, mounts, imageConfigDigest: learned.image?.configDigest }
+  let currentSpec = spec
+  const taskParams = () => ({ namespace, containerId: id, spec: currentSpec, mounts, imageConfigDigest: learned.image?.configDigest })
 
   const trackTask = (task: Task): Task => {
     liveTask = task
@@ -128,7 +141,19 @@ export const makeContainer = (
     }
   }
 
-  const newTask = Effect.fn("Container.newTask")(function*(taskOptions?: { readonly stdio?: Stdio | undefined }) {
+  const newTask = Effect.fn("Container.newTask")(function*(taskOptions?: NewTaskOptions) {
+    if (taskOptions?.spec !== undefined) {
+      if (currentSpec === undefined) {
+        return yield* Effect.fail(failedPrecondition("Container.newTask", `container ${id} has no spec to change`))
+      }
+      const changed = applyOptions(currentSpec as Spec, [taskOptions.spec])
+      const { container } = yield* rpc(client.containers.update({
+        container: { id, spec: packJson(OciSpecTypeUrl, changed) },
+        updateMask: ["spec"]
+      }))
+      currentSpec = changed
+      if (container !== undefined) info = infoOf(namespace, container, changed)
+    }
     const rootfs = yield* mounts
     const prepared = yield* prepareProcess(env, namespace, id, "", taskOptions?.stdio ?? Stdio.null, terminal)
     const created = yield* rpc(client.tasks.create({ containerId: id, rootfs: [...rootfs], terminal, ...prepared.io.request })).pipe(
@@ -137,7 +162,7 @@ export const makeContainer = (
     // Its init exists from now on: if it dies before a start, that is its exit.
     yield* rpc(hub.created(id, "", created.pid))
     yield* prepared.io.connected
-    return trackTask(yield* makeTask(env, { ...prepared, ...taskParams, pid: created.pid, started: false, statusSeen: "created" }))
+    return trackTask(yield* makeTask(env, { ...prepared, ...taskParams(), pid: created.pid, started: false, statusSeen: "created" }))
   }, (effect) =>
     Effect.suspend(() => {
       creatingTasks++
@@ -160,7 +185,7 @@ export const makeContainer = (
     else if (seen !== "stopped") yield* rpc(hub.started(id, "", process.pid))
     return trackTask(yield* makeTask(env, {
       ...prepared,
-      ...taskParams,
+      ...taskParams(),
       pid: process.pid,
       started: seen !== "created",
       status: seen === "stopped" ? exitedOf(process) : undefined,
@@ -174,7 +199,7 @@ export const makeContainer = (
       container: { id, labels },
       updateMask: Object.keys(labels).map((key) => `labels.${key}`)
     }))
-    if (container !== undefined) info = infoOf(namespace, container, spec)
+    if (container !== undefined) info = infoOf(namespace, container, currentSpec)
     return info.labels
   })
 

@@ -94,6 +94,8 @@ export interface CreateContainerOptions {
     /** Relative CPU weight (1024 is the default), at least 2. */
     readonly cpuShares?: number | undefined
   } | undefined
+  /** Further supplementary groups (Docker's `GroupAdd`): names in the image's /etc/group, or numeric ids. */
+  readonly groupAdd?: ReadonlyArray<string> | undefined
   /** Defaults to the Runtime's (io.containerd.runc.v2). */
   readonly runtime?: string | undefined
   /** A runc-compatible binary for the runc shim to run instead of `runc` (an absolute path). */

@@ -20,14 +20,13 @@ describe("CreateFields", () => {
       [{ Image: "i", HostConfig: { PortBindings: { "80/tcp": [{ HostIp: "", HostPort: "" }] } } }, "reject", "PortBindings"],
       // Checked by Security.isolationOf (known capabilities, runtimes).
       [{ Image: "i", HostConfig: { Privileged: true, CapAdd: ["NET_ADMIN"], CapDrop: ["ALL"], Runtime: "runc", MaskedPaths: [] } }, "ok"],
-      [{ Image: "i", HostConfig: { Devices: [{ PathOnHost: "/dev/fuse" }] } }, "reject", "Devices"],
-      [{ Image: "i", HostConfig: { NanoCpus: 1e9 } }, "reject", "NanoCpus"],
-      [{ Image: "i", HostConfig: { PidsLimit: 100 } }, "reject", "PidsLimit"],
+      // Checked by engine/Resources.ts.
+      [{ Image: "i", HostConfig: { Devices: [{ PathOnHost: "/dev/fuse" }], NanoCpus: 1e9, PidsLimit: 100, Init: true } }, "ok"],
+      [{ Image: "i", HostConfig: { BlkioWeight: 100 } }, "reject", "BlkioWeight"],
       [{ Image: "i", HostConfig: { Mounts: [{ Type: "volume" }] } }, "reject", "Mounts"],
       [{ Image: "i", Volumes: { "/data": {} } }, "reject", "Volumes"],
       [{ Image: "i", HostConfig: { MemorySwappiness: 10 } }, "reject", "MemorySwappiness"],
       [{ Image: "i", HostConfig: { Dns: ["8.8.8.8"] } }, "warn", "Dns"],
-      [{ Image: "i", HostConfig: { Init: true } }, "warn", "Init"],
       [{ Image: "i", Healthcheck: { Test: ["CMD", "true"] } }, "warn", "Healthcheck"],
       [{ Image: "i", NetworkingConfig: { EndpointsConfig: { mynet: { Aliases: ["a"] } } } }, "warn", "NetworkingConfig"]
     ]

@@ -78,6 +78,6 @@ describe("CreateFields", () => {
       review({ Image: "i", Domainname: "x", HostConfig: { Dns: ["1.1.1.1"] } }).pipe(Result.map((w) => w.length)),
       Result.succeed(2)
     )
-    assert.isTrue(Result.isFailure(review({ Image: "i", Domainname: "x", HostConfig: { PidsLimit: 10 } })))
+    assert.isTrue(Result.isFailure(review({ Image: "i", Domainname: "x", HostConfig: { BlkioWeight: 100 } })))
   })
 })

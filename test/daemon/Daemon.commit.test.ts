@@ -232,6 +232,24 @@ const ours = Effect.gen(function*() {
   return { engine: { name: "ours", socket: daemon.socket, cli: daemon.docker } satisfies Engine, dir: daemon.dir }
 })
 
+/** What both engines answer, word for word, for a URL that is missing, refused or not http. */
+const assertDownloadRefusals = (answers: {
+  readonly missing: { readonly status: number; readonly message: string }
+  readonly refused: { readonly status: number; readonly body: string }
+  readonly ftp: { readonly status: number; readonly body: string }
+}) => {
+  assert.strictEqual(answers.missing.status, 404)
+  assert.match(answers.missing.message, /^failed to GET http:\/\/127\.0\.0\.1:\d+\/nosuch\.tar with status 404 Not Found: no such file$/)
+  assert.deepStrictEqual(answers.refused, {
+    status: 500,
+    body: "{\"message\":\"Get \\\"http://127.0.0.1:1/x.tar\\\": dial tcp 127.0.0.1:1: connect: connection refused\"}\n"
+  })
+  assert.deepStrictEqual(answers.ftp, {
+    status: 500,
+    body: "{\"message\":\"Get \\\"ftp://127.0.0.1/x.tar\\\": unsupported protocol scheme \\\"ftp\\\"\"}\n"
+  })
+}
+
 describe("docker import and docker commit", () => {
   it.live("import from the body and from a URL runs with its changes; a broken tar, a bad change, a bad URL are refused, nothing stored", () =>
     Effect.gen(function*() {
@@ -248,16 +266,7 @@ describe("docker import and docker commit", () => {
         status: 400,
         last: { message: "Error processing tar file: archive/tar: invalid tar header (at byte 0)" }
       })
-      assert.strictEqual(answers.missing.status, 404)
-      assert.match(answers.missing.message, /^failed to GET http:\/\/127\.0\.0\.1:\d+\/nosuch\.tar with status 404 Not Found: no such file$/)
-      assert.deepStrictEqual(answers.refused, {
-        status: 500,
-        body: "{\"message\":\"Get \\\"http://127.0.0.1:1/x.tar\\\": dial tcp 127.0.0.1:1: connect: connection refused\"}\n"
-      })
-      assert.deepStrictEqual(answers.ftp, {
-        status: 500,
-        body: "{\"message\":\"Get \\\"ftp://127.0.0.1/x.tar\\\": unsupported protocol scheme \\\"ftp\\\"\"}\n"
-      })
+      assertDownloadRefusals(answers)
     }).pipe(Effect.scoped), 60_000)
 
   it.live("commit of a running container: paused meanwhile, running after; the image runs with its file and the changes; 404 and 400", () =>
@@ -290,16 +299,7 @@ describe("docker import and docker commit", () => {
       assert.deepStrictEqual(imports.badChange, { status: 400, body: "{\"message\":\"run is not a valid change command\"}\n" })
       const tarError = "Error processing tar file(exit status 1): archive/tar: invalid tar header"
       assert.deepStrictEqual(imports.brokenUrl, { status: 200, last: { errorDetail: { message: tarError }, error: tarError } })
-      assert.strictEqual(imports.missing.status, 404)
-      assert.match(imports.missing.message, /^failed to GET http:\/\/127\.0\.0\.1:\d+\/nosuch\.tar with status 404 Not Found: no such file$/)
-      assert.deepStrictEqual(imports.refused, {
-        status: 500,
-        body: "{\"message\":\"Get \\\"http://127.0.0.1:1/x.tar\\\": dial tcp 127.0.0.1:1: connect: connection refused\"}\n"
-      })
-      assert.deepStrictEqual(imports.ftp, {
-        status: 500,
-        body: "{\"message\":\"Get \\\"ftp://127.0.0.1/x.tar\\\": unsupported protocol scheme \\\"ftp\\\"\"}\n"
-      })
+      assertDownloadRefusals(imports)
       const commits = yield* commitChecks(engine)
       assert.deepStrictEqual(commits.bad, { status: 400, body: "{\"message\":\"run is not a valid change command\"}\n" })
       assert.deepStrictEqual(commits.missing, { status: 404, body: "{\"message\":\"No such container: nosuch\"}\n" })

@@ -32,15 +32,8 @@ export interface HostFacts {
   readonly initPath: string | undefined
 }
 
-/** A device node on the host. */
-export interface HostDevice {
-  readonly type: "c" | "b"
-  readonly major: number
-  readonly minor: number
-  readonly fileMode: number
-  readonly uid: number
-  readonly gid: number
-}
+/** A device node on the host: what the container's node copies of it. */
+export type HostDevice = Omit<Res.Device, "path" | "access">
 
 /** A namespace the container joins at each start: another container's, by the reference asked for. */
 export interface Join {

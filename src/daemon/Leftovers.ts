@@ -83,7 +83,10 @@ export const removeLeftovers = Effect.fn("Daemon.removeLeftovers")(function*(opt
           yield* ignoreNotFound(client.tasks.kill({ containerId: task.id, signal: 9, all: true }))
           yield* ignoreNotFound(client.tasks.wait({ containerId: task.id }, { timeout: KILL_TIMEOUT }))
           yield* ignoreNotFound(client.tasks.delete({ containerId: task.id }))
-        }).pipe(Effect.ensuring(Effect.ignore(client.containers.delete({ id: task.id }))))
+        }).pipe(
+          // Harmless if it fails: the record is labelled a placeholder, and the next start removes it.
+          Effect.ensuring(Effect.ignore(client.containers.delete({ id: task.id })))
+        )
       })
     ), { discard: true })
 

@@ -175,6 +175,7 @@ export const download = (url: URL, emit: (message: JsonMessage) => void) =>
       yield* response.stream.pipe(
         Stream.takeWhile(() => text.length < MAX_ERROR_BODY),
         Stream.runForEach((chunk) => Effect.sync(() => void (text += Buffer.from(chunk).toString("utf8")))),
+        // Only the message's detail: an error body that breaks off leaves what was read of it (the status still says why).
         Effect.ignore
       )
       const message = `failed to GET ${url} with status ${response.status} ${http.STATUS_CODES[response.status] ?? ""}: ${text.trim()}`

@@ -37,6 +37,7 @@ import {
   type Entry,
   find,
   groupEntries,
+  listEntries,
   type ImageFilters,
   type ImageSummaryJson,
   repoTags,
@@ -157,27 +158,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   const events = yield* EventLog
   const http = yield* HttpClient.HttpClient
 
-  /** Every record with what it resolves to. */
-  const entries: Effect.Effect<ReadonlyArray<Entry>, DockerError> = Effect.gen(function*() {
-    const records = yield* images.list().pipe(Effect.mapError((error) => fromLibrary(error)))
-    const resolved = yield* Effect.forEach(records, (record) =>
-      images.resolve(record.name).pipe(
-        Effect.map((resolved): Option.Option<Entry> =>
-          Option.some({
-            record,
-            reference: isDanglingName(record.name) ? undefined : Result.getOrUndefined(parseReferenceResult(record.name)),
-            resolved
-          })),
-        // A record whose content is not all here (another platform, a foreign client's half-done pull) is not an
-        // image Docker could run: dockerd's containerd store leaves it out too.
-        Effect.catchIf(
-          (error: ContainerdError) => error.reason._tag === "NotFound" || error.reason._tag === "InvalidArgument",
-          () => Effect.succeed(Option.none<Entry>())
-        ),
-        Effect.mapError((error) => fromLibrary(error))
-      ), { concurrency: 8 })
-    return resolved.flatMap((entry) => Option.isSome(entry) ? [entry.value] : [])
-  })
+  const entries = listEntries(images)
 
   const pull = Effect.fn("DockerImages.pull")(function*(
     fromImage: string,

@@ -329,4 +329,17 @@ layer(engines("edges", ["--max-json-body", "1m"]), { excludeTestServices: true, 
         yield* ok(engine, ["rm", id])
       })
     ))
+
+  it.effect("create takes an image by its ID or a unique prefix of it, as dockerd's lookup does", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const id = (yield* ok(engine, ["image", "inspect", "--format", "{{.Id}}", FIXTURE_IMAGE])).trim()
+        for (const name of [id, id.slice(7), id.slice(7, 19)]) {
+          assert.strictEqual(yield* ok(engine, ["run", "--rm", "--network", "none", name, "echo", "hi"]), "hi\n", `${engine.name}: ${name}`)
+        }
+        const missing = yield* engine.request("POST", `${API}/containers/create`, JSON.stringify({ Image: "0123456789ab" }))
+        assert.strictEqual(missing.status, 404, engine.name)
+        assert.include(missing.body, "No such image: 0123456789ab", engine.name)
+      })
+    ))
 })

@@ -13,6 +13,7 @@ import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
 import { badRequest, fromLibrary, internal, notFound, orBadRequest } from "../DockerError.ts"
+import { find, listEntries } from "../images/Listing.ts"
 import { imageNameProblem } from "../images/Names.ts"
 import { containerDir, logConfigPath } from "../LogFiles.ts"
 import { mountShm, removeContainerTree, shmPathIn } from "../Shm.ts"
@@ -92,7 +93,15 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
     const checked = yield* validate(env, facts, body)
     const image = yield* images.resolve(checked.image).pipe(
       inNamespace(env),
-      Effect.mapError((error) => error.reason._tag === "NotFound" ? notFound(`No such image: ${checked.image}`) : fromLibrary(error))
+      // Not a name: an image ID or a unique prefix of one, as dockerd's lookup takes them (`docker run 1a2b3c`).
+      Effect.catchIf((error) => error.reason._tag === "NotFound", () =>
+        listEntries(images).pipe(
+          inNamespace(env),
+          Effect.flatMap((all) => find(all, checked.image)),
+          Effect.map((found) => found.entries[0]!.resolved),
+          Effect.mapError((error) => error.status === 404 ? notFound(`No such image: ${checked.image}`) : error)
+        )),
+      Effect.mapError((error) => error._tag === "DockerError" ? error : fromLibrary(error))
     )
     return yield* env.store.withName(name, (name) =>
       Effect.gen(function*() {

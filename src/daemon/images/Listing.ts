@@ -9,10 +9,11 @@
  */
 import { Effect, Option, Result } from "effect"
 import { parseReferenceResult, Reference } from "../../domain/Reference.ts"
-import type { ImageRecord, ResolvedImage } from "../../services/Images.ts"
-import { badRequest, type DockerError, notFound } from "../DockerError.ts"
+import type { ContainerdError } from "../../domain/ContainerdError.ts"
+import type { ImageRecord, Images, ResolvedImage } from "../../services/Images.ts"
+import { badRequest, type DockerError, fromLibrary, notFound } from "../DockerError.ts"
 import { globFilter, matchLabels, type Pattern } from "../Filters.ts"
-import { familiarName } from "./Names.ts"
+import { familiarName, isDanglingName } from "./Names.ts"
 
 /** One entry of `GET /images/json`. */
 export interface ImageSummaryJson {
@@ -131,6 +132,29 @@ export const summaryOf = (group: Group, filters: ImageFilters | undefined): Resu
     })
   })
 }
+
+/** Every image record of the library with what it resolves to: what the daemon's image routes and create look names up in. */
+export const listEntries = (images: Images["Service"]): Effect.Effect<ReadonlyArray<Entry>, DockerError> =>
+  Effect.gen(function*() {
+    const records = yield* images.list().pipe(Effect.mapError((error) => fromLibrary(error)))
+    const resolved = yield* Effect.forEach(records, (record) =>
+      images.resolve(record.name).pipe(
+        Effect.map((resolved): Option.Option<Entry> =>
+          Option.some({
+            record,
+            reference: isDanglingName(record.name) ? undefined : Result.getOrUndefined(parseReferenceResult(record.name)),
+            resolved
+          })),
+        // A record whose content is not all here (another platform, a foreign client's half-done pull) is not an
+        // image Docker could run: dockerd's containerd store leaves it out too.
+        Effect.catchIf(
+          (error: ContainerdError) => error.reason._tag === "NotFound" || error.reason._tag === "InvalidArgument",
+          () => Effect.succeed(Option.none<Entry>())
+        ),
+        Effect.mapError((error) => fromLibrary(error))
+      ), { concurrency: 8 })
+    return resolved.flatMap((entry) => Option.isSome(entry) ? [entry.value] : [])
+  })
 
 /** The image a name means: a full ID, a reference, or an ID prefix, in that order. */
 export const find = (all: ReadonlyArray<Entry>, name: string): Effect.Effect<Found, DockerError> => {

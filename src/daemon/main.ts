@@ -236,6 +236,15 @@ const runDaemon = Effect.fn("daemon")(function*(settings: DaemonSettings) {
 
 const fromEnv = (name: string) => Flag.withFallbackConfig(Config.String(`EFFECT_CONTAINERD_${name}`))
 
+/** A string flag that may be given many times (or as a list in `EFFECT_CONTAINERD_<env>`); none by default. */
+const repeatable = (name: string, env: string, description: string) =>
+  Flag.String(name).pipe(
+    Flag.withDescription(description),
+    Flag.atLeast(1),
+    Flag.withFallbackConfig(Config.Array(Schema.String, `EFFECT_CONTAINERD_${env}`)),
+    Flag.withDefault([])
+  )
+
 const flags = {
   host: Flag.String("host").pipe(
     Flag.withAlias("H"),
@@ -262,22 +271,16 @@ const flags = {
     fromEnv("NAMESPACE"),
     Flag.withDefault("effect-containerd")
   ),
-  insecureRegistries: Flag.String("insecure-registry").pipe(
-    Flag.withDescription("A registry (host[:port]) to speak plain HTTP to; repeatable"),
-    Flag.atLeast(1),
-    Flag.withFallbackConfig(Config.Array(Schema.String, "EFFECT_CONTAINERD_INSECURE_REGISTRY")),
-    Flag.withDefault([])
-  ),
+  insecureRegistries: repeatable("insecure-registry", "INSECURE_REGISTRY", "A registry (host[:port]) to speak plain HTTP to; repeatable"),
   maxJsonBody: Flag.String("max-json-body").pipe(
     Flag.withDescription("The largest JSON request body (create, exec, ...) read, e.g. 512k or 16m; larger ones are refused with 413"),
     fromEnv("MAX_JSON_BODY"),
     Flag.withDefault("4m")
   ),
-  runtimes: Flag.String("add-runtime").pipe(
-    Flag.withDescription("An OCI runtime containers may ask for (--runtime name): name=path of a runc-compatible binary; repeatable"),
-    Flag.atLeast(1),
-    Flag.withFallbackConfig(Config.Array(Schema.String, "EFFECT_CONTAINERD_ADD_RUNTIME")),
-    Flag.withDefault([])
+  runtimes: repeatable(
+    "add-runtime",
+    "ADD_RUNTIME",
+    "An OCI runtime containers may ask for (--runtime name): name=path of a runc-compatible binary; repeatable"
   ),
   logLevel: Flag.Literals("log-level", LOG_LEVELS).pipe(
     Flag.withDescription("The least severe messages logged"),

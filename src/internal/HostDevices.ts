@@ -32,9 +32,13 @@ const nodeOf = (full: string, entry: fs.Dirent): ReadonlyArray<Device> => {
   }]
 }
 
-/** The host's devices under `dir` (default /dev); a directory that cannot be read has none. */
+/**
+ * The host's devices under `dir` (default /dev). A subdirectory that cannot be read (runc skips those too) has none;
+ * so has an unreadable /dev, said in the log, since a privileged container then gets fewer devices than asked.
+ */
 export const hostDevices = (dir = "/dev"): Effect.Effect<ReadonlyArray<Device>> =>
   Effect.try(() => fs.readdirSync(dir, { withFileTypes: true })).pipe(
+    Effect.tapError((error) => Effect.logWarning(`could not list the host's devices under ${dir}`, error)),
     Effect.orElseSucceed((): ReadonlyArray<fs.Dirent> => []),
     Effect.flatMap((entries) =>
       Effect.forEach(entries, (entry) => {

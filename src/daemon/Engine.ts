@@ -25,6 +25,7 @@ import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, type MonitorsShape } from "../services/Monitors.ts"
 import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
+import { DockerNetworks } from "./Networks.ts"
 import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCommit } from "./engine/Commit.ts"
@@ -33,6 +34,7 @@ import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
+import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
 import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
 import * as Streams from "./engine/Streams.ts"
@@ -70,7 +72,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     store: makeStore(),
     eventLog,
     notices: yield* PubSub.unbounded<Notice>(),
-    platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {})))
+    platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {}))),
+    networks: Option.getOrUndefined(yield* Effect.serviceOption(DockerNetworks))
   }
   // The index, from what the monitors' recovery just listed (one Containers.List
   // for both): every container of ours with its stored config.
@@ -93,6 +96,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
 
   const { store } = env
   const commit = makeCommit(env, lifecycle)
+  const connections = makeConnections(env)
   return Engine.of({
     create: makeCreate(env, images),
     start: lifecycle.start,
@@ -131,6 +135,9 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     commitSource: commit.source,
     whilePaused: (id, effect) => Effect.withSpan(commit.whilePaused(id, effect), "Engine.whilePaused"),
     usersOf: (imageId) => Effect.withSpan(Views.usersOf(env, imageId), "Engine.usersOf"),
+    networkConnect: connections.connect,
+    networkDisconnect: connections.disconnect,
+    names: Effect.sync(() => new Map(store.all().map((entry) => [entry.id, entry.name]))),
     counts: Effect.withSpan(Views.counts(env), "Engine.counts")
   })
 })

@@ -10,6 +10,7 @@ import { withNamespace } from "../../services/Containerd.ts"
 import type { MonitorsShape } from "../../services/Monitors.ts"
 import { conflict, type DockerError, fromLibrary, internal } from "../DockerError.ts"
 import type { EventLog } from "../EventLog.ts"
+import type { DockerNetworksShape } from "../Networks.ts"
 import { logPath } from "../LogFiles.ts"
 import { logConfigOf } from "./HostConfig.ts"
 import type { Platform } from "./Security.ts"
@@ -33,6 +34,8 @@ export interface Environment {
   readonly notices: PubSub.PubSub<Notice>
   /** What the daemon can grant containers (capabilities, runtimes), learned at its start. */
   readonly platform: Platform
+  /** The daemon's networks; without them (an engine built alone) containers get `none` or `host` only. */
+  readonly networks: DockerNetworksShape | undefined
 }
 
 /** Runs in the daemon's namespace, whatever the client's default. */

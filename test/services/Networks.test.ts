@@ -63,7 +63,7 @@ const leftovers = (options: NetworksOptions, network: { name: string; bridge: st
   const rules = out("iptables-save", []).split("\n")
   return {
     ips: list(path.join(options.ipamDir!, network.name)).filter((file) => /^\d+\.\d+\.\d+\.\d+$/.test(file)).length,
-    veths: out("ip", ["-br", "link", "show", "master", network.bridge]).split("\n").filter((l) => l.trim() !== "").length,
+    veths: (run("ip", ["-br", "link", "show", "master", network.bridge]).stdout ?? "").split("\n").filter((l) => l.trim() !== "").length,
     portmapRules: rules.filter((line) => containerIds.some((id) => line.includes(id))).length,
     netns: list(path.join(options.runRoot, "netns")).length,
     records: list(path.join(options.confDir, "attachments")).length
@@ -183,6 +183,53 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     }).pipe(Effect.scoped, Effect.andThen(Networks.use((networks) => networks.remove(network.name))), Effect.provide(Networks.layer(options)))
   })
 
+  it.live("a DEL that fails is retried, then reported with the record kept; a later detach finishes the job", () => {
+    const options = freshOptions(
+      fakePlugin("bridge", `[ "$CNI_COMMAND" = DEL ] && [ -e $STATE/fail ] && { cat >/dev/null; echo '{"code":5,"msg":"injected"}'; exit 1; }`)
+    )
+    const flag = path.join(options.pluginDirs![0]!, "fail")
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(network)
+      const id = `stuck-${tag}`
+      yield* networks.attach("ns", id, { networks: [{ network: network.name }] })
+      fs.writeFileSync(flag, "")
+      const failed = yield* Effect.exit(networks.detach("ns", id))
+      assert.strictEqual(reasonOf(failed)?._tag, "Unknown")
+      assert.include(reasonOf(failed)!.message, "CNI plugin bridge DEL failed (code 5): injected")
+      assert.deepStrictEqual(leftovers(options, network), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
+      assert.isTrue(Option.isSome(yield* networks.get("ns", id)))
+      fs.rmSync(flag)
+      yield* networks.detach("ns", id)
+      assert.deepStrictEqual(leftovers(options, network), nothingLeft)
+      yield* networks.remove(network.name)
+    }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
+  })
+
+  it.live("a plugin past its deadline is killed and the attach undone; a missing plugin fails the layer naming the directory", () => {
+    const options = {
+      ...freshOptions(fakePlugin("bridge", `[ "$CNI_COMMAND" = ADD ] && exec sleep 30`)),
+      pluginTimeout: "300 millis" as const
+    }
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const slow = yield* Effect.gen(function*() {
+        const networks = yield* Networks
+        yield* networks.define(network)
+        const exit = yield* Effect.exit(networks.attach("ns", `slow-${tag}`, { networks: [{ network: network.name }] }).pipe(Effect.scoped))
+        assert.deepStrictEqual(leftovers(options, network), nothingLeft)
+        yield* networks.remove(network.name)
+        return exit
+      }).pipe(Effect.provide(Networks.layer(options)))
+      assert.include(reasonOf(slow)?.message, "CNI plugin bridge ADD failed: did not answer within 300ms")
+      const empty = fs.mkdtempSync(path.join(root, "plugins-"))
+      const missing = yield* Effect.exit(Networks.use(() => Effect.void).pipe(Effect.provide(Networks.layer(freshOptions([empty])))))
+      assert.strictEqual(reasonOf(missing)?._tag, "FailedPrecondition")
+      assert.include(reasonOf(missing)!.message, `no plugin loopback in ${empty}`)
+    })
+  })
+
   it.live("bad definitions are refused before anything is written; a network in use cannot be removed", () => {
     const options = freshOptions()
     const network = newNetwork()
@@ -284,7 +331,12 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const seen = yield* Stream.take(changes, 4).pipe(Stream.runCollect, Effect.forkChild)
       const id = `multi-${tag}`
       const [[attached, addNoPorts], addPlugins] = yield* pluginTime(timed(networks.attach("ns", id, { networks: [{ network: first.name }] })))
-      const connected = yield* networks.connect("ns", id, { network: second.name, ip: second.subnet.replace(/0\/24$/, "77") })
+      const connected = yield* networks.connect("ns", id, {
+        network: second.name,
+        ip: second.subnet.replace(/0\/24$/, "77"),
+        mac: "02:42:0a:fe:00:77"
+      })
+      assert.strictEqual(connected.endpoints[1]?.mac, "02:42:0a:fe:00:77")
       assert.deepStrictEqual(connected.endpoints.map((e) => [e.ifname, e.address]), [
         ["eth0", attached.endpoints[0]!.address],
         ["eth1", second.subnet.replace(/0\/24$/, "77")]

@@ -60,8 +60,8 @@ interface Live {
 /** The plugins every attachment runs. */
 const REQUIRED_PLUGINS = ["loopback", "bridge", "host-local", "portmap"] as const
 
-/** DEL again after a failure: 100 ms doubling, four times, before the failure is reported. */
-const delRetry = Schedule.exponential("100 millis")
+/** DEL again after a failure: 50 ms doubling, four times (750 ms in all), before the failure is reported. */
+const delRetry = Schedule.exponential("50 millis")
 
 const cniFailure = (method: string) => (error: CniError): ContainerdError => commandFailure(method, error.message, error)
 
@@ -274,16 +274,27 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
       }
       yield* checkRequests(options)
       const published = yield* ports.reserve(key, options.ports ?? [])
-      const record: Records.AttachmentRecord = {
-        namespace,
-        containerId,
-        netns: netnsPath(namespace, containerId),
-        ports: published,
-        networks: options.networks.map((request, i) => recordedNetwork(request, `eth${i}`, i === 0 ? published : []))
-      }
-      // Registered at once (no await since the definitions were read): remove sees this network in use.
-      const entry: Live = { record, owned: true }
-      live.set(key, entry)
+      // Checked again and registered in one step (the port probe yielded): from here `remove` sees the networks in use.
+      const entry = yield* Effect.suspend(() => {
+        const gone = options.networks.find((request) => !defined.has(request.network))
+        if (gone !== undefined) {
+          ports.release(key)
+          return Effect.fail(notFound("Networks.attach", `network ${gone.network} not found`))
+        }
+        const entry: Live = {
+          owned: true,
+          record: {
+            namespace,
+            containerId,
+            netns: netnsPath(namespace, containerId),
+            ports: published,
+            networks: options.networks.map((request, i) => recordedNetwork(request, `eth${i}`, i === 0 ? published : []))
+          }
+        }
+        live.set(key, entry)
+        return Effect.succeed(entry)
+      })
+      const record = entry.record
       let begun = 0
       let partial: Cni.RawResult | undefined
       const build = Effect.gen(function*() {

@@ -185,6 +185,51 @@ layer(engines("network"), { excludeTestServices: true, timeout: 240_000 })("the 
       yield* ok(ours, ["network", "rm", "net-a", "net-b"])
     }))
 
+  it.effect("connect and disconnect: a running container gains and loses a network (fixed address, alias), a stopped one at its next start; container:<id> shares a namespace", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const networkId = (yield* ok(ours, ["network", "create", "net-c"])).trim()
+      const server = (yield* ok(ours, ["run", "-d", "--name", "conn-a", "--network", "net-c", FIXTURE_IMAGE, "sh", "-c", "echo hello > /index.html; exec httpd -f -p 80 -h /"]))
+        .trim()
+      const serverIp = (yield* inspect(ours, server)).NetworkSettings.Networks["net-c"].IPAddress as string
+      const client = (yield* ok(ours, ["run", "-d", "--name", "conn-b", FIXTURE_IMAGE, "sleep", "600"])).trim()
+      const fixed = serverIp.replace(/\d+$/, (last) => String(Number(last) + 10))
+      yield* ok(ours, ["network", "connect", "--ip", fixed, "--alias", "bee", "net-c", "conn-b"])
+      const joined = (yield* inspect(ours, client)).NetworkSettings.Networks
+      assert.deepStrictEqual(Object.keys(joined).sort(), ["bridge", "net-c"])
+      assert.deepStrictEqual([joined["net-c"].IPAddress, joined["net-c"].Aliases], [fixed, ["bee", client.slice(0, 12)]])
+      const members = (yield* api(ours, "GET", "/networks/net-c")).body.Containers
+      assert.deepStrictEqual(Object.keys(members).sort(), [server, client].sort())
+      assert.deepStrictEqual([members[client].Name, members[client].IPv4Address], ["conn-b", `${fixed}/${joined["net-c"].IPPrefixLen}`])
+      const fetch = Effect.map(
+        ours.docker(["exec", "conn-b", "sh", "-c", `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${serverIp} 80`]),
+        (r) => r.stdout.includes("hello")
+      )
+      yield* eventually("conn-b reaching conn-a over net-c", fetch)
+      const again = yield* api(ours, "POST", "/networks/net-c/connect", { Container: "conn-b" })
+      assert.deepStrictEqual(again, { status: 403, body: { message: "endpoint with name conn-b already exists in network net-c" } })
+      const host = yield* api(ours, "POST", "/networks/host/connect", { Container: "conn-b" })
+      assert.deepStrictEqual(host, { status: 400, body: { message: "container cannot be disconnected from host network or connected to host network" } })
+      yield* ok(ours, ["network", "disconnect", "net-c", "conn-b"])
+      assert.deepStrictEqual(Object.keys((yield* inspect(ours, client)).NetworkSettings.Networks), ["bridge"])
+      assert.isFalse(yield* fetch, "disconnected, it no longer reaches net-c")
+      const twice = yield* api(ours, "POST", "/networks/net-c/disconnect", { Container: "conn-b" })
+      assert.deepStrictEqual(twice, { status: 400, body: { message: `container ${client} is not connected to the network net-c` } })
+
+      yield* ok(ours, ["stop", "-t", "0", "conn-b"])
+      yield* ok(ours, ["network", "connect", "net-c", "conn-b"])
+      assert.strictEqual((yield* inspect(ours, client)).NetworkSettings.Networks["net-c"].IPAddress, "", "a stopped container has no address yet")
+      yield* ok(ours, ["start", "conn-b"])
+      assert.match((yield* inspect(ours, client)).NetworkSettings.Networks["net-c"].IPAddress, /^\d+\.\d+\.\d+\.\d+$/)
+      yield* eventually("conn-b on net-c after its start", fetch)
+
+      const shared = yield* ok(ours, ["run", "--rm", "--network", "container:conn-a", FIXTURE_IMAGE, "ip", "-4", "-o", "addr"])
+      assert.include(shared, `inet ${serverIp}/`, "container:<id> is the donor's namespace")
+      yield* ok(ours, ["rm", "-f", server, client])
+      assert.deepStrictEqual((yield* api(ours, "GET", `/networks/${networkId}`)).body.Containers, {})
+      yield* ok(ours, ["network", "rm", "net-c"])
+    }))
+
   it.effect("100 containers started and removed at once on one network leave no address, veth, rule or namespace", () =>
     Effect.gen(function*() {
       const { ours } = yield* Engines
@@ -245,12 +290,17 @@ layer(engines("network"), { excludeTestServices: true, timeout: 240_000 })("the 
       const id = (yield* ok(ours, ["run", "-d", "-p", `${port}:80`, FIXTURE_IMAGE, "sh", "-c", "echo hello > /index.html; exec httpd -f -p 80 -h /"]))
         .trim()
       yield* served("the port before the restart", port)
+      const kept = (yield* ok(ours, ["network", "create", "--label", "kept=yes", "net-kept"])).trim()
       yield* ours.daemon!.kill
       assert.strictEqual(yield* get(port), "hello\n", "served while the daemon is down")
       yield* ours.daemon!.start
       assert.strictEqual(yield* get(port), "hello\n", "served after the restart")
       assert.strictEqual((yield* ok(ours, ["port", id, "80"])).trim(), `0.0.0.0:${port}`)
+      assert.strictEqual((yield* ok(ours, ["network", "ls", "-q", "--no-trunc", "--filter", "label=kept=yes"])).trim(), kept, "a user network survives")
+      const onKept = yield* ok(ours, ["run", "--rm", "--network", "net-kept", FIXTURE_IMAGE, "ip", "-4", "-o", "addr", "show", "eth0"])
+      assert.include(onKept, "inet ", "and containers join it after the restart")
       yield* ok(ours, ["rm", "-f", id])
+      yield* ok(ours, ["network", "rm", "net-kept"])
     }))
 
   it.effect("bad input is refused with dockerd's status and words, and nothing is made", () =>

@@ -217,8 +217,8 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
           runtimes: settings.runtimes
         })
     ))),
-    Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(dockerNetworks),
+    Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(library)
   )
 }

@@ -10,6 +10,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Metric, Option, Scope, Stream } from "effect"
 import { execFileSync, spawn, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
+import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -82,16 +83,29 @@ const fakePlugin = (plugin: string, body: string) => {
 const reasonOf = <A>(exit: Exit.Exit<A, ContainerdError>) =>
   Exit.isFailure(exit) && exit.cause.reasons[0]?._tag === "Fail" ? (exit.cause.reasons[0].error as ContainerdError).reason : undefined
 
-/** A one-reply TCP server inside a netns (python3: the host's static busybox misbehaves under nsenter). */
+/** A TCP server on `port` and a UDP one on `port + 1` inside a netns, answering who asked (python3: the host's static busybox misbehaves under nsenter). */
 const serveIn = (netns: string, port: number) =>
   Effect.acquireRelease(
     Effect.callback<ReturnType<typeof spawn>>((resume) => {
-      const server = spawn("nsenter", [
-        `--net=${netns}`,
-        "python3",
-        "-c",
-        `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(("0.0.0.0",${port}))\ns.listen()\nprint("ready",flush=True)\nwhile True:\n  c,a=s.accept()\n  c.sendall(b"hello from "+a[0].encode())\n  c.close()`
-      ], { stdio: ["ignore", "pipe", "inherit"] })
+      const program = [
+        "import socket, threading",
+        "u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+        `u.bind(("0.0.0.0",${port + 1}))`,
+        "def udp():",
+        "  while True:",
+        "    d,a=u.recvfrom(100)",
+        "    u.sendto(b'udp '+d, a)",
+        "threading.Thread(target=udp, daemon=True).start()",
+        "s=socket.socket()",
+        `s.bind(("0.0.0.0",${port}))`,
+        "s.listen()",
+        "print('ready',flush=True)",
+        "while True:",
+        "  c,a=s.accept()",
+        "  c.sendall(b'hello from '+a[0].encode())",
+        "  c.close()"
+      ].join("\n")
+      const server = spawn("nsenter", [`--net=${netns}`, "python3", "-c", program], { stdio: ["ignore", "pipe", "inherit"] })
       server.stdout!.once("data", () => resume(Effect.succeed(server)))
     }),
     (server) => Effect.sync(() => server.kill("SIGKILL"))
@@ -104,6 +118,17 @@ const readFrom = (port: number) =>
     socket.on("data", (chunk) => chunks.push(chunk))
     socket.on("end", () => resume(Effect.succeed(Buffer.concat(chunks).toString())))
     socket.on("error", (error) => resume(Effect.fail(error)))
+  }).pipe(Effect.timeout("3 seconds"))
+
+const askUdp = (port: number) =>
+  Effect.callback<string, Error>((resume) => {
+    const socket = dgram.createSocket("udp4")
+    socket.on("message", (message) => {
+      socket.close()
+      resume(Effect.succeed(message.toString()))
+    })
+    socket.send("ping", port, "127.0.0.1")
+    return Effect.sync(() => socket.close())
   }).pipe(Effect.timeout("3 seconds"))
 
 /** Total ms spent in plugin execs (Cni.exec's own timer), by `plugin command`, while `effect` ran. */
@@ -275,13 +300,14 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       yield* networks.detach("ns", `warm-${tag}`)
       const [[a, addWithPorts], addPlugins] = yield* pluginTime(timed(networks.attach("ns", `web-${tag}`, {
         networks: [{ network: network.name }],
-        ports: [{ hostPort: 0, containerPort: 8080, protocol: "tcp" }]
+        ports: [{ hostPort: 0, containerPort: 8080, protocol: "tcp" }, { hostPort: 0, containerPort: 8081, protocol: "udp" }]
       })))
       const hostPort = a.ports[0]!.hostPort
       const [low, high] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number)
       assert.isTrue(hostPort >= low! && hostPort <= high!, `${hostPort} in ${low}-${high}`)
       yield* serveIn(a.netns, 8080)
       assert.strictEqual(yield* readFrom(hostPort), `hello from ${a.endpoints[0]!.gateway}`)
+      assert.strictEqual(yield* askUdp(a.ports[1]!.hostPort), "udp ping")
 
       const taken = yield* Effect.exit(networks.attach("ns", `second-${tag}`, {
         networks: [{ network: network.name }],

@@ -13,7 +13,7 @@
 import { type Duration, Effect, Option, PubSub, RcMap, Schedule, Semaphore, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { alreadyExists, ContainerdError, failedPrecondition, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
+import { alreadyExists, type ContainerdError, failedPrecondition, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
 import type { CniError } from "../../domain/CniResult.ts"
 import * as Cni from "../../internal/Cni.ts"
 import { commandFailure, runCommand } from "../../internal/Command.ts"
@@ -55,6 +55,11 @@ interface Defined {
 interface Live {
   record: Records.AttachmentRecord
   owned: boolean
+}
+
+interface NetworkAddFailure {
+  readonly error: ContainerdError
+  readonly prevResult: Cni.RawResult | undefined
 }
 
 /** The plugins every attachment runs. */
@@ -254,16 +259,21 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
     }
   }
 
-  /** ADDs `record.networks[index]`, writing its result into the record; on failure DELs what that ADD began. */
-  const addNetwork = (key: string, entry: Live, index: number) =>
+  /**
+   * ADDs `record.networks[index]`, writing its result into the record. A
+   * failure carries the result of the plugins before the failing one (what
+   * DEL is given to undo them).
+   */
+  const addNetwork = (entry: Live, index: number) =>
     Effect.gen(function*() {
       const network = entry.record.networks[index]!
-      const result = yield* Cni.addList(cni, Records.recordedList(network), Records.recordedInvocation(entry.record, network))
+      const result = yield* Cni.addList(cni, Records.recordedList(network), Records.recordedInvocation(entry.record, network)).pipe(
+        Effect.mapError((failure): NetworkAddFailure => ({ error: cniFailure("Networks.attach")(failure.error), prevResult: failure.prevResult }))
+      )
       const networks = [...entry.record.networks]
       networks[index] = { ...network, result }
       entry.record = { ...entry.record, networks }
-      yield* Records.writeRecord(confDir, entry.record)
-      return key
+      yield* Records.writeRecord(confDir, entry.record).pipe(Effect.mapError((error): NetworkAddFailure => ({ error, prevResult: result })))
     })
 
   const attachNow = (namespace: string, containerId: string, options: AttachOptions) =>
@@ -305,12 +315,8 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
         )
         for (let i = 0; i < record.networks.length; i++) {
           begun = i + 1
-          yield* addNetwork(key, entry, i).pipe(
-            Effect.catch((failure): Effect.Effect<never, ContainerdError> => {
-              if (failure instanceof ContainerdError) return Effect.fail(failure)
-              partial = failure.prevResult
-              return Effect.fail(cniFailure("Networks.attach")(failure.error))
-            })
+          yield* addNetwork(entry, i).pipe(
+            Effect.catch((failure) => Effect.sync(() => void (partial = failure.prevResult)).pipe(Effect.andThen(Effect.fail(failure.error))))
           )
         }
       })
@@ -384,27 +390,30 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
         )
       }
       yield* checkRequest(network, request)
-      const used = new Set(entry.record.networks.map((n) => n.ifname))
-      let n = 0
-      while (used.has(`eth${n}`)) n++
-      entry.record = { ...entry.record, networks: [...entry.record.networks, recordedNetwork(request, `eth${n}`, [])] }
-      const index = entry.record.networks.length - 1
-      yield* Records.writeRecord(confDir, entry.record)
-      yield* addNetwork(key, entry, index).pipe(
-        Effect.catch((failure): Effect.Effect<never, ContainerdError> => {
-          const added = entry.record.networks[index]!
-          const addFailure = failure instanceof ContainerdError ? undefined : failure
-          const undo = delNetwork(entry.record, added, addFailure?.prevResult).pipe(
-            Effect.andThen(Effect.suspend(() => {
-              entry.record = { ...entry.record, networks: entry.record.networks.filter((_, i) => i !== index) }
-              return Records.writeRecord(confDir, entry.record)
-            })),
-            Effect.catch((error) => Effect.logError(`Networks: could not undo connecting ${containerId} to ${request.network}`, error))
+      // Checked again and recorded in one step (as attach does): `remove` sees the network in use from here.
+      const index = yield* Effect.suspend(() => {
+        if (!defined.has(request.network)) {
+          return Effect.fail(notFound("Networks.connect", `network ${request.network} not found`))
+        }
+        const used = new Set(entry.record.networks.map((n) => n.ifname))
+        let n = 0
+        while (used.has(`eth${n}`)) n++
+        entry.record = { ...entry.record, networks: [...entry.record.networks, recordedNetwork(request, `eth${n}`, [])] }
+        return Effect.succeed(entry.record.networks.length - 1)
+      })
+      const forget = Effect.suspend(() => {
+        entry.record = { ...entry.record, networks: entry.record.networks.filter((_, i) => i !== index) }
+        return Records.writeRecord(confDir, entry.record)
+      })
+      yield* Records.writeRecord(confDir, entry.record).pipe(Effect.tapError(() => Effect.ignore(forget)))
+      yield* addNetwork(entry, index).pipe(
+        Effect.catch((failure) =>
+          delNetwork(entry.record, entry.record.networks[index]!, failure.prevResult).pipe(
+            Effect.andThen(forget),
+            Effect.catch((error) => Effect.logError(`Networks: could not undo connecting ${containerId} to ${request.network}`, error)),
+            Effect.andThen(Effect.fail(failure.error))
           )
-          return undo.pipe(
-            Effect.andThen(Effect.fail(addFailure === undefined ? failure as ContainerdError : cniFailure("Networks.connect")(addFailure.error)))
-          )
-        })
+        )
       )
       const attachment = Records.attachmentOf(entry.record)
       yield* publish({ _tag: "Attached", attachment })

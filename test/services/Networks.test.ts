@@ -16,7 +16,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { ContainerdError } from "../../src/domain/ContainerdError.ts"
-import { CniExecTime } from "../../src/internal/Cni.ts"
+import * as Cni from "../../src/internal/Cni.ts"
 import { Networks, type NetworksOptions } from "../../src/services/Networks.ts"
 
 const run = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args, { encoding: "utf8", timeout: 10_000 })
@@ -137,7 +137,7 @@ const pluginTime = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     const pairs = ["loopback ADD", "bridge ADD", "portmap ADD", "portmap DEL", "bridge DEL"]
     const read = Effect.forEach(pairs, (pair) => {
       const [plugin, command] = pair.split(" ") as [string, string]
-      return Metric.value(Metric.withAttributes(CniExecTime, { plugin, command }))
+      return Metric.value(Metric.withAttributes(Cni.CniExecTime, { plugin, command }))
     })
     const before = yield* read
     const value = yield* effect
@@ -191,6 +191,27 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     }).pipe(Effect.provide(Networks.layer(options)))
   })
 
+  it.live("DEL is harmless twice over and after the netns is gone (what a retried or late detach does)", () => {
+    const options = freshOptions()
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(network)
+      const id = `twice-${tag}`
+      const scope = yield* Scope.make()
+      yield* networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope))
+      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns-${id}.json`), "utf8"))
+      yield* Scope.close(scope, Exit.void)
+      const cni = { pluginDirs: ["/usr/lib/cni"], timeout: "10 seconds" as const }
+      const invocation = { containerId: id, netns: record.netns, ifname: "eth0", args: record.networks[0].args }
+      const list = JSON.parse(record.networks[0].conflist)
+      yield* Cni.delList(cni, list, invocation, record.networks[0].result)
+      yield* Cni.delList(cni, list, { ...invocation, netns: "" }, undefined)
+      assert.deepStrictEqual(leftovers(options, network, [id]), nothingLeft)
+      yield* networks.remove(network.name)
+    }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
+  })
+
   it.live("a plugin that says 'try again later' (code 11) is run again", () => {
     const options = freshOptions(
       fakePlugin("portmap", `[ "$CNI_COMMAND" = ADD ] && [ ! -e $STATE/tried ] && { touch $STATE/tried; cat >/dev/null; echo '{"code":11,"msg":"busy"}'; exit 1; }`)
@@ -232,7 +253,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
   })
 
-  it.live("a plugin past its deadline is killed and the attach undone; a missing plugin fails the layer naming the directory", () => {
+  it.live("a plugin past its deadline is killed and the attach undone; a missing or too old plugin fails the layer naming it", () => {
     const options = {
       ...freshOptions(fakePlugin("bridge", `[ "$CNI_COMMAND" = ADD ] && exec sleep 30`)),
       pluginTimeout: "300 millis" as const
@@ -252,6 +273,10 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const missing = yield* Effect.exit(Networks.use(() => Effect.void).pipe(Effect.provide(Networks.layer(freshOptions([empty])))))
       assert.strictEqual(reasonOf(missing)?._tag, "FailedPrecondition")
       assert.include(reasonOf(missing)!.message, `no plugin loopback in ${empty}`)
+      const oldDirs = fakePlugin("loopback", `[ "$CNI_COMMAND" = VERSION ] && { echo '{"cniVersion":"0.4.0","supportedVersions":["0.3.1","0.4.0"]}'; exit 0; }`)
+      const tooOld = yield* Effect.exit(Networks.use(() => Effect.void).pipe(Effect.provide(Networks.layer(freshOptions(oldDirs)))))
+      assert.strictEqual(reasonOf(tooOld)?._tag, "FailedPrecondition")
+      assert.include(reasonOf(tooOld)!.message, `${oldDirs[0]}/loopback supports 0.3.1, 0.4.0, not CNI 1.0.0`)
     })
   })
 
@@ -281,6 +306,15 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.strictEqual(reasonOf(yield* Effect.exit(networks.remove(network.name)))?._tag, "FailedPrecondition")
       const unknown = yield* Effect.exit(networks.attach("ns", `nobody-${tag}`, { networks: [{ network: "no-such" }] }).pipe(Effect.scoped))
       assert.strictEqual(reasonOf(unknown)?._tag, "NotFound")
+      const nowhere = yield* Effect.exit(
+        networks.attach("ns", `nobody-${tag}`, { networks: [], ports: [{ hostPort: 0, containerPort: 80, protocol: "tcp" }] }).pipe(Effect.scoped)
+      )
+      assert.strictEqual(reasonOf(nowhere)?._tag, "InvalidArgument")
+      const badIp = yield* Effect.exit(
+        networks.attach("ns", `nobody-${tag}`, { networks: [{ network: network.name, ip: "10.0.0.5" }] }).pipe(Effect.scoped)
+      )
+      assert.strictEqual(reasonOf(badIp)?._tag, "InvalidArgument")
+      assert.deepStrictEqual(leftovers(options, network, [`nobody-${tag}`]), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
       yield* Scope.close(scope, Exit.void)
       yield* networks.remove(network.name)
       assert.deepStrictEqual(bridgeRules(network.bridge), [])

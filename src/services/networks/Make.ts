@@ -203,6 +203,9 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
 
   const checkRequests = (options: AttachOptions) =>
     Effect.gen(function*() {
+      if (options.networks.length === 0 && (options.ports ?? []).length > 0) {
+        return yield* Effect.fail(invalidArgument("Networks.attach", "ports can only be published on a network; none was given"))
+      }
       const seen = new Set<string>()
       for (const request of options.networks) {
         const network = defined.get(request.network)

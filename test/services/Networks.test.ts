@@ -397,6 +397,13 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
         mac: "02:42:0a:fe:00:77"
       })
       assert.strictEqual(connected.endpoints[1]?.mac, "02:42:0a:fe:00:77")
+      // The same address for another container: dockerd's words, and nothing left of the attempt.
+      const twice = yield* Effect.exit(networks.attach("ns", `same-ip-${tag}`, {
+        networks: [{ network: second.name, ip: second.subnet.replace(/0\/24$/, "77") }]
+      }).pipe(Effect.scoped))
+      assert.strictEqual(reasonOf(twice)?._tag, "AlreadyExists")
+      assert.include(reasonOf(twice)!.message, "Address already in use")
+      assert.deepStrictEqual(leftovers(options, second, [`same-ip-${tag}`]), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
       assert.deepStrictEqual(connected.endpoints.map((e) => [e.ifname, e.address]), [
         ["eth0", attached.endpoints[0]!.address],
         ["eth1", second.subnet.replace(/0\/24$/, "77")]

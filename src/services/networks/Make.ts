@@ -68,7 +68,11 @@ const REQUIRED_PLUGINS = ["loopback", "bridge", "host-local", "portmap"] as cons
 /** DEL again after a failure: 50 ms doubling, four times (750 ms in all), before the failure is reported. */
 const delRetry = Schedule.exponential("50 millis")
 
-const cniFailure = (method: string) => (error: CniError): ContainerdError => commandFailure(method, error.message, error)
+/** A plugin's failure as the library reports it; host-local refusing a requested address is dockerd's "Address already in use". */
+const cniFailure = (method: string) => (error: CniError): ContainerdError =>
+  /requested IP address \S+ is not available/.test(error.msg)
+    ? alreadyExists(method, `Address already in use (${error.msg})`)
+    : commandFailure(method, error.message, error)
 
 const loopbackList: Cni.ConfList = { cniVersion: Cni.CNI_VERSION, name: "loopback", plugins: [{ type: "loopback" }] }
 
@@ -159,15 +163,19 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
         )
       )
     }
+    // Gone from the definitions in the step that found it unused, so no attach starts on it meanwhile;
+    // back if its rules or bridge could not be removed.
+    defined.delete(name)
     const { bridge } = existing.checked.definition
-    yield* Iptables.uninstall(bridge)
-    yield* runCommand("Networks.remove", "ip", ["link", "del", bridge]).pipe(
-      Effect.catch((error) => error.message.includes("Cannot find device") ? Effect.void : Effect.fail(error))
+    yield* Iptables.uninstall(bridge).pipe(
+      Effect.andThen(runCommand("Networks.remove", "ip", ["link", "del", bridge]).pipe(
+        Effect.catch((error) => error.message.includes("Cannot find device") ? Effect.void : Effect.fail(error))
+      )),
+      Effect.tapError(() => Effect.sync(() => void defined.set(name, existing)))
     )
     yield* Effect.sync(() => {
       fs.rmSync(Definitions.conflistPath(confDir, name), { force: true })
       fs.rmSync(path.join(ipamDir, name), { recursive: true, force: true })
-      defined.delete(name)
     })
   }, (effect) => definitionLock.withPermits(1)(effect))
 
@@ -221,11 +229,17 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
   const checkRequest = (network: Defined, request: NetworkRequest) =>
     Effect.gen(function*() {
       if (request.ip !== undefined) {
+        // host-local gives a requested address only from its range, never the gateway's.
         const ip = Definitions.parseIp(request.ip)
-        const subnet = network.checked.subnet
-        if (Option.isNone(ip) || !Definitions.overlaps(subnet, { base: ip.value, prefix: 32 })) {
+        const { gateway, rangeEnd, rangeStart } = network.checked
+        const inRange = Option.isSome(ip) && ip.value >= Option.getOrThrow(Definitions.parseIp(rangeStart)) &&
+          ip.value <= Option.getOrThrow(Definitions.parseIp(rangeEnd)) && request.ip !== gateway
+        if (!inRange) {
           return yield* Effect.fail(
-            invalidArgument("Networks.attach", `invalid address ${request.ip}: not in network ${request.network}'s ${network.checked.definition.subnet}`)
+            invalidArgument(
+              "Networks.attach",
+              `invalid address ${request.ip}: network ${request.network} gives addresses from ${rangeStart} to ${rangeEnd}, except its gateway ${gateway}`
+            )
           )
         }
       }

@@ -17,6 +17,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type { ContainerdError } from "../../src/domain/ContainerdError.ts"
 import * as Cni from "../../src/internal/Cni.ts"
+import * as Iptables from "../../src/internal/Iptables.ts"
 import { Networks, type NetworksOptions } from "../../src/services/Networks.ts"
 
 const run = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args, { encoding: "utf8", timeout: 10_000 })
@@ -279,6 +280,17 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.include(reasonOf(tooOld)!.message, `${oldDirs[0]}/loopback supports 0.3.1, 0.4.0, not CNI 1.0.0`)
     })
   })
+
+  it.live("our jumps are there once however many layers start at once, a copy a racing start added is removed", () =>
+    Effect.gen(function*() {
+      // A second copy, as two daemons checking at once without the lock would leave (harmless to traffic meanwhile).
+      out("iptables", ["-w", "-I", "FORWARD", "1", "-j", "EFC-FORWARD"])
+      yield* Effect.all(Array.from({ length: 4 }, () => Iptables.ensureChains), { concurrency: "unbounded" })
+      const dump = out("iptables-save", []).split("\n")
+      for (const jump of ["-A FORWARD -j EFC-FORWARD", "-A EFC-FORWARD -j EFC-ISOLATION-STAGE-1", "-A POSTROUTING -j EFC-POSTROUTING"]) {
+        assert.strictEqual(dump.filter((line) => line === jump).length, 1, jump)
+      }
+    }))
 
   it.live("bad definitions are refused before anything is written; a network in use cannot be removed", () => {
     const options = freshOptions()

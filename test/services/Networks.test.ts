@@ -477,7 +477,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     })
   })
 
-  it.live("24 attachments at once on one network, then all detached: nothing left", () => {
+  it.live("24 attachments at once on one network (one of them asked twice: AlreadyExists), then all detached: nothing left", () => {
     const options = freshOptions()
     const network = newNetwork()
     const ids = Array.from({ length: 24 }, (_, i) => `par${i}-${tag}`)
@@ -485,11 +485,15 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const networks = yield* Networks
       yield* networks.define(network)
       const scope = yield* Scope.make("parallel")
-      const [attached, attachWall] = yield* timed(
-        Effect.forEach(ids, (id) => networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope)), {
-          concurrency: "unbounded"
-        })
+      const [exits, attachWall] = yield* timed(
+        Effect.forEach(
+          [...ids, ids[0]!],
+          (id) => networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope), Effect.exit),
+          { concurrency: "unbounded" }
+        )
       )
+      const attached = exits.filter(Exit.isSuccess).map((exit) => exit.value)
+      assert.deepStrictEqual(exits.filter(Exit.isFailure).map((exit) => reasonOf(exit)?._tag), ["AlreadyExists"])
       assert.strictEqual(new Set(attached.map((a) => a.endpoints[0]!.address)).size, ids.length)
       assert.deepStrictEqual(leftovers(options, network, ids), { ...nothingLeft, ips: 24, veths: 24, netns: 24, records: 24 })
       const [, detachWall] = yield* timed(Scope.close(scope, Exit.void))

@@ -101,8 +101,10 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
   const definitionLock = Semaphore.makeUnsafe(1)
   const locks = yield* RcMap.make({ lookup: (_key: string) => Semaphore.make(1) })
   const keyOf = (namespace: string, containerId: string) => compositeKey(namespace, containerId)
+  // Once it holds the lock a change runs to its end (each plugin exec has a deadline): interrupted
+  // half-way, it would leave an attachment whose record no longer says what is there.
   const withKey = (key: string) => <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.scoped(Effect.flatMap(RcMap.get(locks, key), (lock) => lock.withPermits(1)(effect)))
+    Effect.scoped(Effect.flatMap(RcMap.get(locks, key), (lock) => lock.withPermits(1)(Effect.uninterruptible(effect))))
 
   const netnsPath = (namespace: string, containerId: string) => path.join(netnsDir, `${namespace}-${containerId}`)
 

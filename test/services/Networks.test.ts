@@ -299,6 +299,9 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const networks = yield* Networks
       yield* networks.define(network)
       yield* networks.define(network) // the same again: nothing changes
+      const listed = yield* networks.definitions
+      assert.deepStrictEqual(listed, [{ ...network, gateway: network.subnet.replace(/0\/24$/, "1") }])
+      yield* networks.define(listed[0]!) // as listed: the same network
       assert.strictEqual(bridgeRules(network.bridge).length, 7)
       const refused = (definition: Parameters<typeof networks.define>[0]) => Effect.map(Effect.exit(networks.define(definition)), reasonOf)
       const other = { name: `efct-${tag}-x`, bridge: `efct${tag}x` }

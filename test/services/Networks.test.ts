@@ -378,6 +378,14 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.strictEqual(reasonOf(host)?._tag, "AlreadyExists")
       assert.include(reasonOf(host)!.message, `${busy}: bind: address already in use`)
 
+      // Two at once for one free port: one gets it (the check and the claim are one step, before the probe yields).
+      const racers = yield* Effect.forEach([`r1-${tag}`, `r2-${tag}`], (id) =>
+        networks.attach("ns", id, { networks: [{ network: network.name }], ports: [{ hostPort: busy, containerPort: 80, protocol: "tcp" }] })
+          .pipe(Effect.exit), { concurrency: "unbounded" })
+      assert.deepStrictEqual(racers.map((exit) => Exit.isSuccess(exit) ? "ok" : reasonOf(exit)?._tag).sort(), ["AlreadyExists", "ok"])
+      yield* networks.detach("ns", `r1-${tag}`)
+      yield* networks.detach("ns", `r2-${tag}`)
+
       const [[, delWithPorts], delPlugins] = yield* pluginTime(timed(networks.detach("ns", `web-${tag}`)))
       assert.deepStrictEqual(leftovers(options, network, [`web-${tag}`]), nothingLeft)
       // The port is free again.

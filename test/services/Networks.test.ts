@@ -397,6 +397,32 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     }).pipe(Effect.scoped, Effect.andThen(Networks.use((networks) => networks.remove(network.name))), Effect.provide(Networks.layer(options)))
   })
 
+  it.live("a connect whose ADD fails leaves the attachment as it was", () => {
+    const options = freshOptions(
+      fakePlugin("bridge", `[ "$CNI_COMMAND" = ADD ] && [ "$CNI_IFNAME" = eth1 ] && { cat >/dev/null; echo '{"code":100,"msg":"injected"}'; exit 1; }`)
+    )
+    const first = newNetwork()
+    const second = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(first)
+      yield* networks.define(second)
+      const id = `conn-${tag}`
+      const attached = yield* networks.attach("ns", id, { networks: [{ network: first.name }] })
+      const failed = yield* Effect.exit(networks.connect("ns", id, { network: second.name }))
+      assert.include(reasonOf(failed)?.message, "CNI plugin bridge ADD failed (code 100): injected")
+      assert.deepStrictEqual(yield* networks.get("ns", id), Option.some(attached))
+      assert.deepStrictEqual(Object.keys(addressesIn(attached.netns)).sort(), ["eth0", "lo"])
+      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns-${id}.json`), "utf8"))
+      assert.deepStrictEqual(record.networks.map((n: { network: string }) => n.network), [first.name])
+      assert.deepStrictEqual(leftovers(options, second), { ...nothingLeft, netns: 1, records: 1 })
+    }).pipe(
+      Effect.scoped,
+      Effect.andThen(Networks.use((networks) => Effect.andThen(networks.remove(first.name), networks.remove(second.name)))),
+      Effect.provide(Networks.layer(options))
+    )
+  })
+
   it.live("two networks are isolated from each other (Docker's two-stage rules); the same network and the host are reachable", () => {
     const options = freshOptions()
     const left = newNetwork()
@@ -488,6 +514,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
 
       yield* Effect.gen(function*() {
         const networks = yield* Networks
+        assert.deepStrictEqual((yield* networks.definitions).map((d) => d.name), [network.name])
         yield* networks.define(network)
         assert.deepStrictEqual(bridgeRules(network.bridge), rules)
         assert.deepStrictEqual((yield* networks.attachments).map((a) => a.containerId).sort(), [...ids].sort())

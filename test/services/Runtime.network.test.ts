@@ -176,7 +176,7 @@ describe("Runtime: containers on networks", () => {
       assert.strictEqual(creates(after) - creates(before), 1)
     }), 30_000)
 
-  it.live("a failed Tasks.Create leaves no attachment: no address, veth or netns", () =>
+  it.live("a failed Tasks.Create leaves no attachment (no address, veth or netns); the next task's networks can be others", () =>
     Effect.gen(function*() {
       const s = yield* setup
       const proxy = yield* proxied
@@ -193,6 +193,13 @@ describe("Runtime: containers on networks", () => {
         assert.strictEqual(proxy.injected("Tasks/Create"), 1)
         assert.deepStrictEqual(yield* traces(s, netns), none)
         assert.deepStrictEqual(yield* networks.attachments, [])
+
+        // The next task, told otherwise (disconnected while stopped): on no network, loopback only.
+        const task = yield* container.newTask({ network: { networks: [] } })
+        assert.deepStrictEqual(task.attachment?.endpoints, [])
+        assert.deepStrictEqual(yield* traces(s, netns), { addresses: 0, veths: 0, netns: true })
+        yield* task.delete
+        assert.deepStrictEqual(yield* traces(s, netns), none)
         yield* container.delete()
       }).pipe(Effect.provide(layerOf(s, proxy.address)))
     }), 30_000)

@@ -10,12 +10,14 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Metric, Option, Scope, Stream } from "effect"
 import { execFileSync, spawn, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
+import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { ContainerdError } from "../../src/domain/ContainerdError.ts"
-import { CniExecTime } from "../../src/internal/Cni.ts"
+import * as Cni from "../../src/internal/Cni.ts"
+import * as Iptables from "../../src/internal/Iptables.ts"
 import { Networks, type NetworksOptions } from "../../src/services/Networks.ts"
 
 const run = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args, { encoding: "utf8", timeout: 10_000 })
@@ -63,7 +65,7 @@ const leftovers = (options: NetworksOptions, network: { name: string; bridge: st
   const rules = out("iptables-save", []).split("\n")
   return {
     ips: list(path.join(options.ipamDir!, network.name)).filter((file) => /^\d+\.\d+\.\d+\.\d+$/.test(file)).length,
-    veths: out("ip", ["-br", "link", "show", "master", network.bridge]).split("\n").filter((l) => l.trim() !== "").length,
+    veths: (run("ip", ["-br", "link", "show", "master", network.bridge]).stdout ?? "").split("\n").filter((l) => l.trim() !== "").length,
     portmapRules: rules.filter((line) => containerIds.some((id) => line.includes(id))).length,
     netns: list(path.join(options.runRoot, "netns")).length,
     records: list(path.join(options.confDir, "attachments")).length
@@ -82,16 +84,29 @@ const fakePlugin = (plugin: string, body: string) => {
 const reasonOf = <A>(exit: Exit.Exit<A, ContainerdError>) =>
   Exit.isFailure(exit) && exit.cause.reasons[0]?._tag === "Fail" ? (exit.cause.reasons[0].error as ContainerdError).reason : undefined
 
-/** A one-reply TCP server inside a netns (python3: the host's static busybox misbehaves under nsenter). */
+/** A TCP server on `port` and a UDP one on `port + 1` inside a netns, answering who asked (python3: the host's static busybox misbehaves under nsenter). */
 const serveIn = (netns: string, port: number) =>
   Effect.acquireRelease(
     Effect.callback<ReturnType<typeof spawn>>((resume) => {
-      const server = spawn("nsenter", [
-        `--net=${netns}`,
-        "python3",
-        "-c",
-        `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(("0.0.0.0",${port}))\ns.listen()\nprint("ready",flush=True)\nwhile True:\n  c,a=s.accept()\n  c.sendall(b"hello from "+a[0].encode())\n  c.close()`
-      ], { stdio: ["ignore", "pipe", "inherit"] })
+      const program = [
+        "import socket, threading",
+        "u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+        `u.bind(("0.0.0.0",${port + 1}))`,
+        "def udp():",
+        "  while True:",
+        "    d,a=u.recvfrom(100)",
+        "    u.sendto(b'udp '+d, a)",
+        "threading.Thread(target=udp, daemon=True).start()",
+        "s=socket.socket()",
+        `s.bind(("0.0.0.0",${port}))`,
+        "s.listen()",
+        "print('ready',flush=True)",
+        "while True:",
+        "  c,a=s.accept()",
+        "  c.sendall(b'hello from '+a[0].encode())",
+        "  c.close()"
+      ].join("\n")
+      const server = spawn("nsenter", [`--net=${netns}`, "python3", "-c", program], { stdio: ["ignore", "pipe", "inherit"] })
       server.stdout!.once("data", () => resume(Effect.succeed(server)))
     }),
     (server) => Effect.sync(() => server.kill("SIGKILL"))
@@ -106,13 +121,24 @@ const readFrom = (port: number) =>
     socket.on("error", (error) => resume(Effect.fail(error)))
   }).pipe(Effect.timeout("3 seconds"))
 
+const askUdp = (port: number) =>
+  Effect.callback<string, Error>((resume) => {
+    const socket = dgram.createSocket("udp4")
+    socket.on("message", (message) => {
+      socket.close()
+      resume(Effect.succeed(message.toString()))
+    })
+    socket.send("ping", port, "127.0.0.1")
+    return Effect.sync(() => socket.close())
+  }).pipe(Effect.timeout("3 seconds"))
+
 /** Total ms spent in plugin execs (Cni.exec's own timer), by `plugin command`, while `effect` ran. */
 const pluginTime = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     const pairs = ["loopback ADD", "bridge ADD", "portmap ADD", "portmap DEL", "bridge DEL"]
     const read = Effect.forEach(pairs, (pair) => {
       const [plugin, command] = pair.split(" ") as [string, string]
-      return Metric.value(Metric.withAttributes(CniExecTime, { plugin, command }))
+      return Metric.value(Metric.withAttributes(Cni.CniExecTime, { plugin, command }))
     })
     const before = yield* read
     const value = yield* effect
@@ -166,6 +192,27 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     }).pipe(Effect.provide(Networks.layer(options)))
   })
 
+  it.live("DEL is harmless twice over and after the netns is gone (what a retried or late detach does)", () => {
+    const options = freshOptions()
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(network)
+      const id = `twice-${tag}`
+      const scope = yield* Scope.make()
+      yield* networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope))
+      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns-${id}.json`), "utf8"))
+      yield* Scope.close(scope, Exit.void)
+      const cni = { pluginDirs: ["/usr/lib/cni"], timeout: "10 seconds" as const }
+      const invocation = { containerId: id, netns: record.netns, ifname: "eth0", args: record.networks[0].args }
+      const list = JSON.parse(record.networks[0].conflist)
+      yield* Cni.delList(cni, list, invocation, record.networks[0].result)
+      yield* Cni.delList(cni, list, { ...invocation, netns: "" }, undefined)
+      assert.deepStrictEqual(leftovers(options, network, [id]), nothingLeft)
+      yield* networks.remove(network.name)
+    }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
+  })
+
   it.live("a plugin that says 'try again later' (code 11) is run again", () => {
     const options = freshOptions(
       fakePlugin("portmap", `[ "$CNI_COMMAND" = ADD ] && [ ! -e $STATE/tried ] && { touch $STATE/tried; cat >/dev/null; echo '{"code":11,"msg":"busy"}'; exit 1; }`)
@@ -182,6 +229,68 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.strictEqual(attachment.endpoints.length, 1)
     }).pipe(Effect.scoped, Effect.andThen(Networks.use((networks) => networks.remove(network.name))), Effect.provide(Networks.layer(options)))
   })
+
+  it.live("a DEL that fails is retried, then reported with the record kept; a later detach finishes the job", () => {
+    const options = freshOptions(
+      fakePlugin("bridge", `[ "$CNI_COMMAND" = DEL ] && [ -e $STATE/fail ] && { cat >/dev/null; echo '{"code":5,"msg":"injected"}'; exit 1; }`)
+    )
+    const flag = path.join(options.pluginDirs![0]!, "fail")
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(network)
+      const id = `stuck-${tag}`
+      yield* networks.attach("ns", id, { networks: [{ network: network.name }] })
+      fs.writeFileSync(flag, "")
+      const failed = yield* Effect.exit(networks.detach("ns", id))
+      assert.strictEqual(reasonOf(failed)?._tag, "Unknown")
+      assert.include(reasonOf(failed)!.message, "CNI plugin bridge DEL failed (code 5): injected")
+      assert.deepStrictEqual(leftovers(options, network), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
+      assert.isTrue(Option.isSome(yield* networks.get("ns", id)))
+      fs.rmSync(flag)
+      yield* networks.detach("ns", id)
+      assert.deepStrictEqual(leftovers(options, network), nothingLeft)
+      yield* networks.remove(network.name)
+    }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
+  })
+
+  it.live("a plugin past its deadline is killed and the attach undone; a missing or too old plugin fails the layer naming it", () => {
+    const options = {
+      ...freshOptions(fakePlugin("bridge", `[ "$CNI_COMMAND" = ADD ] && exec sleep 30`)),
+      pluginTimeout: "300 millis" as const
+    }
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const slow = yield* Effect.gen(function*() {
+        const networks = yield* Networks
+        yield* networks.define(network)
+        const exit = yield* Effect.exit(networks.attach("ns", `slow-${tag}`, { networks: [{ network: network.name }] }).pipe(Effect.scoped))
+        assert.deepStrictEqual(leftovers(options, network), nothingLeft)
+        yield* networks.remove(network.name)
+        return exit
+      }).pipe(Effect.provide(Networks.layer(options)))
+      assert.include(reasonOf(slow)?.message, "CNI plugin bridge ADD failed: did not answer within 300ms")
+      const empty = fs.mkdtempSync(path.join(root, "plugins-"))
+      const missing = yield* Effect.exit(Networks.use(() => Effect.void).pipe(Effect.provide(Networks.layer(freshOptions([empty])))))
+      assert.strictEqual(reasonOf(missing)?._tag, "FailedPrecondition")
+      assert.include(reasonOf(missing)!.message, `no plugin loopback in ${empty}`)
+      const oldDirs = fakePlugin("loopback", `[ "$CNI_COMMAND" = VERSION ] && { echo '{"cniVersion":"0.4.0","supportedVersions":["0.3.1","0.4.0"]}'; exit 0; }`)
+      const tooOld = yield* Effect.exit(Networks.use(() => Effect.void).pipe(Effect.provide(Networks.layer(freshOptions(oldDirs)))))
+      assert.strictEqual(reasonOf(tooOld)?._tag, "FailedPrecondition")
+      assert.include(reasonOf(tooOld)!.message, `${oldDirs[0]}/loopback supports 0.3.1, 0.4.0, not CNI 1.0.0`)
+    })
+  })
+
+  it.live("our jumps are there once however many layers start at once, a copy a racing start added is removed", () =>
+    Effect.gen(function*() {
+      // A second copy, as two daemons checking at once without the lock would leave (harmless to traffic meanwhile).
+      out("iptables", ["-w", "-I", "FORWARD", "1", "-j", "EFC-FORWARD"])
+      yield* Effect.all(Array.from({ length: 4 }, () => Iptables.ensureChains), { concurrency: "unbounded" })
+      const dump = out("iptables-save", []).split("\n")
+      for (const jump of ["-A FORWARD -j EFC-FORWARD", "-A EFC-FORWARD -j EFC-ISOLATION-STAGE-1", "-A POSTROUTING -j EFC-POSTROUTING"]) {
+        assert.strictEqual(dump.filter((line) => line === jump).length, 1, jump)
+      }
+    }))
 
   it.live("bad definitions are refused before anything is written; a network in use cannot be removed", () => {
     const options = freshOptions()
@@ -209,6 +318,15 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.strictEqual(reasonOf(yield* Effect.exit(networks.remove(network.name)))?._tag, "FailedPrecondition")
       const unknown = yield* Effect.exit(networks.attach("ns", `nobody-${tag}`, { networks: [{ network: "no-such" }] }).pipe(Effect.scoped))
       assert.strictEqual(reasonOf(unknown)?._tag, "NotFound")
+      const nowhere = yield* Effect.exit(
+        networks.attach("ns", `nobody-${tag}`, { networks: [], ports: [{ hostPort: 0, containerPort: 80, protocol: "tcp" }] }).pipe(Effect.scoped)
+      )
+      assert.strictEqual(reasonOf(nowhere)?._tag, "InvalidArgument")
+      const badIp = yield* Effect.exit(
+        networks.attach("ns", `nobody-${tag}`, { networks: [{ network: network.name, ip: "10.0.0.5" }] }).pipe(Effect.scoped)
+      )
+      assert.strictEqual(reasonOf(badIp)?._tag, "InvalidArgument")
+      assert.deepStrictEqual(leftovers(options, network, [`nobody-${tag}`]), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
       yield* Scope.close(scope, Exit.void)
       yield* networks.remove(network.name)
       assert.deepStrictEqual(bridgeRules(network.bridge), [])
@@ -228,13 +346,14 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       yield* networks.detach("ns", `warm-${tag}`)
       const [[a, addWithPorts], addPlugins] = yield* pluginTime(timed(networks.attach("ns", `web-${tag}`, {
         networks: [{ network: network.name }],
-        ports: [{ hostPort: 0, containerPort: 8080, protocol: "tcp" }]
+        ports: [{ hostPort: 0, containerPort: 8080, protocol: "tcp" }, { hostPort: 0, containerPort: 8081, protocol: "udp" }]
       })))
       const hostPort = a.ports[0]!.hostPort
       const [low, high] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number)
       assert.isTrue(hostPort >= low! && hostPort <= high!, `${hostPort} in ${low}-${high}`)
       yield* serveIn(a.netns, 8080)
       assert.strictEqual(yield* readFrom(hostPort), `hello from ${a.endpoints[0]!.gateway}`)
+      assert.strictEqual(yield* askUdp(a.ports[1]!.hostPort), "udp ping")
 
       const taken = yield* Effect.exit(networks.attach("ns", `second-${tag}`, {
         networks: [{ network: network.name }],
@@ -284,7 +403,19 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const seen = yield* Stream.take(changes, 4).pipe(Stream.runCollect, Effect.forkChild)
       const id = `multi-${tag}`
       const [[attached, addNoPorts], addPlugins] = yield* pluginTime(timed(networks.attach("ns", id, { networks: [{ network: first.name }] })))
-      const connected = yield* networks.connect("ns", id, { network: second.name, ip: second.subnet.replace(/0\/24$/, "77") })
+      const connected = yield* networks.connect("ns", id, {
+        network: second.name,
+        ip: second.subnet.replace(/0\/24$/, "77"),
+        mac: "02:42:0a:fe:00:77"
+      })
+      assert.strictEqual(connected.endpoints[1]?.mac, "02:42:0a:fe:00:77")
+      // The same address for another container: dockerd's words, and nothing left of the attempt.
+      const twice = yield* Effect.exit(networks.attach("ns", `same-ip-${tag}`, {
+        networks: [{ network: second.name, ip: second.subnet.replace(/0\/24$/, "77") }]
+      }).pipe(Effect.scoped))
+      assert.strictEqual(reasonOf(twice)?._tag, "AlreadyExists")
+      assert.include(reasonOf(twice)!.message, "Address already in use")
+      assert.deepStrictEqual(leftovers(options, second, [`same-ip-${tag}`]), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
       assert.deepStrictEqual(connected.endpoints.map((e) => [e.ifname, e.address]), [
         ["eth0", attached.endpoints[0]!.address],
         ["eth1", second.subnet.replace(/0\/24$/, "77")]
@@ -346,7 +477,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     })
   })
 
-  it.live("24 attachments at once on one network, then all detached: nothing left", () => {
+  it.live("24 attachments at once on one network (one of them asked twice: AlreadyExists), then all detached: nothing left", () => {
     const options = freshOptions()
     const network = newNetwork()
     const ids = Array.from({ length: 24 }, (_, i) => `par${i}-${tag}`)
@@ -354,11 +485,15 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const networks = yield* Networks
       yield* networks.define(network)
       const scope = yield* Scope.make("parallel")
-      const [attached, attachWall] = yield* timed(
-        Effect.forEach(ids, (id) => networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope)), {
-          concurrency: "unbounded"
-        })
+      const [exits, attachWall] = yield* timed(
+        Effect.forEach(
+          [...ids, ids[0]!],
+          (id) => networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope), Effect.exit),
+          { concurrency: "unbounded" }
+        )
       )
+      const attached = exits.filter(Exit.isSuccess).map((exit) => exit.value)
+      assert.deepStrictEqual(exits.filter(Exit.isFailure).map((exit) => reasonOf(exit)?._tag), ["AlreadyExists"])
       assert.strictEqual(new Set(attached.map((a) => a.endpoints[0]!.address)).size, ids.length)
       assert.deepStrictEqual(leftovers(options, network, ids), { ...nothingLeft, ips: 24, veths: 24, netns: 24, records: 24 })
       const [, detachWall] = yield* timed(Scope.close(scope, Exit.void))

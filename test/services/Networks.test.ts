@@ -299,6 +299,9 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const networks = yield* Networks
       yield* networks.define(network)
       yield* networks.define(network) // the same again: nothing changes
+      const listed = yield* networks.definitions
+      assert.deepStrictEqual(listed, [{ ...network, gateway: network.subnet.replace(/0\/24$/, "1") }])
+      yield* networks.define(listed[0]!) // as listed: the same network
       assert.strictEqual(bridgeRules(network.bridge).length, 7)
       const refused = (definition: Parameters<typeof networks.define>[0]) => Effect.map(Effect.exit(networks.define(definition)), reasonOf)
       const other = { name: `efct-${tag}-x`, bridge: `efct${tag}x` }
@@ -384,6 +387,29 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
         `with ports: attach ${addWithPorts.toFixed(0)} ms (${addPlugins}), detach ${delWithPorts.toFixed(0)} ms (${delPlugins})`
       )
     }).pipe(Effect.scoped, Effect.andThen(Networks.use((networks) => networks.remove(network.name))), Effect.provide(Networks.layer(options)))
+  })
+
+  it.live("two networks are isolated from each other (Docker's two-stage rules); the same network and the host are reachable", () => {
+    const options = freshOptions()
+    const left = newNetwork()
+    const right = newNetwork()
+    const ping = (netns: string, ip: string) => run("nsenter", [`--net=${netns}`, "busybox", "ping", "-c1", "-W1", ip]).status
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(left)
+      yield* networks.define(right)
+      const a = yield* networks.attach("ns", `left-${tag}`, { networks: [{ network: left.name }] })
+      const b = yield* networks.attach("ns", `right-${tag}`, { networks: [{ network: right.name }] })
+      const c = yield* networks.attach("ns", `left2-${tag}`, { networks: [{ network: left.name }] })
+      assert.strictEqual(ping(c.netns, a.endpoints[0]!.address), 0)
+      // The host forwards between the bridges (b reaches a's gateway, an address of the host) but drops b → a.
+      assert.strictEqual(ping(b.netns, a.endpoints[0]!.gateway), 0)
+      assert.strictEqual(ping(b.netns, a.endpoints[0]!.address), 1)
+    }).pipe(
+      Effect.scoped,
+      Effect.andThen(Networks.use((networks) => Effect.andThen(networks.remove(left.name), networks.remove(right.name)))),
+      Effect.provide(Networks.layer(options))
+    )
   })
 
   it.live("connect adds eth1 to a live attachment, disconnect takes it away; changes are published", () => {

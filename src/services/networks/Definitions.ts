@@ -115,7 +115,8 @@ export const checkDefinition = (
       }
     }
     return Effect.succeed({
-      definition: normalise(definition),
+      // The gateway filled in, so what `definitions` lists is what the network has, and defining that again is no change.
+      definition: normalise({ ...definition, gateway: formatIp(gatewayN.value) }),
       subnet: net,
       gateway: formatIp(gatewayN.value),
       rangeStart: formatIp(rangeStart),
@@ -137,10 +138,6 @@ export const normalise = (definition: NetworkDefinition): NetworkDefinition =>
       firewall: definition.firewall || undefined
     }).filter(([, value]) => value !== undefined)
   ) as unknown as NetworkDefinition
-
-/** Whether two definitions are the same network. */
-export const sameDefinition = (a: NetworkDefinition, b: NetworkDefinition): boolean =>
-  JSON.stringify(normalise(a)) === JSON.stringify(normalise(b))
 
 /** The conflist key our definition is kept under (CNI ignores keys it does not know). */
 const DefinitionKey = "effectContainerd"

@@ -134,10 +134,17 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
 
   const define = Effect.fn("Networks.define")(function*(definition: NetworkDefinition) {
     const existing = defined.get(definition.name)
-    if (existing !== undefined && !Definitions.sameDefinition(existing.checked.definition, definition)) {
-      return yield* Effect.fail(alreadyExists("Networks.define", `network with name ${definition.name} already exists`))
-    }
-    const checked = yield* Definitions.checkDefinition(definition, [...defined.values()].map((d) => d.checked.definition))
+    const others = [...defined.values()].map((d) => d.checked.definition)
+    // Under a taken name only the same network again is accepted (dockerd checks the name first).
+    const checked = existing === undefined
+      ? yield* Definitions.checkDefinition(definition, others)
+      : yield* Definitions.checkDefinition(definition, others).pipe(
+        Effect.filterOrFail(
+          (again) => JSON.stringify(again.definition) === JSON.stringify(existing.checked.definition),
+          () => undefined
+        ),
+        Effect.mapError(() => alreadyExists("Networks.define", `network with name ${definition.name} already exists`))
+      )
     if (checked.definition.firewall) {
       yield* Cni.checkVersion(cni, "firewall").pipe(Effect.mapError((error) => invalidArgument("Networks.define", error.message)))
     }

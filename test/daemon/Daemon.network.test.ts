@@ -247,8 +247,10 @@ layer(engines("network"), { excludeTestServices: true, timeout: 240_000 })("the 
           const id = created.body.Id as string
           const start = yield* api(ours, "POST", `/containers/${id}/start`)
           assert.strictEqual(start.status, 204, JSON.stringify(start.body))
-          yield* api(ours, "POST", `/containers/${id}/wait`)
-          assert.strictEqual((yield* api(ours, "DELETE", `/containers/${id}`)).status, 204)
+          const waited = yield* api(ours, "POST", `/containers/${id}/wait`)
+          assert.deepStrictEqual([waited.status, waited.body], [200, { Error: null, StatusCode: 0 }])
+          const removed = yield* api(ours, "DELETE", `/containers/${id}`)
+          assert.strictEqual(removed.status, 204, JSON.stringify(removed.body))
           return id
         }), { concurrency: "unbounded" })
       const seconds = (Date.now() - started) / 1000

@@ -9,7 +9,9 @@
  * Containers.Create, Snapshots.Prepare, Tasks.Create, Tasks.Start, Tasks.Delete,
  * Snapshots.Remove, Containers.Delete. The exit costs none — it comes from the
  * exit hub, registered before the start. An exec costs three: Exec, Start,
- * DeleteProcess.
+ * DeleteProcess. A container on networks costs none more: its spec joins the
+ * netns its attachment is set up in from its creation, and the attachment is
+ * made (and released) by the `Networks` service beside the task's RPCs.
  *
  * Ordering that matters:
  * - The container record is created before its snapshot is prepared, and the
@@ -35,7 +37,7 @@
  * (create options → spec, user resolution, mounts). Their names are
  * re-exported here.
  */
-import { Context, Effect, Layer, Result } from "effect"
+import { Context, Effect, Layer, Option, Result } from "effect"
 import { OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
 import { addGroups, mergeWithImage, resolveUser } from "../domain/ContainerConfig.ts"
 import { type ContainerdError, invalidArgument } from "../domain/ContainerdError.ts"
@@ -46,6 +48,7 @@ import { makeFifoPool } from "../internal/Fifo.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { ExitHub } from "./ExitHub.ts"
 import { Images } from "./Images.ts"
+import { Networks } from "./Networks.ts"
 import { runcOptions } from "../internal/RuncOptions.ts"
 import { type Container, makeContainer } from "./runtime/Container.ts"
 import {
@@ -57,6 +60,7 @@ import {
   validateOptions
 } from "./runtime/ContainerOptions.ts"
 import type { RuntimeEnv } from "./runtime/Env.ts"
+import { networkExtension, validateNetwork } from "./runtime/Network.ts"
 
 export { Stdio } from "../domain/Stdio.ts"
 export type { Container, ContainerInfo, NewTaskOptions } from "./runtime/Container.ts"
@@ -117,13 +121,18 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     fifos: yield* makeFifoPool(fifoDir),
     fifoDir,
     execConcurrency: options.execConcurrency ?? 8,
-    userFiles: makeUserFiles()
+    userFiles: makeUserFiles(),
+    // Only programs whose containers join networks provide it.
+    networks: yield* Effect.serviceOption(Networks)
   }
 
   const create = Effect.fn("Runtime.containers.create")(function*(options: CreateContainerOptions) {
     const method = "Runtime.containers.create"
     yield* validateOptions(method, options)
     const namespace = yield* client.currentNamespace
+    const attach = typeof options.network === "object" ? options.network : undefined
+    if (attach !== undefined) yield* validateNetwork(method, env.networks, attach)
+    const netns = Option.match(env.networks, { onNone: () => undefined, onSome: (n) => n.netnsPath(namespace, options.id) })
     const rpc = withNamespace(namespace)
     const image = yield* images.resolve(options.image)
     const merged = mergeWithImage(image.config.config, {
@@ -145,7 +154,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     const provisional = Result.getOrElse(firstUser, () => ({ uid: 0, gid: 0, additionalGids: [0] }))
     // A spec that the update below will certainly correct is marked until it does (no RPC of its own).
     const marked = knownFiles === undefined && Result.isFailure(firstUser)
-    const specOf = (user: Oci.User) => containerSpec(namespace, options, merged.success, user)
+    const specOf = (user: Oci.User) => containerSpec(namespace, options, merged.success, user, netns)
     let spec = specOf(provisional)
     const created = yield* rpc(client.containers.create({
       container: {
@@ -159,7 +168,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         spec: packJson(OciSpecTypeUrl, spec),
         snapshotter,
         snapshotKey: options.id,
-        extensions: { ...options.extensions }
+        extensions: { ...options.extensions, ...(attach === undefined ? {} : networkExtension(attach)) }
       }
     }))
     let record = created.container!

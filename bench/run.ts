@@ -17,7 +17,8 @@ const benchmarks: Record<string, () => Promise<Effect.Effect<void, unknown>>> = 
   exec: () => import("./exec.ts").then((m) => m.execBench),
   monitors: () => import("./monitors.ts").then((m) => m.monitorsBench),
   pull: () => import("./pull.ts").then((m) => m.pullBench),
-  daemon: () => import("./daemon.ts").then((m) => m.daemonBench)
+  daemon: () => import("./daemon.ts").then((m) => m.daemonBench),
+  network: () => import("./network.ts").then((m) => m.networkBench)
 }
 
 const selected = process.argv.slice(2)

@@ -5,6 +5,11 @@
  * overlayfs snapshotter), no networking of its own (`--bridge=none`, as our
  * daemon's default), and the fixture image converted by skopeo to the
  * docker-archive form its `docker load` reads.
+ *
+ * With `bridge` it runs Docker's own bridge networking instead (docker0 on the
+ * given `--bip`, iptables, docker-proxy), for the networking benchmark: what
+ * dockerd does on a machine, beside ours. Its bridge and chains stay after it
+ * stops, as dockerd leaves them on any machine; they touch none of ours.
  */
 import { Effect, Option, Schedule, type Scope } from "effect"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
@@ -17,6 +22,7 @@ import { requestOver } from "./DaemonHarness.ts"
 /** A running dockerd: its API socket. */
 export interface Dockerd {
   readonly socket: string
+  readonly pid: number
 }
 
 const run = (command: string, args: ReadonlyArray<string>) =>
@@ -31,7 +37,8 @@ const onPath = (binary: string) =>
 /** Starts dockerd with `image` loaded; none when dockerd (or skopeo) is not installed. Stopped with the scope. */
 export const startDockerd = (
   containerd: string,
-  image: { readonly archive: string; readonly name: string }
+  image: { readonly archive: string; readonly name: string },
+  options?: { readonly bridge?: { readonly bip: string } | undefined }
 ): Effect.Effect<Option.Option<Dockerd>, Error, Scope.Scope> =>
   Effect.gen(function*() {
     if (!onPath("dockerd") || !onPath("skopeo")) return Option.none()
@@ -52,7 +59,9 @@ export const startDockerd = (
           "--exec-root", path.join(dir, "exec"),
           "--pidfile", path.join(dir, "dockerd.pid"),
           "--storage-driver=overlay2",
-          "--bridge=none", "--iptables=false", "--ip-masq=false"
+          ...(options?.bridge === undefined
+            ? ["--bridge=none", "--iptables=false", "--ip-masq=false"]
+            : [`--bip=${options.bridge.bip}`])
         ], { stdio: ["ignore", log, log] })
         fs.closeSync(log)
         // A failed spawn leaves no pid and fails the ping below; the event needs a listener.
@@ -77,5 +86,5 @@ export const startDockerd = (
     const archive = path.join(dir, "image.docker.tar")
     yield* run("skopeo", ["copy", "-q", `oci-archive:${image.archive}`, `docker-archive:${archive}:${image.name}`])
     yield* run("docker", ["--host", `unix://${socket}`, "load", "-q", "-i", archive])
-    return Option.some({ socket })
+    return Option.some({ socket, pid: child.pid! })
   })

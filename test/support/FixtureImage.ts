@@ -25,8 +25,8 @@ const applets = [
   "sh", "echo", "sleep", "cat", "true", "false", "env", "ls", "id", "head", "tail", "tr", "dd", "yes",
   "kill", "ps", "mkdir", "touch", "rm", "wc", "printf", "grep", "pwd", "whoami", "hostname", "stat", "seq",
   "date", "uname", "test", "expr", "stty", "mount", "top",
-  // Networking (issue 18): a server and a client for TCP and UDP, and the interfaces and routes.
-  "httpd", "nc", "wget", "ip"
+  // Networking (issue 18): servers to publish, clients to reach them, and a look at the interfaces.
+  "httpd", "nc", "wget", "ping", "ip", "nslookup"
 ]
 
 /** The parts of an OCI image config the fixtures set. */

@@ -153,10 +153,14 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
     ops: {
       finishExit: (tracked, task, exit) =>
         Effect.gen(function*() {
-          // A retry finds the task deleted already: no RPC, and no TaskDelete of ours to expect.
-          if (task !== undefined && !task.deleted) {
-            const entry = yield* core.entry(tracked.namespace, tracked.id)
-            if (Option.isSome(entry)) yield* core.markDeletingTask(entry.value)
+          if (task !== undefined) {
+            // A retry may find the task deleted already (no TaskDelete of ours to expect then); its
+            // delete is still called, without an RPC: it ends what the cut-short attempt left (the
+            // task scope's release: its network) and makes the container forget its task.
+            if (!task.deleted) {
+              const entry = yield* core.entry(tracked.namespace, tracked.id)
+              if (Option.isSome(entry)) yield* core.markDeletingTask(entry.value)
+            }
             yield* ignoreNotFound(task.delete)
           }
           if (tracked.container?.labels[MonitorLabels.transient] !== "true") {
@@ -235,8 +239,9 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
       // goes with the container.
       yield* core.exclusive(entry, Effect.gen(function*() {
         const task = entry.task
-        if (task !== undefined && !task.deleted && entry.state.status === "exited") {
-          yield* core.markDeletingTask(entry)
+        if (task !== undefined && entry.state.status === "exited") {
+          // Deleted by an attempt cut short: the delete again costs no RPC and ends its release.
+          if (!task.deleted) yield* core.markDeletingTask(entry)
           yield* ignoreNotFound(task.delete)
           entry.task = undefined
         }

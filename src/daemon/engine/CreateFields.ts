@@ -3,7 +3,7 @@
  * one table. A field is `honoured` (the engine acts on it, or there is nothing to
  * do on Linux), `warn`ed about in the response's `Warnings` (ignoring it is
  * harmless; the docker CLI prints `WARNING: ...`), or `reject`ed with a 400 naming
- * it (ignoring it would surprise or lose data: volumes, published ports,
+ * it (ignoring it would surprise or lose data: volumes, links,
  * resource limits). Only fields that are set count: the CLI sends most unset ones
  * as null, zero, empty or (`MemorySwappiness`) -1.
  */

@@ -182,6 +182,13 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
       const none = yield* ok(ours, ["run", "--rm", "--network", "none", FIXTURE_IMAGE, "sh", "-c", "ip route; ip -o link"])
       assert.deepStrictEqual(none.trim().split("\n").map((l) => l.split(":")[1]?.trim()), ["lo"], none)
       yield* ok(ours, ["rm", "-f", server])
+      yield* ok(ours, ["network", "create", "--label", "prune=yes", "net-p"])
+      const listed = (filter: string) => Effect.map(ok(ours, ["network", "ls", "--filter", filter, "--format", "{{.Name}}"]), (out) => out.trim().split("\n").sort())
+      assert.deepStrictEqual(yield* listed("type=builtin"), ["bridge", "host", "none"])
+      assert.deepStrictEqual(yield* listed("dangling=true"), ["net-a", "net-b", "net-p"])
+      assert.deepStrictEqual(yield* listed("label=prune=yes"), ["net-p"])
+      const pruned = yield* api(ours, "POST", `/networks/prune?filters=${encodeURIComponent(JSON.stringify({ label: ["prune=yes"] }))}`)
+      assert.deepStrictEqual(pruned, { status: 200, body: { NetworksDeleted: ["net-p"] } })
       yield* ok(ours, ["network", "rm", "net-a", "net-b"])
       const events = yield* ok(ours, ["events", "--since", "0", "--until", String(Math.ceil(Date.now() / 1000)), "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}"])
       for (const line of ["create net-a", "create net-b", "destroy net-a", "destroy net-b"]) assert.include(events.split("\n"), line)
@@ -326,6 +333,12 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
           const port = yield* freePort
           const first = (yield* ok(engine, ["run", "-d", "--network", "net-x", "-p", `${port}:80`, FIXTURE_IMAGE, "sleep", "600"])).trim()
           const taken = yield* engine.docker(["run", "-d", "--name", "second", "--network", "net-x", "-p", `${port}:80`, FIXTURE_IMAGE, "sleep", "600"])
+          const firstName = ((yield* inspect(engine, first)).Name as string).slice(1)
+          const connections = {
+            again: yield* api(engine, "POST", "/networks/net-x/connect", { Container: first }),
+            host: yield* api(engine, "POST", "/networks/host/connect", { Container: first }),
+            none: yield* api(engine, "POST", "/networks/none/connect", { Container: first })
+          }
           const inUse = yield* api(engine, "DELETE", "/networks/net-x")
           const secondInfo = yield* inspect(engine, "second")
           const second = secondInfo.State
@@ -339,7 +352,7 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
           }
           yield* ok(engine, ["rm", "-f", first, "second"])
           yield* ok(engine, ["network", "rm", "net-x"])
-          return { engine, networkId: created.body.Id as string, answers, taken, inUse, second, port }
+          return { engine, networkId: created.body.Id as string, answers, taken, inUse, second, port, connections, firstName }
         }))
       const ours = results[0]!
       assert.deepStrictEqual(ours.answers.overlap, { status: 403, body: { message: "Pool overlaps with other one on this address space" } })
@@ -349,6 +362,18 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
       assert.deepStrictEqual(ours.answers.unknown, { status: 404, body: { message: "network no-such-net not found" } })
       assert.deepStrictEqual(ours.answers.predefined, { status: 403, body: { message: "none is a pre-defined network and cannot be removed" } })
       assert.deepStrictEqual(ours.answers.connectUnknown, { status: 404, body: { message: "No such container: no-such-container" } })
+      assert.deepStrictEqual(ours.connections.again, {
+        status: 403,
+        body: { message: `endpoint with name ${ours.firstName} already exists in network net-x` }
+      })
+      assert.deepStrictEqual(ours.connections.host, {
+        status: 400,
+        body: { message: "container cannot be disconnected from host network or connected to host network" }
+      })
+      assert.deepStrictEqual(ours.connections.none, {
+        status: 400,
+        body: { message: "container cannot be connected to multiple networks with one of the networks in private (none) mode" }
+      })
       assert.deepStrictEqual(ours.inUse, {
         status: 403,
         body: { message: `error while removing network: network net-x id ${ours.networkId} has active endpoints` }
@@ -368,6 +393,13 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
         assert.deepStrictEqual(ours.answers[key], dockerd.answers[key], `as dockerd: ${key}`)
       }
       assert.deepStrictEqual([dockerd.answers.badCidr.status, dockerd.answers.badCidr.body], [500, ours.answers.badCidr.body])
+      for (const key of ["again", "host", "none"] as const) {
+        assert.deepStrictEqual(
+          [ours.connections[key].status, ours.connections[key].body.message.replace(ours.firstName, "<name>")],
+          [dockerd.connections[key].status, dockerd.connections[key].body.message.replace(dockerd.firstName, "<name>")],
+          `as dockerd: connect ${key}`
+        )
+      }
       assert.deepStrictEqual(ours.inUse.status, dockerd.inUse.status)
       assert.deepStrictEqual(ours.inUse.body.message.replace(ours.networkId, "<id>"), dockerd.inUse.body.message.replace(dockerd.networkId, "<id>"))
     }))

@@ -23,12 +23,14 @@ import type { BackoffQueue } from "../services/BackoffQueue.ts"
 import type { Events } from "../services/Events.ts"
 import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, type MonitorsShape } from "../services/Monitors.ts"
+import { Networks } from "../services/Networks.ts"
 import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
+import { makeHostsFiles } from "./network/HostsFiles.ts"
 import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCommit } from "./engine/Commit.ts"
-import { makeCreate } from "./engine/Create.ts"
+import { makeCreate, namesOf } from "./engine/Create.ts"
 import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
@@ -64,13 +66,28 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const handler = ExitHandler.of({ handle: (exit, self) => Effect.flatMap(Deferred.await(built), (handle) => handle(exit, self)) })
   const monitors = yield* makeMonitors({ namespaces: [options.namespace] }).pipe(Effect.provideService(ExitHandler, handler))
 
+  const store = makeStore()
+  // No default bridge yet: `host-gateway` cannot be derived (dockerd's answer without one).
+  const hostGateway = () => undefined
+  const hosts = makeHostsFiles({
+    root: options.logRoot,
+    namespace: options.namespace,
+    lookup: (id) => {
+      const entry = store.get(id)
+      return entry === undefined ? undefined : namesOf(entry.id, entry.stored)
+    },
+    hostGateway,
+    networks: yield* Effect.serviceOption(Networks)
+  })
   const env: Environment = {
     options,
     monitors,
-    store: makeStore(),
+    store,
     eventLog,
     notices: yield* PubSub.unbounded<Notice>(),
-    platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {})))
+    platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {}))),
+    hosts,
+    hostGateway
   }
   // The index, from what the monitors' recovery just listed (one Containers.List
   // for both): every container of ours with its stored config.
@@ -91,7 +108,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   yield* lifecycle.restore
   yield* Deferred.succeed(built, lifecycle.handleExit)
 
-  const { store } = env
+  // Members come and go: every hosts file of a network they share follows, for the engine's life.
+  yield* hosts.follow
   const commit = makeCommit(env, lifecycle)
   return Engine.of({
     create: makeCreate(env, images),

@@ -6,6 +6,7 @@
  */
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import { Clock, Effect } from "effect"
 import * as Oci from "../../domain/OciSpec.ts"
 import { hostDevices } from "../../internal/HostDevices.ts"
@@ -19,6 +20,9 @@ import { containerDir, logConfigPath } from "../LogFiles.ts"
 import { mountShm, removeContainerTree, shmPathIn } from "../Shm.ts"
 import { withShm } from "../../domain/OciResources.ts"
 import type { CreateBody, StoredContainer } from "../Model.ts"
+import { type ContainerNames, extraEntries, withoutHiddenMounts } from "../network/HostsFiles.ts"
+import { checkDns } from "../network/ResolvConf.ts"
+import { hostnameOf } from "./Config.ts"
 import { review } from "./CreateFields.ts"
 import { type Environment, files, inNamespace, lib, publish } from "./Environment.ts"
 import {
@@ -55,6 +59,9 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
       return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
     }
+    // As dockerd's ValidateExtraHost, at create; dockerd finds a missing host-gateway only at the start.
+    yield* orBadRequest(extraEntries(host.ExtraHosts ?? [], env.hostGateway()))
+    const dns = yield* orBadRequest(checkDns({ servers: host.Dns ?? [], search: host.DnsSearch ?? [], options: host.DnsOptions ?? [] }))
     const isolation = yield* orBadRequest(isolationOf(host, env.platform))
     const oomScoreAdj = yield* orBadRequest(checkOomScoreAdj(host.OomScoreAdj))
     yield* orBadRequest(checkLogConfig(host.LogConfig))
@@ -79,12 +86,24 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
         Oci.withOomScoreAdj(oomScoreAdj),
         ...resources.spec
       ],
+      dns,
       groupAdd: resources.groupAdd,
       shareableShm: resources.shareableShm,
       host: { ...host, ...Object.fromEntries(joined) },
       warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
     }
   })
+
+/** What a container's hosts files are made from, as it was created. */
+export const namesOf = (id: string, stored: StoredContainer): ContainerNames => ({
+  id,
+  name: stored.Name.replace(/^\//, ""),
+  hostname: hostnameOf(id, stored.Config, stored.HostConfig),
+  domainname: stored.Config.Domainname ?? "",
+  extraHosts: stored.HostConfig.ExtraHosts ?? [],
+  mode: stored.HostConfig.NetworkMode === "host" ? "host" : "none",
+  networks: []
+})
 
 /** `create` over the engine's environment. */
 export const makeCreate = (env: Environment, images: Images["Service"], facts: HostFacts = readHostFacts()) =>
@@ -136,6 +155,15 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
             Effect.onError(() => removeContainerTree(dir))
           )
         }
+        const etcFiles = yield* env.hosts.prepare(namesOf(id, stored), {
+          dns: checked.dns,
+          readonly: host.ReadonlyRootfs ?? false,
+          // As dockerd: a mount of the client's own at /etc/hosts (...) wins.
+          mountedAt: new Set(checked.mounts.map((mount) => path.posix.normalize(mount.destination)))
+        }).pipe(
+          Effect.mapError((message) => internal(message)),
+          Effect.onError(() => removeContainerTree(dir))
+        )
         const devices = checked.isolation.privileged ? yield* hostDevices() : []
         const container = yield* lib(inNamespace(env)(env.monitors.create({
           id,
@@ -149,15 +177,15 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
             [DaemonLabels.name]: name,
             ...(host.AutoRemove === true ? { [MonitorLabels.transient]: "true" } : {})
           },
-          mounts: checked.mounts,
-          hostname: body.Hostname || id.slice(0, 12),
+          mounts: [...checked.mounts, ...etcFiles],
+          hostname: hostnameOf(id, config, host),
           tty: body.Tty ?? false,
           network: checked.network,
           readonlyRootfs: host.ReadonlyRootfs ?? false,
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtimeBinary: checked.isolation.runtimeBinary,
           groupAdd: checked.groupAdd,
-          spec: [...checked.spec(devices), ...shareable],
+          spec: [...checked.spec(devices), ...shareable, withoutHiddenMounts(new Set(etcFiles.map((m) => m.destination)))],
           extensions: storedExtensions(stored)
         }))).pipe(Effect.onError(() => removeContainerTree(dir)))
         const entry = yield* makeEntry(container.id, stored, container.labels)

@@ -53,7 +53,8 @@ const namespace = (field: string, flag: string) =>
 /** The table: every field of `CreateBody` and its `HostConfig`, and what create does when it is set. */
 export const FIELDS: Readonly<Record<BodyField, Row>> = {
   Hostname: honoured,
-  Domainname: warn("Domainname is ignored: the container gets no domain name"),
+  // The hosts file names the container `hostname.domainname hostname` (network/EtcHosts.ts).
+  Domainname: honoured,
   User: honoured,
   AttachStdin: honoured,
   AttachStdout: honoured,
@@ -102,10 +103,11 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.PortBindings": reject(`PortBindings (-p) is not supported: ${noNetwork}; use NetworkMode host`),
   "HostConfig.PublishAllPorts": reject(`PublishAllPorts (-P) is not supported: ${noNetwork}; use NetworkMode host`),
   "HostConfig.Links": reject(`Links (--link) is not supported: ${noNetwork}`),
-  "HostConfig.Dns": warn(`Dns (--dns) is ignored: ${noNetwork}`),
-  "HostConfig.DnsOptions": warn(`DnsOptions (--dns-option) is ignored: ${noNetwork}`),
-  "HostConfig.DnsSearch": warn(`DnsSearch (--dns-search) is ignored: ${noNetwork}`),
-  "HostConfig.ExtraHosts": warn(`ExtraHosts (--add-host) is ignored: ${noNetwork}`),
+  // The container's resolv.conf and hosts files (network/ResolvConf.ts, network/EtcHosts.ts).
+  "HostConfig.Dns": honoured,
+  "HostConfig.DnsOptions": honoured,
+  "HostConfig.DnsSearch": honoured,
+  "HostConfig.ExtraHosts": honoured,
   "HostConfig.VolumeDriver": reject("VolumeDriver (--volume-driver) is not supported: there are no volumes"),
   "HostConfig.VolumesFrom": reject("VolumesFrom (--volumes-from) is not supported: there are no volumes"),
   "HostConfig.Mounts": reject("Mounts (--mount) is not supported: use Binds (-v /host:/path) or Tmpfs (--tmpfs)"),

@@ -9,6 +9,7 @@ import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { matchLabels, regexpFilter } from "../Filters.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
 import { withoutInit } from "../../domain/OciResources.ts"
+import { hostnameOf } from "./Config.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
 import { resourcesJson } from "./Resources.ts"
 import type { ContainerFilters } from "./Shape.ts"
@@ -53,8 +54,8 @@ const commandOf = (entry: Entry, spec: Spec): ReadonlyArray<string> => {
 const configJson = (entry: Entry) => {
   const config = entry.stored.Config
   return {
-    Hostname: config.Hostname || entry.id.slice(0, 12),
-    Domainname: "",
+    Hostname: hostnameOf(entry.id, config, entry.stored.HostConfig),
+    Domainname: config.Domainname ?? "",
     User: entry.config.User,
     AttachStdin: config.AttachStdin ?? false,
     AttachStdout: config.AttachStdout ?? false,

@@ -1,0 +1,275 @@
+/**
+ * Each container's /etc/hosts, /etc/resolv.conf and /etc/hostname, as dockerd
+ * keeps them: files in the container's directory (`<data-root>/containers/<id>/`,
+ * beside its log) bind-mounted at create, writable unless the rootfs is
+ * read-only.
+ *
+ * Names resolve on user networks as nerdctl does it, not with dockerd's
+ * embedded DNS server: every member's hosts file lists the other members of
+ * its user networks (EtcHosts.ts's section), and is rewritten when one comes
+ * or goes — when `Networks.changes` says an attachment was made or released,
+ * by us or because its container went some other way. Nothing has to run for
+ * names to resolve (they keep working while the daemon is down), but only
+ * clients that read /etc/hosts see them (libc, Go, busybox; not nslookup/dig).
+ *
+ * Gotchas:
+ * - Files are rewritten in place (same inode): a rename would leave the
+ *   container's bind mount on the old file.
+ * - All writes go through one permit, so two changes never interleave in a file.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Effect, Option, Result, type Scope, Semaphore, Stream } from "effect"
+import type { SpecOption } from "../../domain/OciSpec.ts"
+import type { BindMount } from "../../services/Runtime.ts"
+import type { Attachment, NetworksShape } from "../../services/Networks.ts"
+import { HOST_GATEWAY, type HostsEntry, type Member, memberEntries, ownEntry, parseExtraHost, renderHosts } from "./EtcHosts.ts"
+import { containerResolvConf, type DnsSettings, hostResolvConfPath, type ResolvMode } from "./ResolvConf.ts"
+
+/** One network a container is on (or will be, at its next start), as its hosts file needs it. */
+export interface NetworkNames {
+  /** The network's CNI name (the daemon's network id), as attachments name it. */
+  readonly network: string
+  /** The container's aliases there (`--network-alias`, compose's service name). */
+  readonly aliases: ReadonlyArray<string>
+  /** Whether names resolve on it: user networks, not the default bridge (as Docker). */
+  readonly resolves: boolean
+}
+
+/** What the files of one container are made from. */
+export interface ContainerNames {
+  readonly id: string
+  /** Its name, without Docker's leading `/`. */
+  readonly name: string
+  readonly hostname: string
+  readonly domainname: string
+  /** `HostConfig.ExtraHosts`, as the client sent them (checked at create). */
+  readonly extraHosts: ReadonlyArray<string>
+  /** `host`: the host's network; `none`: loopback only; `networks`: the ones below. */
+  readonly mode: "host" | "none" | "networks"
+  readonly networks: ReadonlyArray<NetworkNames>
+}
+
+/** What the writer reads besides its containers. */
+export interface HostsFilesOptions {
+  /** The containers' directories' root: `<root>/<id>/hosts`, ... */
+  readonly root: string
+  /** The containerd namespace whose attachments are the daemon's. */
+  readonly namespace: string
+  /** A container of the daemon's, by id; undefined once it is gone. */
+  readonly lookup: (id: string) => ContainerNames | undefined
+  /** The default bridge's gateway (`--add-host NAME:host-gateway`); undefined when there is none. */
+  readonly hostGateway: () => string | undefined
+  /** The attachments and their changes; without them, no container is on a network. */
+  readonly networks: Option.Option<Pick<NetworksShape, "attachments" | "changes">>
+  /** The host's files (tests give their own). */
+  readonly host?: {
+    readonly etcHosts: () => string
+    readonly etcResolvConf: () => string
+    readonly readFile: (file: string) => string
+  } | undefined
+}
+
+/** The three files of a container. */
+export const filesOf = (root: string, id: string) => ({
+  hosts: path.join(root, id, "hosts"),
+  resolvConf: path.join(root, id, "resolv.conf"),
+  hostname: path.join(root, id, "hostname")
+})
+
+const readOrEmpty = (file: string) => {
+  try {
+    return fs.readFileSync(file, "utf8")
+  } catch {
+    return ""
+  }
+}
+
+const defaultHost = {
+  etcHosts: () => readOrEmpty("/etc/hosts"),
+  etcResolvConf: () => readOrEmpty("/etc/resolv.conf"),
+  readFile: readOrEmpty
+}
+
+/**
+ * Drops a mount at one of `destinations` that a later mount there hides: the
+ * library's read-only binds of the host's files on the host's network, under
+ * the container's own.
+ */
+export const withoutHiddenMounts = (destinations: ReadonlySet<string>): SpecOption => (spec) => ({
+  ...spec,
+  mounts: spec.mounts.filter((mount, i) =>
+    !destinations.has(mount.destination) || !spec.mounts.slice(i + 1).some((later) => later.destination === mount.destination))
+})
+
+/** `--add-host` entries, `host-gateway` replaced; the message is dockerd's when it cannot be. */
+export const extraEntries = (
+  extraHosts: ReadonlyArray<string>,
+  hostGateway: string | undefined
+): Result.Result<ReadonlyArray<HostsEntry>, string> => {
+  const entries: Array<HostsEntry> = []
+  for (const value of extraHosts) {
+    const parsed = parseExtraHost(value)
+    if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+    const { name, ip } = parsed.success
+    if (ip === HOST_GATEWAY && hostGateway === undefined) return Result.fail("unable to derive the IP value for host-gateway")
+    entries.push({ ip: ip === HOST_GATEWAY ? hostGateway! : ip, names: name })
+  }
+  return Result.succeed(entries)
+}
+
+/**
+ * Writes `content` over `file` in place: the same inode, which the container's
+ * bind mount holds. False if the file is gone (its container was removed).
+ */
+const writeInPlace = (file: string, content: string): boolean => {
+  let fd: number
+  try {
+    fd = fs.openSync(file, "r+")
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false
+    throw error
+  }
+  try {
+    const bytes = Buffer.from(content)
+    if (fs.fstatSync(fd).size === bytes.length && fs.readFileSync(fd).equals(bytes)) return true
+    // Written first, then cut: a reader never sees an empty file.
+    fs.writeSync(fd, bytes, 0, bytes.length, 0)
+    fs.ftruncateSync(fd, bytes.length)
+    return true
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** The daemon's writer of containers' hosts, resolv.conf and hostname files. */
+export interface HostsFiles {
+  /**
+   * Writes a new container's three files (before it is created in containerd)
+   * and returns the mounts for those a mount of its own does not cover.
+   */
+  readonly prepare: (
+    names: ContainerNames,
+    settings: { readonly dns: DnsSettings; readonly readonly: boolean; readonly mountedAt: ReadonlySet<string> }
+  ) => Effect.Effect<ReadonlyArray<BindMount>, string>
+  /** Rewrites the hosts files of these containers from the current attachments (before a start: the members it will see). */
+  readonly refresh: (ids: Iterable<string>) => Effect.Effect<void>
+  /**
+   * Follows `Networks.changes` for as long as the caller's scope lasts: each
+   * change rewrites the files of the container it is about and of every
+   * container sharing a network with it.
+   */
+  readonly follow: Effect.Effect<void, never, Scope.Scope>
+}
+
+/** The writer over `options`. */
+export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
+  const host = options.host ?? defaultHost
+  const permit = Semaphore.makeUnsafe(1)
+  const attachmentsNow: Effect.Effect<ReadonlyArray<Attachment>> = Option.match(options.networks, {
+    onNone: () => Effect.succeed([]),
+    onSome: (networks) =>
+      Effect.map(networks.attachments, (all) => all.filter((a) => a.namespace === options.namespace))
+  })
+
+  /** The members of `network` among `attachments`, as `names` of each says. */
+  const membersOf = (network: string, attachments: ReadonlyArray<Attachment>): ReadonlyArray<Member> =>
+    attachments.flatMap((attachment) => {
+      const member = options.lookup(attachment.containerId)
+      if (member === undefined) return []
+      return attachment.endpoints.filter((e) => e.network === network).map((endpoint) => ({
+        ip: endpoint.address,
+        name: member.name,
+        id: member.id,
+        aliases: member.networks.find((n) => n.network === network)?.aliases ?? []
+      }))
+    })
+
+  /** A container's hosts file, now; undefined for one that keeps the host's file. */
+  const hostsOf = (names: ContainerNames, attachments: ReadonlyArray<Attachment>): string | undefined => {
+    if (names.mode === "host" && names.extraHosts.length === 0) return undefined
+    // Checked at create; a gateway gone since leaves the line out rather than the whole file.
+    const extra = Result.getOrElse(extraEntries(names.extraHosts, options.hostGateway()), () =>
+      Result.getOrElse(extraEntries(names.extraHosts.filter((h) => !h.endsWith(`:${HOST_GATEWAY}`)), undefined), () => []))
+    const endpoint = attachments.find((a) => a.containerId === names.id)?.endpoints[0]
+    const resolving = names.mode === "networks" ? names.networks.filter((n) => n.resolves) : []
+    return renderHosts({
+      extra,
+      own: endpoint === undefined ? undefined : ownEntry(endpoint.address, names.hostname, names.domainname),
+      members: resolving.length === 0 ? undefined : memberEntries(resolving.flatMap((n) => membersOf(n.network, attachments)))
+    })
+  }
+
+  const rewrite = (ids: ReadonlySet<string>, attachments: ReadonlyArray<Attachment>) =>
+    Effect.forEach(ids, (id) => {
+      const names = options.lookup(id)
+      const content = names === undefined ? undefined : hostsOf(names, attachments)
+      if (content === undefined) return Effect.void
+      return Effect.try(() => writeInPlace(filesOf(options.root, id).hosts, content)).pipe(
+        Effect.catch((cause) => Effect.logWarning(`could not update the hosts file of container ${id}`, cause))
+      )
+    }, { discard: true })
+
+  const refresh = (ids: Iterable<string>) =>
+    permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(new Set(ids), attachments)))
+
+  /** The container a change is about and every container on one of its networks (attached now, or configured for it). */
+  const affected = (changed: ReadonlyArray<Attachment>, attachments: ReadonlyArray<Attachment>): ReadonlySet<string> => {
+    const networks = new Set(changed.flatMap((a) => a.endpoints.map((e) => e.network)))
+    const ids = new Set(changed.map((a) => a.containerId))
+    for (const attachment of attachments) {
+      if (attachment.endpoints.some((e) => networks.has(e.network))) ids.add(attachment.containerId)
+    }
+    return ids
+  }
+
+  const follow = Option.match(options.networks, {
+    onNone: () => Effect.void,
+    onSome: (networks) =>
+      Effect.gen(function*() {
+        const changes = yield* networks.changes
+        // A chunk of changes (a burst of starts) is one pass: each file written once for all of them.
+        yield* Effect.forkScoped(Stream.runForEachArray(changes, (chunk) => {
+          const changed = chunk.map((c) => c.attachment).filter((a) => a.namespace === options.namespace)
+          if (changed.length === 0) return Effect.void
+          return permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(affected(changed, attachments), attachments)))
+        }))
+      })
+  })
+
+  const prepare = (
+    names: ContainerNames,
+    settings: { readonly dns: DnsSettings; readonly readonly: boolean; readonly mountedAt: ReadonlySet<string> }
+  ) =>
+    Effect.gen(function*() {
+      yield* Effect.fromResult(extraEntries(names.extraHosts, options.hostGateway()))
+      const files = filesOf(options.root, names.id)
+      const etcResolvConf = host.etcResolvConf()
+      const effective = hostResolvConfPath(etcResolvConf)
+      const mode: ResolvMode = names.mode === "networks" ? "bridge" : names.mode
+      const resolv = containerResolvConf(
+        { etc: etcResolvConf, effective: effective === "/etc/resolv.conf" ? etcResolvConf : host.readFile(effective) },
+        mode,
+        settings.dns
+      )
+      if (resolv.fallbackUsed) {
+        yield* Effect.logInfo(
+          `container ${names.id}: no nameserver but localhost ones in the host's resolv.conf, so it gets Google's public ones (8.8.8.8, 8.8.4.4), as dockerd`
+        )
+      }
+      const attachments = yield* attachmentsNow
+      yield* permit.withPermit(Effect.try({
+        try: () => {
+          fs.writeFileSync(files.hosts, hostsOf(names, attachments) ?? host.etcHosts(), { mode: 0o644 })
+          fs.writeFileSync(files.resolvConf, resolv.content, { mode: 0o644 })
+          fs.writeFileSync(files.hostname, `${names.hostname}\n`, { mode: 0o644 })
+        },
+        catch: (cause) => `could not write the container's hosts, resolv.conf and hostname files: ${String(cause)}`
+      }))
+      return ([["/etc/hosts", files.hosts], ["/etc/resolv.conf", files.resolvConf], ["/etc/hostname", files.hostname]] as const)
+        .filter(([destination]) => !settings.mountedAt.has(destination))
+        .map(([destination, source]): BindMount => ({ type: "bind", source, destination, readonly: settings.readonly }))
+    })
+
+  return { prepare, refresh, follow }
+}

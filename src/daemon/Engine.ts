@@ -72,10 +72,11 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const hosts = makeHostsFiles({
     root: options.logRoot,
     namespace: options.namespace,
-    lookup: (id) => {
-      const entry = store.get(id)
-      return entry === undefined ? undefined : namesOf(entry.id, entry.stored)
-    },
+    lookup: (id) =>
+      Effect.sync(() => {
+        const entry = store.get(id)
+        return entry === undefined ? undefined : namesOf(entry.id, entry.stored)
+      }),
     hostGateway,
     networks: yield* Effect.serviceOption(Networks)
   })

@@ -134,7 +134,7 @@ const writerFixture = Effect.gen(function*() {
   const writer = makeHostsFiles({
     root,
     namespace: "ns",
-    lookup: (id) => names.get(id),
+    lookup: (id) => Effect.sync(() => names.get(id)),
     hostGateway: () => "10.254.9.1",
     networks: Option.some({ attachments: Effect.sync(() => [...live.values()]), changes: PubSub.subscribe(changes).pipe(Effect.map(Stream.fromSubscription)) }),
     host: { etcHosts: () => "", etcResolvConf: () => "nameserver 10.0.0.2\n", readFile: () => "" }

@@ -57,7 +57,7 @@ export interface HostsFilesOptions {
   /** The containerd namespace whose attachments are the daemon's. */
   readonly namespace: string
   /** A container of the daemon's, by id; undefined once it is gone. */
-  readonly lookup: (id: string) => ContainerNames | undefined
+  readonly lookup: (id: string) => Effect.Effect<ContainerNames | undefined>
   /** The default bridge's gateway (`--add-host NAME:host-gateway`); undefined when there is none. */
   readonly hostGateway: () => string | undefined
   /** The attachments and their changes; without them, no container is on a network. */
@@ -142,6 +142,17 @@ const writeInPlace = (file: string, content: string): boolean => {
   }
 }
 
+/** Writes a new container's three files. */
+const writeNew = (files: ReturnType<typeof filesOf>, hosts: string, resolvConf: string, hostname: string) =>
+  Effect.try({
+    try: () => {
+      fs.writeFileSync(files.hosts, hosts, { mode: 0o644 })
+      fs.writeFileSync(files.resolvConf, resolvConf, { mode: 0o644 })
+      fs.writeFileSync(files.hostname, `${hostname}\n`, { mode: 0o644 })
+    },
+    catch: (cause) => `could not write the container's hosts, resolv.conf and hostname files: ${String(cause)}`
+  })
+
 /** The daemon's writer of containers' hosts, resolv.conf and hostname files. */
 export interface HostsFiles {
   /**
@@ -172,10 +183,18 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
       Effect.map(networks.attachments, (all) => all.filter((a) => a.namespace === options.namespace))
   })
 
-  /** The members of `network` among `attachments`, as `names` of each says. */
-  const membersOf = (network: string, attachments: ReadonlyArray<Attachment>): ReadonlyArray<Member> =>
-    attachments.flatMap((attachment) => {
-      const member = options.lookup(attachment.containerId)
+  /** What `ids` and every attached container are named, now. */
+  const known = (ids: Iterable<string>, attachments: ReadonlyArray<Attachment>) =>
+    Effect.map(
+      Effect.forEach(new Set([...ids, ...attachments.map((a) => a.containerId)]), (id) =>
+        Effect.map(options.lookup(id), (names) => [id, names] as const)),
+      (pairs) => new Map(pairs.flatMap(([id, names]) => names === undefined ? [] : [[id, names] as const]))
+    )
+
+  /** The members of `network` among `attachments`, as each is named. */
+  const membersOf = (network: string, attachments: ReadonlyArray<Attachment>, names: ReadonlyMap<string, ContainerNames>) =>
+    attachments.flatMap((attachment): ReadonlyArray<Member> => {
+      const member = names.get(attachment.containerId)
       if (member === undefined) return []
       return attachment.endpoints.filter((e) => e.network === network).map((endpoint) => ({
         ip: endpoint.address,
@@ -186,29 +205,35 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
     })
 
   /** A container's hosts file, now; undefined for one that keeps the host's file. */
-  const hostsOf = (names: ContainerNames, attachments: ReadonlyArray<Attachment>): string | undefined => {
-    if (names.mode === "host" && names.extraHosts.length === 0) return undefined
+  const hostsOf = (
+    own: ContainerNames,
+    attachments: ReadonlyArray<Attachment>,
+    names: ReadonlyMap<string, ContainerNames>
+  ): string | undefined => {
+    if (own.mode === "host" && own.extraHosts.length === 0) return undefined
     // Checked at create; a gateway gone since leaves the line out rather than the whole file.
-    const extra = Result.getOrElse(extraEntries(names.extraHosts, options.hostGateway()), () =>
-      Result.getOrElse(extraEntries(names.extraHosts.filter((h) => !h.endsWith(`:${HOST_GATEWAY}`)), undefined), () => []))
-    const endpoint = attachments.find((a) => a.containerId === names.id)?.endpoints[0]
-    const resolving = names.mode === "networks" ? names.networks.filter((n) => n.resolves) : []
+    const extra = Result.getOrElse(extraEntries(own.extraHosts, options.hostGateway()), () =>
+      Result.getOrElse(extraEntries(own.extraHosts.filter((h) => !h.endsWith(`:${HOST_GATEWAY}`)), undefined), () => []))
+    const endpoint = attachments.find((a) => a.containerId === own.id)?.endpoints[0]
+    const resolving = own.mode === "networks" ? own.networks.filter((n) => n.resolves) : []
     return renderHosts({
       extra,
-      own: endpoint === undefined ? undefined : ownEntry(endpoint.address, names.hostname, names.domainname),
-      members: resolving.length === 0 ? undefined : memberEntries(resolving.flatMap((n) => membersOf(n.network, attachments)))
+      own: endpoint === undefined ? undefined : ownEntry(endpoint.address, own.hostname, own.domainname),
+      members: resolving.length === 0 ? undefined : memberEntries(resolving.flatMap((n) => membersOf(n.network, attachments, names)))
     })
   }
 
+  /** Rewrites the files of `ids` (under the permit). */
   const rewrite = (ids: ReadonlySet<string>, attachments: ReadonlyArray<Attachment>) =>
-    Effect.forEach(ids, (id) => {
-      const names = options.lookup(id)
-      const content = names === undefined ? undefined : hostsOf(names, attachments)
-      if (content === undefined) return Effect.void
-      return Effect.try(() => writeInPlace(filesOf(options.root, id).hosts, content)).pipe(
-        Effect.catch((cause) => Effect.logWarning(`could not update the hosts file of container ${id}`, cause))
-      )
-    }, { discard: true })
+    Effect.flatMap(known(ids, attachments), (names) =>
+      Effect.forEach(ids, (id) => {
+        const own = names.get(id)
+        const content = own === undefined ? undefined : hostsOf(own, attachments, names)
+        if (content === undefined) return Effect.void
+        return Effect.try(() => writeInPlace(filesOf(options.root, id).hosts, content)).pipe(
+          Effect.catch((cause) => Effect.logWarning(`could not update the hosts file of container ${id}`, cause))
+        )
+      }, { discard: true }))
 
   const refresh = (ids: Iterable<string>) =>
     permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(new Set(ids), attachments)))
@@ -257,14 +282,10 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
           `container ${names.id}: no nameserver but localhost ones in the host's resolv.conf, so it gets Google's public ones (8.8.8.8, 8.8.4.4), as dockerd`
         )
       }
-      const attachments = yield* attachmentsNow
-      yield* permit.withPermit(Effect.try({
-        try: () => {
-          fs.writeFileSync(files.hosts, hostsOf(names, attachments) ?? host.etcHosts(), { mode: 0o644 })
-          fs.writeFileSync(files.resolvConf, resolv.content, { mode: 0o644 })
-          fs.writeFileSync(files.hostname, `${names.hostname}\n`, { mode: 0o644 })
-        },
-        catch: (cause) => `could not write the container's hosts, resolv.conf and hostname files: ${String(cause)}`
+      yield* permit.withPermit(Effect.gen(function*() {
+        const attachments = yield* attachmentsNow
+        const named = new Map([...(yield* known([], attachments)), [names.id, names]])
+        yield* writeNew(files, hostsOf(names, attachments, named) ?? host.etcHosts(), resolv.content, names.hostname)
       }))
       return ([["/etc/hosts", files.hosts], ["/etc/resolv.conf", files.resolvConf], ["/etc/hostname", files.hostname]] as const)
         .filter(([destination]) => !settings.mountedAt.has(destination))

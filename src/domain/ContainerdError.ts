@@ -166,3 +166,7 @@ export const notFound = (method: string, message: string): ContainerdError =>
 /** A state that forbids the operation, found by our own check (e.g. deleting a container with a task). */
 export const failedPrecondition = (method: string, message: string): ContainerdError =>
   new ContainerdError({ reason: new FailedPrecondition({ method, message, code: -1 }) })
+
+/** An object that exists already, found by our own check (e.g. a host port another container publishes). */
+export const alreadyExists = (method: string, message: string): ContainerdError =>
+  new ContainerdError({ reason: new AlreadyExists({ method, message, code: -1 }) })

@@ -12,6 +12,7 @@ import { Containerd } from "../services/Containerd.ts"
 import { Events } from "../services/Events.ts"
 import { ExitHub } from "../services/ExitHub.ts"
 import { Images } from "../services/Images.ts"
+import { Networks, type NetworksOptions } from "../services/Networks.ts"
 import { Registry, type RegistryOptions } from "../services/Registry.ts"
 import { Runtime, type RuntimeOptions } from "../services/Runtime.ts"
 import { Singleflight } from "../services/Singleflight.ts"
@@ -38,6 +39,13 @@ export const services = (options?: LiveOptions) =>
     Layer.provideMerge(images(options)),
     Layer.provideMerge(BackoffQueue.layer())
   )
+
+/**
+ * Container networking over this host's CNI plugins (needs no containerd: it
+ * runs plugins, iptables and netns). Separate from `services`, which does not
+ * require it: a program without networks needs no plugins installed.
+ */
+export const networks = (options: NetworksOptions) => Networks.layer(options)
 
 /** Everything, with the client configured from the environment. */
 export const layerConfig = (options?: LiveOptions) => services(options).pipe(Layer.provideMerge(Containerd.layerConfig))

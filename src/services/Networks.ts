@@ -20,8 +20,11 @@
  * network in use `FailedPrecondition`, a plugin failing `Unknown` with the CNI
  * error code and message.
  */
-import { Context, type Effect, type Option, type Scope, type Stream } from "effect"
+import { Context, type Effect, Layer, type Option, type Scope, type Stream } from "effect"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
+import { makeNetworks, type NetworksOptions } from "./networks/Make.ts"
+
+export type { NetworksOptions } from "./networks/Make.ts"
 
 /** A network as CNI runs it: a Linux bridge with addresses from host-local. */
 export interface NetworkDefinition {
@@ -145,4 +148,13 @@ export interface NetworksShape {
 }
 
 /** The networks service; its layer is built over the CNI plugins on this host. */
-export class Networks extends Context.Service<Networks, NetworksShape>()("effect-containerd/Networks") {}
+export class Networks extends Context.Service<Networks, NetworksShape>()("effect-containerd/Networks") {
+  /**
+   * The service over this host's CNI plugins (checked at build: each must
+   * support CNI 1.0.0), with its definitions and attachment records reloaded
+   * from `confDir`. Fails with `FailedPrecondition` naming the plugin
+   * directories when a plugin is missing or too old.
+   */
+  static readonly layer = (options: NetworksOptions): Layer.Layer<Networks, ContainerdError> =>
+    Layer.effect(Networks, makeNetworks(options))
+}

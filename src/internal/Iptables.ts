@@ -1,0 +1,148 @@
+/**
+ * Each network's own iptables rules, in chains of ours, as dockerd lays out
+ * its bridges' (libnetwork `setupIPTables`): forwarding accepted to and from
+ * the bridge (FORWARD's policy may be DROP beside a dockerd), Docker's
+ * two-stage isolation between our bridges, and egress masquerade of the
+ * subnet (none for an internal network, whose traffic off the bridge is
+ * dropped instead). Doing this once per network, not per container, is what
+ * keeps the per-container ADD free of iptables (the `firewall` plugin costs
+ * ~250 ms per container and its isolation rules leak and race).
+ *
+ * Every rule carries the comment `efc:<bridge>`, so a network's rules are
+ * found in `iptables-save` and removed exactly, whoever else (another daemon
+ * of ours, portmap, dockerd) writes the same tables. Installing first deletes
+ * what is there under that comment, in the same `iptables-restore --noflush`
+ * transaction: re-defining a network after a restart never duplicates a rule.
+ *
+ * Gotcha: `iptables-restore --noflush` flushes a user chain it is told to
+ * declare, so chains are created with `iptables -N`, once, never declared.
+ */
+import { Effect } from "effect"
+import type { ContainerdError } from "../domain/ContainerdError.ts"
+import { runCommand } from "./Command.ts"
+
+/** What a network's rules are made from. */
+export interface NetworkRules {
+  readonly bridge: string
+  readonly subnet: string
+  readonly internal: boolean
+}
+
+/** The chains we own, by table. */
+export const Chains = {
+  forward: "EFC-FORWARD",
+  isolation1: "EFC-ISOLATION-STAGE-1",
+  isolation2: "EFC-ISOLATION-STAGE-2",
+  postrouting: "EFC-POSTROUTING"
+} as const
+
+const comment = (bridge: string) => `-m comment --comment efc:${bridge}`
+
+/** The rules of one network, as `-A` lines by table. */
+export const networkRules = (rules: NetworkRules): { readonly filter: ReadonlyArray<string>; readonly nat: ReadonlyArray<string> } => {
+  const { bridge: br, internal, subnet } = rules
+  const tag = comment(br)
+  const filter = [
+    `-A ${Chains.forward} -o ${br} ${tag} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+    // Inbound through a published port (portmap's DNAT).
+    `-A ${Chains.forward} -o ${br} ${tag} -m conntrack --ctstate DNAT -j ACCEPT`,
+    `-A ${Chains.forward} -i ${br} -o ${br} ${tag} -j ACCEPT`,
+    ...(internal
+      ? [
+        `-A ${Chains.isolation1} -i ${br} ! -o ${br} ${tag} -j DROP`,
+        `-A ${Chains.isolation1} -o ${br} ! -i ${br} ${tag} -j DROP`
+      ]
+      : [
+        `-A ${Chains.forward} -i ${br} ! -o ${br} ${tag} -j ACCEPT`,
+        `-A ${Chains.isolation1} -i ${br} ! -o ${br} ${tag} -j ${Chains.isolation2}`
+      ]),
+    `-A ${Chains.isolation2} -o ${br} ${tag} -j DROP`
+  ]
+  const nat = internal ? [] : [`-A ${Chains.postrouting} -s ${subnet} ! -o ${br} ${tag} -j MASQUERADE`]
+  return { filter, nat }
+}
+
+const iptables = (args: ReadonlyArray<string>) => runCommand("Iptables", "iptables", ["-w", ...args])
+
+const exists = (args: ReadonlyArray<string>) =>
+  iptables(args).pipe(Effect.as(true), Effect.catch(() => Effect.succeed(false)))
+
+/** Creates `chain` in `table` unless it is there (another process creating it at once is fine). */
+const ensureChain = (table: string, chain: string) =>
+  exists(["-t", table, "-S", chain]).pipe(
+    Effect.flatMap((there) =>
+      there ? Effect.void : iptables(["-t", table, "-N", chain]).pipe(
+        Effect.asVoid,
+        Effect.catch((error) => exists(["-t", table, "-S", chain]).pipe(Effect.flatMap((now) => now ? Effect.void : Effect.fail(error))))
+      )
+    )
+  )
+
+/** Adds the jump `rule` to `chain` at `position` unless it is there. */
+const ensureJump = (table: string, chain: string, rule: ReadonlyArray<string>, position: "first" | "last") =>
+  exists(["-t", table, "-C", chain, ...rule]).pipe(
+    Effect.flatMap((there) =>
+      there
+        ? Effect.void
+        : Effect.asVoid(iptables(["-t", table, position === "first" ? "-I" : "-A", chain, ...(position === "first" ? ["1"] : []), ...rule]))
+    )
+  )
+
+/**
+ * Our chains and the jumps into them: FORWARD → EFC-FORWARD, whose first rule
+ * is the isolation (before any accept, as DOCKER-ISOLATION-STAGE-1 comes first
+ * in FORWARD), and POSTROUTING → EFC-POSTROUTING. Left in place when networks
+ * go (shared by every daemon of ours, as CNI leaves its CNI-HOSTPORT-* chains).
+ */
+export const ensureChains: Effect.Effect<void, ContainerdError> = Effect.gen(function*() {
+  yield* ensureChain("filter", Chains.isolation2)
+  yield* ensureChain("filter", Chains.isolation1)
+  yield* ensureChain("filter", Chains.forward)
+  yield* ensureChain("nat", Chains.postrouting)
+  yield* ensureJump("filter", Chains.forward, ["-j", Chains.isolation1], "first")
+  yield* ensureJump("filter", "FORWARD", ["-j", Chains.forward], "first")
+  yield* ensureJump("nat", "POSTROUTING", ["-j", Chains.postrouting], "last")
+})
+
+/** The `-A` lines of `iptables-save` carrying `bridge`'s comment, by table. */
+export const installedRules = (bridge: string): Effect.Effect<Record<string, ReadonlyArray<string>>, ContainerdError> =>
+  runCommand("Iptables", "iptables-save", []).pipe(Effect.map((dump) => rulesIn(dump, bridge)))
+
+const rulesIn = (dump: string, bridge: string): Record<string, Array<string>> => {
+  const tagged = new RegExp(`--comment "?efc:${bridge.replace(/[.]/g, "\\.")}"?( |$)`)
+  const byTable: Record<string, Array<string>> = { filter: [], nat: [] }
+  let table = ""
+  for (const line of dump.split("\n")) {
+    if (line.startsWith("*")) table = line.slice(1)
+    else if (line.startsWith("-A ") && tagged.test(line)) (byTable[table] ??= []).push(line)
+  }
+  return byTable
+}
+
+const restore = (tables: Record<string, ReadonlyArray<string>>) => {
+  const input = Object.entries(tables)
+    .filter(([, lines]) => lines.length > 0)
+    .map(([table, lines]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`)
+    .join("")
+  return input === "" ? Effect.void : Effect.asVoid(runCommand("Iptables", "iptables-restore", ["--noflush", "-w"], { stdin: input }))
+}
+
+const deletions = (installed: Record<string, ReadonlyArray<string>>) =>
+  Object.fromEntries(Object.entries(installed).map(([table, lines]) => [table, lines.map((line) => `-D${line.slice(2)}`)]))
+
+/** Installs a network's rules in one transaction, replacing any it had (idempotent). */
+export const install = (rules: NetworkRules): Effect.Effect<void, ContainerdError> =>
+  installedRules(rules.bridge).pipe(
+    Effect.flatMap((installed) => {
+      const wanted = networkRules(rules)
+      const old = deletions(installed)
+      return restore({
+        filter: [...(old.filter ?? []), ...wanted.filter],
+        nat: [...(old.nat ?? []), ...wanted.nat]
+      })
+    })
+  )
+
+/** Removes exactly a network's rules (those with its comment); nothing if there are none. */
+export const uninstall = (bridge: string): Effect.Effect<void, ContainerdError> =>
+  installedRules(bridge).pipe(Effect.flatMap((installed) => restore(deletions(installed))))

@@ -1,0 +1,453 @@
+/**
+ * The `Networks` service over the CNI plugins of this host: definitions as
+ * conflists, attachments as pinned netns + loopback + an ADD per network, each
+ * recorded before its ADD and released by DEL in reverse with what was
+ * recorded, before the netns goes. One container's ADDs and DELs are ordered
+ * by a lock of its own (an `RcMap` of semaphores, so nothing global is held
+ * while plugins run); definitions change under one lock, off the hot path.
+ *
+ * At start the definitions are reloaded (their iptables rules reinstalled,
+ * idempotently) and the records too: those are live but owned by nobody until
+ * `adopt` takes them into a scope or `sweep` releases them.
+ */
+import { type Duration, Effect, Option, PubSub, RcMap, Schedule, Semaphore, Stream } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { alreadyExists, ContainerdError, failedPrecondition, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
+import type { CniError } from "../../domain/CniResult.ts"
+import * as Cni from "../../internal/Cni.ts"
+import { commandFailure, runCommand } from "../../internal/Command.ts"
+import { compositeKey } from "../../internal/Key.ts"
+import * as Iptables from "../../internal/Iptables.ts"
+import * as Netns from "../../internal/Netns.ts"
+import type {
+  Attachment,
+  AttachmentChange,
+  AttachOptions,
+  NetworkDefinition,
+  NetworkRequest,
+  NetworksShape,
+  PortMapping
+} from "../Networks.ts"
+import * as Definitions from "./Definitions.ts"
+import { makePortAllocator } from "./Ports.ts"
+import * as Records from "./Records.ts"
+
+/** Where the layer finds plugins and keeps its state. */
+export interface NetworksOptions {
+  /** Where plugins are looked for, in order; `["/usr/lib/cni"]` (Debian's containernetworking-plugins) by default. */
+  readonly pluginDirs?: ReadonlyArray<string> | undefined
+  /** The conflists and `attachments/` records (under a data directory: they must survive restarts). */
+  readonly confDir: string
+  /** Where netns are pinned (`<runRoot>/netns/<namespace>-<id>`); a tmpfs is best, pins die with a reboot. */
+  readonly runRoot: string
+  /** host-local's address files; `<confDir>/ipam` by default. */
+  readonly ipamDir?: string | undefined
+  /** The deadline of one plugin exec; 30 s by default. */
+  readonly pluginTimeout?: Duration.Input | undefined
+}
+
+interface Defined {
+  readonly checked: Definitions.CheckedNetwork
+  readonly list: Cni.ConfList
+}
+
+interface Live {
+  record: Records.AttachmentRecord
+  owned: boolean
+}
+
+/** The plugins every attachment runs. */
+const REQUIRED_PLUGINS = ["loopback", "bridge", "host-local", "portmap"] as const
+
+/** DEL again after a failure: 50 ms doubling, four times (750 ms in all), before the failure is reported. */
+const delRetry = Schedule.exponential("50 millis")
+
+const cniFailure = (method: string) => (error: CniError): ContainerdError => commandFailure(method, error.message, error)
+
+const loopbackList: Cni.ConfList = { cniVersion: Cni.CNI_VERSION, name: "loopback", plugins: [{ type: "loopback" }] }
+
+/** Builds the service; the returned effect needs the layer's scope. */
+export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions) {
+  const cni: Cni.CniOptions = { pluginDirs: options.pluginDirs ?? ["/usr/lib/cni"], timeout: options.pluginTimeout ?? "30 seconds" }
+  const confDir = options.confDir
+  const ipamDir = options.ipamDir ?? path.join(confDir, "ipam")
+  const netnsDir = path.join(options.runRoot, "netns")
+
+  yield* Effect.forEach(REQUIRED_PLUGINS, (plugin) => Cni.checkVersion(cni, plugin), { concurrency: "unbounded", discard: true }).pipe(
+    Effect.mapError((error) =>
+      failedPrecondition("Networks.layer", `${error.message} (plugin directories: ${cni.pluginDirs.join(", ")}; Debian: apt-get install containernetworking-plugins)`)
+    )
+  )
+  yield* Effect.try({
+    try: () => [confDir, path.join(confDir, "attachments"), ipamDir, netnsDir].forEach((dir) => fs.mkdirSync(dir, { recursive: true })),
+    catch: (cause) => commandFailure("Networks.layer", `could not create ${confDir}`, cause)
+  })
+  yield* Iptables.ensureChains
+
+  const defined = new Map<string, Defined>()
+  const live = new Map<string, Live>()
+  const ports = makePortAllocator()
+  const changes = yield* PubSub.unbounded<AttachmentChange>()
+  const definitionLock = Semaphore.makeUnsafe(1)
+  const locks = yield* RcMap.make({ lookup: (_key: string) => Semaphore.make(1) })
+  const keyOf = (namespace: string, containerId: string) => compositeKey(namespace, containerId)
+  const withKey = (key: string) => <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.scoped(Effect.flatMap(RcMap.get(locks, key), (lock) => lock.withPermits(1)(effect)))
+
+  const netnsPath = (namespace: string, containerId: string) => path.join(netnsDir, `${namespace}-${containerId}`)
+
+  // Reload what a previous run defined and attached.
+  for (const definition of yield* Definitions.loadDefinitions(confDir)) {
+    const checked = yield* Definitions.checkDefinition(definition, [...defined.values()].map((d) => d.checked.definition)).pipe(
+      Effect.tap(() => Iptables.install({ bridge: definition.bridge, subnet: definition.subnet, internal: definition.internal ?? false })),
+      Effect.option
+    )
+    if (Option.isSome(checked)) {
+      defined.set(definition.name, { checked: checked.value, list: Definitions.conflist(checked.value, ipamDir) })
+    } else yield* Effect.logWarning(`Networks: could not reload network ${definition.name}; left as it is`)
+  }
+  for (const record of yield* Records.loadRecords(confDir)) {
+    const key = keyOf(record.namespace, record.containerId)
+    live.set(key, { record, owned: false })
+    ports.restore(key, record.ports)
+  }
+
+  // ---- definitions -------------------------------------------------------------------------
+
+  const rulesOf = (definition: NetworkDefinition): Iptables.NetworkRules => ({
+    bridge: definition.bridge,
+    subnet: definition.subnet,
+    internal: definition.internal ?? false
+  })
+
+  const define = Effect.fn("Networks.define")(function*(definition: NetworkDefinition) {
+    const existing = defined.get(definition.name)
+    if (existing !== undefined && !Definitions.sameDefinition(existing.checked.definition, definition)) {
+      return yield* Effect.fail(alreadyExists("Networks.define", `network with name ${definition.name} already exists`))
+    }
+    const checked = yield* Definitions.checkDefinition(definition, [...defined.values()].map((d) => d.checked.definition))
+    if (checked.definition.firewall) {
+      yield* Cni.checkVersion(cni, "firewall").pipe(Effect.mapError((error) => invalidArgument("Networks.define", error.message)))
+    }
+    const list = Definitions.conflist(checked, ipamDir)
+    const file = Definitions.conflistPath(confDir, definition.name)
+    yield* Definitions.writeAtomic(file, JSON.stringify(list, null, 2))
+    yield* Iptables.install(rulesOf(checked.definition)).pipe(
+      Effect.tapError(() => existing === undefined ? Effect.sync(() => fs.rmSync(file, { force: true })) : Effect.void)
+    )
+    defined.set(definition.name, { checked, list })
+  }, (effect) => definitionLock.withPermits(1)(effect))
+
+  const usersOf = (name: string) =>
+    [...live.values()].filter((entry) => entry.record.networks.some((network) => network.network === name))
+
+  const remove = Effect.fn("Networks.remove")(function*(name: string) {
+    const existing = defined.get(name)
+    if (existing === undefined) return yield* Effect.fail(notFound("Networks.remove", `network ${name} not found`))
+    const users = usersOf(name)
+    if (users.length > 0) {
+      return yield* Effect.fail(
+        failedPrecondition(
+          "Networks.remove",
+          `error while removing network: network ${name} has active endpoints (${users.map((u) => u.record.containerId).join(", ")})`
+        )
+      )
+    }
+    const { bridge } = existing.checked.definition
+    yield* Iptables.uninstall(bridge)
+    yield* runCommand("Networks.remove", "ip", ["link", "del", bridge]).pipe(
+      Effect.catch((error) => error.message.includes("Cannot find device") ? Effect.void : Effect.fail(error))
+    )
+    yield* Effect.sync(() => {
+      fs.rmSync(Definitions.conflistPath(confDir, name), { force: true })
+      fs.rmSync(path.join(ipamDir, name), { recursive: true, force: true })
+      defined.delete(name)
+    })
+  }, (effect) => definitionLock.withPermits(1)(effect))
+
+  // ---- attachments -------------------------------------------------------------------------
+
+  const publish = (change: AttachmentChange) => PubSub.publish(changes, change)
+
+  /** DELs one recorded network (reverse plugin order, cached result), retried before the failure is reported. */
+  const delNetwork = (record: Records.AttachmentRecord, network: Records.RecordedNetwork, prevResult?: Cni.RawResult) =>
+    Cni.delList(cni, Records.recordedList(network), Records.recordedInvocation(record, network), prevResult ?? network.result ?? undefined)
+      .pipe(Effect.retry({ schedule: delRetry, times: 4 }), Effect.mapError(cniFailure("Networks.detach")))
+
+  /**
+   * Releases a record: every network DELed in reverse (all attempted; the
+   * first failure returned, record kept for another try), then the netns,
+   * ports and the record. `count` limits it to the networks ADD was begun for.
+   */
+  const release = (key: string, record: Records.AttachmentRecord, count = record.networks.length, partial?: Cni.RawResult) =>
+    Effect.gen(function*() {
+      let first: ContainerdError | undefined
+      for (let i = count - 1; i >= 0; i--) {
+        const network = record.networks[i]!
+        const outcome = yield* Effect.result(delNetwork(record, network, i === count - 1 ? partial : undefined))
+        if (outcome._tag === "Failure") first ??= outcome.failure
+      }
+      if (first !== undefined) return yield* first
+      // loopback keeps nothing outside the netns: no DEL for it (the netns goes now).
+      yield* Netns.remove(record.netns)
+      ports.release(key)
+      yield* Records.dropRecord(confDir, record)
+      live.delete(key)
+    })
+
+  const checkRequests = (options: AttachOptions) =>
+    Effect.gen(function*() {
+      const seen = new Set<string>()
+      for (const request of options.networks) {
+        const network = defined.get(request.network)
+        if (network === undefined) return yield* Effect.fail(notFound("Networks.attach", `network ${request.network} not found`))
+        if (seen.has(request.network)) {
+          return yield* Effect.fail(invalidArgument("Networks.attach", `network ${request.network} is asked for twice`))
+        }
+        seen.add(request.network)
+        yield* checkRequest(network, request)
+      }
+    })
+
+  const checkRequest = (network: Defined, request: NetworkRequest) =>
+    Effect.gen(function*() {
+      if (request.ip !== undefined) {
+        const ip = Definitions.parseIp(request.ip)
+        const subnet = network.checked.subnet
+        if (Option.isNone(ip) || !Definitions.overlaps(subnet, { base: ip.value, prefix: 32 })) {
+          return yield* Effect.fail(
+            invalidArgument("Networks.attach", `invalid address ${request.ip}: not in network ${request.network}'s ${network.checked.definition.subnet}`)
+          )
+        }
+      }
+      if (request.mac !== undefined && !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(request.mac)) {
+        return yield* Effect.fail(invalidArgument("Networks.attach", `invalid MAC address ${request.mac}`))
+      }
+    })
+
+  const recordedNetwork = (
+    request: NetworkRequest,
+    ifname: string,
+    mappings: ReadonlyArray<PortMapping>
+  ): Records.RecordedNetwork => {
+    const network = defined.get(request.network)!
+    const args = [
+      "IgnoreUnknown=1",
+      ...(request.ip === undefined ? [] : [`IP=${request.ip}`]),
+      ...(request.mac === undefined ? [] : [`MAC=${request.mac}`])
+    ].join(";")
+    return {
+      network: request.network,
+      ifname,
+      conflist: JSON.stringify(Definitions.pluginsFor(network.list, mappings.length > 0)),
+      args,
+      capabilityArgs: mappings.length === 0 ? {} : {
+        portMappings: mappings.map((port) => ({
+          hostPort: port.hostPort,
+          containerPort: port.containerPort,
+          protocol: port.protocol,
+          ...(port.hostIp === undefined || port.hostIp === "0.0.0.0" ? {} : { hostIP: port.hostIp })
+        }))
+      },
+      result: null
+    }
+  }
+
+  /** ADDs `record.networks[index]`, writing its result into the record; on failure DELs what that ADD began. */
+  const addNetwork = (key: string, entry: Live, index: number) =>
+    Effect.gen(function*() {
+      const network = entry.record.networks[index]!
+      const result = yield* Cni.addList(cni, Records.recordedList(network), Records.recordedInvocation(entry.record, network))
+      const networks = [...entry.record.networks]
+      networks[index] = { ...network, result }
+      entry.record = { ...entry.record, networks }
+      yield* Records.writeRecord(confDir, entry.record)
+      return key
+    })
+
+  const attachNow = (namespace: string, containerId: string, options: AttachOptions) =>
+    Effect.gen(function*() {
+      const key = keyOf(namespace, containerId)
+      if (live.has(key)) {
+        return yield* Effect.fail(alreadyExists("Networks.attach", `container ${containerId} is attached already`))
+      }
+      yield* checkRequests(options)
+      const published = yield* ports.reserve(key, options.ports ?? [])
+      // Checked again and registered in one step (the port probe yielded): from here `remove` sees the networks in use.
+      const entry = yield* Effect.suspend(() => {
+        const gone = options.networks.find((request) => !defined.has(request.network))
+        if (gone !== undefined) {
+          ports.release(key)
+          return Effect.fail(notFound("Networks.attach", `network ${gone.network} not found`))
+        }
+        const entry: Live = {
+          owned: true,
+          record: {
+            namespace,
+            containerId,
+            netns: netnsPath(namespace, containerId),
+            ports: published,
+            networks: options.networks.map((request, i) => recordedNetwork(request, `eth${i}`, i === 0 ? published : []))
+          }
+        }
+        live.set(key, entry)
+        return Effect.succeed(entry)
+      })
+      const record = entry.record
+      let begun = 0
+      let partial: Cni.RawResult | undefined
+      const build = Effect.gen(function*() {
+        yield* Records.writeRecord(confDir, record)
+        yield* Netns.create(record.netns)
+        yield* Cni.addList(cni, loopbackList, { containerId, netns: record.netns, ifname: "lo" }).pipe(
+          Effect.mapError((failure) => cniFailure("Networks.attach")(failure.error))
+        )
+        for (let i = 0; i < record.networks.length; i++) {
+          begun = i + 1
+          yield* addNetwork(key, entry, i).pipe(
+            Effect.catch((failure): Effect.Effect<never, ContainerdError> => {
+              if (failure instanceof ContainerdError) return Effect.fail(failure)
+              partial = failure.prevResult
+              return Effect.fail(cniFailure("Networks.attach")(failure.error))
+            })
+          )
+        }
+      })
+      return yield* build.pipe(
+        Effect.tapError(() =>
+          release(key, entry.record, begun, partial).pipe(
+            Effect.tapError(() => Effect.sync(() => void (entry.owned = false))),
+            Effect.catch((error) =>
+              Effect.logError(`Networks: could not undo the failed attach of ${containerId}; its record stays for sweep`, error)
+            )
+          )
+        ),
+        Effect.map(() => Records.attachmentOf(entry.record)),
+        Effect.tap((attachment) => publish({ _tag: "Attached", attachment }))
+      )
+    })
+
+  const detachNow = (key: string) =>
+    Effect.gen(function*() {
+      const entry = live.get(key)
+      if (entry === undefined) return
+      const attachment = Records.attachmentOf(entry.record)
+      yield* release(key, entry.record)
+      yield* publish({ _tag: "Detached", attachment })
+    })
+
+  const detach = Effect.fn("Networks.detach")(function*(namespace: string, containerId: string) {
+    yield* withKey(keyOf(namespace, containerId))(detachNow(keyOf(namespace, containerId)))
+  })
+
+  /** The release of an attachment's scope: detach, a failure logged (the record stays for sweep). */
+  const releaseInScope = (namespace: string, containerId: string) =>
+    detach(namespace, containerId).pipe(
+      Effect.catch((error) => Effect.logError(`Networks: could not detach ${namespace}/${containerId}; its record stays`, error))
+    )
+
+  const attach = (namespace: string, containerId: string, options: AttachOptions) =>
+    Effect.acquireRelease(
+      withKey(keyOf(namespace, containerId))(attachNow(namespace, containerId, options)),
+      () => releaseInScope(namespace, containerId)
+    ).pipe(Effect.withSpan("Networks.attach"))
+
+  const adopt = (namespace: string, containerId: string) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const entry = live.get(keyOf(namespace, containerId))
+        if (entry === undefined) return Option.none<Attachment>()
+        entry.owned = true
+        return Option.some(Records.attachmentOf(entry.record))
+      }),
+      (adopted) => Option.isSome(adopted) ? releaseInScope(namespace, containerId) : Effect.void
+    )
+
+  const liveEntry = (key: string, containerId: string) =>
+    Effect.suspend(() => {
+      const entry = live.get(key)
+      return entry === undefined
+        ? Effect.fail(notFound("Networks", `container ${containerId} is not attached`))
+        : Effect.succeed(entry)
+    })
+
+  const connect = Effect.fn("Networks.connect")(function*(namespace: string, containerId: string, request: NetworkRequest) {
+    const key = keyOf(namespace, containerId)
+    return yield* withKey(key)(Effect.gen(function*() {
+      const entry = yield* liveEntry(key, containerId)
+      const network = defined.get(request.network)
+      if (network === undefined) return yield* Effect.fail(notFound("Networks.connect", `network ${request.network} not found`))
+      if (entry.record.networks.some((n) => n.network === request.network)) {
+        return yield* Effect.fail(
+          alreadyExists("Networks.connect", `endpoint with name ${containerId} already exists in network ${request.network}`)
+        )
+      }
+      yield* checkRequest(network, request)
+      const used = new Set(entry.record.networks.map((n) => n.ifname))
+      let n = 0
+      while (used.has(`eth${n}`)) n++
+      entry.record = { ...entry.record, networks: [...entry.record.networks, recordedNetwork(request, `eth${n}`, [])] }
+      const index = entry.record.networks.length - 1
+      yield* Records.writeRecord(confDir, entry.record)
+      yield* addNetwork(key, entry, index).pipe(
+        Effect.catch((failure): Effect.Effect<never, ContainerdError> => {
+          const added = entry.record.networks[index]!
+          const addFailure = failure instanceof ContainerdError ? undefined : failure
+          const undo = delNetwork(entry.record, added, addFailure?.prevResult).pipe(
+            Effect.andThen(Effect.suspend(() => {
+              entry.record = { ...entry.record, networks: entry.record.networks.filter((_, i) => i !== index) }
+              return Records.writeRecord(confDir, entry.record)
+            })),
+            Effect.catch((error) => Effect.logError(`Networks: could not undo connecting ${containerId} to ${request.network}`, error))
+          )
+          return undo.pipe(
+            Effect.andThen(Effect.fail(addFailure === undefined ? failure as ContainerdError : cniFailure("Networks.connect")(addFailure.error)))
+          )
+        })
+      )
+      const attachment = Records.attachmentOf(entry.record)
+      yield* publish({ _tag: "Attached", attachment })
+      return attachment
+    }))
+  })
+
+  const disconnect = Effect.fn("Networks.disconnect")(function*(namespace: string, containerId: string, name: string) {
+    const key = keyOf(namespace, containerId)
+    return yield* withKey(key)(Effect.gen(function*() {
+      const entry = yield* liveEntry(key, containerId)
+      const network = entry.record.networks.find((n) => n.network === name)
+      if (network === undefined) {
+        return yield* Effect.fail(notFound("Networks.disconnect", `container ${containerId} is not connected to network ${name}`))
+      }
+      yield* delNetwork(entry.record, network)
+      entry.record = { ...entry.record, networks: entry.record.networks.filter((n) => n !== network) }
+      yield* Records.writeRecord(confDir, entry.record)
+      const attachment = Records.attachmentOf(entry.record)
+      yield* publish({ _tag: "Attached", attachment })
+      return attachment
+    }))
+  })
+
+  const sweep = Effect.fn("Networks.sweep")(function*(namespace: string, keep: ReadonlySet<string>) {
+    const gone = [...live.values()].filter((entry) => entry.record.namespace === namespace && !keep.has(entry.record.containerId))
+    yield* Effect.forEach(gone, (entry) => detach(namespace, entry.record.containerId), { concurrency: 8, discard: true })
+  })
+
+  return {
+    define,
+    remove,
+    definitions: Effect.sync(() => [...defined.values()].map((d) => d.checked.definition)),
+    netnsPath,
+    attach,
+    adopt,
+    connect,
+    disconnect,
+    detach,
+    get: (namespace, containerId) =>
+      Effect.sync(() => Option.map(Option.fromUndefinedOr(live.get(keyOf(namespace, containerId))), (entry) => Records.attachmentOf(entry.record))),
+    attachments: Effect.sync(() => [...live.values()].map((entry) => Records.attachmentOf(entry.record))),
+    changes: Effect.map(PubSub.subscribe(changes), Stream.fromSubscription),
+    sweep
+  } satisfies NetworksShape
+})

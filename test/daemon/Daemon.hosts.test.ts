@@ -265,6 +265,25 @@ layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the fi
       assert.deepStrictEqual(dockerd.map(shape), [plain, asked, onHost, onHostAsked].map(shape))
     }))
 
+  it.effect("inspect shows the settings as dockerd does, and where the files are", () =>
+    Effect.gen(function*() {
+      const results = yield* bothEngines((engine) =>
+        Effect.gen(function*() {
+          const id = (yield* ok(engine, ["create", "--network", "none", "--add-host", "foo:10.1.2.3", "--dns", "1.1.1.1", FIXTURE_IMAGE])).trim()
+          const shown = yield* ok(engine, [
+            "inspect", "-f",
+            "{{json .HostConfig.ExtraHosts}} {{json .HostConfig.Dns}} {{json .HostConfig.DnsSearch}} {{json .HostConfig.DnsOptions}}|{{.HostsPath}}",
+            id
+          ])
+          yield* ok(engine, ["rm", id])
+          return { id, shown: shown.trim() }
+        }))
+      const [settings, hostsPath] = results[0]!.shown.split("|")
+      assert.strictEqual(settings, `["foo:10.1.2.3"] ["1.1.1.1"] [] []`)
+      assert.strictEqual(path.basename(path.dirname(hostsPath!)), results[0]!.id)
+      if (results[1] !== undefined) assert.strictEqual(results[1].shown.split("|")[0], settings)
+    }))
+
   it.effect("a bad --add-host or --dns is a 400 at create with nothing made; host-gateway without a default bridge too", () =>
     Effect.gen(function*() {
       const create = (engine: Engine, host: object) =>

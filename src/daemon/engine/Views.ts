@@ -9,6 +9,7 @@ import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { matchLabels, regexpFilter } from "../Filters.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
 import { withoutInit } from "../../domain/OciResources.ts"
+import { filesOf } from "../network/HostsFiles.ts"
 import { hostnameOf } from "./Config.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
 import { resourcesJson } from "./Resources.ts"
@@ -92,6 +93,10 @@ const hostConfigJson = (entry: Entry) => {
     OomScoreAdj: host.OomScoreAdj ?? 0,
     SecurityOpt: host.SecurityOpt ?? null,
     Runtime: host.Runtime || "runc",
+    Dns: host.Dns ?? null,
+    DnsOptions: host.DnsOptions ?? null,
+    DnsSearch: host.DnsSearch ?? null,
+    ExtraHosts: host.ExtraHosts ?? null,
     LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} },
     ...resourcesJson(host)
   }
@@ -114,6 +119,7 @@ export const inspect = (env: Environment, entry: Entry) =>
     const state = yield* stateOf(env, entry)
     const spec = yield* specOf(env, entry)
     const args = commandOf(entry, spec)
+    const files = filesOf(env.options.logRoot, entry.id)
     return {
       Id: entry.id,
       Created: entry.stored.Created,
@@ -122,6 +128,9 @@ export const inspect = (env: Environment, entry: Entry) =>
       State: state,
       Image: entry.stored.ImageId,
       LogPath: logPathOf(env, entry),
+      ResolvConfPath: files.resolvConf,
+      HostnamePath: files.hostname,
+      HostsPath: files.hosts,
       Name: `/${entry.name}`,
       RestartCount: entry.restarts.count,
       Driver: "overlayfs",

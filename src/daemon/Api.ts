@@ -1,7 +1,7 @@
 /**
  * The Docker Engine API over HTTP: the routes the docker CLI and dockerode use,
  * assembled from the route modules under `api/` (containers, execs, images,
- * system and events) behind dockerd's router.
+ * networks, system and events) behind dockerd's router.
  *
  * As dockerd's router:
  * - every path is served with and without a version prefix (`/v1.47/...`);
@@ -23,6 +23,7 @@ import { DockerError } from "./DockerError.ts"
 import { containerRoutes } from "./api/ContainerRoutes.ts"
 import { execRoutes } from "./api/ExecRoutes.ts"
 import { imageRoutes } from "./api/ImageRoutes.ts"
+import { networkRoutes } from "./api/NetworkRoutes.ts"
 import { stripApiVersion } from "./api/Query.ts"
 import { DEFAULT_JSON_BODY_LIMIT, drainBody, errorResponse, JsonBodyLimit, RouterHeaders } from "./api/Request.ts"
 import { systemRoutes } from "./api/SystemRoutes.ts"
@@ -128,7 +129,7 @@ const dockerRouter = (options: ApiOptions) => HttpRouter.middleware(
 
 /** Every route served, from the route modules. */
 const routes = Effect.map(
-  Effect.all([systemRoutes, containerRoutes, execRoutes, imageRoutes]),
+  Effect.all([systemRoutes, containerRoutes, execRoutes, imageRoutes, networkRoutes]),
   (groups) => groups.flat()
 )
 

@@ -23,18 +23,19 @@ import type { BackoffQueue } from "../services/BackoffQueue.ts"
 import type { Events } from "../services/Events.ts"
 import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, type MonitorsShape } from "../services/Monitors.ts"
-import { Networks } from "../services/Networks.ts"
 import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
 import { makeHostsFiles } from "./network/HostsFiles.ts"
+import { DockerNetworks } from "./Networks.ts"
 import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCommit } from "./engine/Commit.ts"
-import { makeCreate, namesOf } from "./engine/Create.ts"
+import { makeCreate, namesOf, userNetworkIds } from "./engine/Create.ts"
 import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
+import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
 import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
 import * as Streams from "./engine/Streams.ts"
@@ -67,18 +68,22 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const monitors = yield* makeMonitors({ namespaces: [options.namespace] }).pipe(Effect.provideService(ExitHandler, handler))
 
   const store = makeStore()
-  // No default bridge yet: `host-gateway` cannot be derived (dockerd's answer without one).
-  const hostGateway = () => undefined
+  const networks = Option.getOrUndefined(yield* Effect.serviceOption(DockerNetworks))
+  // `--add-host NAME:host-gateway`: the default bridge's gateway, as dockerd's HostGatewayIP (fixed for the daemon's life).
+  const gateway = networks === undefined ? undefined : (yield* Effect.option(networks.find("bridge"))).pipe(Option.getOrUndefined)?.Gateway
+  const hostGateway = () => gateway
   const hosts = makeHostsFiles({
     root: options.logRoot,
     namespace: options.namespace,
     lookup: (id) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         const entry = store.get(id)
-        return entry === undefined ? undefined : namesOf(entry.id, entry.stored)
+        return entry === undefined
+          ? Effect.succeed(undefined)
+          : Effect.map(userNetworkIds(env), (user) => namesOf(entry.id, entry.stored, entry.networks, user))
       }),
     hostGateway,
-    networks: yield* Effect.serviceOption(Networks)
+    networks: Option.fromNullishOr(networks?.library)
   })
   const env: Environment = {
     options,
@@ -88,7 +93,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     notices: yield* PubSub.unbounded<Notice>(),
     platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {}))),
     hosts,
-    hostGateway
+    hostGateway,
+    networks
   }
   // The index, from what the monitors' recovery just listed (one Containers.List
   // for both): every container of ours with its stored config.
@@ -112,6 +118,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   // Members come and go: every hosts file of a network they share follows, for the engine's life.
   yield* hosts.follow
   const commit = makeCommit(env, lifecycle)
+  const connections = makeConnections(env)
   return Engine.of({
     create: makeCreate(env, images),
     start: lifecycle.start,
@@ -150,6 +157,9 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     commitSource: commit.source,
     whilePaused: (id, effect) => Effect.withSpan(commit.whilePaused(id, effect), "Engine.whilePaused"),
     usersOf: (imageId) => Effect.withSpan(Views.usersOf(env, imageId), "Engine.usersOf"),
+    networkConnect: connections.connect,
+    networkDisconnect: connections.disconnect,
+    names: Effect.sync(() => new Map(store.all().map((entry) => [entry.id, entry.name]))),
     counts: Effect.withSpan(Views.counts(env), "Engine.counts")
   })
 })

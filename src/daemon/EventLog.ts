@@ -15,7 +15,7 @@ export const HISTORY = 256
 
 /** An event as `GET /events` sends it (both the current and the legacy fields, as dockerd). */
 export interface DockerEvent {
-  readonly Type: "container" | "image" | "daemon"
+  readonly Type: "container" | "image" | "network" | "daemon"
   readonly Action: string
   readonly Actor: { readonly ID: string; readonly Attributes: Readonly<Record<string, string>> }
   readonly scope: "local"
@@ -48,6 +48,7 @@ const matches = (event: DockerEvent, filters: EventFilters | undefined): boolean
     any("container", (v) =>
       event.Type === "container" && (event.Actor.ID.startsWith(v) || attributes.name === v || attributes.name === v.replace(/^\//, ""))) &&
     any("image", (v) => attributes.image === v || (event.Type === "image" && (event.Actor.ID === v || attributes.name === v))) &&
+    any("network", (v) => event.Type === "network" && (event.Actor.ID.startsWith(v) || attributes.name === v)) &&
     matchLabels(filters["label"], attributes)
 }
 

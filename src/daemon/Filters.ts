@@ -108,3 +108,52 @@ export const matchLabels = (wanted: ReadonlyArray<string> | undefined, labels: R
     const key = eq === -1 ? filter : filter.slice(0, eq)
     return Object.hasOwn(labels, key) && (eq === -1 || labels[key] === filter.slice(eq + 1))
   })
+
+/** What a network filter looks at. */
+export interface NetworkFacts {
+  readonly name: string
+  readonly id: string
+  readonly driver: string
+  readonly labels: Readonly<Record<string, string>>
+  readonly predefined: boolean
+  /** A container is attached to it. */
+  readonly inUse: boolean
+}
+
+/** The filters of `GET /networks`, as dockerd's `daemon/network/filter.go`. */
+export const NETWORK_FILTERS = ["driver", "id", "label", "name", "scope", "type", "dangling"] as const
+
+/**
+ * `GET /networks` filters as a predicate, as dockerd's: `driver` and `scope`
+ * exact, `name` and `id` Go regexps (anywhere in the value), `label` moby's
+ * `MatchKVList`, `type` `custom` or `builtin`, `dangling` (a Go boolean) for
+ * user networks no container is attached to. Bad values are 400s with
+ * dockerd's words (its `type` one is a 500 there).
+ */
+export const networkFilter = (
+  filters: Readonly<Record<string, ReadonlyArray<string>>> | undefined
+): Result.Result<(network: NetworkFacts) => boolean, string> =>
+  Result.gen(function*() {
+    const f = filters ?? {}
+    const names = yield* Result.all((f["name"] ?? []).map((p) => regexpFilter("name", p)))
+    const ids = yield* Result.all((f["id"] ?? []).map((p) => regexpFilter("id", p)))
+    for (const type of f["type"] ?? []) {
+      if (type !== "custom" && type !== "builtin") return yield* Result.fail(`invalid filter: 'type'='${type}'`)
+    }
+    const dangling = f["dangling"] ?? []
+    for (const value of dangling) {
+      if (!["true", "1", "false", "0"].includes(value)) {
+        return yield* Result.fail(`invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")`)
+      }
+    }
+    const any = (values: ReadonlyArray<string> | undefined, test: (value: string) => boolean) =>
+      values === undefined || values.length === 0 || values.some(test)
+    return (network: NetworkFacts) =>
+      any(f["driver"], (v) => v === network.driver) &&
+      any(f["scope"], (v) => v === "local") &&
+      (names.length === 0 || names.some((p) => p.test(network.name))) &&
+      (ids.length === 0 || ids.some((p) => p.test(network.id))) &&
+      matchLabels(f["label"], network.labels) &&
+      any(f["type"], (v) => (v === "builtin") === network.predefined) &&
+      any(dangling, (v) => (v === "true" || v === "1") === (!network.predefined && !network.inUse))
+  })

@@ -259,10 +259,20 @@ export const withMounts = (mounts: ReadonlyArray<Mount>): SpecOption => (spec) =
 /**
  * The network: "none" keeps the container's own network namespace, in which runc
  * brings up only the loopback interface; "host" shares the host's, and mounts the
- * host's /etc/hosts and /etc/resolv.conf read-only as Docker does.
+ * host's /etc/hosts and /etc/resolv.conf read-only as Docker does; `{ netns }`
+ * joins a namespace pinned at that path (as CRI's sandbox joins the one it made
+ * for the pod's networks: runc then brings up nothing, its owner sets it up).
  */
-export const withNetwork = (mode: "none" | "host"): SpecOption => (spec) =>
-  mode === "none" ? spec : {
+export const withNetwork = (mode: "none" | "host" | { readonly netns: string }): SpecOption => (spec) =>
+  typeof mode === "object"
+    ? {
+      ...spec,
+      linux: {
+        ...spec.linux,
+        namespaces: [...spec.linux.namespaces.filter((ns) => ns.type !== "network"), { type: "network", path: mode.netns }]
+      }
+    }
+    : mode === "none" ? spec : {
     ...spec,
     mounts: [
       ...spec.mounts,

@@ -398,6 +398,17 @@ export const makeMonitorsCore = Effect.fnUntraced(function*(deps: {
     Effect.forkScoped
   )
 
+  // At shutdown, before the entries close: a task outlives us, and so does its
+  // network attachment, for the next start's recovery to adopt (or release, if
+  // the task is gone by then); only a task's deletion or its container's ends it.
+  yield* Effect.addFinalizer(() =>
+    Effect.forEach(
+      [...entries.values()].filter((e) => e.task !== undefined && !e.task.deleted),
+      (e) => e.task?.keepAttachment ?? Effect.void,
+      { discard: true }
+    )
+  )
+
   // At shutdown, before the entries close: label what is still running. Bounded:
   // shutting down cannot wait for containerd forever, and a mark that is missing
   // only costs the report of an exit that happens while we are down *and* whose

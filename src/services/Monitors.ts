@@ -27,6 +27,14 @@
  *   `ExitUnknown` (255). So exits that happened while we were down are handled
  *   exactly once. A failed list or attach is retried until it succeeds.
  *
+ * - Networks (when a `Networks` service is provided): a task's attachment lives
+ *   in the task's scope, a child of its entry's, so a container deleted by
+ *   anyone has its addresses, ports and namespace released with its entry. At
+ *   shutdown the tasks still there keep theirs, for recovery: each task found
+ *   adopts its attachment, and once a namespace's containers are recovered the
+ *   attachments of every other container of it (gone, or its task gone) are
+ *   released (`Networks.sweep`).
+ *
  * "Recorded as running" costs no RPC per start: when the Layer shuts down it
  * labels the containers still running. A program that dies without shutting down
  * leaves no such label, and a task deleted behind its back while it is dead is
@@ -41,6 +49,7 @@ import { retryForever, retryWhile } from "../internal/Retry.ts"
 import { BackoffQueue } from "./BackoffQueue.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { Events } from "./Events.ts"
+import { Networks } from "./Networks.ts"
 import { type Container, type CreateContainerOptions, type NewTaskOptions, Runtime, type Task } from "./Runtime.ts"
 
 export { ContainerState } from "../domain/ContainerState.ts"
@@ -116,6 +125,7 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
   const client = yield* Containerd
   const runtime = yield* Runtime
   const handler = yield* ExitHandler
+  const networks = yield* Effect.serviceOption(Networks)
   let service: MonitorsShape | undefined
 
   const recordExit = (namespace: string, id: string, exit: ContainerExit) =>
@@ -237,8 +247,8 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
     changes: Effect.withSpan(core.changes, "Monitors.changes")
   }
 
-  /** Adopts one container of ours: tracks it and picks up its task where it is. */
-  const recoverOne = (namespace: string, container: Container) =>
+  /** Adopts one container of ours: tracks it and picks up its task where it is (noting it in `withTasks` if it has one). */
+  const recoverOne = (namespace: string, container: Container, withTasks: Set<string>) =>
     Effect.gen(function*() {
       const recorded = Option.getOrUndefined(decodeExitRecord(container.labels[MonitorLabels.exit] ?? ""))
       const entry = yield* core.track({
@@ -261,6 +271,7 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
       )
       const adopt = Effect.gen(function*() {
         const found = yield* attach
+        if (Option.isSome(found)) withTasks.add(container.id)
         if (Option.isNone(found)) {
           if (container.labels[MonitorLabels.running] === undefined) return
           const unknown = exitUnknown(0, "the task was deleted while we were not watching")
@@ -313,7 +324,22 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
         `listing the containers of namespace ${namespace} to recover`,
         runtime.containers.list([`labels."${MonitorLabels.managed}"==true`]).pipe(withNamespace(namespace))
       )
-      yield* Effect.forEach(containers, (container) => recoverOne(namespace, container), { concurrency: 16, discard: true })
+      const withTasks = new Set<string>()
+      yield* Effect.forEach(containers, (container) => recoverOne(namespace, container, withTasks), {
+        concurrency: 16,
+        discard: true
+      })
+      // Each task found adopted its attachment (released again if the task had
+      // stopped); what is left belongs to a container or task that went while we
+      // were down.
+      // Not retried here: recovery must not wait on a plugin; a release that failed is tried again at the next start.
+      if (Option.isSome(networks)) {
+        yield* networks.value.sweep(namespace, withTasks).pipe(
+          Effect.catch((error) =>
+            Effect.logError(`releasing the network attachments of namespace ${namespace} whose tasks are gone`, error)
+          )
+        )
+      }
     })
   const namespaces = options.namespaces ?? [yield* client.currentNamespace]
   yield* Effect.forEach(namespaces, recover, { discard: true })

@@ -35,7 +35,7 @@
  * (create options → spec, user resolution, mounts). Their names are
  * re-exported here.
  */
-import { Context, Effect, Layer, Result } from "effect"
+import { Context, Effect, Layer, Option, Result } from "effect"
 import { OciSpecTypeUrl, packJson, unpackJson } from "../domain/Any.ts"
 import { addGroups, mergeWithImage, resolveUser } from "../domain/ContainerConfig.ts"
 import { type ContainerdError, invalidArgument } from "../domain/ContainerdError.ts"
@@ -46,6 +46,7 @@ import { makeFifoPool } from "../internal/Fifo.ts"
 import { Containerd, withNamespace } from "./Containerd.ts"
 import { ExitHub } from "./ExitHub.ts"
 import { Images } from "./Images.ts"
+import { Networks } from "./Networks.ts"
 import { runcOptions } from "../internal/RuncOptions.ts"
 import { type Container, makeContainer } from "./runtime/Container.ts"
 import {
@@ -57,6 +58,7 @@ import {
   validateOptions
 } from "./runtime/ContainerOptions.ts"
 import type { RuntimeEnv } from "./runtime/Env.ts"
+import { networkExtension, validateNetwork } from "./runtime/Network.ts"
 
 export { Stdio } from "../domain/Stdio.ts"
 export type { Container, ContainerInfo, NewTaskOptions } from "./runtime/Container.ts"
@@ -117,13 +119,18 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     fifos: yield* makeFifoPool(fifoDir),
     fifoDir,
     execConcurrency: options.execConcurrency ?? 8,
-    userFiles: makeUserFiles()
+    userFiles: makeUserFiles(),
+    // Only programs whose containers join networks provide it.
+    networks: yield* Effect.serviceOption(Networks)
   }
 
   const create = Effect.fn("Runtime.containers.create")(function*(options: CreateContainerOptions) {
     const method = "Runtime.containers.create"
     yield* validateOptions(method, options)
     const namespace = yield* client.currentNamespace
+    const attach = typeof options.network === "object" ? options.network : undefined
+    if (attach !== undefined) yield* validateNetwork(method, env.networks, attach)
+    const netns = Option.match(env.networks, { onNone: () => undefined, onSome: (n) => n.netnsPath(namespace, options.id) })
     const rpc = withNamespace(namespace)
     const image = yield* images.resolve(options.image)
     const merged = mergeWithImage(image.config.config, {
@@ -145,7 +152,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
     const provisional = Result.getOrElse(firstUser, () => ({ uid: 0, gid: 0, additionalGids: [0] }))
     // A spec that the update below will certainly correct is marked until it does (no RPC of its own).
     const marked = knownFiles === undefined && Result.isFailure(firstUser)
-    const specOf = (user: Oci.User) => containerSpec(namespace, options, merged.success, user)
+    const specOf = (user: Oci.User) => containerSpec(namespace, options, merged.success, user, netns)
     let spec = specOf(provisional)
     const created = yield* rpc(client.containers.create({
       container: {
@@ -159,7 +166,7 @@ export const makeRuntime = Effect.fnUntraced(function*(options: RuntimeOptions =
         spec: packJson(OciSpecTypeUrl, spec),
         snapshotter,
         snapshotKey: options.id,
-        extensions: { ...options.extensions }
+        extensions: { ...options.extensions, ...(attach === undefined ? {} : networkExtension(attach)) }
       }
     }))
     let record = created.container!

@@ -143,6 +143,9 @@ const fakeEngine = (calls: Calls) => {
     commitSource: (ref) => Effect.andThen(find(ref), Effect.fail(conflict("commit is not part of this stub"))),
     whilePaused: (_id, effect) => effect,
     usersOf: () => Effect.succeed([]),
+    networkConnect: () => Effect.void,
+    networkDisconnect: () => Effect.void,
+    names: Effect.succeed(new Map()),
     counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 })
   })
 }

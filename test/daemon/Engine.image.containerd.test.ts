@@ -1,4 +1,4 @@
-import { BRIDGE_WARNING } from "../../src/daemon/engine/HostConfig.ts"
+import { BRIDGE_WARNING } from "../../src/daemon/engine/Networking.ts"
 /**
  * The engine against the shared containerd with an image that has a config of
  * its own (Env, Labels, WorkingDir, User, Cmd, STOPSIGNAL): inspect shows the

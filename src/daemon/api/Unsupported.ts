@@ -91,7 +91,6 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("POST", "/auth", notSupported("logging in to registries is")),
   route("GET", "/system/df", notSupported("disk usage is")),
   route("GET", "/distribution/{name}/json", notSupported("distribution inspection is")),
-  route("*", "/networks/**", notSupported("networks are")),
   route("*", "/volumes/**", notSupported("volumes are")),
   route("*", "/plugins/**", notSupported("plugins are")),
   route("POST", "/swarm/init", notSupported("swarm mode is")),

@@ -31,10 +31,12 @@ import {
   checkOomScoreAdj,
   logConfigOf,
   parseBind,
+  namespaceKind,
   parseNetwork,
   parsePolicy,
   parseTmpfs
 } from "./HostConfig.ts"
+import { type ContainerNetwork, createNetworking, networksLabel } from "./Networking.ts"
 import { type HostFacts, parseResources, readHostFacts } from "./Resources.ts"
 import { isolationOf, isolationSpec } from "./Security.ts"
 import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
@@ -53,7 +55,7 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     if (host.AutoRemove === true && policy.name !== "no") {
       return yield* Effect.fail(badRequest("conflicting options: cannot specify both --restart and --rm"))
     }
-    const network = yield* orBadRequest(parseNetwork(host.NetworkMode))
+    const mode = yield* orBadRequest(parseNetwork(host.NetworkMode))
     const binds = yield* Effect.forEach(host.Binds ?? [], (bind) => orBadRequest(parseBind(bind)))
     const tmpfs = yield* Effect.forEach(Object.entries(host.Tmpfs ?? {}), ([dest, opts]) => orBadRequest(parseTmpfs(dest, opts)))
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
@@ -68,16 +70,20 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
       return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
     }
-    const resources = yield* orBadRequest(parseResources(host, { hostname: body.Hostname ?? "", network: network.mode, facts }))
+    const resources = yield* orBadRequest(parseResources(host, { hostname: body.Hostname ?? "", network: namespaceKind(mode), facts }))
     // As dockerd's adaptSharedNamespaceContainer: the donor by its id, so a rename keeps the link.
     const joined = yield* Effect.forEach(resources.joins, (join) =>
       Effect.map(
         env.store.find(join.container).pipe(Effect.mapError(() => badRequest(`No such container: ${join.container}`))),
         (donor) => [join.type === "pid" ? "PidMode" : "IpcMode", `container:${donor.id}`] as const
       ))
+    // As the pid and IPC modes: the donor of a container:<id> network mode by its id.
+    const netDonor = mode._tag === "Container"
+      ? yield* env.store.find(mode.ref).pipe(Effect.mapError(() => notFound(`No such container: ${mode.ref}`)))
+      : undefined
     return {
       image: body.Image,
-      network: network.mode,
+      mode,
       mounts: [...binds, ...tmpfs],
       isolation,
       // Docker's defaults, not containerd's: no_new_privs only when asked, oom_score_adj 0 (not the shim's).
@@ -89,20 +95,29 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
       dns,
       groupAdd: resources.groupAdd,
       shareableShm: resources.shareableShm,
-      host: { ...host, ...Object.fromEntries(joined) },
-      warnings: network.warning === undefined ? warnings : [...warnings, network.warning]
+      host: { ...host, ...Object.fromEntries(joined), ...(netDonor === undefined ? {} : { NetworkMode: `container:${netDonor.id}` }) },
+      warnings
     }
   })
 
-/** What a container's hosts files are made from, as it was created. */
-export const namesOf = (id: string, stored: StoredContainer): ContainerNames => ({
+/** The ids of the daemon's user networks: names resolve on them, not on the predefined ones (as Docker's default bridge). */
+export const userNetworkIds = (env: Environment): Effect.Effect<ReadonlySet<string>> =>
+  Effect.map(env.networks?.list ?? Effect.succeed([]), (records) => new Set(records.filter((r) => !r.Predefined).map((r) => r.Id)))
+
+/** What a container's hosts files are made from: what it was created with, and the networks it joins (undefined: it is on none). */
+export const namesOf = (
+  id: string,
+  stored: StoredContainer,
+  networks: ReadonlyArray<ContainerNetwork> | undefined,
+  userNetworks: ReadonlySet<string>
+): ContainerNames => ({
   id,
   name: stored.Name.replace(/^\//, ""),
   hostname: hostnameOf(id, stored.Config, stored.HostConfig),
   domainname: stored.Config.Domainname ?? "",
   extraHosts: stored.HostConfig.ExtraHosts ?? [],
-  mode: stored.HostConfig.NetworkMode === "host" ? "host" : "none",
-  networks: []
+  mode: networks !== undefined ? "networks" : stored.HostConfig.NetworkMode === "host" ? "host" : "none",
+  networks: (networks ?? []).map((n) => ({ network: n.id, aliases: n.aliases, resolves: userNetworks.has(n.id) }))
 })
 
 /** `create` over the engine's environment. */
@@ -122,6 +137,7 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
         )),
       Effect.mapError((error) => error._tag === "DockerError" ? error : fromLibrary(error))
     )
+    const networking = yield* createNetworking(env.networks, checked.mode, body, image.config.config?.ExposedPorts)
     return yield* env.store.withName(name, (name) =>
       Effect.gen(function*() {
         const id = crypto.randomBytes(32).toString("hex")
@@ -155,7 +171,8 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
             Effect.onError(() => removeContainerTree(dir))
           )
         }
-        const etcFiles = yield* env.hosts.prepare(namesOf(id, stored), {
+        const joins = typeof networking.network === "object" ? networking.networks : undefined
+        const etcFiles = yield* env.hosts.prepare(namesOf(id, stored, joins, yield* userNetworkIds(env)), {
           dns: checked.dns,
           readonly: host.ReadonlyRootfs ?? false,
           // As dockerd: a mount of the client's own at /etc/hosts (...) wins.
@@ -175,12 +192,13 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
           user: body.User || undefined,
           labels: {
             [DaemonLabels.name]: name,
+            ...(typeof networking.network === "object" ? networksLabel(networking.networks) : {}),
             ...(host.AutoRemove === true ? { [MonitorLabels.transient]: "true" } : {})
           },
           mounts: [...checked.mounts, ...etcFiles],
           hostname: hostnameOf(id, config, host),
           tty: body.Tty ?? false,
-          network: checked.network,
+          network: networking.network,
           readonlyRootfs: host.ReadonlyRootfs ?? false,
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtimeBinary: checked.isolation.runtimeBinary,
@@ -191,6 +209,6 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
         const entry = yield* makeEntry(container.id, stored, container.labels)
         env.store.add(entry)
         yield* publish(env, entry, "create")
-        return { Id: id, Warnings: checked.warnings }
+        return { Id: id, Warnings: [...checked.warnings, ...networking.warnings] }
       }))
   })

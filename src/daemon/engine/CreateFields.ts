@@ -34,17 +34,10 @@ export const isSet = (value: unknown): boolean => {
   return true
 }
 
-/** Set somewhere inside: the CLI sends an endpoint of all-empty settings for the default network. */
-const isSetDeep = (value: unknown): boolean =>
-  value !== null && typeof value === "object" && !Array.isArray(value)
-    ? Object.values(value).some(isSetDeep)
-    : isSet(value)
-
 const honoured: Row = { treatment: { _tag: "Honoured" } }
 const warn = (message: string, isSet?: Row["isSet"]): Row => ({ treatment: { _tag: "Warn", message }, isSet })
 const reject = (message: string, isSet?: Row["isSet"]): Row => ({ treatment: { _tag: "Reject", message }, isSet })
 
-const noNetwork = "there is no container networking yet"
 const limit = (field: string, flag: string) =>
   reject(`${field} (${flag}) is not supported: of the resource limits the memory, CPU, cpuset, pids and ulimit ones are applied (engine/Resources.ts)`)
 const namespace = (field: string, flag: string) =>
@@ -70,17 +63,19 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   WorkingDir: honoured,
   StopSignal: honoured,
   StopTimeout: honoured,
-  ExposedPorts: warn(`ExposedPorts (--expose) is ignored: ${noNetwork}`),
+  // Shown by inspect and docker ps, published by -P (engine/Ports.ts).
+  ExposedPorts: honoured,
   Volumes: reject("Volumes (anonymous volumes, -v /path) are not supported: bind a host path (-v /host:/path) or use --tmpfs"),
   Healthcheck: warn("Healthcheck (--health-*) is ignored: health checks are not run"),
-  NetworkDisabled: warn("NetworkDisabled is ignored: use NetworkMode none (the default here)"),
-  MacAddress: warn(`MacAddress (--mac-address) is ignored: ${noNetwork}`),
+  NetworkDisabled: warn("NetworkDisabled is ignored: use NetworkMode none"),
+  MacAddress: warn("MacAddress (--mac-address) is ignored: the bridge plugin gives the interface its MAC address"),
   OnBuild: warn("OnBuild is ignored: this daemon builds no images"),
   // Windows-only (dockerd ignores it on Linux too).
   ArgsEscaped: honoured,
   // Only builds use it, for the shell form of RUN, CMD and ENTRYPOINT.
   Shell: honoured,
-  NetworkingConfig: warn(`NetworkingConfig (--ip, --alias, ...) is ignored: ${noNetwork}`, isSetDeep),
+  // One endpoint, as dockerd 20.10 takes at create: its aliases and IPv4 address (engine/Networking.ts).
+  NetworkingConfig: honoured,
   HostConfig: honoured,
 
   "HostConfig.Binds": honoured,
@@ -100,9 +95,10 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.ContainerIDFile": honoured,
   // Security.ts: all the daemon's capabilities, the host's devices, no seccomp, nothing masked.
   "HostConfig.Privileged": honoured,
-  "HostConfig.PortBindings": reject(`PortBindings (-p) is not supported: ${noNetwork}; use NetworkMode host`),
-  "HostConfig.PublishAllPorts": reject(`PublishAllPorts (-P) is not supported: ${noNetwork}; use NetworkMode host`),
-  "HostConfig.Links": reject(`Links (--link) is not supported: ${noNetwork}`),
+  // engine/Ports.ts, published at each start by the library's Networks.
+  "HostConfig.PortBindings": honoured,
+  "HostConfig.PublishAllPorts": honoured,
+  "HostConfig.Links": reject("Links (--link) is not supported: use a user-defined network, on which containers reach each other by name"),
   // The container's resolv.conf and hosts files (network/ResolvConf.ts, network/EtcHosts.ts).
   "HostConfig.Dns": honoured,
   "HostConfig.DnsOptions": honoured,

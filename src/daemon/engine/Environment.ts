@@ -11,6 +11,7 @@ import type { MonitorsShape } from "../../services/Monitors.ts"
 import { conflict, type DockerError, fromLibrary, internal } from "../DockerError.ts"
 import type { EventLog } from "../EventLog.ts"
 import type { HostsFiles } from "../network/HostsFiles.ts"
+import type { DockerNetworksShape } from "../Networks.ts"
 import { logPath } from "../LogFiles.ts"
 import { logConfigOf } from "./HostConfig.ts"
 import type { Platform } from "./Security.ts"
@@ -38,6 +39,8 @@ export interface Environment {
   readonly hosts: HostsFiles
   /** The default bridge's gateway, which `--add-host NAME:host-gateway` names; undefined without one. */
   readonly hostGateway: () => string | undefined
+  /** The daemon's networks; without them (an engine built alone) containers get `none` or `host` only. */
+  readonly networks: DockerNetworksShape | undefined
 }
 
 /** Runs in the daemon's namespace, whatever the client's default. */

@@ -106,37 +106,40 @@ export const parseBind = (bind: string): Result.Result<BindMount, string> => {
   return Result.succeed({ type: "bind", source, destination, readonly: modes.includes("ro") })
 }
 
-/** What a network mode becomes: only `none` and `host` exist until bridge networking does. */
-export interface Network {
-  readonly mode: "none" | "host"
-  /** For the create response's `Warnings`, when the container gets less than it asked for. */
-  readonly warning?: string | undefined
-}
-
-/** Said when the default network or `bridge` is asked for and the container gets `none`. */
-export const BRIDGE_WARNING = "the bridge network does not exist yet: the container has no network but loopback (as with --network none)"
-
 /**
- * `HostConfig.NetworkMode`.
- *
- * Gotchas: the default (``, `default`, what the CLI sends on every `docker run`) is
- * Docker's bridge, which does not exist yet: the container gets `none`, and is told
- * so in a warning (the CLI prints it on stderr) rather than silently.
+ * What a network mode asks for, as dockerd's `container.NetworkMode`: no network
+ * but loopback, the host's, Docker's default bridge (``, `default`, `bridge`),
+ * a user network by name or id, or another container's network namespace.
  */
-export const parseNetwork = (mode: string | null | undefined): Result.Result<Network, string> => {
-  switch (mode ?? "") {
+export type NetworkMode =
+  | { readonly _tag: "None" }
+  | { readonly _tag: "Host" }
+  | { readonly _tag: "Bridge" }
+  | { readonly _tag: "Network"; readonly ref: string }
+  | { readonly _tag: "Container"; readonly ref: string }
+
+/** `HostConfig.NetworkMode`. */
+export const parseNetwork = (mode: string | null | undefined): Result.Result<NetworkMode, string> => {
+  const text = mode ?? ""
+  switch (text) {
     case "none":
-      return Result.succeed({ mode: "none" })
+      return Result.succeed({ _tag: "None" })
+    case "host":
+      return Result.succeed({ _tag: "Host" })
     case "":
     case "default":
     case "bridge":
-      return Result.succeed({ mode: "none", warning: BRIDGE_WARNING })
-    case "host":
-      return Result.succeed({ mode: "host" })
-    default:
-      return Result.fail(`network mode ${JSON.stringify(mode)} is not supported: use none, host or default`)
+      return Result.succeed({ _tag: "Bridge" })
   }
+  if (text.startsWith("container:")) {
+    const ref = text.slice("container:".length)
+    return ref === "" ? Result.fail("Invalid network mode: invalid container format container:<name|id>") : Result.succeed({ _tag: "Container", ref })
+  }
+  return Result.succeed({ _tag: "Network", ref: text })
 }
+
+/** The namespace a mode gives the process: the host's, or one of its own (set up by CNI or joined). */
+export const namespaceKind = (mode: NetworkMode): "none" | "host" => mode._tag === "Host" ? "host" : "none"
 
 /** `HostConfig.LogConfig`, checked: only json-file, with a positive `max-size` and `max-file`. */
 export const checkLogConfig = (log: HostConfig["LogConfig"]): Result.Result<void, string> => {

@@ -30,6 +30,7 @@ import {
   trackedOf
 } from "./Environment.ts"
 import type { Execs } from "./Exec.ts"
+import { networkAtStart, startNetworkError } from "./Networking.ts"
 import { type Join, joinOptions, joinRefusal } from "./Resources.ts"
 import type { WaitCondition } from "./Shape.ts"
 import { isPaused, isRunning, status, type Transition, transition } from "./State.ts"
@@ -41,8 +42,8 @@ import { stateOf } from "./Views.ts"
 const joinsAtStart = (env: Environment, logRoot: string, entry: Entry): Effect.Effect<SpecOption | undefined, DockerError> =>
   Effect.gen(function*() {
     const host = entry.stored.HostConfig
-    const joins: Array<Join> = (["pid", "ipc"] as const).flatMap((type) => {
-      const mode = (type === "pid" ? host.PidMode : host.IpcMode) ?? ""
+    const joins: Array<Join> = (["pid", "ipc", "network"] as const).flatMap((type) => {
+      const mode = (type === "pid" ? host.PidMode : type === "ipc" ? host.IpcMode : host.NetworkMode) ?? ""
       return mode.startsWith("container:") ? [{ type, container: mode.slice("container:".length) }] : []
     })
     if (joins.length === 0) return undefined
@@ -122,20 +123,21 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
     Effect.gen(function*() {
       const target = targetOf(env, entry)
       const spec = yield* joinsAtStart(env, options.logRoot, entry)
-      if (target.shimLogged) {
-        yield* lib(
-          ns(monitors.start(entry.id, { stdio: Stdio.binary(options.shimLogger!, options.logRoot), spec })),
-          `cannot start container ${entry.id}`
+      const network = yield* networkAtStart(env, entry)
+      // The members it will see, before it runs (its own address follows the attach, through Networks.changes).
+      if (network !== undefined) yield* env.hosts.refresh([entry.id])
+      const started = (stdio: Stdio) =>
+        lib(ns(monitors.start(entry.id, { stdio, spec, network })), `cannot start container ${entry.id}`).pipe(
+          Effect.mapError((error) => startNetworkError(entry, error))
         )
+      if (target.shimLogged) {
+        yield* started(Stdio.binary(options.shimLogger!, options.logRoot))
         // Its output ends when the task is deleted (the shim waits for the logger then): see handleRunEnd.
         entry.output.streaming = true
         return yield* publish(env, entry, "start")
       }
       if (target.openStdin) yield* inputOf(entry.output)
-      const task = yield* lib(
-        ns(monitors.start(entry.id, { stdio: Stdio.pipe({ stdin: target.openStdin }), spec })),
-        `cannot start container ${entry.id}`
-      )
+      const task = yield* started(Stdio.pipe({ stdin: target.openStdin }))
       entry.output.streaming = true
       yield* FiberMap.run(pumps, entry.id, pump(target, task))
       yield* publish(env, entry, "start")

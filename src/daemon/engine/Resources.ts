@@ -37,7 +37,7 @@ export type HostDevice = Omit<Res.Device, "path" | "access">
 
 /** A namespace the container joins at each start: another container's, by the reference asked for. */
 export interface Join {
-  readonly type: "pid" | "ipc"
+  readonly type: "pid" | "ipc" | "network"
   readonly container: string
 }
 
@@ -317,11 +317,13 @@ export const joinRefusal = (join: Join, donorId: string, donor: { readonly runni
  * host's own) is bound too.
  */
 export const joinOptions = (
-  joins: ReadonlyArray<{ readonly type: "pid" | "ipc"; readonly pid: number; readonly shm: string }>
+  joins: ReadonlyArray<{ readonly type: Join["type"]; readonly pid: number; readonly shm: string }>
 ): ReadonlyArray<SpecOption> =>
   joins.flatMap(({ pid, shm, type }) =>
     type === "pid"
       ? [Res.withNamespace("pid", { _tag: "Join", path: `/proc/${pid}/ns/pid` })]
+      : type === "network"
+      ? [Res.withNamespace("network", { _tag: "Join", path: `/proc/${pid}/ns/net` })]
       : [
         Res.withNamespace("ipc", { _tag: "Join", path: `/proc/${pid}/ns/ipc` }),
         Res.withShm({ _tag: "Bind", source: shm })

@@ -7,6 +7,7 @@ import type { Duration, Effect, Scope, Stream } from "effect"
 import type { DockerError } from "../DockerError.ts"
 import type { LogEntry } from "../JsonLogReader.ts"
 import type { CommitSource } from "./Commit.ts"
+import type { EndpointRequest } from "./Networking.ts"
 import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
 
@@ -93,6 +94,16 @@ export interface EngineShape {
   readonly commitSource: (ref: string) => Effect.Effect<CommitSource, DockerError>
   /** Runs `effect` with the container (by id) paused if it runs, unpaused after whatever the result (a commit's `pause`). */
   readonly whilePaused: <A, E, R>(id: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** `docker network connect`: 404 for an unknown container or network; the endpoint's aliases and address checked. */
+  readonly networkConnect: (
+    network: string,
+    container: string,
+    endpoint: EndpointRequest | undefined
+  ) => Effect.Effect<void, DockerError>
+  /** `docker network disconnect`. */
+  readonly networkDisconnect: (network: string, container: string) => Effect.Effect<void, DockerError>
+  /** Each container's name, by id (for a network's `Containers`). */
+  readonly names: Effect.Effect<ReadonlyMap<string, string>>
   /** Counts for `GET /info`. */
   readonly counts: Effect.Effect<{
     readonly total: number

@@ -15,6 +15,7 @@ import { badRequest, conflict, type DockerError, notFound } from "../DockerError
 import { StoredContainer } from "../Model.ts"
 import { effectiveConfig, type EffectiveConfig } from "./Config.ts"
 import { policyOf } from "./HostConfig.ts"
+import { type ContainerNetwork, NETWORKS_LABEL, networksOfLabels } from "./Networking.ts"
 import { makeRestartManager, type RestartManager } from "./RestartManager.ts"
 import { idle, type Phase } from "./State.ts"
 import { type ContainerOutput, makeOutput } from "./Streams.ts"
@@ -67,6 +68,8 @@ export interface Entry {
   readonly output: ContainerOutput
   /** Completed once the engine has handled the current run's exit (so the next start may come). */
   handled: Deferred.Deferred<void> | undefined
+  /** The networks it joins at each start (none: it is not on networks, but `none`, `host` or another's). */
+  networks: ReadonlyArray<ContainerNetwork> | undefined
   /**
    * The container's own lock, as moby's container lock: a start holds it from its checks until its
    * task runs, and a removal takes it to mark itself under way, so neither sees the other half-done.
@@ -88,6 +91,7 @@ export const makeEntry = (id: string, stored: StoredContainer, labels: Readonly<
     }),
     output,
     handled: undefined,
+    networks: labels[NETWORKS_LABEL] === undefined ? undefined : networksOfLabels(labels),
     lock: Semaphore.makeUnsafe(1)
   }))
 

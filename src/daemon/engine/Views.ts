@@ -4,7 +4,7 @@
  * counts of `GET /info` (`top` is `Top.ts`). They only read:
  * the monitors' state of the task, the entry's phase, what was stored at create.
  */
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Option } from "effect"
 import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { matchLabels, regexpFilter } from "../Filters.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
@@ -12,6 +12,7 @@ import { withoutInit } from "../../domain/OciResources.ts"
 import { filesOf } from "../network/HostsFiles.ts"
 import { hostnameOf } from "./Config.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
+import { networkSettingsJson, summaryNetworkJson } from "./Networking.ts"
 import { resourcesJson } from "./Resources.ts"
 import type { ContainerFilters } from "./Shape.ts"
 import { isPaused, isRunning, status } from "./State.ts"
@@ -64,6 +65,7 @@ const configJson = (entry: Entry) => {
     Tty: config.Tty ?? false,
     OpenStdin: config.OpenStdin ?? false,
     StdinOnce: config.StdinOnce ?? false,
+    ...(exposedJson(entry) === undefined ? {} : { ExposedPorts: exposedJson(entry) }),
     // As dockerd: what was asked merged with the image's, not the process's (no HOSTNAME; a bare name stays).
     Env: entry.config.Env,
     Cmd: entry.config.Cmd,
@@ -76,11 +78,19 @@ const configJson = (entry: Entry) => {
   }
 }
 
+/** `Config.ExposedPorts` as dockerd shows it: the request's merged with the image's (absent when none). */
+const exposedJson = (entry: Entry) => {
+  const merged = { ...entry.stored.ImageConfig?.ExposedPorts, ...(entry.stored.Config.ExposedPorts as Record<string, unknown> | null | undefined) }
+  return Object.keys(merged).length === 0 ? undefined : Object.fromEntries(Object.keys(merged).map((key) => [key, {}]))
+}
+
 const hostConfigJson = (entry: Entry) => {
   const host = entry.stored.HostConfig
   return {
     Binds: host.Binds ?? null,
     NetworkMode: host.NetworkMode || "default",
+    PortBindings: host.PortBindings ?? {},
+    PublishAllPorts: host.PublishAllPorts ?? false,
     RestartPolicy: { Name: entry.restarts.policy.name, MaximumRetryCount: entry.restarts.policy.max },
     AutoRemove: host.AutoRemove ?? false,
     ReadonlyRootfs: host.ReadonlyRootfs ?? false,
@@ -120,6 +130,7 @@ export const inspect = (env: Environment, entry: Entry) =>
     const spec = yield* specOf(env, entry)
     const args = commandOf(entry, spec)
     const files = filesOf(env.options.logRoot, entry.id)
+    const networkSettings = yield* networkSettingsJson(env, entry, yield* attachmentOf(env, entry))
     return {
       Id: entry.id,
       Created: entry.stored.Created,
@@ -138,7 +149,7 @@ export const inspect = (env: Environment, entry: Entry) =>
       HostConfig: hostConfigJson(entry),
       Config: configJson(entry),
       Mounts: mountsJson(entry),
-      NetworkSettings: { Networks: {}, Ports: {}, IPAddress: "", Gateway: "", MacAddress: "" }
+      NetworkSettings: networkSettings
     } satisfies ContainerInspectJson
   })
 
@@ -206,7 +217,8 @@ export const list = (
         matchLabels(filters.label, entry.config.Labels))
       .sort((a, b) => b.entry.stored.Created.localeCompare(a.entry.stored.Created))
     const limited = options.limit !== undefined && options.limit > 0 ? selected.slice(0, options.limit) : selected
-    return limited.map(({ entry, spec, state }): ContainerSummaryJson => ({
+    return yield* Effect.forEach(limited, ({ entry, spec, state }) =>
+      Effect.map(Effect.flatMap(attachmentOf(env, entry), (a) => summaryNetworkJson(env, entry, a)), (network): ContainerSummaryJson => ({
       Id: entry.id,
       Names: [`/${entry.name}`],
       Image: entry.stored.Image,
@@ -216,12 +228,22 @@ export const list = (
       State: state.Status,
       Status: statusText(state, now),
       Labels: entry.config.Labels,
-      Ports: [],
+      Ports: network.Ports,
       Mounts: [],
       HostConfig: { NetworkMode: entry.stored.HostConfig.NetworkMode || "default" },
-      NetworkSettings: { Networks: {} }
-    }))
+      NetworkSettings: network.NetworkSettings
+    })))
   })
+
+/** The network attachment of its running task, if it has one. */
+const attachmentOf = (env: Environment, entry: Entry) =>
+  Effect.flatMap(trackedOf(env, entry), (tracked) =>
+    !isRunning(tracked?.state.status)
+      ? Effect.succeed(undefined)
+      // The library's live one: connect and disconnect change it after the task's start.
+      : env.networks === undefined
+      ? Effect.succeed(tracked?.task?.attachment)
+      : Effect.map(env.networks.library.get(env.options.namespace, entry.id), Option.getOrUndefined))
 
 /** The containers made from image `imageId` (a store query: no listing is rendered), running ones flagged. */
 export const usersOf = (env: Environment, imageId: string) =>

@@ -9,7 +9,7 @@
  * (containerd would delete the record and leave the task's shim running, out of
  * reach: it touches no task without its container).
  */
-import { Effect, Exit, Option, Scope } from "effect"
+import { type Cause, Effect, Exit, Option, Scope } from "effect"
 import { OciSpecTypeUrl, packJson } from "../../domain/Any.ts"
 import { type ContainerdError, failedPrecondition, notFound } from "../../domain/ContainerdError.ts"
 import { exitedOf } from "../../domain/ExitStatus.ts"
@@ -21,7 +21,9 @@ import type { Mount as SnapshotMount } from "../../gen/containerd/types/mount.ts
 import type { Any } from "../../gen/google/protobuf/any.ts"
 import { withNamespace } from "../Containerd.ts"
 import type { ResolvedImage } from "../Images.ts"
+import type { AttachOptions } from "../Networks.ts"
 import type { RuntimeEnv } from "./Env.ts"
+import { holdAttachment, joinsNetns, storedNetworkOf, validateNetwork } from "./Network.ts"
 import { prepareProcess } from "./Process.ts"
 import { makeTask, statusSeenOf, type Task } from "./Task.ts"
 
@@ -56,23 +58,30 @@ export interface Container {
   /**
    * Creates the task (its init process, not started). `spec` changes the stored
    * spec first (one `Containers.Update`), for what is only known at the start:
-   * a namespace joined from another container's running process.
+   * a namespace joined from another container's running process. A container
+   * on networks is attached first (no RPC), for the task's life.
    */
   readonly newTask: (options?: NewTaskOptions) => Effect.Effect<Task, ContainerdError, Scope.Scope>
   /**
    * Attaches to the container's existing task (without stdio). It registers for
    * the task's exit before asking containerd about it, so an exit in between is
-   * not lost.
+   * not lost. A network attachment recorded for it is adopted, for the task's life.
    */
   readonly task: Effect.Effect<Task, ContainerdError, Scope.Scope>
   /** Deletes the container and (by default) its rootfs snapshot; its task must be deleted first. */
   readonly delete: (options?: { readonly snapshotCleanup?: boolean }) => Effect.Effect<void, ContainerdError>
 }
 
-/** How a task is created: its init's stdio, and a last change to the spec. */
+/** How a task is created: its init's stdio, a last change to the spec, and its networks. */
 export interface NewTaskOptions {
   readonly stdio?: Stdio | undefined
   readonly spec?: SpecOption | undefined
+  /**
+   * The networks this task is attached to, instead of those the container was
+   * created with (connected or disconnected while it was stopped). Only for a
+   * container created on networks: its spec joins the namespace they are set up in.
+   */
+  readonly network?: AttachOptions | undefined
 }
 
 const infoOf = (namespace: string, record: ContainerRecord, spec: unknown): ContainerInfo => ({
@@ -141,12 +150,34 @@ export const makeContainer = (
     }
   }
 
+  /** The networks a new task is attached to, checked against the spec it will have (none: no networks). */
+  const networksOf = Effect.fnUntraced(function*(method: string, spec: unknown, override: AttachOptions | undefined) {
+    const stored = storedNetworkOf(info.extensions)
+    if (override === undefined && Option.isSome(stored) && Option.isNone(stored.value)) {
+      return yield* Effect.fail(failedPrecondition(method, `container ${id}: its stored networks cannot be read`))
+    }
+    const wanted = override ?? Option.getOrUndefined(Option.flatten(stored))
+    if (wanted === undefined) return undefined
+    yield* validateNetwork(method, env.networks, wanted)
+    const networks = Option.getOrThrow(env.networks)
+    if (!joinsNetns(spec, networks.netnsPath(namespace, id))) {
+      return yield* Effect.fail(failedPrecondition(
+        method,
+        `container ${id} was not created on networks: its spec joins no namespace to attach them in`
+      ))
+    }
+    return { networks, options: wanted }
+  })
+
   const newTask = Effect.fn("Container.newTask")(function*(taskOptions?: NewTaskOptions) {
-    if (taskOptions?.spec !== undefined) {
-      if (currentSpec === undefined) {
-        return yield* Effect.fail(failedPrecondition("Container.newTask", `container ${id} has no spec to change`))
-      }
-      const changed = applyOptions(currentSpec as Spec, [taskOptions.spec])
+    const method = "Container.newTask"
+    if (taskOptions?.spec !== undefined && currentSpec === undefined) {
+      return yield* Effect.fail(failedPrecondition(method, `container ${id} has no spec to change`))
+    }
+    const changed = taskOptions?.spec === undefined ? undefined : applyOptions(currentSpec as Spec, [taskOptions.spec])
+    // Checked before anything changes.
+    const network = yield* networksOf(method, changed ?? currentSpec, taskOptions?.network)
+    if (changed !== undefined) {
       const { container } = yield* rpc(client.containers.update({
         container: { id, spec: packJson(OciSpecTypeUrl, changed) },
         updateMask: ["spec"]
@@ -156,13 +187,27 @@ export const makeContainer = (
     }
     const rootfs = yield* mounts
     const prepared = yield* prepareProcess(env, namespace, id, "", taskOptions?.stdio ?? Stdio.null, terminal)
+    const failed = <E>(cause: Cause.Cause<E>) => Scope.close(prepared.scope, Exit.failCause(cause))
+    // Before Tasks.Create: runc joins the namespace, which must be set up by then.
+    const held = network === undefined ? Option.none() : yield* holdAttachment(
+      prepared.scope,
+      Effect.map(network.networks.attach(namespace, id, network.options), Option.some)
+    ).pipe(Effect.onError(failed))
     const created = yield* rpc(client.tasks.create({ containerId: id, rootfs: [...rootfs], terminal, ...prepared.io.request })).pipe(
-      Effect.onError((cause) => Scope.close(prepared.scope, Exit.failCause(cause)))
+      // The task's scope goes, and the attachment with it.
+      Effect.onError(failed)
     )
     // Its init exists from now on: if it dies before a start, that is its exit.
     yield* rpc(hub.created(id, "", created.pid))
     yield* prepared.io.connected
-    return trackTask(yield* makeTask(env, { ...prepared, ...taskParams(), pid: created.pid, started: false, statusSeen: "created" }))
+    return trackTask(yield* makeTask(env, {
+      ...prepared,
+      ...taskParams(),
+      pid: created.pid,
+      started: false,
+      statusSeen: "created",
+      network: Option.getOrUndefined(held)
+    }))
   }, (effect) =>
     Effect.suspend(() => {
       creatingTasks++
@@ -183,9 +228,14 @@ export const makeContainer = (
     const seen = statusSeenOf(process.status)
     if (seen === "created") yield* rpc(hub.created(id, "", process.pid))
     else if (seen !== "stopped") yield* rpc(hub.started(id, "", process.pid))
+    // Only once the task is known to exist: a failed look must not release a running task's network.
+    const held = Option.isNone(env.networks)
+      ? Option.none()
+      : yield* holdAttachment(prepared.scope, env.networks.value.adopt(namespace, id))
     return trackTask(yield* makeTask(env, {
       ...prepared,
       ...taskParams(),
+      network: Option.getOrUndefined(held),
       pid: process.pid,
       started: seen !== "created",
       status: seen === "stopped" ? exitedOf(process) : undefined,

@@ -19,6 +19,7 @@ import type { Mount as SnapshotMount } from "../../gen/containerd/types/mount.ts
 import type { Any } from "../../gen/google/protobuf/any.ts"
 import { compositeKey } from "../../internal/Key.ts"
 import { readRootfsFile } from "../../internal/Rootfs.ts"
+import type { AttachOptions } from "../Networks.ts"
 
 /** A host directory bound into the container. */
 export interface BindMount {
@@ -85,8 +86,13 @@ export interface CreateContainerOptions {
   readonly hostname?: string | undefined
   /** A terminal for the init process: one output stream, and `resize`. */
   readonly tty?: boolean | undefined
-  /** "none" (default): an own network namespace with loopback only; "host": the host's. */
-  readonly network?: "none" | "host" | undefined
+  /**
+   * "none" (default): an own network namespace with loopback only; "host": the
+   * host's; or networks (`AttachOptions`): the namespace `Networks.netnsPath`
+   * names, which each task's start attaches to them (the `Networks` service must
+   * be provided). Stored on the record, so a loaded container keeps them.
+   */
+  readonly network?: "none" | "host" | AttachOptions | undefined
   readonly readonlyRootfs?: boolean | undefined
   readonly resources?: {
     /** Bytes; at least 6 MiB, as Docker requires. */
@@ -173,12 +179,17 @@ const toOciMount = (mount: BindMount | TmpfsMount): Oci.Mount =>
       ]
     }
 
-/** The container's spec for `user`: the defaults, the options merged with the image's config, then the caller's changes. */
+/**
+ * The container's spec for `user`: the defaults, the options merged with the
+ * image's config, then the caller's changes. `netns` is the namespace a
+ * container on networks joins.
+ */
 export const containerSpec = (
   namespace: string,
   options: CreateContainerOptions,
   merged: MergedProcess,
-  user: Oci.User
+  user: Oci.User,
+  netns?: string
 ): Oci.Spec => {
   const hostname = options.hostname ?? options.id.slice(0, 63)
   const tty = options.tty ?? false
@@ -189,7 +200,7 @@ export const containerSpec = (
     Oci.withUser(user),
     Oci.withTerminal(tty),
     Oci.withHostname(hostname),
-    Oci.withNetwork(options.network ?? "none"),
+    Oci.withNetwork(typeof options.network === "object" ? { netns: netns ?? "" } : options.network ?? "none"),
     Oci.withReadonlyRootfs(options.readonlyRootfs ?? false),
     Oci.withMounts((options.mounts ?? []).map(toOciMount)),
     ...(options.resources?.memory === undefined ? [] : [Oci.withMemoryLimit(options.resources.memory)]),

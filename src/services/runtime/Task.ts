@@ -17,8 +17,10 @@ import { Stdio } from "../../domain/Stdio.ts"
 import type { Mount as SnapshotMount } from "../../gen/containerd/types/mount.ts"
 import { Status } from "../../gen/containerd/types/task/task.ts"
 import { withNamespace } from "../Containerd.ts"
+import type { Attachment } from "../Networks.ts"
 import { readUserFiles } from "./ContainerOptions.ts"
 import type { RuntimeEnv } from "./Env.ts"
+import type { HeldAttachment } from "./Network.ts"
 import { makeProcess, prepareProcess, type PreparedProcess, type Process } from "./Process.ts"
 
 /** What an exec runs; everything not given is inherited from the container's process. */
@@ -57,6 +59,14 @@ export interface Task extends Process {
   /** The latest resource usage sample (cgroup statistics in `data`). */
   readonly metrics: Effect.Effect<{ readonly timestamp: Date | undefined; readonly data: unknown }, ContainerdError>
   readonly update: (resources: ResourceUpdate) => Effect.Effect<void, ContainerdError>
+  /** The task's network attachment (addresses, published ports), for a container on networks. */
+  readonly attachment: Attachment | undefined
+  /**
+   * Lets the attachment outlive this handle's scope, for the program's next
+   * start to adopt while the task runs on (`Networks.adopt`); deleting the task
+   * through the handle still releases it.
+   */
+  readonly keepAttachment: Effect.Effect<void>
 }
 
 /** containerd's task status, as a handle reports it (an unknown one counts as running: it may exit). */
@@ -82,6 +92,8 @@ export interface TaskParams extends PreparedProcess {
   /** The container's rootfs mounts, for reading its user files. */
   readonly mounts: Effect.Effect<ReadonlyArray<SnapshotMount>, ContainerdError>
   readonly imageConfigDigest: string | undefined
+  /** The task's network attachment, released with the task (unless kept). */
+  readonly network?: HeldAttachment | undefined
 }
 
 /** The handle of a task (its init process already created by containerd). */
@@ -145,6 +157,10 @@ export const makeTask = Effect.fnUntraced(function*(env: RuntimeEnv, params: Tas
     get deleted() {
       return init.deleted
     },
+    // A delete through the handle is the task's end: a kept attachment goes with it too.
+    delete: Effect.andThen(params.network?.unkeep ?? Effect.void, init.delete),
+    attachment: params.network?.attachment,
+    keepAttachment: params.network?.keep ?? Effect.void,
     kill: (signal = "SIGTERM", options) =>
       traced(
         "kill",

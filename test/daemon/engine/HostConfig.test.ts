@@ -2,7 +2,6 @@ import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 import {
   argv,
-  BRIDGE_WARNING,
   checkLogConfig,
   checkOomScoreAdj,
   logConfigOf,
@@ -124,18 +123,19 @@ describe("HostConfig", () => {
     }
   })
 
-  it("parseNetwork: only none and host; the default and bridge become none with a warning", () => {
+  it("parseNetwork: none, host, Docker's default bridge, a user network, another container's namespace", () => {
     const cases: Array<[string | null | undefined, Result.Result<unknown, string>]> = [
-      [undefined, Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
-      [null, Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
-      ["default", Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
-      ["none", Result.succeed({ mode: "none" })],
-      ["bridge", Result.succeed({ mode: "none", warning: BRIDGE_WARNING })],
-      ["host", Result.succeed({ mode: "host" })]
+      [undefined, Result.succeed({ _tag: "Bridge" })],
+      [null, Result.succeed({ _tag: "Bridge" })],
+      ["default", Result.succeed({ _tag: "Bridge" })],
+      ["bridge", Result.succeed({ _tag: "Bridge" })],
+      ["none", Result.succeed({ _tag: "None" })],
+      ["host", Result.succeed({ _tag: "Host" })],
+      ["mynet", Result.succeed({ _tag: "Network", ref: "mynet" })],
+      ["container:web", Result.succeed({ _tag: "Container", ref: "web" })]
     ]
     for (const [input, expected] of cases) assert.deepStrictEqual(parseNetwork(input), expected, String(input))
-    failed(parseNetwork("container:x"), "is not supported")
-    failed(parseNetwork("mynet"), "is not supported")
+    failed(parseNetwork("container:"), "invalid container format")
   })
 
   it("checkLogConfig and logConfigOf", () => {

@@ -87,6 +87,12 @@ describe("containerSpec", () => {
     assert.deepStrictEqual(spec.mounts.find((m) => m.destination === "/dst")?.options, ["rbind", "ro"])
     assert.strictEqual(spec.hostname, id.slice(0, 63))
   })
+
+  it("on networks, joins the pinned netns it is given (one network namespace, nothing of the host's mounted)", () => {
+    const spec = containerSpec("ns", { ...base, network: { networks: [{ network: "n1" }] } }, merged, user, "/run/x/netns/ns-web")
+    assert.deepStrictEqual(spec.linux.namespaces.filter((n) => n.type === "network"), [{ type: "network", path: "/run/x/netns/ns-web" }])
+    assert.isUndefined(spec.mounts.find((m) => m.destination === "/etc/resolv.conf"))
+  })
 })
 
 describe("user files", () => {

@@ -19,7 +19,7 @@ import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { NodeHttpServer, NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Config, Effect, Layer, Option, References, Schema } from "effect"
+import { Config, Effect, Layer, Option, References, Result, Schema } from "effect"
 import { CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
 import { HttpRouter } from "effect/http"
 import { removeFile } from "../internal/Files.ts"
@@ -31,6 +31,8 @@ import { embeddedContainerd } from "./EmbeddedContainerd.ts"
 import { Engine } from "./Engine.ts"
 import { parseSize } from "./engine/HostConfig.ts"
 import { EventLog } from "./EventLog.ts"
+import { defaultBridgeName, isDeviceName, parseAddressPool, parseBip, type Pool, type Subnet } from "./network/Pools.ts"
+import { DockerNetworks } from "./Networks.ts"
 import { buildShimLogger } from "./ShimLogger.ts"
 import { DockerImages } from "./Images.ts"
 import { packageVersion, System } from "./System.ts"
@@ -60,6 +62,12 @@ interface DaemonSettings {
   readonly logLevel: DaemonLogLevel
   /** The largest JSON request body, in bytes. */
   readonly maxJsonBody: number
+  /** `--default-address-pool`s (Docker's pools when empty). */
+  readonly addressPools: ReadonlyArray<Pool>
+  /** `--bip`: the default bridge's subnet and gateway. */
+  readonly bip: { readonly subnet: Subnet; readonly gateway: number } | undefined
+  /** The default bridge's device. */
+  readonly bridgeName: string
 }
 
 const isRoot = () => process.getuid?.() === 0
@@ -174,10 +182,23 @@ const announce = (socket: string) =>
 
 /** The daemon's services over the containerd at `address`: the library, the event log, the engine, images, system. */
 const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: string }) => {
+  // The library's networks under the data root (its conflists and attachment records beside our network
+  // records), below the runtime and monitors, which attach containers to them.
+  const networks = Live.networks({ confDir: path.join(settings.dataRoot, "network"), runRoot: path.join(settings.dataRoot, "run") })
   const library = Live.services({
     registry: { hosts: Object.fromEntries(settings.insecureRegistries.map((host) => [host, { insecure: true }])) },
     runtime: { fifoDir: path.join(settings.dataRoot, "fifo") }
-  }).pipe(Layer.provideMerge(Containerd.layer({ address: settings.containerdAddress, namespace: settings.namespace })))
+  }).pipe(
+    Layer.provideMerge(networks),
+    Layer.provideMerge(Containerd.layer({ address: settings.containerdAddress, namespace: settings.namespace }))
+  )
+  const dockerNetworks = DockerNetworks.layer({
+    dataRoot: settings.dataRoot,
+    namespace: settings.namespace,
+    pools: settings.addressPools,
+    bip: settings.bip,
+    bridgeName: settings.bridgeName
+  })
   return System.layer({
     dataRoot: settings.dataRoot,
     containerdAddress: settings.containerdAddress,
@@ -197,6 +218,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
         })
     ))),
     Layer.provideMerge(EventLog.layer),
+    Layer.provideMerge(dockerNetworks),
     Layer.provideMerge(library)
   )
 }
@@ -282,6 +304,21 @@ const flags = {
     "ADD_RUNTIME",
     "An OCI runtime containers may ask for (--runtime name): name=path of a runc-compatible binary; repeatable"
   ),
+  addressPools: repeatable(
+    "default-address-pool",
+    "DEFAULT_ADDRESS_POOL",
+    "Where networks created without a subnet take theirs, as dockerd's: base=<cidr>,size=<prefix>; repeatable (default 172.17-31.0.0/16, then 192.168.0.0/16 in /20s)"
+  ),
+  bip: Flag.String("bip").pipe(
+    Flag.withDescription("The default bridge's address and prefix, such as 10.9.0.1/24 (default: the first free address pool)"),
+    fromEnv("BIP"),
+    Flag.optional
+  ),
+  bridgeName: Flag.String("bridge-name").pipe(
+    Flag.withDescription("The default bridge's device (default ec0- and 8 hex characters of the data root's hash, so daemons never share one)"),
+    fromEnv("BRIDGE_NAME"),
+    Flag.optional
+  ),
   logLevel: Flag.Literals("log-level", LOG_LEVELS).pipe(
     Flag.withDescription("The least severe messages logged"),
     Flag.withFallbackConfig(Config.Literals(LOG_LEVELS, "EFFECT_CONTAINERD_LOG_LEVEL")),
@@ -297,19 +334,38 @@ const maxJsonBodyOf = (text: string) => {
     : Effect.succeed(bytes)
 }
 
+/** `--default-address-pool`, `--bip` and `--bridge-name`, checked. */
+const networkSettingsOf = (
+  input: { readonly addressPools: ReadonlyArray<string>; readonly bip: Option.Option<string>; readonly bridgeName: Option.Option<string> },
+  dataRoot: string
+) =>
+  Effect.gen(function*() {
+    const fail = (message: string) => Effect.fail(new DaemonError({ message }))
+    const addressPools = yield* Effect.forEach(input.addressPools, (text) =>
+      Result.match(parseAddressPool(text), { onSuccess: Effect.succeed, onFailure: fail }))
+    const bip = Option.isNone(input.bip)
+      ? undefined
+      : yield* Result.match(parseBip(input.bip.value), { onSuccess: Effect.succeed, onFailure: fail })
+    const bridgeName = Option.getOrElse(input.bridgeName, () => defaultBridgeName(dataRoot))
+    if (!isDeviceName(bridgeName)) return yield* fail(`--bridge-name ${bridgeName}: use a device name of at most 15 letters, digits, '.', '_' or '-'`)
+    return { addressPools, bip, bridgeName }
+  })
+
 const minimumLogLevel = { debug: "Debug", info: "Info", warn: "Warn", error: "Error" } as const
 
 const daemon = Command.make("daemon", flags, (input) =>
   Effect.gen(function*() {
+    const dataRoot = Option.isSome(input.dataRoot) ? path.resolve(input.dataRoot.value) : yield* defaultDataRoot
     const settings: DaemonSettings = {
       socketPath: Option.isSome(input.host) ? yield* socketPathOf(input.host.value) : yield* defaultSocketPath,
       containerdAddress: Option.getOrUndefined(input.containerd),
-      dataRoot: Option.isSome(input.dataRoot) ? path.resolve(input.dataRoot.value) : yield* defaultDataRoot,
+      dataRoot,
       namespace: input.namespace,
       insecureRegistries: input.insecureRegistries,
       runtimes: yield* runtimesOf(input.runtimes),
       logLevel: input.logLevel,
-      maxJsonBody: yield* maxJsonBodyOf(input.maxJsonBody)
+      maxJsonBody: yield* maxJsonBodyOf(input.maxJsonBody),
+      ...(yield* networkSettingsOf(input, dataRoot))
     }
     yield* runDaemon(settings)
   }).pipe(Effect.provideService(References.MinimumLogLevel, minimumLogLevel[input.logLevel]))).pipe(

@@ -7,14 +7,42 @@
  *
  * `docker(...)` runs the real docker CLI against it, with a config directory of
  * its own so nothing of the machine's `~/.docker` is read.
+ *
+ * Each daemon gets networks no other can collide with, as tests run in
+ * parallel on one host: its address pools are a /22 of 198.18.0.0/15 (the
+ * benchmarking range, never a real network here) chosen from the vitest worker
+ * and a counter, its default bridge is named from its data root. Its networks
+ * outlive the daemon (as dockerd's), so the harness removes them at the end:
+ * every attachment left, then each network's rules and bridge.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Schedule, type Scope } from "effect"
+import { Effect, Layer, Schedule, type Scope } from "effect"
+import { Networks } from "../../src/services/Networks.ts"
 import { HarnessError } from "./ContainerdHarness.ts"
+
+let daemons = 0
+
+/** A private /22 of 198.18.0.0/15 for the next daemon of this worker: `--default-address-pool` flags. */
+const privatePool = (): ReadonlyArray<string> => {
+  const worker = Number(process.env["VITEST_POOL_ID"] ?? "1") || 1
+  const index = (worker * 16 + daemons++) % 128
+  return ["--default-address-pool", `base=198.${18 + (index >> 6)}.${(index & 63) * 4}.0/22,size=26`]
+}
+
+/** Removes what a stopped daemon's networks left on the host: attachments, rules, bridges. */
+const removeNetworks = (dataRoot: string, namespace: string) =>
+  Effect.gen(function*() {
+    const networks = yield* Networks
+    yield* networks.sweep(namespace, new Set())
+    for (const definition of yield* networks.definitions) yield* networks.remove(definition.name)
+  }).pipe(
+    Effect.provide(Layer.fresh(Networks.layer({ confDir: path.join(dataRoot, "network"), runRoot: path.join(dataRoot, "run") }))),
+    Effect.catchCause((cause) => Effect.logWarning(`could not remove the networks of the daemon in ${dataRoot}`, cause))
+  )
 
 /** The daemon's entry point: the sources under vitest, the build under dist/ (benchmarks). */
 const MAIN = path.resolve(import.meta.dirname, `../../src/daemon/main${path.extname(import.meta.filename)}`)
@@ -116,6 +144,9 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
     )
     const socket = path.join(dir, "docker.sock")
     const dataRoot = path.join(dir, "data")
+    const pool = (options.flags ?? []).includes("--default-address-pool") ? [] : privatePool()
+    // After the daemon's stop (finalizers run in reverse), before its directory goes.
+    yield* Effect.addFinalizer(() => removeNetworks(dataRoot, options.namespace))
     const dockerConfig = path.join(dir, "docker-config")
     fs.mkdirSync(dockerConfig)
     let child: ChildProcess | undefined
@@ -150,6 +181,7 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
         options.namespace,
         ...(options.containerd === undefined ? [] : ["--containerd", options.containerd]),
         ...(options.insecureRegistries ?? []).flatMap((host) => ["--insecure-registry", host]),
+        ...pool,
         ...(options.flags ?? [])
       ]
       const spawned = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })

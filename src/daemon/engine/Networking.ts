@@ -140,7 +140,10 @@ export const createNetworking = (
     if (record.Driver === "null") return own([], "none")
     const [endpointName, endpoint] = endpoints[0] ?? [undefined, undefined]
     if (endpointName !== undefined) {
-      const named = yield* networks.find(endpointName).pipe(Effect.mapError((error) => badRequest(error.message)))
+      // The CLI names the default network as its mode does: `default`.
+      const named = yield* networks.find(endpointName === "default" ? "bridge" : endpointName).pipe(
+        Effect.mapError((error) => badRequest(error.message))
+      )
       if (named.Id !== record.Id) {
         return yield* Effect.fail(badRequest(`Container cannot be connected to network endpoints: ${endpointName} (its network mode is ${record.Name})`))
       }
@@ -217,7 +220,7 @@ export const networkAtStart = (env: Environment, entry: Entry): Effect.Effect<At
  */
 export const startNetworkError = (entry: Entry, error: DockerError): DockerError => {
   const cause = error.cause
-  if (!(cause instanceof ContainerdError) || cause.reason._tag !== "AlreadyExists" || !/^Bind for /.test(cause.reason.message)) return error
+  if (!(cause instanceof ContainerdError) || cause.reason._tag !== "AlreadyExists" || !/^(Bind for |Error starting userland proxy)/.test(cause.reason.message)) return error
   const network = entry.networks?.[0]?.id ?? ""
   return internal(
     `driver failed programming external connectivity on endpoint ${entry.name} (${endpointId(entry.id, network)}): ${cause.reason.message}`,

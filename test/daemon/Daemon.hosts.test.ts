@@ -8,6 +8,7 @@
  */
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Option, PubSub, Result, Stream } from "effect"
+import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -16,10 +17,25 @@ import { memberEntries, ownEntry, parseExtraHost, renderHosts } from "../../src/
 import { type ContainerNames, filesOf, makeHostsFiles } from "../../src/daemon/network/HostsFiles.ts"
 import { build, checkDns, containerResolvConf, filter, hostResolvConfPath } from "../../src/daemon/network/ResolvConf.ts"
 import { removeTree } from "../../src/internal/Files.ts"
-import { bothEngines, type Engine, engines, Engines, ok } from "../support/Engines.ts"
+import { bothEngines, type Engine, engines, Engines, eventually, ok } from "../support/Engines.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
+import { shared } from "../support/SharedContainerd.ts"
 
 const API = "/v1.41"
+
+/** The containerd namespace our daemon runs in (its `--namespace`). */
+const daemonNamespace = (engine: Engine): string => {
+  const args = fs.readFileSync(`/proc/${engine.daemon!.pid()}/cmdline`, "utf8").split("\0")
+  return args[args.indexOf("--namespace") + 1]!
+}
+
+/** `ctr` on the shared containerd: its stdout. */
+const ctrOut = (namespace: string, args: ReadonlyArray<string>) =>
+  Effect.callback<string, Error>((resume) => {
+    execFile("ctr", ["--address", shared().address, "-n", namespace, ...args], { timeout: 30_000 }, (error, stdout, stderr) =>
+      resume(error ? Effect.fail(new Error(`ctr ${args.join(" ")}: ${stderr || error.message}`)) : Effect.succeed(stdout)))
+  })
+const ctr = (namespace: string, args: ReadonlyArray<string>) => Effect.asVoid(ctrOut(namespace, args))
 
 /** dockerd 20.10's default lines (recorded: `docker run --network none busybox cat /etc/hosts`). */
 const DOCKERD_DEFAULT = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n" +
@@ -284,7 +300,7 @@ layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the fi
       if (results[1] !== undefined) assert.strictEqual(results[1].shown.split("|")[0], settings)
     }))
 
-  it.effect("a bad --add-host or --dns is a 400 at create with nothing made; host-gateway without a default bridge too", () =>
+  it.effect("a bad --add-host or --dns is a 400 at create with nothing made", () =>
     Effect.gen(function*() {
       const create = (engine: Engine, host: object) =>
         Effect.map(
@@ -309,15 +325,77 @@ layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the fi
       if (results[1] !== undefined) assert.deepStrictEqual(results[1], results[0])
       const { ours } = yield* Engines
       const before = yield* count(ours)
-      // dockerd takes these (its CLI checks --dns; it fails host-gateway only at the start).
+      // dockerd takes this (its CLI checks --dns).
       assert.strictEqual(
         yield* create(ours, { Dns: ["notanip"] }),
         `400 {"message":"IP address is not correctly formatted: notanip"}`
       )
-      assert.strictEqual(
-        yield* create(ours, { ExtraHosts: ["gw:host-gateway"] }),
-        `400 {"message":"unable to derive the IP value for host-gateway"}`
-      )
       assert.strictEqual(yield* count(ours), before)
+    }))
+
+  it.effect("on a user network names resolve: by name, alias and short id, a later member seen without restart, a removed one gone", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const docker = (...args: ReadonlyArray<string>) => ok(ours, args)
+      const hostsIn = (name: string) => docker("exec", name, "cat", "/etc/hosts")
+      const pings = (from: string, to: string) =>
+        Effect.map(ours.docker(["exec", from, "ping", "-c1", "-W1", to]), (r) => r.code === 0)
+      yield* docker("network", "create", "names")
+      const [web, db] = yield* Effect.all([
+        docker("run", "-d", "--name", "web", "--network", "names", "--network-alias", "frontend", FIXTURE_IMAGE, "sleep", "120"),
+        docker("run", "-d", "--name", "db", "--network", "names", "--hostname", "dbhost", "--add-host", "gw:host-gateway",
+          "--dns", "10.9.9.9", FIXTURE_IMAGE, "sleep", "120")
+      ], { concurrency: "unbounded" }).pipe(Effect.map((ids) => ids.map((id) => id.trim())))
+      const ipOf = (name: string) => Effect.map(docker("inspect", "-f", "{{.NetworkSettings.Networks.names.IPAddress}}", name), (s) => s.trim())
+      const [webIp, dbIp] = yield* Effect.all([ipOf("web"), ipOf("db")])
+      yield* eventually("each in the other's hosts file", Effect.map(
+        Effect.all([hostsIn("web"), hostsIn("db")]),
+        ([w, d]) => w.includes(`${dbIp}\tdb ${db!.slice(0, 12)}\n`) && d.includes(`${webIp}\tweb frontend ${web!.slice(0, 12)}\n`)
+      ))
+      for (const to of ["web", "frontend", web!.slice(0, 12)]) assert.isTrue(yield* pings("db", to), `db reaches ${to}`)
+      assert.isTrue(yield* pings("web", "db"))
+      // db's own settings, on a user network: its hostname line, host-gateway, its nameserver.
+      const gateway = (yield* docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "bridge")).trim()
+      const dbHosts = yield* hostsIn("db")
+      assert.include(dbHosts, `${gateway}\tgw\n${dbIp}\tdbhost\n`)
+      assert.strictEqual(yield* docker("exec", "db", "cat", "/etc/resolv.conf"), "nameserver 10.9.9.9\n")
+      assert.strictEqual(yield* docker("exec", "db", "hostname"), "dbhost\n")
+
+      // A later member: in web's file (the same inode, which web's mount holds) without restarting web.
+      const inode = (name: string) => Effect.map(docker("exec", name, "stat", "-c", "%i", "/etc/hosts"), (s) => s.trim())
+      const webInode = yield* inode("web")
+      yield* docker("run", "-d", "--name", "late", "--network", "names", FIXTURE_IMAGE, "sleep", "120")
+      yield* eventually("late in web's hosts file", Effect.map(hostsIn("web"), (h) => h.includes("\tlate ")))
+      assert.isTrue(yield* pings("web", "late"))
+      assert.strictEqual(yield* inode("web"), webInode)
+      yield* docker("rm", "-f", "late")
+      yield* eventually("late gone from web's and db's files", Effect.map(
+        Effect.all([hostsIn("web"), hostsIn("db")]),
+        ([w, d]) => !w.includes("late") && !d.includes("late")
+      ))
+      assert.isFalse(yield* pings("web", "late"))
+
+      // Deleted behind the daemon's back (ctr): the attachment goes with it, and so does its name.
+      const namespace = daemonNamespace(ours)
+      yield* docker("run", "-d", "--name", "gone", "--network", "names", FIXTURE_IMAGE, "sleep", "120")
+      yield* eventually("gone in web's hosts file", Effect.map(hostsIn("web"), (h) => h.includes("\tgone ")))
+      const gone = (yield* docker("inspect", "-f", "{{.Id}}", "gone")).trim()
+      yield* ctr(namespace, ["task", "kill", "-s", "SIGKILL", gone])
+      yield* eventually("gone's task stopped", Effect.map(ctrOut(namespace, ["task", "ls", "-q"]), (out) => !out.includes(gone)))
+      yield* ctr(namespace, ["task", "delete", gone]).pipe(Effect.ignore)
+      yield* ctr(namespace, ["container", "delete", gone])
+      yield* eventually("gone out of web's hosts file", Effect.map(hostsIn("web"), (h) => !h.includes("gone")))
+      yield* docker("rm", "-f", "web", "db")
+      yield* docker("network", "rm", "names")
+    }))
+
+  it.effect("on the default bridge a container has its own line only: no names of others", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      yield* ok(ours, ["run", "-d", "--name", "onbridge", FIXTURE_IMAGE, "sleep", "60"])
+      const out = yield* ok(ours, ["run", "--rm", "--hostname", "solo", "--domainname", "example.com", FIXTURE_IMAGE, "cat", "/etc/hosts"])
+      assert.isTrue(out.startsWith(DOCKERD_DEFAULT), out)
+      assert.match(out.slice(DOCKERD_DEFAULT.length), /^\d+\.\d+\.\d+\.\d+\tsolo\.example\.com solo\n$/)
+      yield* ok(ours, ["rm", "-f", "onbridge"])
     }))
 })

@@ -155,12 +155,13 @@ const writerFixture = Effect.gen(function*() {
     networks: Option.some({ attachments: Effect.sync(() => [...live.values()]), changes: PubSub.subscribe(changes).pipe(Effect.map(Stream.fromSubscription)) }),
     host: { etcHosts: () => "", etcResolvConf: () => "nameserver 10.0.0.2\n", readFile: () => "" }
   })
-  const attach = (entry: ContainerNames, ip: string) => {
+  /** Attaches (or re-attaches, as a connect or disconnect reports it) `entry` to `networks` (default: all of its own). */
+  const attach = (entry: ContainerNames, ip: string, networks = entry.networks.map((n) => n.network)) => {
     const attachment: Attachment = {
       namespace: "ns",
       containerId: entry.id,
       netns: "",
-      endpoints: entry.networks.map((n) => ({ network: n.network, ifname: "eth0", address: ip, prefixLength: 24, gateway: "", mac: "" })),
+      endpoints: networks.map((network) => ({ network, ifname: "eth0", address: ip, prefixLength: 24, gateway: "", mac: "" })),
       ports: []
     }
     live.set(entry.id, attachment)
@@ -209,8 +210,13 @@ describe("the hosts files' writer", () => {
       yield* until("lone's own line", () => hostsOf(lone).includes("10.254.8.2\tlone00000000\n"))
       assert.notInclude(hostsOf(lone), "effect-containerd")
 
-      yield* detach(b)
+      // A disconnect is reported as the attachment left: beta leaves net1's files though its change names net1 no more.
+      yield* attach(b, "10.254.9.3", [])
       yield* until("beta gone from alpha's file", () => !hostsOf(a).includes("beta"))
+      yield* attach(b, "10.254.9.3")
+      yield* until("beta back in alpha's file", () => hostsOf(a).includes("beta"))
+      yield* detach(b)
+      yield* until("beta gone again from alpha's file", () => !hostsOf(a).includes("beta"))
       assert.deepStrictEqual([inode(a), inode(b)], inodes)
       assert.strictEqual(
         hostsOf(a),
@@ -374,6 +380,21 @@ layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the fi
         ([w, d]) => !w.includes("late") && !d.includes("late")
       ))
       assert.isFalse(yield* pings("web", "late"))
+
+      // docker network connect (with an alias) and disconnect of a running container.
+      yield* docker("network", "create", "other")
+      yield* docker("run", "-d", "--name", "elsewhere", "--network", "other", FIXTURE_IMAGE, "sleep", "120")
+      yield* docker("network", "connect", "--alias", "webby", "other", "web")
+      yield* eventually("web (webby) in elsewhere's file, elsewhere in web's", Effect.map(
+        Effect.all([hostsIn("elsewhere"), hostsIn("web")]),
+        ([e, w]) => /\tweb webby [0-9a-f]{12}\n/.test(e) && w.includes("\telsewhere ")
+      ))
+      assert.isTrue(yield* pings("elsewhere", "webby"))
+      assert.notInclude(yield* hostsIn("db"), "elsewhere", "db is not on other")
+      yield* docker("network", "disconnect", "other", "web")
+      yield* eventually("web gone from elsewhere's file", Effect.map(hostsIn("elsewhere"), (h) => !h.includes("web")))
+      yield* docker("rm", "-f", "elsewhere")
+      yield* docker("network", "rm", "other")
 
       // Deleted behind the daemon's back (ctr): the attachment goes with it, and so does its name.
       const namespace = daemonNamespace(ours)

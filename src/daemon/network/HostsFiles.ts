@@ -22,7 +22,7 @@ import * as path from "node:path"
 import { Effect, Option, Result, type Scope, Semaphore, Stream } from "effect"
 import type { SpecOption } from "../../domain/OciSpec.ts"
 import type { BindMount } from "../../services/Runtime.ts"
-import type { Attachment, NetworksShape } from "../../services/Networks.ts"
+import type { Attachment, AttachmentChange, NetworksShape } from "../../services/Networks.ts"
 import { HOST_GATEWAY, type HostsEntry, type Member, memberEntries, ownEntry, parseExtraHost, renderHosts } from "./EtcHosts.ts"
 import { containerResolvConf, type DnsSettings, hostResolvConfPath, type ResolvMode } from "./ResolvConf.ts"
 
@@ -166,6 +166,12 @@ export interface HostsFiles {
   /** Rewrites the hosts files of these containers from the current attachments (before a start: the members it will see). */
   readonly refresh: (ids: Iterable<string>) => Effect.Effect<void>
   /**
+   * Rewrites every attached container's hosts file and those of `ids`: after a
+   * container's networks or aliases changed (`docker network connect`), which
+   * its attachment's change may be reported before.
+   */
+  readonly refreshAll: (ids: Iterable<string>) => Effect.Effect<void>
+  /**
    * Follows `Networks.changes` for as long as the caller's scope lasts: each
    * change rewrites the files of the container it is about and of every
    * container sharing a network with it.
@@ -238,26 +244,44 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
   const refresh = (ids: Iterable<string>) =>
     permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(new Set(ids), attachments)))
 
-  /** The container a change is about and every container on one of its networks (attached now, or configured for it). */
-  const affected = (changed: ReadonlyArray<Attachment>, attachments: ReadonlyArray<Attachment>): ReadonlySet<string> => {
-    const networks = new Set(changed.flatMap((a) => a.endpoints.map((e) => e.network)))
-    const ids = new Set(changed.map((a) => a.containerId))
+  /** The networks each container was last seen attached to: a change that drops one must rewrite its members too. */
+  const lastSeen = new Map<string, ReadonlySet<string>>()
+
+  /** The containers a change is about and every container on one of their networks, before or after it. */
+  const affected = (changes: ReadonlyArray<AttachmentChange>, attachments: ReadonlyArray<Attachment>): ReadonlySet<string> => {
+    const networks = new Set<string>()
+    const ids = new Set<string>()
+    for (const { _tag, attachment } of changes) {
+      const id = attachment.containerId
+      ids.add(id)
+      for (const network of lastSeen.get(id) ?? []) networks.add(network)
+      for (const endpoint of attachment.endpoints) networks.add(endpoint.network)
+      if (_tag === "Detached") lastSeen.delete(id)
+      else lastSeen.set(id, new Set(attachment.endpoints.map((e) => e.network)))
+    }
     for (const attachment of attachments) {
       if (attachment.endpoints.some((e) => networks.has(e.network))) ids.add(attachment.containerId)
     }
     return ids
   }
 
+  const refreshAll = (ids: Iterable<string>) =>
+    permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) =>
+      rewrite(new Set([...ids, ...attachments.map((a) => a.containerId)]), attachments)))
+
   const follow = Option.match(options.networks, {
     onNone: () => Effect.void,
     onSome: (networks) =>
       Effect.gen(function*() {
         const changes = yield* networks.changes
+        for (const attachment of yield* attachmentsNow) {
+          lastSeen.set(attachment.containerId, new Set(attachment.endpoints.map((e) => e.network)))
+        }
         // A chunk of changes (a burst of starts) is one pass: each file written once for all of them.
         yield* Effect.forkScoped(Stream.runForEachArray(changes, (chunk) => {
-          const changed = chunk.map((c) => c.attachment).filter((a) => a.namespace === options.namespace)
-          if (changed.length === 0) return Effect.void
-          return permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(affected(changed, attachments), attachments)))
+          const ours = chunk.filter((c) => c.attachment.namespace === options.namespace)
+          if (ours.length === 0) return Effect.void
+          return permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(affected(ours, attachments), attachments)))
         }))
       })
   })
@@ -292,5 +316,5 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
         .map(([destination, source]): BindMount => ({ type: "bind", source, destination, readonly: settings.readonly }))
     })
 
-  return { prepare, refresh, follow }
+  return { prepare, refresh, refreshAll, follow }
 }

@@ -287,6 +287,38 @@ layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the fi
       assert.deepStrictEqual(dockerd.map(shape), [plain, asked, onHost, onHostAsked].map(shape))
     }))
 
+  it.effect("a container in another's network namespace reads that one's files; its own hostname, --dns or --add-host is a 400", () =>
+    Effect.gen(function*() {
+      const results = yield* bothEngines((engine) =>
+        Effect.gen(function*() {
+          const donor = `donor-${engine.name}`
+          yield* ok(engine, ["run", "-d", "--name", donor, "--network", "none", "--hostname", "dh", "--add-host", "a:1.2.3.4", FIXTURE_IMAGE, "sleep", "60"])
+          const seen = yield* ok(engine, [
+            "run", "--rm", "--network", `container:${donor}`, FIXTURE_IMAGE, "sh", "-c", "cat /etc/hosts /etc/hostname; hostname"
+          ])
+          const refused = yield* Effect.forEach([{ Hostname: "h" }, { HostConfig: { Dns: ["1.1.1.1"] } }, { HostConfig: { ExtraHosts: ["a:1.2.3.4"] } }], (extra) =>
+            Effect.map(
+              engine.request("POST", `${API}/containers/create`, JSON.stringify({
+                Image: FIXTURE_IMAGE,
+                ...extra,
+                HostConfig: { NetworkMode: `container:${donor}`, ...("HostConfig" in extra ? extra.HostConfig : {}) }
+              })),
+              (r) => `${r.status} ${r.body.trim()}`
+            ))
+          yield* ok(engine, ["rm", "-f", donor])
+          return { seen, refused }
+        }))
+      assert.deepStrictEqual(results[0], {
+        seen: `${DOCKERD_DEFAULT}1.2.3.4\ta\ndh\ndh\n`,
+        refused: [
+          `400 {"message":"conflicting options: hostname and the network mode"}`,
+          `400 {"message":"conflicting options: dns and the network mode"}`,
+          `400 {"message":"conflicting options: custom host-to-IP mapping and the network mode"}`
+        ]
+      })
+      if (results[1] !== undefined) assert.deepStrictEqual(results[1], results[0])
+    }))
+
   it.effect("inspect shows the settings as dockerd does, and where the files are", () =>
     Effect.gen(function*() {
       const results = yield* bothEngines((engine) =>

@@ -61,6 +61,14 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
       return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
     }
+    // Another's network namespace comes with its hosts, resolv.conf and hostname files (dockerd's validateNetContainerMode).
+    if (mode._tag === "Container") {
+      if (body.Hostname) return yield* Effect.fail(badRequest("conflicting options: hostname and the network mode"))
+      if ((host.Dns ?? []).length > 0) return yield* Effect.fail(badRequest("conflicting options: dns and the network mode"))
+      if ((host.ExtraHosts ?? []).length > 0) {
+        return yield* Effect.fail(badRequest("conflicting options: custom host-to-IP mapping and the network mode"))
+      }
+    }
     // As dockerd's ValidateExtraHost, at create; dockerd finds a missing host-gateway only at the start.
     yield* orBadRequest(extraEntries(host.ExtraHosts ?? [], env.hostGateway()))
     const dns = yield* orBadRequest(checkDns({ servers: host.Dns ?? [], search: host.DnsSearch ?? [], options: host.DnsOptions ?? [] }))
@@ -93,10 +101,14 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
         ...resources.spec
       ],
       dns,
+      netDonor,
       groupAdd: resources.groupAdd,
       shareableShm: resources.shareableShm,
       host: { ...host, ...Object.fromEntries(joined), ...(netDonor === undefined ? {} : { NetworkMode: `container:${netDonor.id}` }) },
-      warnings
+      // dockerd takes them silently; the donor's resolv.conf is what the container reads.
+      warnings: netDonor !== undefined && (host.DnsSearch ?? []).length + (host.DnsOptions ?? []).length > 0
+        ? [...warnings, `DnsSearch and DnsOptions are ignored: the container shares the resolv.conf of ${netDonor.id}, whose network it joins`]
+        : warnings
     }
   })
 
@@ -142,7 +154,14 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
       Effect.gen(function*() {
         const id = crypto.randomBytes(32).toString("hex")
         const host = checked.host
-        const { HostConfig: _, NetworkingConfig: __, ...config } = body
+        const { HostConfig: _, NetworkingConfig: __, ...request } = body
+        const donor = checked.netDonor
+        // As dockerd: a container in another's network namespace has its hostname and domain name.
+        const config = donor === undefined ? request : {
+          ...request,
+          Hostname: hostnameOf(donor.id, donor.stored.Config, donor.stored.HostConfig),
+          Domainname: donor.stored.Config.Domainname ?? ""
+        }
         const stored: StoredContainer = {
           Name: `/${name}`,
           Created: new Date(yield* Clock.currentTimeMillis).toISOString(),
@@ -172,15 +191,17 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
           )
         }
         const joins = typeof networking.network === "object" ? networking.networks : undefined
-        const etcFiles = yield* env.hosts.prepare(namesOf(id, stored, joins, yield* userNetworkIds(env)), {
-          dns: checked.dns,
+        const mountSettings = {
           readonly: host.ReadonlyRootfs ?? false,
           // As dockerd: a mount of the client's own at /etc/hosts (...) wins.
           mountedAt: new Set(checked.mounts.map((mount) => path.posix.normalize(mount.destination)))
-        }).pipe(
-          Effect.mapError((message) => internal(message)),
-          Effect.onError(() => removeContainerTree(dir))
-        )
+        }
+        const etcFiles = donor !== undefined
+          ? env.hosts.mountsOf(donor.id, mountSettings)
+          : yield* env.hosts.prepare(namesOf(id, stored, joins, yield* userNetworkIds(env)), { ...mountSettings, dns: checked.dns }).pipe(
+            Effect.mapError((message) => internal(message)),
+            Effect.onError(() => removeContainerTree(dir))
+          )
         const devices = checked.isolation.privileged ? yield* hostDevices() : []
         const container = yield* lib(inNamespace(env)(env.monitors.create({
           id,

@@ -153,16 +153,21 @@ const writeNew = (files: ReturnType<typeof filesOf>, hosts: string, resolvConf: 
     catch: (cause) => `could not write the container's hosts, resolv.conf and hostname files: ${String(cause)}`
   })
 
+/** How a container's files are mounted: read-only with a read-only rootfs; not where it mounts something of its own. */
+export interface MountSettings {
+  readonly readonly: boolean
+  readonly mountedAt: ReadonlySet<string>
+}
+
 /** The daemon's writer of containers' hosts, resolv.conf and hostname files. */
 export interface HostsFiles {
   /**
    * Writes a new container's three files (before it is created in containerd)
    * and returns the mounts for those a mount of its own does not cover.
    */
-  readonly prepare: (
-    names: ContainerNames,
-    settings: { readonly dns: DnsSettings; readonly readonly: boolean; readonly mountedAt: ReadonlySet<string> }
-  ) => Effect.Effect<ReadonlyArray<BindMount>, string>
+  readonly prepare: (names: ContainerNames, settings: MountSettings & { readonly dns: DnsSettings }) => Effect.Effect<ReadonlyArray<BindMount>, string>
+  /** The mounts of another container's files: a container in its network namespace reads them (as dockerd's `container:<id>` mode). */
+  readonly mountsOf: (id: string, settings: MountSettings) => ReadonlyArray<BindMount>
   /** Rewrites the hosts files of these containers from the current attachments (before a start: the members it will see). */
   readonly refresh: (ids: Iterable<string>) => Effect.Effect<void>
   /**
@@ -179,9 +184,18 @@ export interface HostsFiles {
   readonly follow: Effect.Effect<void, never, Scope.Scope>
 }
 
+/** The mounts of container `id`'s three files at /etc, but where a mount of the container's own is. */
+const mountsAt = (root: string) => (id: string, settings: MountSettings): ReadonlyArray<BindMount> => {
+  const files = filesOf(root, id)
+  return ([["/etc/hosts", files.hosts], ["/etc/resolv.conf", files.resolvConf], ["/etc/hostname", files.hostname]] as const)
+    .filter(([destination]) => !settings.mountedAt.has(destination))
+    .map(([destination, source]): BindMount => ({ type: "bind", source, destination, readonly: settings.readonly }))
+}
+
 /** The writer over `options`. */
 export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
   const host = options.host ?? defaultHost
+  const mountsOf = mountsAt(options.root)
   const permit = Semaphore.makeUnsafe(1)
   const attachmentsNow: Effect.Effect<ReadonlyArray<Attachment>> = Option.match(options.networks, {
     onNone: () => Effect.succeed([]),
@@ -286,10 +300,7 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
       })
   })
 
-  const prepare = (
-    names: ContainerNames,
-    settings: { readonly dns: DnsSettings; readonly readonly: boolean; readonly mountedAt: ReadonlySet<string> }
-  ) =>
+  const prepare = (names: ContainerNames, settings: MountSettings & { readonly dns: DnsSettings }) =>
     Effect.gen(function*() {
       yield* Effect.fromResult(extraEntries(names.extraHosts, options.hostGateway()))
       const files = filesOf(options.root, names.id)
@@ -311,10 +322,8 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
         const named = new Map([...(yield* known([], attachments)), [names.id, names]])
         yield* writeNew(files, hostsOf(names, attachments, named) ?? host.etcHosts(), resolv.content, names.hostname)
       }))
-      return ([["/etc/hosts", files.hosts], ["/etc/resolv.conf", files.resolvConf], ["/etc/hostname", files.hostname]] as const)
-        .filter(([destination]) => !settings.mountedAt.has(destination))
-        .map(([destination, source]): BindMount => ({ type: "bind", source, destination, readonly: settings.readonly }))
+      return mountsOf(names.id, settings)
     })
 
-  return { prepare, refresh, refreshAll, follow }
+  return { prepare, mountsOf, refresh, refreshAll, follow }
 }

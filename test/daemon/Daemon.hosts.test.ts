@@ -451,4 +451,29 @@ layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the fi
       assert.match(out.slice(DOCKERD_DEFAULT.length), /^\d+\.\d+\.\d+\.\d+\tsolo\.example\.com solo\n$/)
       yield* ok(ours, ["rm", "-f", "onbridge"])
     }))
+
+  it.effect("the files outlive the daemon; a member deleted while it was down leaves the others' files at its next start", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const docker = (...args: ReadonlyArray<string>) => ok(ours, args)
+      yield* docker("network", "create", "restarts")
+      yield* Effect.all([
+        docker("run", "-d", "--name", "stays", "--network", "restarts", FIXTURE_IMAGE, "sleep", "120"),
+        docker("run", "-d", "--name", "goes", "--network", "restarts", FIXTURE_IMAGE, "sleep", "120")
+      ], { concurrency: "unbounded" })
+      const hostsPath = (yield* docker("inspect", "-f", "{{.HostsPath}}", "stays")).trim()
+      const goes = (yield* docker("inspect", "-f", "{{.Id}}", "goes")).trim()
+      yield* eventually("goes in stays' file", Effect.sync(() => fs.readFileSync(hostsPath, "utf8").includes("\tgoes ")))
+      const namespace = daemonNamespace(ours)
+      yield* ours.daemon!.stop
+      yield* ctr(namespace, ["task", "kill", "-s", "SIGKILL", goes])
+      yield* eventually("goes' task stopped", Effect.map(ctrOut(namespace, ["task", "ls"]), (out) => !new RegExp(`${goes}\\s+\\d+\\s+RUNNING`).test(out)))
+      yield* ctr(namespace, ["task", "delete", goes]).pipe(Effect.ignore)
+      yield* ctr(namespace, ["container", "delete", goes])
+      assert.include(fs.readFileSync(hostsPath, "utf8"), "\tgoes ", "nothing rewrites the files while the daemon is down")
+      yield* ours.daemon!.start
+      yield* eventually("goes out of stays' file", Effect.sync(() => !fs.readFileSync(hostsPath, "utf8").includes("goes")))
+      yield* docker("rm", "-f", "stays")
+      yield* docker("network", "rm", "restarts")
+    }))
 })

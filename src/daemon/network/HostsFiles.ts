@@ -179,7 +179,8 @@ export interface HostsFiles {
   /**
    * Follows `Networks.changes` for as long as the caller's scope lasts: each
    * change rewrites the files of the container it is about and of every
-   * container sharing a network with it.
+   * container sharing a network with it. Every attached container's file is
+   * rewritten once first (what changed while nobody followed).
    */
   readonly follow: Effect.Effect<void, never, Scope.Scope>
 }
@@ -291,6 +292,8 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
         for (const attachment of yield* attachmentsNow) {
           lastSeen.set(attachment.containerId, new Set(attachment.endpoints.map((e) => e.network)))
         }
+        // What changed before (a daemon restart: members gone or released while it was down), once, now that nothing is missed.
+        yield* refreshAll([])
         // A chunk of changes (a burst of starts) is one pass: each file written once for all of them.
         yield* Effect.forkScoped(Stream.runForEachArray(changes, (chunk) => {
           const ours = chunk.filter((c) => c.attachment.namespace === options.namespace)

@@ -62,47 +62,40 @@ export const networkRules = (rules: NetworkRules): { readonly filter: ReadonlyAr
   return { filter, nat }
 }
 
-const iptables = (args: ReadonlyArray<string>) => runCommand("Iptables", "iptables", ["-w", ...args])
+/** Held (flock(1)) while our chains and jumps are checked and made, so two daemons starting at once make each once. */
+const SETUP_LOCK = "/run/effect-containerd-iptables.lock"
 
-const exists = (args: ReadonlyArray<string>) =>
-  iptables(args).pipe(Effect.as(true), Effect.catch(() => Effect.succeed(false)))
+const ensureChainScript = (table: string, chain: string) =>
+  `iptables -w -t ${table} -S ${chain} >/dev/null 2>&1 || iptables -w -t ${table} -N ${chain} || iptables -w -t ${table} -S ${chain} >/dev/null`
 
-/** Creates `chain` in `table` unless it is there (another process creating it at once is fine). */
-const ensureChain = (table: string, chain: string) =>
-  exists(["-t", table, "-S", chain]).pipe(
-    Effect.flatMap((there) =>
-      there ? Effect.void : iptables(["-t", table, "-N", chain]).pipe(
-        Effect.asVoid,
-        Effect.catch((error) => exists(["-t", table, "-S", chain]).pipe(Effect.flatMap((now) => now ? Effect.void : Effect.fail(error))))
-      )
-    )
-  )
-
-/** Adds the jump `rule` to `chain` at `position` unless it is there. */
-const ensureJump = (table: string, chain: string, rule: ReadonlyArray<string>, position: "first" | "last") =>
-  exists(["-t", table, "-C", chain, ...rule]).pipe(
-    Effect.flatMap((there) =>
-      there
-        ? Effect.void
-        : Effect.asVoid(iptables(["-t", table, position === "first" ? "-I" : "-A", chain, ...(position === "first" ? ["1"] : []), ...rule]))
-    )
-  )
+/** Makes the jump unless it is there, and removes extra copies (left by a daemon that checked without the lock). */
+const ensureJumpScript = (table: string, chain: string, rule: string, position: "first" | "last") =>
+  [
+    `iptables -w -t ${table} -C ${chain} ${rule} 2>/dev/null || iptables -w -t ${table} ${
+      position === "first" ? `-I ${chain} 1` : `-A ${chain}`
+    } ${rule}`,
+    `while [ "$(iptables -w -t ${table} -S ${chain} | grep -c -x -- '-A ${chain} ${rule}')" -gt 1 ]; do iptables -w -t ${table} -D ${chain} ${rule}; done`
+  ].join("\n")
 
 /**
  * Our chains and the jumps into them: FORWARD → EFC-FORWARD, whose first rule
  * is the isolation (before any accept, as DOCKER-ISOLATION-STAGE-1 comes first
- * in FORWARD), and POSTROUTING → EFC-POSTROUTING. Left in place when networks
- * go (shared by every daemon of ours, as CNI leaves its CNI-HOSTPORT-* chains).
+ * in FORWARD), and POSTROUTING → EFC-POSTROUTING. Checked and made by one
+ * shell under a lock of ours (a check-then-insert by two daemons at once would
+ * insert a jump twice). Left in place when networks go (shared by every daemon
+ * of ours, as CNI leaves its CNI-HOSTPORT-* chains).
  */
-export const ensureChains: Effect.Effect<void, ContainerdError> = Effect.gen(function*() {
-  yield* ensureChain("filter", Chains.isolation2)
-  yield* ensureChain("filter", Chains.isolation1)
-  yield* ensureChain("filter", Chains.forward)
-  yield* ensureChain("nat", Chains.postrouting)
-  yield* ensureJump("filter", Chains.forward, ["-j", Chains.isolation1], "first")
-  yield* ensureJump("filter", "FORWARD", ["-j", Chains.forward], "first")
-  yield* ensureJump("nat", "POSTROUTING", ["-j", Chains.postrouting], "last")
-})
+export const ensureChains: Effect.Effect<void, ContainerdError> = Effect.asVoid(
+  runCommand("Iptables", "flock", ["-w", "30", SETUP_LOCK, "sh", "-ec", [
+    ensureChainScript("filter", Chains.isolation2),
+    ensureChainScript("filter", Chains.isolation1),
+    ensureChainScript("filter", Chains.forward),
+    ensureChainScript("nat", Chains.postrouting),
+    ensureJumpScript("filter", Chains.forward, `-j ${Chains.isolation1}`, "first"),
+    ensureJumpScript("filter", "FORWARD", `-j ${Chains.forward}`, "first"),
+    ensureJumpScript("nat", "POSTROUTING", `-j ${Chains.postrouting}`, "last")
+  ].join("\n")], { timeoutMs: 40_000 })
+)
 
 /** The `-A` lines of `iptables-save` carrying `bridge`'s comment, by table. */
 export const installedRules = (bridge: string): Effect.Effect<Record<string, ReadonlyArray<string>>, ContainerdError> =>

@@ -2,150 +2,38 @@
  * The Networks layer against the real CNI plugins, iptables and network
  * namespaces of this host (no containerd: an attachment is checked from inside
  * its netns with nsenter). Every bridge, subnet and directory is this file's
- * own (random names, subnets not routed on the host) and is removed at the end.
- * Where a failure is injected it is a script placed before the real plugins
- * that fails one command and hands the others to the real plugin.
+ * own (`CniHost`) and is removed at the end. Where a failure is injected it is
+ * a script placed before the real plugins that fails one command and hands the
+ * others to the real plugin.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Metric, Option, Scope, Stream } from "effect"
-import { execFileSync, spawn, spawnSync } from "node:child_process"
-import * as crypto from "node:crypto"
+import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
-import type { ContainerdError } from "../../src/domain/ContainerdError.ts"
-import { CniExecTime } from "../../src/internal/Cni.ts"
-import { Networks, type NetworksOptions } from "../../src/services/Networks.ts"
+import * as Cni from "../../src/internal/Cni.ts"
+import * as Iptables from "../../src/internal/Iptables.ts"
+import { Networks } from "../../src/services/Networks.ts"
+import {
+  addressesIn,
+  askUdp,
+  bridgeRules,
+  leftovers,
+  list,
+  makeCniHost,
+  nothingLeft,
+  out,
+  pluginTime,
+  readFrom,
+  reasonOf,
+  run,
+  serveIn,
+  timed
+} from "../support/CniHost.ts"
 
-const run = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args, { encoding: "utf8", timeout: 10_000 })
-const out = (command: string, args: ReadonlyArray<string>) =>
-  execFileSync(command, args, { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "ignore"] })
-
-const tag = crypto.randomBytes(2).toString("hex")
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "efc-net-"))
-let dirs = 0
-/** Fresh state directories for one test (a second layer over the same ones is a restart). */
-const freshOptions = (pluginDirs?: ReadonlyArray<string>): NetworksOptions => {
-  const dir = path.join(root, String(dirs++))
-  return { confDir: path.join(dir, "conf"), runRoot: path.join(dir, "run"), ipamDir: path.join(dir, "ipam"), pluginDirs }
-}
-
-/** /24s in 10.254.128.0/17 that no route on this host covers (other tests define theirs at the same time). */
-const routed = out("ip", ["-4", "route", "show", "table", "all"])
-const subnets = (() => {
-  const start = crypto.randomInt(0, 128)
-  const free: Array<string> = []
-  for (let i = 0; i < 128 && free.length < 16; i++) {
-    const third = 128 + ((start + i) % 128)
-    if (!routed.includes(`10.254.${third}.`)) free.push(`10.254.${third}.0/24`)
-  }
-  return free
-})()
-let networksMade = 0
-/** A definition of a new network of this file's own (bridge `efct<tag><n>`). */
-const newNetwork = (extra?: { readonly internal?: boolean }) => {
-  const n = networksMade++
-  return { name: `efct-${tag}-${n}`, bridge: `efct${tag}${n}`, subnet: subnets[n]!, ...extra }
-}
-
-/** The IPv4 addresses inside a netns, by interface. */
-const addressesIn = (netns: string): Record<string, Array<string>> => {
-  const links = JSON.parse(out("nsenter", [`--net=${netns}`, "ip", "-j", "-4", "addr"])) as Array<
-    { ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }
-  >
-  return Object.fromEntries(links.map((link) => [link.ifname, link.addr_info.map((a) => `${a.local}/${a.prefixlen}`)]))
-}
-
-const list = (dir: string) => fs.existsSync(dir) ? fs.readdirSync(dir) : []
-/** What an attachment may leave: host-local IP files, veths on the bridge, the bridge's and portmap's rules, netns pins, records. */
-const leftovers = (options: NetworksOptions, network: { name: string; bridge: string }, containerIds: ReadonlyArray<string> = []) => {
-  const rules = out("iptables-save", []).split("\n")
-  return {
-    ips: list(path.join(options.ipamDir!, network.name)).filter((file) => /^\d+\.\d+\.\d+\.\d+$/.test(file)).length,
-    veths: (run("ip", ["-br", "link", "show", "master", network.bridge]).stdout ?? "").split("\n").filter((l) => l.trim() !== "").length,
-    portmapRules: rules.filter((line) => containerIds.some((id) => line.includes(id))).length,
-    netns: list(path.join(options.runRoot, "netns")).length,
-    records: list(path.join(options.confDir, "attachments")).length
-  }
-}
-const nothingLeft = { ips: 0, veths: 0, portmapRules: 0, netns: 0, records: 0 }
-const bridgeRules = (bridge: string) => out("iptables-save", []).split("\n").filter((line) => line.includes(`efc:${bridge}`))
-
-/** A plugin dir holding one script `plugin` that runs `body` (sh) and else hands over to the real plugin. */
-const fakePlugin = (plugin: string, body: string) => {
-  const dir = fs.mkdtempSync(path.join(root, "plugins-"))
-  fs.writeFileSync(path.join(dir, plugin), `#!/bin/sh\nSTATE=${dir}\n${body}\nexec /usr/lib/cni/${plugin}\n`, { mode: 0o755 })
-  return [dir, "/usr/lib/cni"]
-}
-
-const reasonOf = <A>(exit: Exit.Exit<A, ContainerdError>) =>
-  Exit.isFailure(exit) && exit.cause.reasons[0]?._tag === "Fail" ? (exit.cause.reasons[0].error as ContainerdError).reason : undefined
-
-/** A one-reply TCP server inside a netns (python3: the host's static busybox misbehaves under nsenter). */
-const serveIn = (netns: string, port: number) =>
-  Effect.acquireRelease(
-    Effect.callback<ReturnType<typeof spawn>>((resume) => {
-      const server = spawn("nsenter", [
-        `--net=${netns}`,
-        "python3",
-        "-c",
-        `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(("0.0.0.0",${port}))\ns.listen()\nprint("ready",flush=True)\nwhile True:\n  c,a=s.accept()\n  c.sendall(b"hello from "+a[0].encode())\n  c.close()`
-      ], { stdio: ["ignore", "pipe", "inherit"] })
-      server.stdout!.once("data", () => resume(Effect.succeed(server)))
-    }),
-    (server) => Effect.sync(() => server.kill("SIGKILL"))
-  )
-
-const readFrom = (port: number) =>
-  Effect.callback<string, Error>((resume) => {
-    const socket = net.connect({ host: "127.0.0.1", port })
-    const chunks: Array<Buffer> = []
-    socket.on("data", (chunk) => chunks.push(chunk))
-    socket.on("end", () => resume(Effect.succeed(Buffer.concat(chunks).toString())))
-    socket.on("error", (error) => resume(Effect.fail(error)))
-  }).pipe(Effect.timeout("3 seconds"))
-
-/** Total ms spent in plugin execs (Cni.exec's own timer), by `plugin command`, while `effect` ran. */
-const pluginTime = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const pairs = ["loopback ADD", "bridge ADD", "portmap ADD", "portmap DEL", "bridge DEL"]
-    const read = Effect.forEach(pairs, (pair) => {
-      const [plugin, command] = pair.split(" ") as [string, string]
-      return Metric.value(Metric.withAttributes(CniExecTime, { plugin, command }))
-    })
-    const before = yield* read
-    const value = yield* effect
-    const after = yield* read
-    const figures = pairs.map((pair, i) => `${pair} ${(after[i]!.sum - before[i]!.sum).toFixed(0)} ms`)
-      .filter((figure) => !figure.endsWith(" 0 ms"))
-    return [value, figures.join(", ")] as const
-  })
-
-const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const start = performance.now()
-    const value = yield* effect
-    return [value, performance.now() - start] as const
-  })
-
-/** Whatever a failed test left: netns pins, our bridges and their rules, the directories. */
-afterAll(() => {
-  for (const dir of list(root)) {
-    for (const file of list(path.join(root, dir, "run", "netns"))) run("umount", ["-l", path.join(root, dir, "run", "netns", file)])
-  }
-  for (const line of out("ip", ["-br", "link"]).split("\n")) {
-    const device = line.split(/\s+/)[0]!
-    if (device.startsWith(`efct${tag}`)) run("ip", ["link", "del", device])
-  }
-  const ours = out("iptables-save", []).split("\n").filter((line) => line.startsWith("-A ") && line.includes(`efc:efct${tag}`))
-  const restore = (table: string, lines: Array<string>) =>
-    lines.length === 0 ? "" : `*${table}\n${lines.map((l) => `-D${l.slice(2)}`).join("\n")}\nCOMMIT\n`
-  const input = restore("filter", ours.filter((l) => !l.startsWith("-A EFC-POSTROUTING"))) +
-    restore("nat", ours.filter((l) => l.startsWith("-A EFC-POSTROUTING")))
-  if (input !== "") spawnSync("iptables-restore", ["--noflush", "-w"], { input })
-  fs.rmSync(root, { recursive: true, force: true })
-})
+const host = makeCniHost()
+const { fakePlugin, freshOptions, newNetwork, root, subnets, tag } = host
+afterAll(host.cleanup)
 
 describe("Networks (real CNI plugins, iptables, netns)", () => {
   it.live("a plugin failing mid-list leaves no IP, veth, rule, netns or record, and frees the host port", () => {
@@ -164,6 +52,27 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.isTrue(Option.isNone(yield* networks.get("ns", id)))
       yield* networks.remove(network.name)
     }).pipe(Effect.provide(Networks.layer(options)))
+  })
+
+  it.live("DEL is harmless twice over and after the netns is gone (what a retried or late detach does)", () => {
+    const options = freshOptions()
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(network)
+      const id = `twice-${tag}`
+      const scope = yield* Scope.make()
+      yield* networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope))
+      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns-${id}.json`), "utf8"))
+      yield* Scope.close(scope, Exit.void)
+      const cni = { pluginDirs: ["/usr/lib/cni"], timeout: "10 seconds" as const }
+      const invocation = { containerId: id, netns: record.netns, ifname: "eth0", args: record.networks[0].args }
+      const list = JSON.parse(record.networks[0].conflist)
+      yield* Cni.delList(cni, list, invocation, record.networks[0].result)
+      yield* Cni.delList(cni, list, { ...invocation, netns: "" }, undefined)
+      assert.deepStrictEqual(leftovers(options, network, [id]), nothingLeft)
+      yield* networks.remove(network.name)
+    }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
   })
 
   it.live("a plugin that says 'try again later' (code 11) is run again", () => {
@@ -207,7 +116,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
   })
 
-  it.live("a plugin past its deadline is killed and the attach undone; a missing plugin fails the layer naming the directory", () => {
+  it.live("a plugin past its deadline is killed and the attach undone; a missing or too old plugin fails the layer naming it", () => {
     const options = {
       ...freshOptions(fakePlugin("bridge", `[ "$CNI_COMMAND" = ADD ] && exec sleep 30`)),
       pluginTimeout: "300 millis" as const
@@ -227,8 +136,23 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const missing = yield* Effect.exit(Networks.use(() => Effect.void).pipe(Effect.provide(Networks.layer(freshOptions([empty])))))
       assert.strictEqual(reasonOf(missing)?._tag, "FailedPrecondition")
       assert.include(reasonOf(missing)!.message, `no plugin loopback in ${empty}`)
+      const oldDirs = fakePlugin("loopback", `[ "$CNI_COMMAND" = VERSION ] && { echo '{"cniVersion":"0.4.0","supportedVersions":["0.3.1","0.4.0"]}'; exit 0; }`)
+      const tooOld = yield* Effect.exit(Networks.use(() => Effect.void).pipe(Effect.provide(Networks.layer(freshOptions(oldDirs)))))
+      assert.strictEqual(reasonOf(tooOld)?._tag, "FailedPrecondition")
+      assert.include(reasonOf(tooOld)!.message, `${oldDirs[0]}/loopback supports 0.3.1, 0.4.0, not CNI 1.0.0`)
     })
   })
+
+  it.live("our jumps are there once however many layers start at once, a copy a racing start added is removed", () =>
+    Effect.gen(function*() {
+      // A second copy, as two daemons checking at once without the lock would leave (harmless to traffic meanwhile).
+      out("iptables", ["-w", "-I", "FORWARD", "1", "-j", "EFC-FORWARD"])
+      yield* Effect.all(Array.from({ length: 4 }, () => Iptables.ensureChains), { concurrency: "unbounded" })
+      const dump = out("iptables-save", []).split("\n")
+      for (const jump of ["-A FORWARD -j EFC-FORWARD", "-A EFC-FORWARD -j EFC-ISOLATION-STAGE-1", "-A POSTROUTING -j EFC-POSTROUTING"]) {
+        assert.strictEqual(dump.filter((line) => line === jump).length, 1, jump)
+      }
+    }))
 
   it.live("bad definitions are refused before anything is written; a network in use cannot be removed", () => {
     const options = freshOptions()
@@ -237,6 +161,9 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const networks = yield* Networks
       yield* networks.define(network)
       yield* networks.define(network) // the same again: nothing changes
+      const listed = yield* networks.definitions
+      assert.deepStrictEqual(listed, [{ ...network, gateway: network.subnet.replace(/0\/24$/, "1") }])
+      yield* networks.define(listed[0]!) // as listed: the same network
       assert.strictEqual(bridgeRules(network.bridge).length, 7)
       const refused = (definition: Parameters<typeof networks.define>[0]) => Effect.map(Effect.exit(networks.define(definition)), reasonOf)
       const other = { name: `efct-${tag}-x`, bridge: `efct${tag}x` }
@@ -256,6 +183,15 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.strictEqual(reasonOf(yield* Effect.exit(networks.remove(network.name)))?._tag, "FailedPrecondition")
       const unknown = yield* Effect.exit(networks.attach("ns", `nobody-${tag}`, { networks: [{ network: "no-such" }] }).pipe(Effect.scoped))
       assert.strictEqual(reasonOf(unknown)?._tag, "NotFound")
+      const nowhere = yield* Effect.exit(
+        networks.attach("ns", `nobody-${tag}`, { networks: [], ports: [{ hostPort: 0, containerPort: 80, protocol: "tcp" }] }).pipe(Effect.scoped)
+      )
+      assert.strictEqual(reasonOf(nowhere)?._tag, "InvalidArgument")
+      const badIp = yield* Effect.exit(
+        networks.attach("ns", `nobody-${tag}`, { networks: [{ network: network.name, ip: "10.0.0.5" }] }).pipe(Effect.scoped)
+      )
+      assert.strictEqual(reasonOf(badIp)?._tag, "InvalidArgument")
+      assert.deepStrictEqual(leftovers(options, network, [`nobody-${tag}`]), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
       yield* Scope.close(scope, Exit.void)
       yield* networks.remove(network.name)
       assert.deepStrictEqual(bridgeRules(network.bridge), [])
@@ -275,13 +211,14 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       yield* networks.detach("ns", `warm-${tag}`)
       const [[a, addWithPorts], addPlugins] = yield* pluginTime(timed(networks.attach("ns", `web-${tag}`, {
         networks: [{ network: network.name }],
-        ports: [{ hostPort: 0, containerPort: 8080, protocol: "tcp" }]
+        ports: [{ hostPort: 0, containerPort: 8080, protocol: "tcp" }, { hostPort: 0, containerPort: 8081, protocol: "udp" }]
       })))
       const hostPort = a.ports[0]!.hostPort
       const [low, high] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number)
       assert.isTrue(hostPort >= low! && hostPort <= high!, `${hostPort} in ${low}-${high}`)
       yield* serveIn(a.netns, 8080)
       assert.strictEqual(yield* readFrom(hostPort), `hello from ${a.endpoints[0]!.gateway}`)
+      assert.strictEqual(yield* askUdp(a.ports[1]!.hostPort), "udp ping")
 
       const taken = yield* Effect.exit(networks.attach("ns", `second-${tag}`, {
         networks: [{ network: network.name }],
@@ -303,6 +240,14 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.strictEqual(reasonOf(host)?._tag, "AlreadyExists")
       assert.include(reasonOf(host)!.message, `${busy}: bind: address already in use`)
 
+      // Two at once for one free port: one gets it (the check and the claim are one step, before the probe yields).
+      const racers = yield* Effect.forEach([`r1-${tag}`, `r2-${tag}`], (id) =>
+        networks.attach("ns", id, { networks: [{ network: network.name }], ports: [{ hostPort: busy, containerPort: 80, protocol: "tcp" }] })
+          .pipe(Effect.exit), { concurrency: "unbounded" })
+      assert.deepStrictEqual(racers.map((exit) => Exit.isSuccess(exit) ? "ok" : reasonOf(exit)?._tag).sort(), ["AlreadyExists", "ok"])
+      yield* networks.detach("ns", `r1-${tag}`)
+      yield* networks.detach("ns", `r2-${tag}`)
+
       const [[, delWithPorts], delPlugins] = yield* pluginTime(timed(networks.detach("ns", `web-${tag}`)))
       assert.deepStrictEqual(leftovers(options, network, [`web-${tag}`]), nothingLeft)
       // The port is free again.
@@ -312,6 +257,55 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
         `with ports: attach ${addWithPorts.toFixed(0)} ms (${addPlugins}), detach ${delWithPorts.toFixed(0)} ms (${delPlugins})`
       )
     }).pipe(Effect.scoped, Effect.andThen(Networks.use((networks) => networks.remove(network.name))), Effect.provide(Networks.layer(options)))
+  })
+
+  it.live("a connect whose ADD fails leaves the attachment as it was", () => {
+    const options = freshOptions(
+      fakePlugin("bridge", `[ "$CNI_COMMAND" = ADD ] && [ "$CNI_IFNAME" = eth1 ] && { cat >/dev/null; echo '{"code":100,"msg":"injected"}'; exit 1; }`)
+    )
+    const first = newNetwork()
+    const second = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(first)
+      yield* networks.define(second)
+      const id = `conn-${tag}`
+      const attached = yield* networks.attach("ns", id, { networks: [{ network: first.name }] })
+      const failed = yield* Effect.exit(networks.connect("ns", id, { network: second.name }))
+      assert.include(reasonOf(failed)?.message, "CNI plugin bridge ADD failed (code 100): injected")
+      assert.deepStrictEqual(yield* networks.get("ns", id), Option.some(attached))
+      assert.deepStrictEqual(Object.keys(addressesIn(attached.netns)).sort(), ["eth0", "lo"])
+      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns-${id}.json`), "utf8"))
+      assert.deepStrictEqual(record.networks.map((n: { network: string }) => n.network), [first.name])
+      assert.deepStrictEqual(leftovers(options, second), { ...nothingLeft, netns: 1, records: 1 })
+    }).pipe(
+      Effect.scoped,
+      Effect.andThen(Networks.use((networks) => Effect.andThen(networks.remove(first.name), networks.remove(second.name)))),
+      Effect.provide(Networks.layer(options))
+    )
+  })
+
+  it.live("two networks are isolated from each other (Docker's two-stage rules); the same network and the host are reachable", () => {
+    const options = freshOptions()
+    const left = newNetwork()
+    const right = newNetwork()
+    const ping = (netns: string, ip: string) => run("nsenter", [`--net=${netns}`, "busybox", "ping", "-c1", "-W1", ip]).status
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(left)
+      yield* networks.define(right)
+      const a = yield* networks.attach("ns", `left-${tag}`, { networks: [{ network: left.name }] })
+      const b = yield* networks.attach("ns", `right-${tag}`, { networks: [{ network: right.name }] })
+      const c = yield* networks.attach("ns", `left2-${tag}`, { networks: [{ network: left.name }] })
+      assert.strictEqual(ping(c.netns, a.endpoints[0]!.address), 0)
+      // The host forwards between the bridges (b reaches a's gateway, an address of the host) but drops b → a.
+      assert.strictEqual(ping(b.netns, a.endpoints[0]!.gateway), 0)
+      assert.strictEqual(ping(b.netns, a.endpoints[0]!.address), 1)
+    }).pipe(
+      Effect.scoped,
+      Effect.andThen(Networks.use((networks) => Effect.andThen(networks.remove(left.name), networks.remove(right.name)))),
+      Effect.provide(Networks.layer(options))
+    )
   })
 
   it.live("connect adds eth1 to a live attachment, disconnect takes it away; changes are published", () => {
@@ -337,6 +331,13 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
         mac: "02:42:0a:fe:00:77"
       })
       assert.strictEqual(connected.endpoints[1]?.mac, "02:42:0a:fe:00:77")
+      // The same address for another container: dockerd's words, and nothing left of the attempt.
+      const twice = yield* Effect.exit(networks.attach("ns", `same-ip-${tag}`, {
+        networks: [{ network: second.name, ip: second.subnet.replace(/0\/24$/, "77") }]
+      }).pipe(Effect.scoped))
+      assert.strictEqual(reasonOf(twice)?._tag, "AlreadyExists")
+      assert.include(reasonOf(twice)!.message, "Address already in use")
+      assert.deepStrictEqual(leftovers(options, second, [`same-ip-${tag}`]), { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 })
       assert.deepStrictEqual(connected.endpoints.map((e) => [e.ifname, e.address]), [
         ["eth0", attached.endpoints[0]!.address],
         ["eth1", second.subnet.replace(/0\/24$/, "77")]
@@ -375,6 +376,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
 
       yield* Effect.gen(function*() {
         const networks = yield* Networks
+        assert.deepStrictEqual((yield* networks.definitions).map((d) => d.name), [network.name])
         yield* networks.define(network)
         assert.deepStrictEqual(bridgeRules(network.bridge), rules)
         assert.deepStrictEqual((yield* networks.attachments).map((a) => a.containerId).sort(), [...ids].sort())
@@ -398,7 +400,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     })
   })
 
-  it.live("24 attachments at once on one network, then all detached: nothing left", () => {
+  it.live("24 attachments at once on one network (one of them asked twice: AlreadyExists), then all detached: nothing left", () => {
     const options = freshOptions()
     const network = newNetwork()
     const ids = Array.from({ length: 24 }, (_, i) => `par${i}-${tag}`)
@@ -406,11 +408,15 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const networks = yield* Networks
       yield* networks.define(network)
       const scope = yield* Scope.make("parallel")
-      const [attached, attachWall] = yield* timed(
-        Effect.forEach(ids, (id) => networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope)), {
-          concurrency: "unbounded"
-        })
+      const [exits, attachWall] = yield* timed(
+        Effect.forEach(
+          [...ids, ids[0]!],
+          (id) => networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope), Effect.exit),
+          { concurrency: "unbounded" }
+        )
       )
+      const attached = exits.filter(Exit.isSuccess).map((exit) => exit.value)
+      assert.deepStrictEqual(exits.filter(Exit.isFailure).map((exit) => reasonOf(exit)?._tag), ["AlreadyExists"])
       assert.strictEqual(new Set(attached.map((a) => a.endpoints[0]!.address)).size, ids.length)
       assert.deepStrictEqual(leftovers(options, network, ids), { ...nothingLeft, ips: 24, veths: 24, netns: 24, records: 24 })
       const [, detachWall] = yield* timed(Scope.close(scope, Exit.void))

@@ -20,8 +20,9 @@ export interface Engine {
   readonly socket: string
   readonly request: DaemonInstance["request"]
   readonly docker: DaemonInstance["docker"]
-  /** Our daemon's process (ours only). */
+  /** Our daemon's process and containerd namespace (ours only). */
   readonly daemon?: DaemonInstance | undefined
+  readonly namespace?: string | undefined
 }
 
 /** Our daemon, and dockerd when it could start. */
@@ -44,7 +45,7 @@ export const engines = (prefix: string, flags?: ReadonlyArray<string>) =>
       )
       if (Option.isNone(theirs)) yield* Effect.logWarning("dockerd is not installed: only our daemon's half of each test runs")
       return {
-        ours: { name: "ours", socket: daemon.socket, request: daemon.request, docker: daemon.docker, daemon },
+        ours: { name: "ours", socket: daemon.socket, request: daemon.request, docker: daemon.docker, daemon, namespace },
         dockerd: Option.map(theirs, ({ socket }) => ({
           name: "dockerd",
           socket,

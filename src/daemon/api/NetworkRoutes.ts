@@ -37,10 +37,9 @@ const notImplemented = new DockerError({ status: 501, message: "networks are not
 /** The filters of `POST /networks/prune`. */
 const PRUNE_FILTERS = ["until", "label", "label!"]
 
-/** Without `DockerNetworks` (an API over an engine built alone): every network route says so. */
+/** Without `DockerNetworks` (an API over an engine built alone): every network route says so (the wildcard takes `/networks` too). */
 const withoutNetworks = [
-  HttpRouter.route("*", "/networks", Effect.fail(notImplemented)),
-  HttpRouter.route("*", "/networks/*", Effect.fail(notImplemented))
+  ...(["GET", "POST", "DELETE"] as const).map((method) => HttpRouter.route(method, "/networks/*", Effect.fail(notImplemented)))
 ]
 
 /** The network routes, over `DockerNetworks` and the engine. */

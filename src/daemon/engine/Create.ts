@@ -87,7 +87,7 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
       ))
     // As the pid and IPC modes: the donor of a container:<id> network mode by its id.
     const netDonor = mode._tag === "Container"
-      ? yield* env.store.find(mode.ref).pipe(Effect.mapError(() => notFound(`No such container: ${mode.ref}`)))
+      ? yield* env.store.find(mode.ref).pipe(Effect.mapError(() => badRequest(`No such container: ${mode.ref}`)))
       : undefined
     return {
       image: body.Image,

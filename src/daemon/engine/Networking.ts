@@ -135,7 +135,10 @@ export const createNetworking = (
       if (mode._tag === "Network") return yield* Effect.fail(badRequest(`network ${mode.ref} not found: this engine has no networks`))
       return own([BRIDGE_WARNING], "none")
     }
-    const record = yield* networks.find(mode._tag === "Bridge" ? "bridge" : mode.ref)
+    // dockerd's words, as a 400: a 404 to a create makes the docker CLI pull the image and try again.
+    const record = yield* networks.find(mode._tag === "Bridge" ? "bridge" : mode.ref).pipe(
+      Effect.mapError((error) => error.status === 404 ? badRequest(error.message) : error)
+    )
     if (record.Driver === "host") return own([], "host")
     if (record.Driver === "null") return own([], "none")
     const [endpointName, endpoint] = endpoints[0] ?? [undefined, undefined]

@@ -115,7 +115,8 @@ export const checkDefinition = (
       }
     }
     return Effect.succeed({
-      definition: normalise(definition),
+      // The gateway filled in, so what `definitions` lists is what the network has, and defining that again is no change.
+      definition: normalise({ ...definition, gateway: formatIp(gatewayN.value) }),
       subnet: net,
       gateway: formatIp(gatewayN.value),
       rangeStart: formatIp(rangeStart),
@@ -137,10 +138,6 @@ export const normalise = (definition: NetworkDefinition): NetworkDefinition =>
       firewall: definition.firewall || undefined
     }).filter(([, value]) => value !== undefined)
   ) as unknown as NetworkDefinition
-
-/** Whether two definitions are the same network. */
-export const sameDefinition = (a: NetworkDefinition, b: NetworkDefinition): boolean =>
-  JSON.stringify(normalise(a)) === JSON.stringify(normalise(b))
 
 /** The conflist key our definition is kept under (CNI ignores keys it does not know). */
 const DefinitionKey = "effectContainerd"
@@ -205,6 +202,7 @@ const decodeStored = Schema.decodeUnknownOption(StoredConfList)
 /** The definitions of every conflist in `confDir` we wrote; unreadable files are logged and left. */
 export const loadDefinitions = (confDir: string): Effect.Effect<ReadonlyArray<NetworkDefinition>> =>
   Effect.gen(function*() {
+    removePartials(confDir)
     const files = fs.existsSync(confDir) ? fs.readdirSync(confDir).filter((file) => file.endsWith(".conflist")) : []
     const definitions: Array<NetworkDefinition> = []
     for (const file of files) {
@@ -214,6 +212,13 @@ export const loadDefinitions = (confDir: string): Effect.Effect<ReadonlyArray<Ne
     }
     return definitions
   })
+
+/** Removes what a write killed half-way left in `dir` (never a file a reader takes for whole). */
+export const removePartials = (dir: string): void => {
+  for (const file of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+    if (file.endsWith(".partial")) fs.rmSync(path.join(dir, file), { force: true })
+  }
+}
 
 /** Writes `content` to `file` atomically (a temporary file renamed over it). */
 export const writeAtomic = (file: string, content: string): Effect.Effect<void, ContainerdError> =>

@@ -13,7 +13,7 @@
 import { type Duration, Effect, Option, PubSub, RcMap, Schedule, Semaphore, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { alreadyExists, ContainerdError, failedPrecondition, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
+import { alreadyExists, type ContainerdError, failedPrecondition, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
 import type { CniError } from "../../domain/CniResult.ts"
 import * as Cni from "../../internal/Cni.ts"
 import { commandFailure, runCommand } from "../../internal/Command.ts"
@@ -57,13 +57,22 @@ interface Live {
   owned: boolean
 }
 
+interface NetworkAddFailure {
+  readonly error: ContainerdError
+  readonly prevResult: Cni.RawResult | undefined
+}
+
 /** The plugins every attachment runs. */
 const REQUIRED_PLUGINS = ["loopback", "bridge", "host-local", "portmap"] as const
 
 /** DEL again after a failure: 50 ms doubling, four times (750 ms in all), before the failure is reported. */
 const delRetry = Schedule.exponential("50 millis")
 
-const cniFailure = (method: string) => (error: CniError): ContainerdError => commandFailure(method, error.message, error)
+/** A plugin's failure as the library reports it; host-local refusing a requested address is dockerd's "Address already in use". */
+const cniFailure = (method: string) => (error: CniError): ContainerdError =>
+  /requested IP address \S+ is not available/.test(error.msg)
+    ? alreadyExists(method, `Address already in use (${error.msg})`)
+    : commandFailure(method, error.message, error)
 
 const loopbackList: Cni.ConfList = { cniVersion: Cni.CNI_VERSION, name: "loopback", plugins: [{ type: "loopback" }] }
 
@@ -92,8 +101,10 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
   const definitionLock = Semaphore.makeUnsafe(1)
   const locks = yield* RcMap.make({ lookup: (_key: string) => Semaphore.make(1) })
   const keyOf = (namespace: string, containerId: string) => compositeKey(namespace, containerId)
+  // Once it holds the lock a change runs to its end (each plugin exec has a deadline): interrupted
+  // half-way, it would leave an attachment whose record no longer says what is there.
   const withKey = (key: string) => <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.scoped(Effect.flatMap(RcMap.get(locks, key), (lock) => lock.withPermits(1)(effect)))
+    Effect.scoped(Effect.flatMap(RcMap.get(locks, key), (lock) => lock.withPermits(1)(Effect.uninterruptible(effect))))
 
   const netnsPath = (namespace: string, containerId: string) => path.join(netnsDir, `${namespace}-${containerId}`)
 
@@ -123,10 +134,17 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
 
   const define = Effect.fn("Networks.define")(function*(definition: NetworkDefinition) {
     const existing = defined.get(definition.name)
-    if (existing !== undefined && !Definitions.sameDefinition(existing.checked.definition, definition)) {
-      return yield* Effect.fail(alreadyExists("Networks.define", `network with name ${definition.name} already exists`))
-    }
-    const checked = yield* Definitions.checkDefinition(definition, [...defined.values()].map((d) => d.checked.definition))
+    const others = [...defined.values()].map((d) => d.checked.definition)
+    // Under a taken name only the same network again is accepted (dockerd checks the name first).
+    const checked = existing === undefined
+      ? yield* Definitions.checkDefinition(definition, others)
+      : yield* Definitions.checkDefinition(definition, others).pipe(
+        Effect.filterOrFail(
+          (again) => JSON.stringify(again.definition) === JSON.stringify(existing.checked.definition),
+          () => undefined
+        ),
+        Effect.mapError(() => alreadyExists("Networks.define", `network with name ${definition.name} already exists`))
+      )
     if (checked.definition.firewall) {
       yield* Cni.checkVersion(cni, "firewall").pipe(Effect.mapError((error) => invalidArgument("Networks.define", error.message)))
     }
@@ -154,15 +172,19 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
         )
       )
     }
+    // Gone from the definitions in the step that found it unused, so no attach starts on it meanwhile;
+    // back if its rules or bridge could not be removed.
+    defined.delete(name)
     const { bridge } = existing.checked.definition
-    yield* Iptables.uninstall(bridge)
-    yield* runCommand("Networks.remove", "ip", ["link", "del", bridge]).pipe(
-      Effect.catch((error) => error.message.includes("Cannot find device") ? Effect.void : Effect.fail(error))
+    yield* Iptables.uninstall(bridge).pipe(
+      Effect.andThen(runCommand("Networks.remove", "ip", ["link", "del", bridge]).pipe(
+        Effect.catch((error) => error.message.includes("Cannot find device") ? Effect.void : Effect.fail(error))
+      )),
+      Effect.tapError(() => Effect.sync(() => void defined.set(name, existing)))
     )
     yield* Effect.sync(() => {
       fs.rmSync(Definitions.conflistPath(confDir, name), { force: true })
       fs.rmSync(path.join(ipamDir, name), { recursive: true, force: true })
-      defined.delete(name)
     })
   }, (effect) => definitionLock.withPermits(1)(effect))
 
@@ -198,6 +220,9 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
 
   const checkRequests = (options: AttachOptions) =>
     Effect.gen(function*() {
+      if (options.networks.length === 0 && (options.ports ?? []).length > 0) {
+        return yield* Effect.fail(invalidArgument("Networks.attach", "ports can only be published on a network; none was given"))
+      }
       const seen = new Set<string>()
       for (const request of options.networks) {
         const network = defined.get(request.network)
@@ -213,11 +238,17 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
   const checkRequest = (network: Defined, request: NetworkRequest) =>
     Effect.gen(function*() {
       if (request.ip !== undefined) {
+        // host-local gives a requested address only from its range, never the gateway's.
         const ip = Definitions.parseIp(request.ip)
-        const subnet = network.checked.subnet
-        if (Option.isNone(ip) || !Definitions.overlaps(subnet, { base: ip.value, prefix: 32 })) {
+        const { gateway, rangeEnd, rangeStart } = network.checked
+        const inRange = Option.isSome(ip) && ip.value >= Option.getOrThrow(Definitions.parseIp(rangeStart)) &&
+          ip.value <= Option.getOrThrow(Definitions.parseIp(rangeEnd)) && request.ip !== gateway
+        if (!inRange) {
           return yield* Effect.fail(
-            invalidArgument("Networks.attach", `invalid address ${request.ip}: not in network ${request.network}'s ${network.checked.definition.subnet}`)
+            invalidArgument(
+              "Networks.attach",
+              `invalid address ${request.ip}: network ${request.network} gives addresses from ${rangeStart} to ${rangeEnd}, except its gateway ${gateway}`
+            )
           )
         }
       }
@@ -254,16 +285,21 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
     }
   }
 
-  /** ADDs `record.networks[index]`, writing its result into the record; on failure DELs what that ADD began. */
-  const addNetwork = (key: string, entry: Live, index: number) =>
+  /**
+   * ADDs `record.networks[index]`, writing its result into the record. A
+   * failure carries the result of the plugins before the failing one (what
+   * DEL is given to undo them).
+   */
+  const addNetwork = (entry: Live, index: number) =>
     Effect.gen(function*() {
       const network = entry.record.networks[index]!
-      const result = yield* Cni.addList(cni, Records.recordedList(network), Records.recordedInvocation(entry.record, network))
+      const result = yield* Cni.addList(cni, Records.recordedList(network), Records.recordedInvocation(entry.record, network)).pipe(
+        Effect.mapError((failure): NetworkAddFailure => ({ error: cniFailure("Networks.attach")(failure.error), prevResult: failure.prevResult }))
+      )
       const networks = [...entry.record.networks]
       networks[index] = { ...network, result }
       entry.record = { ...entry.record, networks }
-      yield* Records.writeRecord(confDir, entry.record)
-      return key
+      yield* Records.writeRecord(confDir, entry.record).pipe(Effect.mapError((error): NetworkAddFailure => ({ error, prevResult: result })))
     })
 
   const attachNow = (namespace: string, containerId: string, options: AttachOptions) =>
@@ -305,12 +341,8 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
         )
         for (let i = 0; i < record.networks.length; i++) {
           begun = i + 1
-          yield* addNetwork(key, entry, i).pipe(
-            Effect.catch((failure): Effect.Effect<never, ContainerdError> => {
-              if (failure instanceof ContainerdError) return Effect.fail(failure)
-              partial = failure.prevResult
-              return Effect.fail(cniFailure("Networks.attach")(failure.error))
-            })
+          yield* addNetwork(entry, i).pipe(
+            Effect.catch((failure) => Effect.sync(() => void (partial = failure.prevResult)).pipe(Effect.andThen(Effect.fail(failure.error))))
           )
         }
       })
@@ -384,27 +416,30 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
         )
       }
       yield* checkRequest(network, request)
-      const used = new Set(entry.record.networks.map((n) => n.ifname))
-      let n = 0
-      while (used.has(`eth${n}`)) n++
-      entry.record = { ...entry.record, networks: [...entry.record.networks, recordedNetwork(request, `eth${n}`, [])] }
-      const index = entry.record.networks.length - 1
-      yield* Records.writeRecord(confDir, entry.record)
-      yield* addNetwork(key, entry, index).pipe(
-        Effect.catch((failure): Effect.Effect<never, ContainerdError> => {
-          const added = entry.record.networks[index]!
-          const addFailure = failure instanceof ContainerdError ? undefined : failure
-          const undo = delNetwork(entry.record, added, addFailure?.prevResult).pipe(
-            Effect.andThen(Effect.suspend(() => {
-              entry.record = { ...entry.record, networks: entry.record.networks.filter((_, i) => i !== index) }
-              return Records.writeRecord(confDir, entry.record)
-            })),
-            Effect.catch((error) => Effect.logError(`Networks: could not undo connecting ${containerId} to ${request.network}`, error))
+      // Checked again and recorded in one step (as attach does): `remove` sees the network in use from here.
+      const index = yield* Effect.suspend(() => {
+        if (!defined.has(request.network)) {
+          return Effect.fail(notFound("Networks.connect", `network ${request.network} not found`))
+        }
+        const used = new Set(entry.record.networks.map((n) => n.ifname))
+        let n = 0
+        while (used.has(`eth${n}`)) n++
+        entry.record = { ...entry.record, networks: [...entry.record.networks, recordedNetwork(request, `eth${n}`, [])] }
+        return Effect.succeed(entry.record.networks.length - 1)
+      })
+      const forget = Effect.suspend(() => {
+        entry.record = { ...entry.record, networks: entry.record.networks.filter((_, i) => i !== index) }
+        return Records.writeRecord(confDir, entry.record)
+      })
+      yield* Records.writeRecord(confDir, entry.record).pipe(Effect.tapError(() => Effect.ignore(forget)))
+      yield* addNetwork(entry, index).pipe(
+        Effect.catch((failure) =>
+          delNetwork(entry.record, entry.record.networks[index]!, failure.prevResult).pipe(
+            Effect.andThen(forget),
+            Effect.catch((error) => Effect.logError(`Networks: could not undo connecting ${containerId} to ${request.network}`, error)),
+            Effect.andThen(Effect.fail(failure.error))
           )
-          return undo.pipe(
-            Effect.andThen(Effect.fail(addFailure === undefined ? failure as ContainerdError : cniFailure("Networks.connect")(addFailure.error)))
-          )
-        })
+        )
       )
       const attachment = Records.attachmentOf(entry.record)
       yield* publish({ _tag: "Attached", attachment })

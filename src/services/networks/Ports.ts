@@ -8,7 +8,7 @@
  * host process listens on is found by a quick bind and refused with the words
  * of dockerd's userland proxy.
  */
-import { Effect, Semaphore } from "effect"
+import { Effect } from "effect"
 import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -73,44 +73,47 @@ const listenedMessage = (port: PortMapping) =>
 /** A fresh allocator with nothing taken. */
 export const makePortAllocator = (): PortAllocator => {
   const owners = new Map<string, ReadonlyArray<PortMapping>>()
-  const lock = Semaphore.makeUnsafe(1)
   const [low, high] = ephemeralRange()
-  const inUse = (candidate: PortMapping, extra: ReadonlyArray<PortMapping>) =>
-    extra.some((port) => clash(port, candidate)) ||
+  const inUse = (candidate: PortMapping) =>
     [...owners.values()].some((ports) => ports.some((port) => clash(port, candidate)))
+  // No lock: a port is checked and marked as the owner's in one step, before the probe yields.
+  const claim = (owner: string, port: PortMapping) => void owners.set(owner, [...(owners.get(owner) ?? []), port])
+  const unclaim = (owner: string, port: PortMapping) =>
+    void owners.set(owner, (owners.get(owner) ?? []).filter((claimed) => claimed !== port))
 
-  const pick = (port: PortMapping, chosen: ReadonlyArray<PortMapping>): Effect.Effect<PortMapping, ContainerdError> =>
+  const pick = (owner: string, port: PortMapping): Effect.Effect<PortMapping, ContainerdError> =>
     Effect.gen(function*() {
       const span = high - low + 1
       const start = Math.floor(Math.random() * span)
       for (let i = 0; i < span; i++) {
         const candidate = { ...port, hostPort: low + ((start + i) % span) }
-        if (!inUse(candidate, chosen) && (yield* probe(candidate)) === "free") return candidate
+        if (inUse(candidate)) continue
+        claim(owner, candidate)
+        if ((yield* probe(candidate)) === "free") return candidate
+        unclaim(owner, candidate)
       }
       return yield* Effect.fail(alreadyExists(METHOD, `no free host port in ${low}-${high} for ${port.protocol}`))
     })
 
-  const reserve = (owner: string, ports: ReadonlyArray<PortMapping>) =>
-    lock.withPermits(1)(Effect.gen(function*() {
-      const chosen: Array<PortMapping> = []
-      for (const port of ports) {
-        if (!Number.isInteger(port.hostPort) || port.hostPort < 0 || port.hostPort > 65535) {
-          return yield* Effect.fail(invalidArgument(METHOD, `invalid host port ${port.hostPort}: 0 to 65535`))
-        }
-        if (!Number.isInteger(port.containerPort) || port.containerPort < 1 || port.containerPort > 65535) {
-          return yield* Effect.fail(invalidArgument(METHOD, `invalid container port ${port.containerPort}: 1 to 65535`))
-        }
-        if (port.hostPort === 0) {
-          chosen.push(yield* pick(port, chosen))
-          continue
-        }
-        if (inUse(port, chosen)) return yield* Effect.fail(alreadyExists(METHOD, takenMessage(port)))
-        if ((yield* probe(port)) === "taken") return yield* Effect.fail(alreadyExists(METHOD, listenedMessage(port)))
-        chosen.push(port)
+  const take = (owner: string, port: PortMapping): Effect.Effect<PortMapping, ContainerdError> =>
+    Effect.gen(function*() {
+      if (!Number.isInteger(port.hostPort) || port.hostPort < 0 || port.hostPort > 65535) {
+        return yield* Effect.fail(invalidArgument(METHOD, `invalid host port ${port.hostPort}: 0 to 65535`))
       }
-      owners.set(owner, chosen)
-      return chosen
-    }))
+      if (!Number.isInteger(port.containerPort) || port.containerPort < 1 || port.containerPort > 65535) {
+        return yield* Effect.fail(invalidArgument(METHOD, `invalid container port ${port.containerPort}: 1 to 65535`))
+      }
+      if (port.hostPort === 0) return yield* pick(owner, port)
+      if (inUse(port)) return yield* Effect.fail(alreadyExists(METHOD, takenMessage(port)))
+      claim(owner, port)
+      if ((yield* probe(port)) === "taken") return yield* Effect.fail(alreadyExists(METHOD, listenedMessage(port)))
+      return port
+    })
+
+  const reserve = (owner: string, ports: ReadonlyArray<PortMapping>) =>
+    Effect.forEach(ports, (port) => take(owner, port)).pipe(
+      Effect.onError(() => Effect.sync(() => void owners.delete(owner)))
+    )
 
   return {
     reserve,

@@ -16,7 +16,7 @@ import { CniResult } from "../../domain/CniResult.ts"
 import type { ConfList, Invocation, RawResult } from "../../internal/Cni.ts"
 import { commandFailure } from "../../internal/Command.ts"
 import type { Attachment, NetworkEndpoint, PortMapping } from "../Networks.ts"
-import { writeAtomic } from "./Definitions.ts"
+import { removePartials, writeAtomic } from "./Definitions.ts"
 
 const PortMappingSchema = Schema.Struct({
   hostPort: Schema.Int,
@@ -73,6 +73,7 @@ export const dropRecord = (confDir: string, record: AttachmentRecord): Effect.Ef
 export const loadRecords = (confDir: string): Effect.Effect<ReadonlyArray<AttachmentRecord>> =>
   Effect.gen(function*() {
     const dir = path.join(confDir, "attachments")
+    removePartials(dir)
     const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((file) => file.endsWith(".json")) : []
     const records: Array<AttachmentRecord> = []
     for (const file of files) {

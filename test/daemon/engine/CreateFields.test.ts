@@ -17,8 +17,9 @@ describe("CreateFields", () => {
       [{ Image: "i", Cmd: ["sh"], Env: ["A=1"], HostConfig: { Memory: 64 * 1024 ** 2, CpuShares: 512 } }, "ok"],
       // Checked by HostConfig's parsers (no-new-privileges; the kernel's range).
       [{ Image: "i", HostConfig: { SecurityOpt: ["no-new-privileges"], OomScoreAdj: 500 } }, "ok"],
-      // Checked by engine/Ports.ts and engine/Networking.ts.
-      [{ Image: "i", HostConfig: { PortBindings: { "80/tcp": [{ HostIp: "", HostPort: "" }] } } }, "ok"],
+      // Published at start (engine/Ports.ts); --link stays refused.
+      [{ Image: "i", ExposedPorts: { "80/tcp": {} }, HostConfig: { PortBindings: { "80/tcp": [{ HostIp: "", HostPort: "" }] }, PublishAllPorts: true } }, "ok"],
+      [{ Image: "i", HostConfig: { Links: ["db:db"] } }, "reject", "Links"],
       // Checked by Security.isolationOf (known capabilities, runtimes).
       [{ Image: "i", HostConfig: { Privileged: true, CapAdd: ["NET_ADMIN"], CapDrop: ["ALL"], Runtime: "runc", MaskedPaths: [] } }, "ok"],
       // Checked by engine/Resources.ts.
@@ -31,7 +32,8 @@ describe("CreateFields", () => {
       // The container's resolv.conf and hosts files (network/ResolvConf.ts, network/EtcHosts.ts).
       [{ Image: "i", Domainname: "x", HostConfig: { Dns: ["8.8.8.8"], DnsSearch: ["a"], DnsOptions: ["b"], ExtraHosts: ["h:1.2.3.4"] } }, "ok"],
       [{ Image: "i", Healthcheck: { Test: ["CMD", "true"] } }, "warn", "Healthcheck"],
-      [{ Image: "i", NetworkingConfig: { EndpointsConfig: { mynet: { Aliases: ["a"] } } } }, "ok"]
+      [{ Image: "i", NetworkingConfig: { EndpointsConfig: { mynet: { Aliases: ["a"] } } } }, "ok"],
+      [{ Image: "i", MacAddress: "02:42:ac:11:00:02" }, "warn", "MacAddress"]
     ]
     for (const [body, expected, field] of cases) {
       const result = review(body)

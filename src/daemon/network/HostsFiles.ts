@@ -16,10 +16,13 @@
  * - Files are rewritten in place (same inode): a rename would leave the
  *   container's bind mount on the old file.
  * - All writes go through one permit, so two changes never interleave in a file.
+ * - Every join changes every member's file: n containers starting at once
+ *   would be n² writes. The changed container's own file is written at once;
+ *   the members' files once per burst (`BURST`), and only those that change.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect, Option, Result, type Scope, Semaphore, Stream } from "effect"
+import { Duration, Effect, Option, Result, type Scope, Semaphore, Stream } from "effect"
 import type { SpecOption } from "../../domain/OciSpec.ts"
 import type { BindMount } from "../../services/Runtime.ts"
 import type { Attachment, AttachmentChange, NetworksShape } from "../../services/Networks.ts"
@@ -193,6 +196,9 @@ const mountsAt = (root: string) => (id: string, settings: MountSettings): Readon
     .map(([destination, source]): BindMount => ({ type: "bind", source, destination, readonly: settings.readonly }))
 }
 
+/** How long the changes of a burst (many containers starting at once) are gathered into one pass over the members' files. */
+const BURST = Duration.millis(25)
+
 /** The writer over `options`. */
 export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
   const host = options.host ?? defaultHost
@@ -244,16 +250,21 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
     })
   }
 
+  /** What each hosts file was last written with: a pass writes only the files that change, and reads none. */
+  const written = new Map<string, string>()
+
   /** Rewrites the files of `ids` (under the permit). */
   const rewrite = (ids: ReadonlySet<string>, attachments: ReadonlyArray<Attachment>) =>
     Effect.flatMap(known(ids, attachments), (names) =>
       Effect.forEach(ids, (id) => {
         const own = names.get(id)
-        const content = own === undefined ? undefined : hostsOf(own, attachments, names)
-        if (content === undefined) return Effect.void
-        return Effect.try(() => writeInPlace(filesOf(options.root, id).hosts, content)).pipe(
-          Effect.catch((cause) => Effect.logWarning(`could not update the hosts file of container ${id}`, cause))
-        )
+        if (own === undefined) return Effect.sync(() => void written.delete(id))
+        const content = hostsOf(own, attachments, names)
+        if (content === undefined || written.get(id) === content) return Effect.void
+        return Effect.try(() => {
+          if (writeInPlace(filesOf(options.root, id).hosts, content)) written.set(id, content)
+          else written.delete(id)
+        }).pipe(Effect.catch((cause) => Effect.logWarning(`could not update the hosts file of container ${id}`, cause)))
       }, { discard: true }))
 
   const refresh = (ids: Iterable<string>) =>
@@ -294,12 +305,15 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
         }
         // What changed before (a daemon restart: members gone or released while it was down), once, now that nothing is missed.
         yield* refreshAll([])
-        // A chunk of changes (a burst of starts) is one pass: each file written once for all of them.
-        yield* Effect.forkScoped(Stream.runForEachArray(changes, (chunk) => {
-          const ours = chunk.filter((c) => c.attachment.namespace === options.namespace)
-          if (ours.length === 0) return Effect.void
-          return permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(affected(ours, attachments), attachments)))
-        }))
+        yield* Effect.forkScoped(changes.pipe(
+          Stream.filter((change) => change.attachment.namespace === options.namespace),
+          // A container's own file at once: its own line should be there before its process reads it.
+          Stream.tap((change) => change._tag === "Attached" ? refresh([change.attachment.containerId]) : Effect.void),
+          // The members' files once per burst: n containers joining at once write each file once, not n times.
+          Stream.groupedWithin(1024, BURST),
+          Stream.runForEach((group) =>
+            permit.withPermit(Effect.flatMap(attachmentsNow, (attachments) => rewrite(affected(group, attachments), attachments))))
+        ))
       })
   })
 
@@ -323,7 +337,9 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
       yield* permit.withPermit(Effect.gen(function*() {
         const attachments = yield* attachmentsNow
         const named = new Map([...(yield* known([], attachments)), [names.id, names]])
-        yield* writeNew(files, hostsOf(names, attachments, named) ?? host.etcHosts(), resolv.content, names.hostname)
+        const hosts = hostsOf(names, attachments, named)
+        yield* writeNew(files, hosts ?? host.etcHosts(), resolv.content, names.hostname)
+        if (hosts !== undefined) written.set(names.id, hosts)
       }))
       return mountsOf(names.id, settings)
     })

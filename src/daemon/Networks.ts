@@ -21,6 +21,7 @@ import { execFile } from "node:child_process"
 import * as crypto from "node:crypto"
 import { type Attachment, Networks } from "../services/Networks.ts"
 import { DockerError, fromLibrary, notFound } from "./DockerError.ts"
+import { EventLog } from "./EventLog.ts"
 import { checkCreate, type NetworkCreateBody } from "./network/Create.ts"
 import {
   allocate,
@@ -130,6 +131,10 @@ const defaultBridge = (id: string, at: string, options: DockerNetworksOptions, s
 
 const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOptions) {
   const library = yield* Networks
+  const eventLog = yield* EventLog
+  /** Docker's network events: the network by id, its name and driver. */
+  const publish = (record: NetworkRecord, action: "create" | "destroy") =>
+    eventLog.publish({ type: "network", action, id: record.Id, attributes: { name: record.Name, type: record.Driver } })
   const dir = networksDir(options.dataRoot)
   const pools = options.pools !== undefined && options.pools.length > 0 ? options.pools : DEFAULT_POOLS
   const records = new Map<string, NetworkRecord>()
@@ -208,6 +213,7 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
       )
       yield* forget(dir, record.Id)
       records.delete(record.Id)
+      yield* publish(record, "destroy")
     })
 
   const create = Effect.fn("DockerNetworks.create")(function*(body: NetworkCreateBody) {
@@ -253,6 +259,7 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
       yield* define(record)
       yield* save(dir, record).pipe(Effect.onError(() => Effect.ignore(library.remove(id))))
       records.set(id, record)
+      yield* publish(record, "create")
       return { Id: id, Warning: plan.warning }
     }))
   })
@@ -294,6 +301,6 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
 /** Docker's networks over the library's. */
 export class DockerNetworks extends Context.Service<DockerNetworks, DockerNetworksShape>()("effect-containerd/daemon/DockerNetworks") {
   /** The networks of a daemon, defined again in the library at build. */
-  static readonly layer = (options: DockerNetworksOptions): Layer.Layer<DockerNetworks, DockerError, Networks> =>
+  static readonly layer = (options: DockerNetworksOptions): Layer.Layer<DockerNetworks, DockerError, Networks | EventLog> =>
     Layer.effect(DockerNetworks, makeDockerNetworks(options))
 }

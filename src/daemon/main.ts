@@ -182,16 +182,12 @@ const announce = (socket: string) =>
 
 /** The daemon's services over the containerd at `address`: the library, the event log, the engine, images, system. */
 const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: string }) => {
-  // The library's networks under the data root (its conflists and attachment records beside our network
-  // records), below the runtime and monitors, which attach containers to them.
-  const networks = Live.networks({ confDir: path.join(settings.dataRoot, "network"), runRoot: path.join(settings.dataRoot, "run") })
   const library = Live.services({
     registry: { hosts: Object.fromEntries(settings.insecureRegistries.map((host) => [host, { insecure: true }])) },
-    runtime: { fifoDir: path.join(settings.dataRoot, "fifo") }
-  }).pipe(
-    Layer.provideMerge(networks),
-    Layer.provideMerge(Containerd.layer({ address: settings.containerdAddress, namespace: settings.namespace }))
-  )
+    runtime: { fifoDir: path.join(settings.dataRoot, "fifo") },
+    // The library's networks under the data root: its conflists and attachment records beside our network records.
+    networks: { confDir: path.join(settings.dataRoot, "network"), runRoot: path.join(settings.dataRoot, "run") }
+  }).pipe(Layer.provideMerge(Containerd.layer({ address: settings.containerdAddress, namespace: settings.namespace })))
   const dockerNetworks = DockerNetworks.layer({
     dataRoot: settings.dataRoot,
     namespace: settings.namespace,
@@ -217,8 +213,8 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
           runtimes: settings.runtimes
         })
     ))),
-    Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(dockerNetworks),
+    Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(library)
   )
 }

@@ -9,7 +9,9 @@
  * Containers.Create, Snapshots.Prepare, Tasks.Create, Tasks.Start, Tasks.Delete,
  * Snapshots.Remove, Containers.Delete. The exit costs none — it comes from the
  * exit hub, registered before the start. An exec costs three: Exec, Start,
- * DeleteProcess.
+ * DeleteProcess. A container on networks costs none more: its spec joins the
+ * netns its attachment is set up in from its creation, and the attachment is
+ * made (and released) by the `Networks` service beside the task's RPCs.
  *
  * Ordering that matters:
  * - The container record is created before its snapshot is prepared, and the

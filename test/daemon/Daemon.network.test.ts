@@ -183,6 +183,8 @@ layer(engines("network"), { excludeTestServices: true, timeout: 240_000 })("the 
       assert.deepStrictEqual(none.trim().split("\n").map((l) => l.split(":")[1]?.trim()), ["lo"], none)
       yield* ok(ours, ["rm", "-f", server])
       yield* ok(ours, ["network", "rm", "net-a", "net-b"])
+      const events = yield* ok(ours, ["events", "--since", "0", "--until", String(Math.ceil(Date.now() / 1000)), "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}"])
+      for (const line of ["create net-a", "create net-b", "destroy net-a", "destroy net-b"]) assert.include(events.split("\n"), line)
     }))
 
   it.effect("connect and disconnect: a running container gains and loses a network (fixed address, alias), a stopped one at its next start; container:<id> shares a namespace", () =>
@@ -245,8 +247,10 @@ layer(engines("network"), { excludeTestServices: true, timeout: 240_000 })("the 
           const id = created.body.Id as string
           const start = yield* api(ours, "POST", `/containers/${id}/start`)
           assert.strictEqual(start.status, 204, JSON.stringify(start.body))
-          yield* api(ours, "POST", `/containers/${id}/wait`)
-          assert.strictEqual((yield* api(ours, "DELETE", `/containers/${id}`)).status, 204)
+          const waited = yield* api(ours, "POST", `/containers/${id}/wait`)
+          assert.deepStrictEqual([waited.status, waited.body], [200, { Error: null, StatusCode: 0 }])
+          const removed = yield* api(ours, "DELETE", `/containers/${id}`)
+          assert.strictEqual(removed.status, 204, JSON.stringify(removed.body))
           return id
         }), { concurrency: "unbounded" })
       const seconds = (Date.now() - started) / 1000
@@ -323,7 +327,16 @@ layer(engines("network"), { excludeTestServices: true, timeout: 240_000 })("the 
           const first = (yield* ok(engine, ["run", "-d", "--network", "net-x", "-p", `${port}:80`, FIXTURE_IMAGE, "sleep", "600"])).trim()
           const taken = yield* engine.docker(["run", "-d", "--name", "second", "--network", "net-x", "-p", `${port}:80`, FIXTURE_IMAGE, "sleep", "600"])
           const inUse = yield* api(engine, "DELETE", "/networks/net-x")
-          const second = (yield* inspect(engine, "second")).State
+          const secondInfo = yield* inspect(engine, "second")
+          const second = secondInfo.State
+          // Nothing of the refused start is left: the first container's address and namespace only.
+          if (engine.daemon !== undefined) {
+            assert.deepStrictEqual(
+              yield* leftovers(engine.daemon.dataRoot, created.body.Id, [first, secondInfo.Id]),
+              { addresses: 1, veths: 1, rules: 1, pins: 1 },
+              "what the start whose port is taken leaves"
+            )
+          }
           yield* ok(engine, ["rm", "-f", first, "second"])
           yield* ok(engine, ["network", "rm", "net-x"])
           return { engine, networkId: created.body.Id as string, answers, taken, inUse, second, port }

@@ -379,6 +379,9 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       const fiber = yield* FiberMap.get(pending, entry.id)
       if (Option.isSome(fiber) && fiber.value !== current) yield* FiberMap.remove(pending, entry.id)
       if (running) yield* terminate(entry, yield* taskOf(env, entry), undefined)
+      // The last run's exit handled first (its task deleted, its network released): a slow one, or one
+      // retried after its bound, would otherwise still hold the task the container's delete refuses to strand.
+      yield* settled(entry)
       const code = (yield* stateOf(env, entry)).ExitCode
       yield* ignoreGone(lib(ns(monitors.remove(entry.id))))
       yield* FiberMap.remove(pumps, entry.id)

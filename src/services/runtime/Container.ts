@@ -66,6 +66,9 @@ export interface Container {
    * Attaches to the container's existing task (without stdio). It registers for
    * the task's exit before asking containerd about it, so an exit in between is
    * not lost. A network attachment recorded for it is adopted, for the task's life.
+   *
+   * Gotcha: the caller's scope then owns that attachment: closing it releases
+   * the network of a task that may still run, unless `keepAttachment` was called.
    */
   readonly task: Effect.Effect<Task, ContainerdError, Scope.Scope>
   /** Deletes the container and (by default) its rootfs snapshot; its task must be deleted first. */
@@ -158,8 +161,7 @@ export const makeContainer = (
     }
     const wanted = override ?? Option.getOrUndefined(Option.flatten(stored))
     if (wanted === undefined) return undefined
-    yield* validateNetwork(method, env.networks, wanted)
-    const networks = Option.getOrThrow(env.networks)
+    const networks = yield* validateNetwork(method, env.networks, wanted)
     if (!joinsNetns(spec, networks.netnsPath(namespace, id))) {
       return yield* Effect.fail(failedPrecondition(
         method,

@@ -55,9 +55,9 @@ const isPort = (n: number, min: number) => Number.isSafeInteger(n) && n >= min &
 
 /**
  * Checks networks asked of a container before anything is created: the
- * networks service is there, each network is defined and named once, each
- * port is a port; the address, MAC and host port checks that need the
- * network's state are the attach's.
+ * networks service is there (it is returned), each network is defined and
+ * named once, each port is a port; the address, MAC and host port checks that
+ * need the network's state are the attach's.
  */
 export const validateNetwork = Effect.fnUntraced(function*(
   method: string,
@@ -92,6 +92,7 @@ export const validateNetwork = Effect.fnUntraced(function*(
       return yield* Effect.fail(invalidArgument(method, `invalid protocol ${JSON.stringify(port.protocol)}: use tcp or udp`))
     }
   }
+  return networks.value
 })
 
 /** Whether a spec (JSON) joins the network namespace at `netns`. */

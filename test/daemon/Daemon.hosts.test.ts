@@ -287,6 +287,18 @@ layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the fi
       assert.deepStrictEqual(dockerd.map(shape), [plain, asked, onHost, onHostAsked].map(shape))
     }))
 
+  it.effect("the files are writable as dockerd's, read-only with --read-only; a bind of the client's own at /etc/hosts wins", () =>
+    Effect.gen(function*() {
+      const results = yield* bothEngines((engine) =>
+        Effect.all([
+          ok(engine, ["run", "--rm", "--network", "none", FIXTURE_IMAGE, "sh", "-c", "echo '1.1.1.1 mine' >> /etc/hosts && head -1 /etc/hosts && tail -1 /etc/hosts"]),
+          ok(engine, ["run", "--rm", "--network", "none", "--read-only", FIXTURE_IMAGE, "sh", "-c", "echo x >> /etc/hosts 2>/dev/null; echo rc=$?"]),
+          ok(engine, ["run", "--rm", "--network", "none", "-v", "/etc/hostname:/etc/hosts:ro", FIXTURE_IMAGE, "cat", "/etc/hosts"])
+        ], { concurrency: "unbounded" }))
+      assert.deepStrictEqual(results[0], ["127.0.0.1\tlocalhost\n1.1.1.1 mine\n", "rc=1\n", fs.readFileSync("/etc/hostname", "utf8")])
+      if (results[1] !== undefined) assert.deepStrictEqual(results[1], results[0])
+    }))
+
   it.effect("a container in another's network namespace reads that one's files; its own hostname, --dns or --add-host is a 400", () =>
     Effect.gen(function*() {
       const results = yield* bothEngines((engine) =>

@@ -7,8 +7,8 @@
  *
  * Every daemon has three predefined networks, as dockerd: `bridge` (the
  * default network, its id kept across restarts, its subnet `--bip` or the first
- * free pool, its device `--bridge-name` or one derived from the data root),
- * `host` and `none`. At every start each stored bridge network is defined
+ * free pool, its device `--bridge-name` or one derived from the data root;
+ * none with `--bridge none`), `host` and `none`. At every start each stored bridge network is defined
  * again (idempotent in the library), so networks survive restarts and reboots.
  *
  * Creates and removals are serialized (one pool allocation at a time); which
@@ -47,8 +47,8 @@ export interface DockerNetworksOptions {
   readonly pools?: ReadonlyArray<Pool> | undefined
   /** `--bip`: the default bridge's subnet and gateway. */
   readonly bip?: { readonly subnet: Subnet; readonly gateway: number } | undefined
-  /** The default bridge's device. */
-  readonly bridgeName: string
+  /** The default bridge's device; none: no default bridge (dockerd's `--bridge=none`), containers asking for it get no network. */
+  readonly bridgeName: string | undefined
 }
 
 /** A container's endpoint on one of the daemon's networks, from its live attachment. */
@@ -106,7 +106,7 @@ const predefined = (name: "host" | "none"): NetworkRecord => ({
 })
 
 /** The default bridge as dockerd shows it, on `subnet` with `gateway`. */
-const defaultBridge = (id: string, at: string, options: DockerNetworksOptions, subnet: Subnet, gateway: number): NetworkRecord => ({
+const defaultBridge = (id: string, at: string, device: string, subnet: Subnet, gateway: number): NetworkRecord => ({
   Name: "bridge",
   Id: id,
   Created: at,
@@ -118,13 +118,13 @@ const defaultBridge = (id: string, at: string, options: DockerNetworksOptions, s
     "com.docker.network.bridge.enable_icc": "true",
     "com.docker.network.bridge.enable_ip_masquerade": "true",
     "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
-    "com.docker.network.bridge.name": options.bridgeName,
+    "com.docker.network.bridge.name": device,
     "com.docker.network.driver.mtu": "1500"
   },
   Labels: {},
   IPAM: { Driver: "default", Options: null, Config: [{ Subnet: formatSubnet(subnet), Gateway: formatAddress(gateway) }] },
   Predefined: true,
-  Bridge: options.bridgeName,
+  Bridge: device,
   Subnet: formatSubnet(subnet),
   Gateway: formatAddress(gateway)
 })
@@ -172,16 +172,25 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
   }
   // The default bridge: its id kept, its subnet --bip's, else what it had, else the first free pool.
   const old = stored("bridge")
-  const oldSubnet = old === undefined ? undefined : subnetOf(old)
-  const place = options.bip ?? (oldSubnet !== undefined && old?.Gateway !== undefined && old.Bridge === options.bridgeName
-    ? { subnet: oldSubnet, gateway: parseAddress(old.Gateway) ?? oldSubnet.base + 1 }
-    : undefined)
-  const subnet = place?.subnet ?? (yield* freeSubnet(old?.Id))
-  if (subnet === undefined) return yield* Effect.die(new Error(`the default bridge: ${NO_POOL}`))
-  const bridge = defaultBridge(old?.Id ?? newId(), old?.Created ?? created(), options, subnet, place?.gateway ?? subnet.base + 1)
-  if (old !== undefined && old.Bridge !== bridge.Bridge) yield* Effect.ignore(library.remove(old.Id))
-  yield* save(dir, bridge)
-  records.set(bridge.Id, bridge)
+  if (options.bridgeName === undefined) {
+    // Disabled (--bridge none), as dockerd drops it then: its definition goes with its record.
+    if (old !== undefined) {
+      yield* Effect.ignore(library.remove(old.Id))
+      yield* forget(dir, old.Id)
+      records.delete(old.Id)
+    }
+  } else {
+    const oldSubnet = old === undefined ? undefined : subnetOf(old)
+    const place = options.bip ?? (oldSubnet !== undefined && old?.Gateway !== undefined && old.Bridge === options.bridgeName
+      ? { subnet: oldSubnet, gateway: parseAddress(old.Gateway) ?? oldSubnet.base + 1 }
+      : undefined)
+    const subnet = place?.subnet ?? (yield* freeSubnet(old?.Id))
+    if (subnet === undefined) return yield* Effect.die(new Error(`the default bridge: ${NO_POOL}`))
+    const bridge = defaultBridge(old?.Id ?? newId(), old?.Created ?? created(), options.bridgeName, subnet, place?.gateway ?? subnet.base + 1)
+    if (old !== undefined && old.Bridge !== bridge.Bridge) yield* Effect.ignore(library.remove(old.Id))
+    yield* save(dir, bridge)
+    records.set(bridge.Id, bridge)
+  }
   // Every bridge network again: the library's definitions survive in its files, the bridges and rules not a reboot.
   for (const record of records.values()) {
     yield* define(record).pipe(Effect.catch((error) => Effect.logError(`network ${record.Name} could not be defined: ${error.message}`)))

@@ -66,8 +66,8 @@ interface DaemonSettings {
   readonly addressPools: ReadonlyArray<Pool>
   /** `--bip`: the default bridge's subnet and gateway. */
   readonly bip: { readonly subnet: Subnet; readonly gateway: number } | undefined
-  /** The default bridge's device. */
-  readonly bridgeName: string
+  /** The default bridge's device; none with `--bridge none`. */
+  readonly bridgeName: string | undefined
 }
 
 const isRoot = () => process.getuid?.() === 0
@@ -310,6 +310,12 @@ const flags = {
     fromEnv("BIP"),
     Flag.optional
   ),
+  bridge: Flag.String("bridge").pipe(
+    Flag.withAlias("b"),
+    Flag.withDescription("none: no default bridge network, as dockerd's --bridge=none (containers asking for it get loopback only)"),
+    fromEnv("BRIDGE"),
+    Flag.optional
+  ),
   bridgeName: Flag.String("bridge-name").pipe(
     Flag.withDescription("The default bridge's device (default ec0- and 8 hex characters of the data root's hash, so daemons never share one)"),
     fromEnv("BRIDGE_NAME"),
@@ -332,7 +338,12 @@ const maxJsonBodyOf = (text: string) => {
 
 /** `--default-address-pool`, `--bip` and `--bridge-name`, checked. */
 const networkSettingsOf = (
-  input: { readonly addressPools: ReadonlyArray<string>; readonly bip: Option.Option<string>; readonly bridgeName: Option.Option<string> },
+  input: {
+    readonly addressPools: ReadonlyArray<string>
+    readonly bip: Option.Option<string>
+    readonly bridge: Option.Option<string>
+    readonly bridgeName: Option.Option<string>
+  },
   dataRoot: string
 ) =>
   Effect.gen(function*() {
@@ -342,8 +353,16 @@ const networkSettingsOf = (
     const bip = Option.isNone(input.bip)
       ? undefined
       : yield* Result.match(parseBip(input.bip.value), { onSuccess: Effect.succeed, onFailure: fail })
-    const bridgeName = Option.getOrElse(input.bridgeName, () => defaultBridgeName(dataRoot))
-    if (!isDeviceName(bridgeName)) return yield* fail(`--bridge-name ${bridgeName}: use a device name of at most 15 letters, digits, '.', '_' or '-'`)
+    if (Option.isSome(input.bridge) && input.bridge.value !== "none") {
+      return yield* fail(`--bridge ${input.bridge.value}: only none is supported (name the default bridge's device with --bridge-name)`)
+    }
+    if (Option.isSome(input.bridge) && (bip !== undefined || Option.isSome(input.bridgeName))) {
+      return yield* fail("--bridge none disables the default bridge: --bip and --bridge-name are for it")
+    }
+    const bridgeName = Option.isSome(input.bridge) ? undefined : Option.getOrElse(input.bridgeName, () => defaultBridgeName(dataRoot))
+    if (bridgeName !== undefined && !isDeviceName(bridgeName)) {
+      return yield* fail(`--bridge-name ${bridgeName}: use a device name of at most 15 letters, digits, '.', '_' or '-'`)
+    }
     return { addressPools, bip, bridgeName }
   })
 

@@ -40,7 +40,7 @@
  * leaves no such label, and a task deleted behind its back while it is dead is
  * then indistinguishable from one never started.
  */
-import { Context, type Duration, Effect, Layer, Option, Schema, Scope, type Stream } from "effect"
+import { Context, type Duration, Effect, Exit, Layer, Option, Schema, Scope, type Stream } from "effect"
 import { type ContainerdError, notFound } from "../domain/ContainerdError.ts"
 import type { ContainerExit, ContainerState } from "../domain/ContainerState.ts"
 import { exitUnknown } from "../domain/ExitStatus.ts"
@@ -332,11 +332,17 @@ export const makeMonitors = Effect.fnUntraced(function*(options: {
       // Each task found adopted its attachment (released again if the task had
       // stopped); what is left belongs to a container or task that went while we
       // were down.
-      // Not retried here: recovery must not wait on a plugin; a release that failed is tried again at the next start.
+      // Recovery does not wait on a plugin that keeps failing: the sweep is tried
+      // again in the background until it gets through (what it releases stays
+      // held meanwhile, and a new start of one of those containers releases its
+      // old attachment first).
       if (Option.isSome(networks)) {
-        yield* networks.value.sweep(namespace, withTasks).pipe(
-          Effect.catch((error) =>
-            Effect.logError(`releasing the network attachments of namespace ${namespace} whose tasks are gone`, error)
+        const sweep = networks.value.sweep(namespace, withTasks)
+        yield* Effect.exit(sweep).pipe(
+          Effect.flatMap((exit) =>
+            Exit.isSuccess(exit)
+              ? Effect.void
+              : Effect.asVoid(Effect.forkScoped(retryForever(`sweeping the network attachments of namespace ${namespace}`, sweep)))
           )
         )
       }

@@ -117,6 +117,12 @@ export interface NetworksShape {
   readonly remove: (name: string) => Effect.Effect<void, ContainerdError>
   /** The defined networks. */
   readonly definitions: Effect.Effect<ReadonlyArray<NetworkDefinition>>
+  /**
+   * Checks attach options against the networks defined, needing nothing of the
+   * host: each network defined and asked for once, fixed addresses in range,
+   * MACs, port numbers, ports only with a network. `attach` checks the same.
+   */
+  readonly validate: (method: string, options: AttachOptions) => Effect.Effect<void, ContainerdError>
   /** The network namespace a container will join (known at create, so its spec needs no change at start). */
   readonly netnsPath: (namespace: string, containerId: string) => string
   /**

@@ -14,7 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type { Attachment, AttachmentChange } from "../../src/services/Networks.ts"
 import { memberEntries, ownEntry, parseExtraHost, renderHosts } from "../../src/daemon/network/EtcHosts.ts"
-import { type ContainerNames, filesOf, makeHostsFiles } from "../../src/daemon/network/HostsFiles.ts"
+import { type ContainerNames, extraEntries, filesOf, makeHostsFiles } from "../../src/daemon/network/HostsFiles.ts"
 import { build, checkDns, containerResolvConf, filter, hostResolvConfPath } from "../../src/daemon/network/ResolvConf.ts"
 import { removeTree } from "../../src/internal/Files.ts"
 import { bothEngines, type Engine, engines, Engines, eventually, ok } from "../support/Engines.ts"
@@ -120,6 +120,9 @@ describe("/etc/hosts, as dockerd 20.10 writes it", () => {
     assert.deepStrictEqual(parseExtraHost("bar:::1"), Result.succeed({ name: "bar", ip: "::1" }))
     assert.deepStrictEqual(parseExtraHost("gw:host-gateway"), Result.succeed({ name: "gw", ip: "host-gateway" }))
     assert.isTrue(Result.isFailure(parseExtraHost("evil\n1.2.3.4 x:1.2.3.4")))
+    // host-gateway is the default bridge's gateway; without a default bridge (--bridge none), dockerd's start-time words.
+    assert.deepStrictEqual(extraEntries(["gw:host-gateway"], "10.0.0.1"), Result.succeed([{ ip: "10.0.0.1", names: "gw" }]))
+    assert.deepStrictEqual(extraEntries(["gw:host-gateway"], undefined), Result.fail("unable to derive the IP value for host-gateway"))
   })
 
   it("the members' section: one line per address (name, aliases, short id, each once), in address order", () => {
@@ -254,7 +257,7 @@ const filesIn = (engine: Engine, args: ReadonlyArray<string>) =>
     "cat /etc/hosts; echo ==; cat /etc/resolv.conf; echo ==; cat /etc/hostname; echo ==; hostname; grep -c ' /etc/hosts ' /proc/self/mountinfo"
   ])
 
-layer(engines("hosts"), { excludeTestServices: true, timeout: 120_000 })("the files a container sees, beside dockerd", (it) => {
+layer(engines("hosts", [], { bridge: true }), { excludeTestServices: true, timeout: 120_000 })("the files a container sees, beside dockerd", (it) => {
   it.effect("--hostname, --domainname, --add-host and --dns* on none; the host's files on host: dockerd's bytes", () =>
     Effect.gen(function*() {
       const hostResolv = fs.readFileSync("/etc/resolv.conf", "utf8")

@@ -124,7 +124,7 @@ const leftovers = (dataRoot: string, networkId: string, ids: ReadonlyArray<strin
     }
   })
 
-layer(engines("network"), { excludeTestServices: true, timeout: 240_000 })("the daemon's networks", (it) => {
+layer(engines("network", [], { bridge: true }), { excludeTestServices: true, timeout: 240_000 })("the daemon's networks", (it) => {
   it.effect("published TCP and UDP ports on 127.0.0.1: -p host:container, -p container (random), -P over the image's EXPOSE; docker port and ps", () =>
     Effect.gen(function*() {
       const { ours } = yield* Engines

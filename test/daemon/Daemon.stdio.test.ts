@@ -1,3 +1,4 @@
+import { BRIDGE_WARNING } from "../../src/daemon/engine/Networking.ts"
 /**
  * The daemon's stdio, driven by the docker CLI: attached `docker run` (output,
  * stderr apart, exit code, stdin), `docker logs` (finished, followed, tail,
@@ -36,7 +37,8 @@ describe("the daemon's stdio, driven by the docker CLI", () => {
       assert.deepStrictEqual([hello.code, hello.stdout], [0, "hello\n"], hello.stderr)
 
       const mixed = yield* daemon.docker(["run", "--rm", FIXTURE_IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3"])
-      assert.deepStrictEqual([mixed.code, mixed.stdout, mixed.stderr], [3, "out\n", "err\n"])
+      // The CLI prints the create warning (test daemons run with --bridge none) before the container's stderr.
+      assert.deepStrictEqual([mixed.code, mixed.stdout, mixed.stderr], [3, "out\n", `WARNING: ${BRIDGE_WARNING}\nerr\n`])
       const quiet = yield* daemon.docker(["run", "--rm", "--network", "none", "--oom-kill-disable", FIXTURE_IMAGE, "sh", "-c", "echo err >&2"])
       assert.strictEqual(quiet.code, 0)
       assert.match(quiet.stderr, /^WARNING: .*OomKillDisable.*\nerr\n$/, "docker run prints the warning for an option not honoured")

@@ -14,6 +14,7 @@ import * as path from "node:path"
 import * as Cni from "../../src/internal/Cni.ts"
 import * as Iptables from "../../src/internal/Iptables.ts"
 import { Networks } from "../../src/services/Networks.ts"
+import { eventually } from "../support/Engines.ts"
 import {
   addressesIn,
   askUdp,
@@ -63,7 +64,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       const id = `twice-${tag}`
       const scope = yield* Scope.make()
       yield* networks.attach("ns", id, { networks: [{ network: network.name }] }).pipe(Scope.provide(scope))
-      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns-${id}.json`), "utf8"))
+      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns@${id}.json`), "utf8"))
       yield* Scope.close(scope, Exit.void)
       const cni = { pluginDirs: ["/usr/lib/cni"], timeout: "10 seconds" as const }
       const invocation = { containerId: id, netns: record.netns, ifname: "eth0", args: record.networks[0].args }
@@ -115,6 +116,38 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       yield* networks.remove(network.name)
     }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
   })
+
+  it.live("a scope's release whose DEL keeps failing is tried again in the background until it succeeds; a new attach of the container releases the old one first", () => {
+    const options = freshOptions(
+      fakePlugin("bridge", `[ "$CNI_COMMAND" = DEL ] && [ -e $STATE/fail ] && { cat >/dev/null; echo '{"code":5,"msg":"injected"}'; exit 1; }`)
+    )
+    const flag = path.join(options.pluginDirs![0]!, "fail")
+    const network = newNetwork()
+    return Effect.gen(function*() {
+      const networks = yield* Networks
+      yield* networks.define(network)
+      const id = `later-${tag}`
+      const held = { ...nothingLeft, ips: 1, veths: 1, netns: 1, records: 1 }
+      // The scope closes while DEL fails: nothing is dropped, the release goes on behind it.
+      fs.writeFileSync(flag, "")
+      yield* Effect.scoped(networks.attach("ns", id, { networks: [{ network: network.name }] }))
+      assert.deepStrictEqual(leftovers(options, network), held, "still held while its DEL fails")
+      fs.rmSync(flag)
+      yield* eventually("the background release", Effect.sync(() => JSON.stringify(leftovers(options, network)) === JSON.stringify(nothingLeft)))
+      assert.isTrue(Option.isNone(yield* networks.get("ns", id)))
+
+      // Failing again; before the retry gets through, the container is attached anew: the old one goes first.
+      fs.writeFileSync(flag, "")
+      yield* Effect.scoped(networks.attach("ns", id, { networks: [{ network: network.name }] }))
+      fs.rmSync(flag)
+      const again = yield* networks.attach("ns", id, { networks: [{ network: network.name }] })
+      assert.deepStrictEqual(leftovers(options, network), held, "one attachment: the old one was released")
+      assert.deepStrictEqual((yield* networks.get("ns", id)).pipe(Option.map((a) => a.endpoints[0]!.address)), Option.some(again.endpoints[0]!.address))
+      yield* networks.detach("ns", id)
+      assert.deepStrictEqual(leftovers(options, network), nothingLeft)
+      yield* networks.remove(network.name)
+    }).pipe(Effect.scoped, Effect.provide(Networks.layer(options)))
+  }, 60_000)
 
   it.live("a plugin past its deadline is killed and the attach undone; a missing or too old plugin fails the layer naming it", () => {
     const options = {
@@ -275,7 +308,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
       assert.include(reasonOf(failed)?.message, "CNI plugin bridge ADD failed (code 100): injected")
       assert.deepStrictEqual(yield* networks.get("ns", id), Option.some(attached))
       assert.deepStrictEqual(Object.keys(addressesIn(attached.netns)).sort(), ["eth0", "lo"])
-      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns-${id}.json`), "utf8"))
+      const record = JSON.parse(fs.readFileSync(path.join(options.confDir, "attachments", `ns@${id}.json`), "utf8"))
       assert.deepStrictEqual(record.networks.map((n: { network: string }) => n.network), [first.name])
       assert.deepStrictEqual(leftovers(options, second), { ...nothingLeft, netns: 1, records: 1 })
     }).pipe(

@@ -11,7 +11,8 @@
  * Each daemon gets networks no other can collide with, as tests run in
  * parallel on one host: its address pools are a /22 of 198.18.0.0/15 (the
  * benchmarking range, never a real network here) chosen from the vitest worker
- * and a counter, its default bridge is named from its data root. Its networks
+ * and a counter, its default bridge (only when asked: `--bridge none` otherwise,
+ * as the dockerd of `Dockerd.ts`) is named from its data root. Its networks
  * outlive the daemon (as dockerd's), so the harness removes them at the end:
  * every attachment left, then each network's rules and bridge.
  */
@@ -33,16 +34,26 @@ const privatePool = (): ReadonlyArray<string> => {
   return ["--default-address-pool", `base=198.${18 + (index >> 6)}.${(index & 63) * 4}.0/22,size=26`]
 }
 
+/** Whether a daemon's data root has networks defined or containers attached (none with --bridge none and no network made). */
+const hasNetworks = (confDir: string): boolean => {
+  const attachments = path.join(confDir, "attachments")
+  return (fs.existsSync(confDir) && fs.readdirSync(confDir).some((f) => f.endsWith(".conflist"))) ||
+    (fs.existsSync(attachments) && fs.readdirSync(attachments).length > 0)
+}
+
 /** Removes what a stopped daemon's networks left on the host: attachments, rules, bridges. */
-const removeNetworks = (dataRoot: string, namespace: string) =>
-  Effect.gen(function*() {
+const removeNetworks = (dataRoot: string, namespace: string) => {
+  const confDir = path.join(dataRoot, "network")
+  const removal = Effect.gen(function*() {
     const networks = yield* Networks
     yield* networks.sweep(namespace, new Set())
     for (const definition of yield* networks.definitions) yield* networks.remove(definition.name)
   }).pipe(
-    Effect.provide(Layer.fresh(Networks.layer({ confDir: path.join(dataRoot, "network"), runRoot: path.join(dataRoot, "run") }))),
+    Effect.provide(Layer.fresh(Networks.layer({ confDir, runRoot: path.join(dataRoot, "run") }))),
     Effect.catchCause((cause) => Effect.logWarning(`could not remove the networks of the daemon in ${dataRoot}`, cause))
   )
+  return Effect.suspend(() => hasNetworks(confDir) ? removal : Effect.void)
+}
 
 /** The daemon's entry point: the sources under vitest, the build under dist/ (benchmarks). */
 const MAIN = path.resolve(import.meta.dirname, `../../src/daemon/main${path.extname(import.meta.filename)}`)
@@ -56,6 +67,12 @@ export interface DaemonOptions {
   readonly insecureRegistries?: ReadonlyArray<string> | undefined
   /** Further flags of `effect-containerd daemon`. */
   readonly flags?: ReadonlyArray<string> | undefined
+  /**
+   * A default bridge network (the daemon's own default). Off unless asked: test
+   * daemons run with `--bridge none`, as the dockerd beside them, so a container
+   * costs no CNI work where the test is not about networks.
+   */
+  readonly bridge?: boolean | undefined
 }
 
 /** A running (or restartable) daemon. */
@@ -182,6 +199,7 @@ export const startDaemon = (options: DaemonOptions): Effect.Effect<DaemonInstanc
         ...(options.containerd === undefined ? [] : ["--containerd", options.containerd]),
         ...(options.insecureRegistries ?? []).flatMap((host) => ["--insecure-registry", host]),
         ...pool,
+        ...(options.bridge === true ? [] : ["--bridge", "none"]),
         ...(options.flags ?? [])
       ]
       const spawned = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })

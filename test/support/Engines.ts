@@ -31,13 +31,13 @@ export class Engines extends Context.Service<Engines, { readonly ours: Engine; r
 ) {}
 
 /** Both engines, in a namespace named after `prefix` (our daemon with `flags`); stopped with the layer. */
-export const engines = (prefix: string, flags?: ReadonlyArray<string>) =>
+export const engines = (prefix: string, flags?: ReadonlyArray<string>, options?: { readonly bridge?: boolean }) =>
   Layer.effect(
     Engines,
     Effect.gen(function*() {
       const namespace = uniqueNamespace(prefix)
       yield* importFixture(namespace)
-      const daemon = yield* startDaemon({ containerd: shared().address, namespace, flags })
+      const daemon = yield* startDaemon({ containerd: shared().address, namespace, flags, bridge: options?.bridge })
       const theirs = yield* startDockerd(shared().address, { archive: shared().fixtureArchive, name: FIXTURE_IMAGE })
       const config = yield* Effect.acquireRelease(
         Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-cli-"))),

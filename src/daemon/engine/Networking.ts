@@ -12,7 +12,7 @@
  * its running task's attachment, so a stopped container shows none, as
  * dockerd's.
  */
-import { Effect, Result, Schema } from "effect"
+import { Effect, Option, Result, Schema } from "effect"
 import * as crypto from "node:crypto"
 import type { AttachOptions, Attachment } from "../../services/Networks.ts"
 import { ContainerdError } from "../../domain/ContainerdError.ts"
@@ -93,7 +93,7 @@ export interface CreateNetworking {
   readonly warnings: ReadonlyArray<string>
 }
 
-/** Said when the default network is asked for and the daemon has no networks (an engine built without them). */
+/** Said when the default network is asked for and there is none (`--bridge none`, or an engine built without networks). */
 export const BRIDGE_WARNING = "the bridge network does not exist here: the container has no network but loopback (as with --network none)"
 
 /**
@@ -133,6 +133,10 @@ export const createNetworking = (
     if (networks === undefined) {
       if (published) return yield* Effect.fail(badRequest("PortBindings (-p, -P) is not supported: this engine has no networks"))
       if (mode._tag === "Network") return yield* Effect.fail(badRequest(`network ${mode.ref} not found: this engine has no networks`))
+      return own([BRIDGE_WARNING], "none")
+    }
+    if (mode._tag === "Bridge" && Option.isNone(yield* Effect.option(networks.find("bridge")))) {
+      if (published) return yield* Effect.fail(badRequest("PortBindings (-p, -P) need a network: the default bridge is disabled (--bridge none)"))
       return own([BRIDGE_WARNING], "none")
     }
     // dockerd's words, as a 400: a 404 to a create makes the docker CLI pull the image and try again.

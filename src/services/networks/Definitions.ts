@@ -12,10 +12,10 @@
 import { Effect, Option, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { type ContainerdError, invalidArgument } from "../../domain/ContainerdError.ts"
+import { type ContainerdError, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
 import { CNI_VERSION, type ConfList, type PluginConf } from "../../internal/Cni.ts"
 import { commandFailure } from "../../internal/Command.ts"
-import type { NetworkDefinition } from "../Networks.ts"
+import type { AttachOptions, NetworkDefinition, NetworkRequest } from "../Networks.ts"
 
 const METHOD = "Networks.define"
 
@@ -230,4 +230,63 @@ export const writeAtomic = (file: string, content: string): Effect.Effect<void, 
       fs.renameSync(partial, file)
     },
     catch: (cause) => commandFailure("Networks", `could not write ${file}`, cause)
+  })
+
+const isPort = (n: number, min: number) => Number.isSafeInteger(n) && n >= min && n <= 65535
+
+/** Checks one network asked for: a fixed address in host-local's range (never the gateway's), a MAC's syntax. */
+const checkRequest = (method: string, network: CheckedNetwork, request: NetworkRequest) =>
+  Effect.gen(function*() {
+    if (request.ip !== undefined) {
+      const ip = parseIp(request.ip)
+      const { gateway, rangeEnd, rangeStart } = network
+      const inRange = Option.isSome(ip) && ip.value >= Option.getOrThrow(parseIp(rangeStart)) &&
+        ip.value <= Option.getOrThrow(parseIp(rangeEnd)) && request.ip !== gateway
+      if (!inRange) {
+        return yield* Effect.fail(invalidArgument(
+          method,
+          `invalid address ${request.ip}: network ${request.network} gives addresses from ${rangeStart} to ${rangeEnd}, except its gateway ${gateway}`
+        ))
+      }
+    }
+    if (request.mac !== undefined && !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(request.mac)) {
+      return yield* Effect.fail(invalidArgument(method, `invalid MAC address ${request.mac}`))
+    }
+  })
+
+/**
+ * Checks what a container is to be attached with, against the networks
+ * defined: each network defined and asked for once, its address and MAC, each
+ * port a port (a host port 0 is chosen at attach) and published only with a
+ * network. What needs the host (is a host port free?) is the attach's.
+ */
+export const checkAttach = (
+  method: string,
+  defined: (name: string) => CheckedNetwork | undefined,
+  options: AttachOptions
+): Effect.Effect<void, ContainerdError> =>
+  Effect.gen(function*() {
+    const seen = new Set<string>()
+    for (const request of options.networks) {
+      const network = defined(request.network)
+      if (network === undefined) return yield* Effect.fail(notFound(method, `network ${request.network} not found`))
+      if (seen.has(request.network)) return yield* Effect.fail(invalidArgument(method, `network ${request.network} is asked for twice`))
+      seen.add(request.network)
+      yield* checkRequest(method, network, request)
+    }
+    const ports = options.ports ?? []
+    if (ports.length > 0 && options.networks.length === 0) {
+      return yield* Effect.fail(invalidArgument(method, "ports can only be published on a network; none was given"))
+    }
+    for (const port of ports) {
+      if (!isPort(port.containerPort, 1) || !isPort(port.hostPort, 0)) {
+        return yield* Effect.fail(invalidArgument(
+          method,
+          `invalid port mapping ${port.hostPort}:${port.containerPort}/${port.protocol}: ports are 1 to 65535 (a host port 0 is chosen)`
+        ))
+      }
+      if (port.protocol !== "tcp" && port.protocol !== "udp") {
+        return yield* Effect.fail(invalidArgument(method, `invalid protocol ${JSON.stringify(port.protocol)}: use tcp or udp`))
+      }
+    }
   })

@@ -10,7 +10,7 @@
  * idempotently) and the records too: those are live but owned by nobody until
  * `adopt` takes them into a scope or `sweep` releases them.
  */
-import { type Duration, Effect, Option, PubSub, RcMap, Schedule, Semaphore, Stream } from "effect"
+import { type Duration, Effect, FiberSet, Option, PubSub, RcMap, Schedule, Semaphore, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { alreadyExists, type ContainerdError, failedPrecondition, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
@@ -18,10 +18,10 @@ import type { CniError } from "../../domain/CniResult.ts"
 import * as Cni from "../../internal/Cni.ts"
 import { commandFailure, runCommand } from "../../internal/Command.ts"
 import { compositeKey } from "../../internal/Key.ts"
+import { retryForever } from "../../internal/Retry.ts"
 import * as Iptables from "../../internal/Iptables.ts"
 import * as Netns from "../../internal/Netns.ts"
 import type {
-  Attachment,
   AttachmentChange,
   AttachOptions,
   NetworkDefinition,
@@ -39,7 +39,7 @@ export interface NetworksOptions {
   readonly pluginDirs?: ReadonlyArray<string> | undefined
   /** The conflists and `attachments/` records (under a data directory: they must survive restarts). */
   readonly confDir: string
-  /** Where netns are pinned (`<runRoot>/netns/<namespace>-<id>`); a tmpfs is best, pins die with a reboot. */
+  /** Where netns are pinned (`<runRoot>/netns/<namespace>@<id>`); a tmpfs is best, pins die with a reboot. */
   readonly runRoot: string
   /** host-local's address files; `<confDir>/ipam` by default. */
   readonly ipamDir?: string | undefined
@@ -106,7 +106,10 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
   const withKey = (key: string) => <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.scoped(Effect.flatMap(RcMap.get(locks, key), (lock) => lock.withPermits(1)(Effect.uninterruptible(effect))))
 
-  const netnsPath = (namespace: string, containerId: string) => path.join(netnsDir, `${namespace}-${containerId}`)
+  // '@' is in neither a namespace nor an id (containerd's identifier rule), so no two containers share a name.
+  const netnsPath = (namespace: string, containerId: string) => path.join(netnsDir, `${namespace}@${containerId}`)
+  // Releases that failed, tried again until they succeed (see `releaseLater`).
+  const retries = yield* FiberSet.make()
 
   // Reload what a previous run defined and attached.
   for (const definition of yield* Definitions.loadDefinitions(confDir)) {
@@ -218,44 +221,8 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
       live.delete(key)
     })
 
-  const checkRequests = (options: AttachOptions) =>
-    Effect.gen(function*() {
-      if (options.networks.length === 0 && (options.ports ?? []).length > 0) {
-        return yield* Effect.fail(invalidArgument("Networks.attach", "ports can only be published on a network; none was given"))
-      }
-      const seen = new Set<string>()
-      for (const request of options.networks) {
-        const network = defined.get(request.network)
-        if (network === undefined) return yield* Effect.fail(notFound("Networks.attach", `network ${request.network} not found`))
-        if (seen.has(request.network)) {
-          return yield* Effect.fail(invalidArgument("Networks.attach", `network ${request.network} is asked for twice`))
-        }
-        seen.add(request.network)
-        yield* checkRequest(network, request)
-      }
-    })
-
-  const checkRequest = (network: Defined, request: NetworkRequest) =>
-    Effect.gen(function*() {
-      if (request.ip !== undefined) {
-        // host-local gives a requested address only from its range, never the gateway's.
-        const ip = Definitions.parseIp(request.ip)
-        const { gateway, rangeEnd, rangeStart } = network.checked
-        const inRange = Option.isSome(ip) && ip.value >= Option.getOrThrow(Definitions.parseIp(rangeStart)) &&
-          ip.value <= Option.getOrThrow(Definitions.parseIp(rangeEnd)) && request.ip !== gateway
-        if (!inRange) {
-          return yield* Effect.fail(
-            invalidArgument(
-              "Networks.attach",
-              `invalid address ${request.ip}: network ${request.network} gives addresses from ${rangeStart} to ${rangeEnd}, except its gateway ${gateway}`
-            )
-          )
-        }
-      }
-      if (request.mac !== undefined && !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(request.mac)) {
-        return yield* Effect.fail(invalidArgument("Networks.attach", `invalid MAC address ${request.mac}`))
-      }
-    })
+  const checkRequests = (method: string, options: AttachOptions) =>
+    Definitions.checkAttach(method, (name) => defined.get(name)?.checked, options)
 
   const recordedNetwork = (
     request: NetworkRequest,
@@ -305,10 +272,14 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
   const attachNow = (namespace: string, containerId: string, options: AttachOptions) =>
     Effect.gen(function*() {
       const key = keyOf(namespace, containerId)
-      if (live.has(key)) {
+      const previous = live.get(key)
+      // Owned by nobody: a release that failed (being retried) or a record from before a restart whose
+      // task is gone. Either way it is the container's old attachment: it goes first.
+      if (previous !== undefined && !previous.owned) yield* release(key, previous.record)
+      else if (previous !== undefined) {
         return yield* Effect.fail(alreadyExists("Networks.attach", `container ${containerId} is attached already`))
       }
-      yield* checkRequests(options)
+      yield* checkRequests("Networks.attach", options)
       const published = yield* ports.reserve(key, options.ports ?? [])
       // Checked again and registered in one step (the port probe yielded): from here `remove` sees the networks in use.
       const entry = yield* Effect.suspend(() => {
@@ -349,21 +320,20 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
       return yield* build.pipe(
         Effect.tapError(() =>
           release(key, entry.record, begun, partial).pipe(
-            Effect.tapError(() => Effect.sync(() => void (entry.owned = false))),
-            Effect.catch((error) =>
-              Effect.logError(`Networks: could not undo the failed attach of ${containerId}; its record stays for sweep`, error)
-            )
+            // The attach's own failure is what the caller hears; the undo goes on in the background.
+            Effect.catch(() => releaseLater(key, entry))
           )
         ),
-        Effect.map(() => Records.attachmentOf(entry.record)),
-        Effect.tap((attachment) => publish({ _tag: "Attached", attachment }))
+        Effect.as(entry),
+        Effect.tap(() => publish({ _tag: "Attached", attachment: Records.attachmentOf(entry.record) }))
       )
     })
 
-  const detachNow = (key: string) =>
+  /** Releases the container's attachment (only `expected`, when given: not one made since). */
+  const detachNow = (key: string, expected?: Live) =>
     Effect.gen(function*() {
       const entry = live.get(key)
-      if (entry === undefined) return
+      if (entry === undefined || (expected !== undefined && entry !== expected)) return
       const attachment = Records.attachmentOf(entry.record)
       yield* release(key, entry.record)
       yield* publish({ _tag: "Detached", attachment })
@@ -373,28 +343,56 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
     yield* withKey(keyOf(namespace, containerId))(detachNow(keyOf(namespace, containerId)))
   })
 
-  /** The release of an attachment's scope: detach, a failure logged (the record stays for sweep). */
-  const releaseInScope = (namespace: string, containerId: string) =>
-    detach(namespace, containerId).pipe(
-      Effect.catch((error) => Effect.logError(`Networks: could not detach ${namespace}/${containerId}; its record stays`, error))
+  /**
+   * A release that failed (each DEL already retried): its IP, ports and netns
+   * stay held, so it is not dropped but tried again in the background until it
+   * succeeds (each failure logged and counted), the entry owned by nobody
+   * meanwhile so a new attach of the container releases it first.
+   */
+  const releaseLater = (key: string, entry: Live) =>
+    Effect.sync(() => void (entry.owned = false)).pipe(
+      Effect.andThen(FiberSet.run(retries, retryForever("Networks.detach", withKey(key)(detachNow(key, entry))))),
+      Effect.asVoid
     )
+
+  /** The release of an attachment's scope: a detach of that attachment, retried in the background if it fails. */
+  const releaseInScope = (key: string, entry: Live) =>
+    withKey(key)(detachNow(key, entry)).pipe(Effect.catch(() => releaseLater(key, entry)))
 
   const attach = (namespace: string, containerId: string, options: AttachOptions) =>
     Effect.acquireRelease(
       withKey(keyOf(namespace, containerId))(attachNow(namespace, containerId, options)),
-      () => releaseInScope(namespace, containerId)
-    ).pipe(Effect.withSpan("Networks.attach"))
+      (entry) => releaseInScope(keyOf(namespace, containerId), entry)
+    ).pipe(Effect.map((entry) => Records.attachmentOf(entry.record)), Effect.withSpan("Networks.attach"))
 
-  const adopt = (namespace: string, containerId: string) =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        const entry = live.get(keyOf(namespace, containerId))
-        if (entry === undefined) return Option.none<Attachment>()
+  /**
+   * CHECKs each network of an adopted attachment, as CNI asks a runtime to of
+   * what it finds again. A failure is only logged: the record still says what
+   * ADD made, so its release is unaffected and nothing is held beyond it; what
+   * is wrong is the running container's own connectivity, which nobody can
+   * repair under it (CRI does not either), so the log line is what it gets.
+   */
+  const checkEntry = (entry: Live) =>
+    Effect.forEach(entry.record.networks, (network) =>
+      network.result === null ? Effect.void : Cni.checkList(cni, Records.recordedList(network), Records.recordedInvocation(entry.record, network), network.result).pipe(
+        Effect.catch((error) =>
+          Effect.logWarning(`Networks: ${entry.record.namespace}/${entry.record.containerId} on ${network.network} fails CNI CHECK: ${error.message}`)
+        )
+      ), { discard: true })
+
+  const adopt = (namespace: string, containerId: string) => {
+    const key = keyOf(namespace, containerId)
+    return Effect.acquireRelease(
+      withKey(key)(Effect.gen(function*() {
+        const entry = live.get(key)
+        if (entry === undefined) return Option.none<Live>()
         entry.owned = true
-        return Option.some(Records.attachmentOf(entry.record))
-      }),
-      (adopted) => Option.isSome(adopted) ? releaseInScope(namespace, containerId) : Effect.void
-    )
+        yield* checkEntry(entry)
+        return Option.some(entry)
+      })),
+      (adopted) => Option.isSome(adopted) ? releaseInScope(key, adopted.value) : Effect.void
+    ).pipe(Effect.map(Option.map((entry) => Records.attachmentOf(entry.record))))
+  }
 
   const liveEntry = (key: string, containerId: string) =>
     Effect.suspend(() => {
@@ -408,14 +406,12 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
     const key = keyOf(namespace, containerId)
     return yield* withKey(key)(Effect.gen(function*() {
       const entry = yield* liveEntry(key, containerId)
-      const network = defined.get(request.network)
-      if (network === undefined) return yield* Effect.fail(notFound("Networks.connect", `network ${request.network} not found`))
       if (entry.record.networks.some((n) => n.network === request.network)) {
         return yield* Effect.fail(
           alreadyExists("Networks.connect", `endpoint with name ${containerId} already exists in network ${request.network}`)
         )
       }
-      yield* checkRequest(network, request)
+      yield* checkRequests("Networks.connect", { networks: [request] })
       // Checked again and recorded in one step (as attach does): `remove` sees the network in use from here.
       const index = yield* Effect.suspend(() => {
         if (!defined.has(request.network)) {
@@ -474,6 +470,7 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
     remove,
     definitions: Effect.sync(() => [...defined.values()].map((d) => d.checked.definition)),
     netnsPath,
+    validate: checkRequests,
     attach,
     adopt,
     connect,

@@ -97,12 +97,7 @@ export const makePortAllocator = (): PortAllocator => {
 
   const take = (owner: string, port: PortMapping): Effect.Effect<PortMapping, ContainerdError> =>
     Effect.gen(function*() {
-      if (!Number.isInteger(port.hostPort) || port.hostPort < 0 || port.hostPort > 65535) {
-        return yield* Effect.fail(invalidArgument(METHOD, `invalid host port ${port.hostPort}: 0 to 65535`))
-      }
-      if (!Number.isInteger(port.containerPort) || port.containerPort < 1 || port.containerPort > 65535) {
-        return yield* Effect.fail(invalidArgument(METHOD, `invalid container port ${port.containerPort}: 1 to 65535`))
-      }
+      // Port numbers were checked with the rest of the options (Definitions.checkAttach).
       if (port.hostPort === 0) return yield* pick(owner, port)
       if (inUse(port)) return yield* Effect.fail(alreadyExists(METHOD, takenMessage(port)))
       claim(owner, port)

@@ -56,7 +56,7 @@ const decodeResult = Schema.decodeUnknownOption(CniResult)
 
 /** Where a container's record is. */
 export const recordPath = (confDir: string, namespace: string, containerId: string) =>
-  path.join(confDir, "attachments", `${namespace}-${containerId}.json`)
+  path.join(confDir, "attachments", `${namespace}@${containerId}.json`)
 
 /** Writes a record (atomically). */
 export const writeRecord = (confDir: string, record: AttachmentRecord): Effect.Effect<void, ContainerdError> =>

@@ -13,7 +13,7 @@
  */
 import { Effect, Exit, Option, Schema, Scope } from "effect"
 import { packJson } from "../../domain/Any.ts"
-import { failedPrecondition, invalidArgument, notFound } from "../../domain/ContainerdError.ts"
+import { failedPrecondition } from "../../domain/ContainerdError.ts"
 import type { Any } from "../../gen/google/protobuf/any.ts"
 import type { AttachOptions, Attachment, NetworksShape } from "../Networks.ts"
 
@@ -51,13 +51,10 @@ export const storedNetworkOf = (extensions: Readonly<Record<string, Any>>): Opti
   return Option.some(decodeStored(Buffer.from(extension.value).toString("utf8")))
 }
 
-const isPort = (n: number, min: number) => Number.isSafeInteger(n) && n >= min && n <= 65535
-
 /**
  * Checks networks asked of a container before anything is created: the
- * networks service is there (it is returned), each network is defined and
- * named once, each port is a port; the address, MAC and host port checks that
- * need the network's state are the attach's.
+ * networks service is there (it is returned), and it finds the options sound
+ * (`Networks.validate`); what needs the host (a free host port) is the attach's.
  */
 export const validateNetwork = Effect.fnUntraced(function*(
   method: string,
@@ -70,28 +67,7 @@ export const validateNetwork = Effect.fnUntraced(function*(
       `networks ${JSON.stringify(options.networks.map((n) => n.network))} were asked for, but no Networks service is provided`
     ))
   }
-  const defined = new Set((yield* networks.value.definitions).map((d) => d.name))
-  const seen = new Set<string>()
-  for (const { network } of options.networks) {
-    if (seen.has(network)) return yield* Effect.fail(invalidArgument(method, `network ${JSON.stringify(network)} is asked for twice`))
-    seen.add(network)
-    if (!defined.has(network)) return yield* Effect.fail(notFound(method, `network ${JSON.stringify(network)} not found`))
-  }
-  const ports = options.ports ?? []
-  if (ports.length > 0 && options.networks.length === 0) {
-    return yield* Effect.fail(invalidArgument(method, "ports can only be published on a network: none is asked for"))
-  }
-  for (const port of ports) {
-    if (!isPort(port.containerPort, 1) || !isPort(port.hostPort, 0)) {
-      return yield* Effect.fail(invalidArgument(
-        method,
-        `invalid port mapping ${port.hostPort}:${port.containerPort}/${port.protocol}: ports are 1 to 65535 (a host port 0 is chosen)`
-      ))
-    }
-    if (port.protocol !== "tcp" && port.protocol !== "udp") {
-      return yield* Effect.fail(invalidArgument(method, `invalid protocol ${JSON.stringify(port.protocol)}: use tcp or udp`))
-    }
-  }
+  yield* networks.value.validate(method, options)
   return networks.value
 })
 

@@ -25,11 +25,12 @@ import { Images } from "../services/Images.ts"
 import { type ContainerExit, ExitHandler, makeMonitors, type MonitorsShape } from "../services/Monitors.ts"
 import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
+import { makeHostsFiles } from "./network/HostsFiles.ts"
 import { DockerNetworks } from "./Networks.ts"
 import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCommit } from "./engine/Commit.ts"
-import { makeCreate } from "./engine/Create.ts"
+import { makeCreate, namesOf, userNetworkIds } from "./engine/Create.ts"
 import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
@@ -66,14 +67,34 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   const handler = ExitHandler.of({ handle: (exit, self) => Effect.flatMap(Deferred.await(built), (handle) => handle(exit, self)) })
   const monitors = yield* makeMonitors({ namespaces: [options.namespace] }).pipe(Effect.provideService(ExitHandler, handler))
 
+  const store = makeStore()
+  const networks = Option.getOrUndefined(yield* Effect.serviceOption(DockerNetworks))
+  // `--add-host NAME:host-gateway`: the default bridge's gateway, as dockerd's HostGatewayIP (fixed for the daemon's life).
+  const gateway = networks === undefined ? undefined : (yield* Effect.option(networks.find("bridge"))).pipe(Option.getOrUndefined)?.Gateway
+  const hostGateway = () => gateway
+  const hosts = makeHostsFiles({
+    root: options.logRoot,
+    namespace: options.namespace,
+    lookup: (id) =>
+      Effect.suspend(() => {
+        const entry = store.get(id)
+        return entry === undefined
+          ? Effect.succeed(undefined)
+          : Effect.map(userNetworkIds(env), (user) => namesOf(entry.id, entry.stored, entry.networks, user))
+      }),
+    hostGateway,
+    networks: Option.fromNullishOr(networks?.library)
+  })
   const env: Environment = {
     options,
     monitors,
-    store: makeStore(),
+    store,
     eventLog,
     notices: yield* PubSub.unbounded<Notice>(),
     platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {}))),
-    networks: Option.getOrUndefined(yield* Effect.serviceOption(DockerNetworks))
+    hosts,
+    hostGateway,
+    networks
   }
   // The index, from what the monitors' recovery just listed (one Containers.List
   // for both): every container of ours with its stored config.
@@ -94,7 +115,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
   yield* lifecycle.restore
   yield* Deferred.succeed(built, lifecycle.handleExit)
 
-  const { store } = env
+  // Members come and go: every hosts file of a network they share follows, for the engine's life.
+  yield* hosts.follow
   const commit = makeCommit(env, lifecycle)
   const connections = makeConnections(env)
   return Engine.of({

@@ -90,10 +90,10 @@ export const HostConfig = Schema.Struct({
   CapAdd: nullable(Strings),
   CapDrop: nullable(Strings),
   CgroupnsMode: unhonoured,
-  Dns: unhonoured,
-  DnsOptions: unhonoured,
-  DnsSearch: unhonoured,
-  ExtraHosts: unhonoured,
+  Dns: nullable(Strings),
+  DnsOptions: nullable(Strings),
+  DnsSearch: nullable(Strings),
+  ExtraHosts: nullable(Strings),
   GroupAdd: nullable(Strings),
   IpcMode: nullable(Schema.String),
   Cgroup: unhonoured,
@@ -241,6 +241,10 @@ export interface ContainerInspectJson {
   readonly Image: string
   /** The container's json-file log (optional only so fakes of the engine need not invent one). */
   readonly LogPath?: string
+  /** Its /etc/resolv.conf, /etc/hostname and /etc/hosts on the host (optional for the same fakes). */
+  readonly ResolvConfPath?: string
+  readonly HostnamePath?: string
+  readonly HostsPath?: string
   readonly Name: string
   readonly RestartCount: number
   readonly Driver: string

@@ -108,9 +108,9 @@ describe("Engine with an image's config", () => {
       assert.strictEqual(refused.status, 400)
       assert.include(refused.message, "PortBindings")
       assert.deepStrictEqual(yield* docker.list({ all: true }), [])
-      const warned = yield* docker.create(undefined, { Image: IMAGE, HostConfig: { NetworkMode: "bridge", Dns: ["1.1.1.1"] } })
+      const warned = yield* docker.create(undefined, { Image: IMAGE, HostConfig: { NetworkMode: "bridge", OomKillDisable: true } })
       assert.strictEqual(warned.Warnings.length, 2)
-      assert.include(warned.Warnings.join("\n"), "Dns")
+      assert.include(warned.Warnings.join("\n"), "OomKillDisable")
       assert.include(warned.Warnings.join("\n"), "bridge")
       assert.deepStrictEqual((yield* docker.create(undefined, { Image: IMAGE, HostConfig: { NetworkMode: "default" } })).Warnings, [
         BRIDGE_WARNING

@@ -4,9 +4,10 @@
  * inspect shows and what `stop` signals with, so a container made from an image
  * with `CMD`, `ENV`, `LABEL` or `STOPSIGNAL` reads as it runs.
  */
+import * as os from "node:os"
 import { mergeEnv } from "../../domain/ContainerConfig.ts"
 import type { ContainerDefaults } from "../../domain/Image.ts"
-import type { ContainerConfig } from "../Model.ts"
+import type { ContainerConfig, HostConfig } from "../Model.ts"
 import { argv } from "./HostConfig.ts"
 
 /** The fields of a container's config its image can supply. */
@@ -41,3 +42,7 @@ export const effectiveConfig = (request: ContainerConfig, image: ContainerDefaul
 
 /** The signal `docker stop` sends: the container's, else its image's, else SIGTERM. */
 export const stopSignalOf = (config: EffectiveConfig): string => config.StopSignal || "SIGTERM"
+
+/** The container's hostname: the request's, else (as dockerd) the host's on the host's network, else its short id. */
+export const hostnameOf = (id: string, config: ContainerConfig, host: HostConfig): string =>
+  config.Hostname || (host.NetworkMode === "host" ? os.hostname() : id.slice(0, 12))

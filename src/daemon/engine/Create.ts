@@ -6,6 +6,7 @@
  */
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import { Clock, Effect } from "effect"
 import * as Oci from "../../domain/OciSpec.ts"
 import { hostDevices } from "../../internal/HostDevices.ts"
@@ -19,6 +20,9 @@ import { containerDir, logConfigPath } from "../LogFiles.ts"
 import { mountShm, removeContainerTree, shmPathIn } from "../Shm.ts"
 import { withShm } from "../../domain/OciResources.ts"
 import type { CreateBody, StoredContainer } from "../Model.ts"
+import { type ContainerNames, extraEntries, withoutHiddenMounts } from "../network/HostsFiles.ts"
+import { checkDns } from "../network/ResolvConf.ts"
+import { hostnameOf } from "./Config.ts"
 import { review } from "./CreateFields.ts"
 import { type Environment, files, inNamespace, lib, publish } from "./Environment.ts"
 import {
@@ -32,7 +36,7 @@ import {
   parsePolicy,
   parseTmpfs
 } from "./HostConfig.ts"
-import { createNetworking, networksLabel } from "./Networking.ts"
+import { type ContainerNetwork, createNetworking, networksLabel } from "./Networking.ts"
 import { type HostFacts, parseResources, readHostFacts } from "./Resources.ts"
 import { isolationOf, isolationSpec } from "./Security.ts"
 import { checkName, DaemonLabels, makeEntry, storedExtensions } from "./Store.ts"
@@ -57,6 +61,17 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     if (body.StopSignal !== undefined && body.StopSignal !== null && body.StopSignal !== "" && signalNumber(body.StopSignal) === undefined) {
       return yield* Effect.fail(badRequest(`invalid stop signal: ${body.StopSignal}`))
     }
+    // Another's network namespace comes with its hosts, resolv.conf and hostname files (dockerd's validateNetContainerMode).
+    if (mode._tag === "Container") {
+      if (body.Hostname) return yield* Effect.fail(badRequest("conflicting options: hostname and the network mode"))
+      if ((host.Dns ?? []).length > 0) return yield* Effect.fail(badRequest("conflicting options: dns and the network mode"))
+      if ((host.ExtraHosts ?? []).length > 0) {
+        return yield* Effect.fail(badRequest("conflicting options: custom host-to-IP mapping and the network mode"))
+      }
+    }
+    // As dockerd's ValidateExtraHost, at create; dockerd finds a missing host-gateway only at the start.
+    yield* orBadRequest(extraEntries(host.ExtraHosts ?? [], env.hostGateway()))
+    const dns = yield* orBadRequest(checkDns({ servers: host.Dns ?? [], search: host.DnsSearch ?? [], options: host.DnsOptions ?? [] }))
     const isolation = yield* orBadRequest(isolationOf(host, env.platform))
     const oomScoreAdj = yield* orBadRequest(checkOomScoreAdj(host.OomScoreAdj))
     yield* orBadRequest(checkLogConfig(host.LogConfig))
@@ -85,12 +100,37 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
         Oci.withOomScoreAdj(oomScoreAdj),
         ...resources.spec
       ],
+      dns,
+      netDonor,
       groupAdd: resources.groupAdd,
       shareableShm: resources.shareableShm,
       host: { ...host, ...Object.fromEntries(joined), ...(netDonor === undefined ? {} : { NetworkMode: `container:${netDonor.id}` }) },
-      warnings
+      // dockerd takes them silently; the donor's resolv.conf is what the container reads.
+      warnings: netDonor !== undefined && (host.DnsSearch ?? []).length + (host.DnsOptions ?? []).length > 0
+        ? [...warnings, `DnsSearch and DnsOptions are ignored: the container shares the resolv.conf of ${netDonor.id}, whose network it joins`]
+        : warnings
     }
   })
+
+/** The ids of the daemon's user networks: names resolve on them, not on the predefined ones (as Docker's default bridge). */
+export const userNetworkIds = (env: Environment): Effect.Effect<ReadonlySet<string>> =>
+  Effect.map(env.networks?.list ?? Effect.succeed([]), (records) => new Set(records.filter((r) => !r.Predefined).map((r) => r.Id)))
+
+/** What a container's hosts files are made from: what it was created with, and the networks it joins (undefined: it is on none). */
+export const namesOf = (
+  id: string,
+  stored: StoredContainer,
+  networks: ReadonlyArray<ContainerNetwork> | undefined,
+  userNetworks: ReadonlySet<string>
+): ContainerNames => ({
+  id,
+  name: stored.Name.replace(/^\//, ""),
+  hostname: hostnameOf(id, stored.Config, stored.HostConfig),
+  domainname: stored.Config.Domainname ?? "",
+  extraHosts: stored.HostConfig.ExtraHosts ?? [],
+  mode: networks !== undefined ? "networks" : stored.HostConfig.NetworkMode === "host" ? "host" : "none",
+  networks: (networks ?? []).map((n) => ({ network: n.id, aliases: n.aliases, resolves: userNetworks.has(n.id) }))
+})
 
 /** `create` over the engine's environment. */
 export const makeCreate = (env: Environment, images: Images["Service"], facts: HostFacts = readHostFacts()) =>
@@ -114,7 +154,14 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
       Effect.gen(function*() {
         const id = crypto.randomBytes(32).toString("hex")
         const host = checked.host
-        const { HostConfig: _, NetworkingConfig: __, ...config } = body
+        const { HostConfig: _, NetworkingConfig: __, ...request } = body
+        const donor = checked.netDonor
+        // As dockerd: a container in another's network namespace has its hostname and domain name.
+        const config = donor === undefined ? request : {
+          ...request,
+          Hostname: hostnameOf(donor.id, donor.stored.Config, donor.stored.HostConfig),
+          Domainname: donor.stored.Config.Domainname ?? ""
+        }
         const stored: StoredContainer = {
           Name: `/${name}`,
           Created: new Date(yield* Clock.currentTimeMillis).toISOString(),
@@ -143,6 +190,18 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
             Effect.onError(() => removeContainerTree(dir))
           )
         }
+        const joins = typeof networking.network === "object" ? networking.networks : undefined
+        const mountSettings = {
+          readonly: host.ReadonlyRootfs ?? false,
+          // As dockerd: a mount of the client's own at /etc/hosts (...) wins.
+          mountedAt: new Set(checked.mounts.map((mount) => path.posix.normalize(mount.destination)))
+        }
+        const etcFiles = donor !== undefined
+          ? env.hosts.mountsOf(donor.id, mountSettings)
+          : yield* env.hosts.prepare(namesOf(id, stored, joins, yield* userNetworkIds(env)), { ...mountSettings, dns: checked.dns }).pipe(
+            Effect.mapError((message) => internal(message)),
+            Effect.onError(() => removeContainerTree(dir))
+          )
         const devices = checked.isolation.privileged ? yield* hostDevices() : []
         const container = yield* lib(inNamespace(env)(env.monitors.create({
           id,
@@ -157,15 +216,15 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
             ...(typeof networking.network === "object" ? networksLabel(networking.networks) : {}),
             ...(host.AutoRemove === true ? { [MonitorLabels.transient]: "true" } : {})
           },
-          mounts: checked.mounts,
-          hostname: body.Hostname || id.slice(0, 12),
+          mounts: [...checked.mounts, ...etcFiles],
+          hostname: hostnameOf(id, config, host),
           tty: body.Tty ?? false,
           network: networking.network,
           readonlyRootfs: host.ReadonlyRootfs ?? false,
           resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtimeBinary: checked.isolation.runtimeBinary,
           groupAdd: checked.groupAdd,
-          spec: [...checked.spec(devices), ...shareable],
+          spec: [...checked.spec(devices), ...shareable, withoutHiddenMounts(new Set(etcFiles.map((m) => m.destination)))],
           extensions: storedExtensions(stored)
         }))).pipe(Effect.onError(() => removeContainerTree(dir)))
         const entry = yield* makeEntry(container.id, stored, container.labels)

@@ -38,7 +38,6 @@ const honoured: Row = { treatment: { _tag: "Honoured" } }
 const warn = (message: string, isSet?: Row["isSet"]): Row => ({ treatment: { _tag: "Warn", message }, isSet })
 const reject = (message: string, isSet?: Row["isSet"]): Row => ({ treatment: { _tag: "Reject", message }, isSet })
 
-const noNetwork = "there is no container networking yet"
 const limit = (field: string, flag: string) =>
   reject(`${field} (${flag}) is not supported: of the resource limits the memory, CPU, cpuset, pids and ulimit ones are applied (engine/Resources.ts)`)
 const namespace = (field: string, flag: string) =>
@@ -47,7 +46,8 @@ const namespace = (field: string, flag: string) =>
 /** The table: every field of `CreateBody` and its `HostConfig`, and what create does when it is set. */
 export const FIELDS: Readonly<Record<BodyField, Row>> = {
   Hostname: honoured,
-  Domainname: warn("Domainname is ignored: the container gets no domain name"),
+  // The hosts file names the container `hostname.domainname hostname` (network/EtcHosts.ts).
+  Domainname: honoured,
   User: honoured,
   AttachStdin: honoured,
   AttachStdout: honoured,
@@ -99,10 +99,11 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.PortBindings": honoured,
   "HostConfig.PublishAllPorts": honoured,
   "HostConfig.Links": reject("Links (--link) is not supported: use a user-defined network, on which containers reach each other by name"),
-  "HostConfig.Dns": warn(`Dns (--dns) is ignored: ${noNetwork}`),
-  "HostConfig.DnsOptions": warn(`DnsOptions (--dns-option) is ignored: ${noNetwork}`),
-  "HostConfig.DnsSearch": warn(`DnsSearch (--dns-search) is ignored: ${noNetwork}`),
-  "HostConfig.ExtraHosts": warn(`ExtraHosts (--add-host) is ignored: ${noNetwork}`),
+  // The container's resolv.conf and hosts files (network/ResolvConf.ts, network/EtcHosts.ts).
+  "HostConfig.Dns": honoured,
+  "HostConfig.DnsOptions": honoured,
+  "HostConfig.DnsSearch": honoured,
+  "HostConfig.ExtraHosts": honoured,
   "HostConfig.VolumeDriver": reject("VolumeDriver (--volume-driver) is not supported: there are no volumes"),
   "HostConfig.VolumesFrom": reject("VolumesFrom (--volumes-from) is not supported: there are no volumes"),
   "HostConfig.Mounts": reject("Mounts (--mount) is not supported: use Binds (-v /host:/path) or Tmpfs (--tmpfs)"),

@@ -10,6 +10,7 @@ import { withNamespace } from "../../services/Containerd.ts"
 import type { MonitorsShape } from "../../services/Monitors.ts"
 import { conflict, type DockerError, fromLibrary, internal } from "../DockerError.ts"
 import type { EventLog } from "../EventLog.ts"
+import type { HostsFiles } from "../network/HostsFiles.ts"
 import type { DockerNetworksShape } from "../Networks.ts"
 import { logPath } from "../LogFiles.ts"
 import { logConfigOf } from "./HostConfig.ts"
@@ -34,6 +35,10 @@ export interface Environment {
   readonly notices: PubSub.PubSub<Notice>
   /** What the daemon can grant containers (capabilities, runtimes), learned at its start. */
   readonly platform: Platform
+  /** The containers' hosts, resolv.conf and hostname files. */
+  readonly hosts: HostsFiles
+  /** The default bridge's gateway, which `--add-host NAME:host-gateway` names; undefined without one. */
+  readonly hostGateway: () => string | undefined
   /** The daemon's networks; without them (an engine built alone) containers get `none` or `host` only. */
   readonly networks: DockerNetworksShape | undefined
 }

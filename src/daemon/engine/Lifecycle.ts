@@ -124,6 +124,8 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       const target = targetOf(env, entry)
       const spec = yield* joinsAtStart(env, options.logRoot, entry)
       const network = yield* networkAtStart(env, entry)
+      // The members it will see, before it runs (its own address follows the attach, through Networks.changes).
+      if (network !== undefined) yield* env.hosts.refresh([entry.id])
       const started = (stdio: Stdio) =>
         lib(ns(monitors.start(entry.id, { stdio, spec, network })), `cannot start container ${entry.id}`).pipe(
           Effect.mapError((error) => startNetworkError(entry, error))

@@ -305,8 +305,12 @@ export const makeConnections = (env: Environment) => {
   const networksOrFail = () =>
     env.networks === undefined ? Effect.fail(badRequest("this engine has no networks")) : Effect.succeed(env.networks)
   const running = (entry: Entry) => Effect.map(trackedOf(env, entry), (t) => isRunning(t?.state.status))
+  // The hosts files follow (network/HostsFiles.ts): its attachment's change may have come before its new membership.
   const record = (entry: Entry, networks: ReadonlyArray<ContainerNetwork>) =>
-    Effect.andThen(setLabels(env, entry, networksLabel(networks)), Effect.sync(() => void (entry.networks = networks)))
+    setLabels(env, entry, networksLabel(networks)).pipe(
+      Effect.andThen(Effect.sync(() => void (entry.networks = networks))),
+      Effect.andThen(env.hosts.refreshAll([entry.id]))
+    )
 
   const connect = Effect.fn("Engine.networkConnect")(function*(networkRef: string, containerRef: string, config: EndpointRequest | undefined) {
     const networks = yield* networksOrFail()

@@ -9,6 +9,8 @@ import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { matchLabels, regexpFilter } from "../Filters.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
 import { withoutInit } from "../../domain/OciResources.ts"
+import { filesOf } from "../network/HostsFiles.ts"
+import { hostnameOf } from "./Config.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
 import { networkSettingsJson, summaryNetworkJson } from "./Networking.ts"
 import { resourcesJson } from "./Resources.ts"
@@ -54,8 +56,8 @@ const commandOf = (entry: Entry, spec: Spec): ReadonlyArray<string> => {
 const configJson = (entry: Entry) => {
   const config = entry.stored.Config
   return {
-    Hostname: config.Hostname || entry.id.slice(0, 12),
-    Domainname: "",
+    Hostname: hostnameOf(entry.id, config, entry.stored.HostConfig),
+    Domainname: config.Domainname ?? "",
     User: entry.config.User,
     AttachStdin: config.AttachStdin ?? false,
     AttachStdout: config.AttachStdout ?? false,
@@ -101,6 +103,10 @@ const hostConfigJson = (entry: Entry) => {
     OomScoreAdj: host.OomScoreAdj ?? 0,
     SecurityOpt: host.SecurityOpt ?? null,
     Runtime: host.Runtime || "runc",
+    Dns: host.Dns ?? null,
+    DnsOptions: host.DnsOptions ?? null,
+    DnsSearch: host.DnsSearch ?? null,
+    ExtraHosts: host.ExtraHosts ?? null,
     LogConfig: { Type: "json-file", Config: host.LogConfig?.Config ?? {} },
     ...resourcesJson(host)
   }
@@ -123,6 +129,7 @@ export const inspect = (env: Environment, entry: Entry) =>
     const state = yield* stateOf(env, entry)
     const spec = yield* specOf(env, entry)
     const args = commandOf(entry, spec)
+    const files = filesOf(env.options.logRoot, entry.id)
     const networkSettings = yield* networkSettingsJson(env, entry, yield* attachmentOf(env, entry))
     return {
       Id: entry.id,
@@ -132,6 +139,9 @@ export const inspect = (env: Environment, entry: Entry) =>
       State: state,
       Image: entry.stored.ImageId,
       LogPath: logPathOf(env, entry),
+      ResolvConfPath: files.resolvConf,
+      HostnamePath: files.hostname,
+      HostsPath: files.hosts,
       Name: `/${entry.name}`,
       RestartCount: entry.restarts.count,
       Driver: "overlayfs",

@@ -28,7 +28,9 @@ describe("CreateFields", () => {
       [{ Image: "i", HostConfig: { Mounts: [{ Type: "volume" }] } }, "reject", "Mounts"],
       [{ Image: "i", Volumes: { "/data": {} } }, "reject", "Volumes"],
       [{ Image: "i", HostConfig: { MemorySwappiness: 10 } }, "reject", "MemorySwappiness"],
-      [{ Image: "i", HostConfig: { Dns: ["8.8.8.8"] } }, "warn", "Dns"],
+      [{ Image: "i", HostConfig: { OomKillDisable: true } }, "warn", "OomKillDisable"],
+      // The container's resolv.conf and hosts files (network/ResolvConf.ts, network/EtcHosts.ts).
+      [{ Image: "i", Domainname: "x", HostConfig: { Dns: ["8.8.8.8"], DnsSearch: ["a"], DnsOptions: ["b"], ExtraHosts: ["h:1.2.3.4"] } }, "ok"],
       [{ Image: "i", Healthcheck: { Test: ["CMD", "true"] } }, "warn", "Healthcheck"],
       [{ Image: "i", NetworkingConfig: { EndpointsConfig: { mynet: { Aliases: ["a"] } } } }, "ok"],
       [{ Image: "i", MacAddress: "02:42:ac:11:00:02" }, "warn", "MacAddress"]
@@ -78,9 +80,9 @@ describe("CreateFields", () => {
 
   it("the first refused field wins; warnings gather", () => {
     assert.deepStrictEqual(
-      review({ Image: "i", Domainname: "x", HostConfig: { Dns: ["1.1.1.1"] } }).pipe(Result.map((w) => w.length)),
+      review({ Image: "i", Healthcheck: { Test: ["CMD", "true"] }, HostConfig: { OomKillDisable: true } }).pipe(Result.map((w) => w.length)),
       Result.succeed(2)
     )
-    assert.isTrue(Result.isFailure(review({ Image: "i", Domainname: "x", HostConfig: { BlkioWeight: 100 } })))
+    assert.isTrue(Result.isFailure(review({ Image: "i", HostConfig: { OomKillDisable: true, BlkioWeight: 100 } })))
   })
 })

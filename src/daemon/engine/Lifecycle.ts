@@ -124,10 +124,11 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       const target = targetOf(env, entry)
       const spec = yield* joinsAtStart(env, options.logRoot, entry)
       const network = yield* networkAtStart(env, entry)
-      // The members it will see, before it runs (its own address follows the attach, through Networks.changes).
-      if (network !== undefined) yield* env.hosts.refresh([entry.id])
+      // Its hosts file with its own address and the members it will see, written once it is attached
+      // and before its process exists: the first read already finds them.
+      const onAttached = network === undefined ? undefined : () => env.hosts.refresh([entry.id])
       const started = (stdio: Stdio) =>
-        lib(ns(monitors.start(entry.id, { stdio, spec, network })), `cannot start container ${entry.id}`).pipe(
+        lib(ns(monitors.start(entry.id, { stdio, spec, network, onAttached })), `cannot start container ${entry.id}`).pipe(
           Effect.mapError((error) => startNetworkError(entry, error))
         )
       if (target.shimLogged) {

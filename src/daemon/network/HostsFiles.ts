@@ -264,7 +264,11 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
         return Effect.try(() => {
           if (writeInPlace(filesOf(options.root, id).hosts, content)) written.set(id, content)
           else written.delete(id)
-        }).pipe(Effect.catch((cause) => Effect.logWarning(`could not update the hosts file of container ${id}`, cause)))
+        }).pipe(
+          // Not remembered as written, so the next pass writes it again; meanwhile only the container's
+          // view of its peers' names is stale: nothing the daemon holds depends on the file.
+          Effect.catch((cause) => Effect.logWarning(`could not update the hosts file of container ${id}`, cause))
+        )
       }, { discard: true }))
 
   const refresh = (ids: Iterable<string>) =>
@@ -307,8 +311,6 @@ export const makeHostsFiles = (options: HostsFilesOptions): HostsFiles => {
         yield* refreshAll([])
         yield* Effect.forkScoped(changes.pipe(
           Stream.filter((change) => change.attachment.namespace === options.namespace),
-          // A container's own file at once: its own line should be there before its process reads it.
-          Stream.tap((change) => change._tag === "Attached" ? refresh([change.attachment.containerId]) : Effect.void),
           // The members' files once per burst: n containers joining at once write each file once, not n times.
           Stream.groupedWithin(1024, BURST),
           Stream.runForEach((group) =>

@@ -21,7 +21,7 @@ import type { Mount as SnapshotMount } from "../../gen/containerd/types/mount.ts
 import type { Any } from "../../gen/google/protobuf/any.ts"
 import { withNamespace } from "../Containerd.ts"
 import type { ResolvedImage } from "../Images.ts"
-import type { AttachOptions } from "../Networks.ts"
+import type { Attachment, AttachOptions } from "../Networks.ts"
 import type { RuntimeEnv } from "./Env.ts"
 import { holdAttachment, joinsNetns, storedNetworkOf, validateNetwork } from "./Network.ts"
 import { prepareProcess } from "./Process.ts"
@@ -85,6 +85,12 @@ export interface NewTaskOptions {
    * container created on networks: its spec joins the namespace they are set up in.
    */
   readonly network?: AttachOptions | undefined
+  /**
+   * Runs once the task's networks are attached and before the task is created
+   * (its process cannot run yet): what must know its addresses first, such as
+   * the hosts file it will read. A failure fails the task's creation.
+   */
+  readonly onAttached?: ((attachment: Attachment) => Effect.Effect<void, ContainerdError>) | undefined
 }
 
 const infoOf = (namespace: string, record: ContainerRecord, spec: unknown): ContainerInfo => ({
@@ -195,6 +201,9 @@ export const makeContainer = (
       prepared.scope,
       Effect.map(network.networks.attach(namespace, id, network.options), Option.some)
     ).pipe(Effect.onError(failed))
+    if (Option.isSome(held) && taskOptions?.onAttached !== undefined) {
+      yield* taskOptions.onAttached(held.value.attachment).pipe(Effect.onError(failed))
+    }
     const created = yield* rpc(client.tasks.create({ containerId: id, rootfs: [...rootfs], terminal, ...prepared.io.request })).pipe(
       // The task's scope goes, and the attachment with it.
       Effect.onError(failed)

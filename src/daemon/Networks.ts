@@ -175,6 +175,7 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
   if (options.bridgeName === undefined) {
     // Disabled (--bridge none), as dockerd drops it then: its definition goes with its record.
     if (old !== undefined) {
+      // Still in use (containers running on it): the start-up reconciliation below, or a later one, removes it.
       yield* Effect.ignore(library.remove(old.Id))
       yield* forget(dir, old.Id)
       records.delete(old.Id)
@@ -187,6 +188,7 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
     const subnet = place?.subnet ?? (yield* freeSubnet(old?.Id))
     if (subnet === undefined) return yield* Effect.die(new Error(`the default bridge: ${NO_POOL}`))
     const bridge = defaultBridge(old?.Id ?? newId(), old?.Created ?? created(), options.bridgeName, subnet, place?.gateway ?? subnet.base + 1)
+    // Renamed: the old device's definition goes (if in use, redefining it below replaces it once free).
     if (old !== undefined && old.Bridge !== bridge.Bridge) yield* Effect.ignore(library.remove(old.Id))
     yield* save(dir, bridge)
     records.set(bridge.Id, bridge)
@@ -194,6 +196,15 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
   // Every bridge network again: the library's definitions survive in its files, the bridges and rules not a reboot.
   for (const record of records.values()) {
     yield* define(record).pipe(Effect.catch((error) => Effect.logError(`network ${record.Name} could not be defined: ${error.message}`)))
+  }
+  // What the library still defines with no record of ours (a removal that failed: still in use, or a
+  // daemon killed between the two steps) goes now, or at a later start once it is unused.
+  for (const definition of yield* library.definitions) {
+    if (!records.has(definition.name)) {
+      yield* library.remove(definition.name).pipe(
+        Effect.catch((error) => Effect.logWarning(`network ${definition.name} of an earlier run is kept for now: ${error.message}`))
+      )
+    }
   }
 
   const all = () => [...records.values()].sort((a, b) => Number(b.Predefined) - Number(a.Predefined) || a.Created.localeCompare(b.Created))
@@ -266,6 +277,7 @@ const makeDockerNetworks = Effect.fnUntraced(function*(options: DockerNetworksOp
         ...(plan.mtu === undefined ? {} : { Mtu: plan.mtu })
       }
       yield* define(record)
+      // Unsaved: the definition goes again (nothing uses it yet; else the start-up reconciliation removes it).
       yield* save(dir, record).pipe(Effect.onError(() => Effect.ignore(library.remove(id))))
       records.set(id, record)
       yield* publish(record, "create")

@@ -302,10 +302,17 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
         .trim()
       yield* served("the port before the restart", port)
       const kept = (yield* ok(ours, ["network", "create", "--label", "kept=yes", "net-kept"])).trim()
+      // A daemon killed between a network's definition and its record (the record never written):
+      // the next start removes the definition, its rules and its bridge.
+      const orphan = (yield* ok(ours, ["network", "create", "net-orphan"])).trim()
+      const dataRoot = ours.daemon!.dataRoot
       yield* ours.daemon!.kill
+      fs.rmSync(path.join(dataRoot, "network", "networks", `${orphan}.json`))
       assert.strictEqual(yield* get(port), "hello\n", "served while the daemon is down")
       yield* ours.daemon!.start
       assert.strictEqual(yield* get(port), "hello\n", "served after the restart")
+      assert.isFalse(fs.existsSync(path.join(dataRoot, "network", `${orphan}.conflist`)), "the orphan definition is gone")
+      assert.notInclude(yield* sh("iptables-save", []), `efc:ec-${orphan.slice(0, 12)}`, "and its rules")
       assert.strictEqual((yield* ok(ours, ["port", id, "80"])).trim(), `0.0.0.0:${port}`)
       assert.strictEqual((yield* ok(ours, ["network", "ls", "-q", "--no-trunc", "--filter", "label=kept=yes"])).trim(), kept, "a user network survives")
       const onKept = yield* ok(ours, ["run", "--rm", "--network", "net-kept", FIXTURE_IMAGE, "ip", "-4", "-o", "addr", "show", "eth0"])

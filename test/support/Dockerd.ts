@@ -44,7 +44,8 @@ export const startDockerd = (
     if (!onPath("dockerd") || !onPath("skopeo")) return Option.none()
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ectr-dockerd-"))),
-      removeTree
+      // dockerd leaves its own netns pinned under its exec root when it stops: unpinned first.
+      (dir) => Effect.andThen(Effect.ignore(run("umount", ["-l", path.join(dir, "exec", "netns", "default")])), removeTree(dir))
     )
     const socket = path.join(dir, "docker.sock")
     const child = yield* Effect.acquireRelease(

@@ -18,7 +18,8 @@ const benchmarks: Record<string, () => Promise<Effect.Effect<void, unknown>>> = 
   monitors: () => import("./monitors.ts").then((m) => m.monitorsBench),
   pull: () => import("./pull.ts").then((m) => m.pullBench),
   daemon: () => import("./daemon.ts").then((m) => m.daemonBench),
-  network: () => import("./network.ts").then((m) => m.networkBench)
+  network: () => import("./network.ts").then((m) => m.networkBench),
+  cni: () => import("./cni.ts").then((m) => m.cniBench)
 }
 
 const selected = process.argv.slice(2)

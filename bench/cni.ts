@@ -23,7 +23,7 @@ const plugin = (type: string, command: string, conf: unknown, env: Record<string
   const run = spawnSync(path.join(PLUGINS, type), [], {
     input: JSON.stringify(conf),
     encoding: "utf8",
-    env: { ...env, CNI_COMMAND: command, CNI_PATH: PLUGINS }
+    env: { ...process.env, ...env, CNI_COMMAND: command, CNI_PATH: PLUGINS }
   })
   if (run.status !== 0) throw new Error(`${type} ${command}: ${run.stdout}${run.stderr}`)
   return run.stdout === "" ? undefined : JSON.parse(run.stdout) as unknown

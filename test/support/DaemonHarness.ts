@@ -55,8 +55,12 @@ const removeNetworks = (dataRoot: string, namespace: string) => {
   return Effect.suspend(() => hasNetworks(confDir) ? removal : Effect.void)
 }
 
-/** The daemon's entry point: the sources under vitest, the build under dist/ (benchmarks). */
-const MAIN = path.resolve(import.meta.dirname, `../../src/daemon/main${path.extname(import.meta.filename)}`)
+/**
+ * The daemon's entry point: under vitest the sources as the global setup just
+ * compiled them into .build/, else (benchmarks) the build under dist/.
+ */
+const MAIN = process.env["EFFECT_CONTAINERD_DAEMON_MAIN"] ??
+  path.resolve(import.meta.dirname, `../../src/daemon/main${path.extname(import.meta.filename)}`)
 const NODE_FLAGS = MAIN.endsWith(".ts") ? ["--experimental-transform-types", "--no-warnings"] : []
 
 /** What the test says about the daemon it wants. */

@@ -112,7 +112,8 @@ export interface DaemonInstance {
 export const requestOver = (socket: string): DaemonInstance["request"] => (method, urlPath, body, contentType) =>
   Effect.callback<{ status: number; body: string }, HarnessError>((resume) => {
     const headers = { "content-type": contentType ?? "application/json" }
-    const req = http.request({ socketPath: socket, method, path: urlPath, headers }, (res) => {
+    // A connection per request (no keep-alive pool): a test that kills the daemon must not reuse a dead one (EPIPE).
+    const req = http.request({ socketPath: socket, method, path: urlPath, headers, agent: false }, (res) => {
       let text = ""
       res.setEncoding("utf8")
       res.on("data", (chunk) => void (text += chunk))

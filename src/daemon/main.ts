@@ -68,6 +68,10 @@ interface DaemonSettings {
   readonly bip: { readonly subnet: Subnet; readonly gateway: number } | undefined
   /** The default bridge's device; none with `--bridge none`. */
   readonly bridgeName: string | undefined
+  /** Where the CNI plugins are looked for, in order (`--cni-path`). */
+  readonly cniPath: ReadonlyArray<string>
+  /** The networks' conflists and attachment records (`--cni-netconfpath`). */
+  readonly cniConfDir: string
 }
 
 const isRoot = () => process.getuid?.() === 0
@@ -186,7 +190,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
     registry: { hosts: Object.fromEntries(settings.insecureRegistries.map((host) => [host, { insecure: true }])) },
     runtime: { fifoDir: path.join(settings.dataRoot, "fifo") },
     // The library's networks under the data root: its conflists and attachment records beside our network records.
-    networks: { confDir: path.join(settings.dataRoot, "network"), runRoot: path.join(settings.dataRoot, "run") }
+    networks: { confDir: settings.cniConfDir, runRoot: path.join(settings.dataRoot, "run"), pluginDirs: settings.cniPath }
   }).pipe(Layer.provideMerge(Containerd.layer({ address: settings.containerdAddress, namespace: settings.namespace })))
   const dockerNetworks = DockerNetworks.layer({
     dataRoot: settings.dataRoot,
@@ -321,6 +325,16 @@ const flags = {
     fromEnv("BRIDGE_NAME"),
     Flag.optional
   ),
+  cniPath: repeatable(
+    "cni-path",
+    "CNI_PATH",
+    "A directory of CNI plugins (bridge, host-local, portmap, loopback), looked in in the order given; repeatable (default /usr/lib/cni, Debian's containernetworking-plugins)"
+  ),
+  cniNetconfPath: Flag.String("cni-netconfpath").pipe(
+    Flag.withDescription("Where the networks' CNI conflists and the containers' attachment records are kept (default <data-root>/network)"),
+    fromEnv("CNI_NETCONFPATH"),
+    Flag.optional
+  ),
   logLevel: Flag.Literals("log-level", LOG_LEVELS).pipe(
     Flag.withDescription("The least severe messages logged"),
     Flag.withFallbackConfig(Config.Literals(LOG_LEVELS, "EFFECT_CONTAINERD_LOG_LEVEL")),
@@ -380,7 +394,9 @@ const daemon = Command.make("daemon", flags, (input) =>
       runtimes: yield* runtimesOf(input.runtimes),
       logLevel: input.logLevel,
       maxJsonBody: yield* maxJsonBodyOf(input.maxJsonBody),
-      ...(yield* networkSettingsOf(input, dataRoot))
+      ...(yield* networkSettingsOf(input, dataRoot)),
+      cniPath: input.cniPath.length === 0 ? ["/usr/lib/cni"] : input.cniPath.map((dir) => path.resolve(dir)),
+      cniConfDir: Option.isSome(input.cniNetconfPath) ? path.resolve(input.cniNetconfPath.value) : path.join(dataRoot, "network")
     }
     yield* runDaemon(settings)
   }).pipe(Effect.provideService(References.MinimumLogLevel, minimumLogLevel[input.logLevel]))).pipe(

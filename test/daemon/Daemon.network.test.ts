@@ -23,6 +23,7 @@ import * as http from "node:http"
 import * as net from "node:net"
 import * as path from "node:path"
 import { bothEngines, type Engine, engines, Engines, eventually, ok } from "../support/Engines.ts"
+import { runDaemonCommand } from "../support/DaemonHarness.ts"
 import { FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { shared } from "../support/SharedContainerd.ts"
 
@@ -421,5 +422,18 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
       assert.strictEqual((yield* ok(ours, ["ps", "-aq"])).trim(), before)
       const direct = yield* api(ours, "POST", "/containers/create", { Image: FIXTURE_IMAGE, HostConfig: { NetworkMode: "no-such-net" } })
       assert.deepStrictEqual(direct, { status: 400, body: { message: "network no-such-net not found" } })
+    }))
+
+  it.effect("--cni-path names where the plugins are: a directory without them stops the daemon at start, saying which", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const dir = ours.daemon!.dir
+      const empty = path.join(dir, "no-plugins")
+      fs.mkdirSync(empty)
+      const start = yield* runDaemonCommand([
+        "--host", `${dir}/cni.sock`, "--data-root", `${dir}/cni-root`, "--containerd", shared().address, "--cni-path", empty
+      ])
+      assert.notStrictEqual(start.code, 0)
+      assert.include(start.output, `plugin directories: ${empty}`)
     }))
 })

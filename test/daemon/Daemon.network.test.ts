@@ -307,12 +307,24 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
       // the next start removes the definition, its rules and its bridge.
       const orphan = (yield* ok(ours, ["network", "create", "net-orphan"])).trim()
       const dataRoot = ours.daemon!.dataRoot
+      // One that exits while the daemon is down: its attachment is released at the next start.
+      const gonePort = yield* freePort
+      const gone = (yield* ok(ours, ["run", "-d", "-p", `${gonePort}:80`, FIXTURE_IMAGE, "sh", "-c", "echo hello > /index.html; exec httpd -f -p 80 -h /"]))
+        .trim()
+      yield* served("the second port before the restart", gonePort)
       yield* ours.daemon!.kill
+      const ctr = (...args: ReadonlyArray<string>) => sh("ctr", ["--address", shared().address, "--namespace", ours.namespace!, ...args])
+      yield* ctr("tasks", "kill", "--signal", "SIGKILL", gone)
+      yield* eventually("its exit", Effect.map(ctr("tasks", "ls"), (out) => out.split("\n").some((l) => l.startsWith(gone) && l.includes("STOPPED"))))
       fs.rmSync(path.join(dataRoot, "network", "networks", `${orphan}.json`))
       assert.strictEqual(yield* get(port), "hello\n", "served while the daemon is down")
       yield* ours.daemon!.start
       assert.strictEqual(yield* get(port), "hello\n", "served after the restart")
       assert.isFalse(fs.existsSync(path.join(dataRoot, "network", `${orphan}.conflist`)), "the orphan definition is gone")
+      const bridge = (yield* api(ours, "GET", "/networks/bridge")).body.Id as string
+      yield* eventually("the exited container's attachment released", Effect.map(leftovers(dataRoot, bridge, [gone]), (left) => left.pins === 0 && left.rules === 0))
+      assert.notStrictEqual(yield* get(gonePort), "hello\n", "its port is no longer published")
+      yield* ok(ours, ["rm", gone])
       assert.notInclude(yield* sh("iptables-save", []), `efc:ec-${orphan.slice(0, 12)}`, "and its rules")
       assert.strictEqual((yield* ok(ours, ["port", id, "80"])).trim(), `0.0.0.0:${port}`)
       assert.strictEqual((yield* ok(ours, ["network", "ls", "-q", "--no-trunc", "--filter", "label=kept=yes"])).trim(), kept, "a user network survives")

@@ -93,12 +93,16 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
     }).pipe(Effect.scoped, Effect.andThen(Networks.use((networks) => networks.remove(network.name))), Effect.provide(Networks.layer(options)))
   })
 
-  it.live("a DEL that fails is retried, then reported with the record kept; a later detach finishes the job", () => {
+  /** A bridge plugin whose DEL fails while `flag` exists, and a network of its own. */
+  const failingDel = () => {
     const options = freshOptions(
       fakePlugin("bridge", `[ "$CNI_COMMAND" = DEL ] && [ -e $STATE/fail ] && { cat >/dev/null; echo '{"code":5,"msg":"injected"}'; exit 1; }`)
     )
-    const flag = path.join(options.pluginDirs![0]!, "fail")
-    const network = newNetwork()
+    return { options, flag: path.join(options.pluginDirs![0]!, "fail"), network: newNetwork() }
+  }
+
+  it.live("a DEL that fails is retried, then reported with the record kept; a later detach finishes the job", () => {
+    const { flag, network, options } = failingDel()
     return Effect.gen(function*() {
       const networks = yield* Networks
       yield* networks.define(network)
@@ -118,11 +122,7 @@ describe("Networks (real CNI plugins, iptables, netns)", () => {
   })
 
   it.live("a scope's release whose DEL keeps failing is tried again in the background until it succeeds; a new attach of the container releases the old one first", () => {
-    const options = freshOptions(
-      fakePlugin("bridge", `[ "$CNI_COMMAND" = DEL ] && [ -e $STATE/fail ] && { cat >/dev/null; echo '{"code":5,"msg":"injected"}'; exit 1; }`)
-    )
-    const flag = path.join(options.pluginDirs![0]!, "fail")
-    const network = newNetwork()
+    const { flag, network, options } = failingDel()
     return Effect.gen(function*() {
       const networks = yield* Networks
       yield* networks.define(network)

@@ -427,11 +427,14 @@ export const makeNetworks = Effect.fnUntraced(function*(options: NetworksOptions
         entry.record = { ...entry.record, networks: entry.record.networks.filter((_, i) => i !== index) }
         return Records.writeRecord(confDir, entry.record)
       })
+      // The record could not be written: nothing was added, and `forget` puts the entry back first (its own
+      // write is of what the file already says), so its failure leaves memory and file agreeing.
       yield* Records.writeRecord(confDir, entry.record).pipe(Effect.tapError(() => Effect.ignore(forget)))
       yield* addNetwork(entry, index).pipe(
         Effect.catch((failure) =>
           delNetwork(entry.record, entry.record.networks[index]!, failure.prevResult).pipe(
             Effect.andThen(forget),
+            // The network stays in the record (forget did not run), so the attachment's release DELs it again.
             Effect.catch((error) => Effect.logError(`Networks: could not undo connecting ${containerId} to ${request.network}`, error)),
             Effect.andThen(Effect.fail(failure.error))
           )

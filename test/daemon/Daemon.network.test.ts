@@ -21,6 +21,7 @@ import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { bothEngines, type Engine, engines, Engines, eventually, ok } from "../support/Engines.ts"
 import { runDaemonCommand } from "../support/DaemonHarness.ts"
@@ -45,10 +46,10 @@ const freePort = Effect.callback<number>((resume) => {
   })
 })
 
-/** GET http://127.0.0.1:port/index.html: its body, or the error's message. */
-const get = (port: number) =>
+/** GET http://<host>:port/index.html (127.0.0.1 unless told): its body, or the error's message. */
+const get = (port: number, host = "127.0.0.1") =>
   Effect.callback<string>((resume) => {
-    const request = http.get({ host: "127.0.0.1", port, path: "/index.html", timeout: 2000 }, (response) => {
+    const request = http.get({ host, port, path: "/index.html", timeout: 2000 }, (response) => {
       let body = ""
       response.on("data", (chunk) => void (body += chunk))
       response.on("end", () => resume(Effect.succeed(body)))
@@ -141,6 +142,12 @@ layer(engines("network", [], { bridge: true }), { excludeTestServices: true, tim
       const [low, high] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number)
       assert.isTrue(random >= low! && random <= high!, `random port ${random} in ${low}-${high}`)
       yield* served("the published port", tcp)
+      // And on the host's own addresses (traffic that stays on this machine).
+      // And on the host's own addresses, not bridges' (some are other tests', coming and going): traffic that stays here.
+      const hostAddresses = Object.entries(os.networkInterfaces())
+        .filter(([name]) => !fs.existsSync(`/sys/class/net/${name}/bridge`))
+        .flatMap(([, addresses]) => (addresses ?? []).filter((a) => a.family === "IPv4" && !a.internal).map((a) => a.address))
+      for (const address of hostAddresses) assert.strictEqual(yield* get(tcp, address), "hello\n", `served on ${address}`)
       yield* served("the random port", random)
       const psPorts = (yield* ok(ours, ["ps", "--filter", `id=${web}`, "--format", "{{.Ports}}"])).trim()
       assert.strictEqual(psPorts, `0.0.0.0:${tcp}->80/tcp, 0.0.0.0:${random}->81/tcp, 0.0.0.0:${udp}->90/udp`)

@@ -111,8 +111,10 @@ export interface DaemonInstance {
 /** One HTTP request to a Docker API on `socket` (a JSON body unless told): its status and body. */
 export const requestOver = (socket: string): DaemonInstance["request"] => (method, urlPath, body, contentType) =>
   Effect.callback<{ status: number; body: string }, HarnessError>((resume) => {
-    const headers = { "content-type": contentType ?? "application/json" }
-    // A connection per request (no keep-alive pool): a test that kills the daemon must not reuse a dead one (EPIPE).
+    // A connection per request (no pool: a test that kills the daemon must not reuse a dead one, EPIPE),
+    // still asking for keep-alive as clients do: told "close", Go's server (dockerd) answers an error and
+    // closes without reading the body, which breaks the write of the rest (EPIPE again).
+    const headers = { "content-type": contentType ?? "application/json", connection: "keep-alive" }
     const req = http.request({ socketPath: socket, method, path: urlPath, headers, agent: false }, (res) => {
       let text = ""
       res.setEncoding("utf8")

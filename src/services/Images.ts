@@ -122,7 +122,7 @@ export interface ImagesShape {
   readonly get: (name: string) => Effect.Effect<ImageRecord, ContainerdError>
   /** Gives the image `source` a second name, `target` (replacing what that name pointed to). */
   readonly tag: (source: string, target: string) => Effect.Effect<ImageRecord, ContainerdError>
-  /** Removes an image record; its content and snapshots are left to containerd's GC. */
+  /** Removes an image record and waits for containerd's GC: what only it referenced is gone on return. */
   readonly remove: (name: string) => Effect.Effect<void, ContainerdError>
 }
 
@@ -307,7 +307,10 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
   })
 
   const remove = Effect.fn("Images.remove")(function*(name: string) {
-    yield* client.images.delete({ name: normalise(name) })
+    // Synchronous, as CRI's RemoveImage (images.SynchronousDelete): the GC the delete triggers is done
+    // when we answer. Run later, it could remove a blob or snapshot that a load or pull of the same image
+    // right after found present and so reused, leaving that image's record pointing at nothing.
+    yield* client.images.delete({ name: normalise(name), sync: true })
   })
 
   return Images.of({ resolve, pull, pullWithProgress, importArchive, save, layerSizes, importRootfs, commit, list, get, tag, remove })

@@ -21,9 +21,9 @@
  * is left is a leak, never a reason not to serve.
  */
 import { Duration, Effect, Stream } from "effect"
-import { OciSpecTypeUrl, packJson } from "../domain/Any.ts"
 import type { ContainerdError } from "../domain/ContainerdError.ts"
 import { Kind } from "../gen/containerd/services/snapshots/v1/snapshots.ts"
+import { bareRecord } from "../internal/BareRecord.ts"
 import { Containerd, withNamespace } from "../services/Containerd.ts"
 import { PullLeases } from "../services/Images.ts"
 import { MonitorLabels } from "../services/Monitors.ts"
@@ -67,18 +67,9 @@ export const removeLeftovers = Effect.fn("Daemon.removeLeftovers")(function*(opt
     attempt(
       `task ${task.id} (pid ${task.pid}) of a container that is gone`,
       Effect.gen(function*() {
-        if (!placeholders.has(task.id)) yield* client.containers.create({
-          container: {
-            id: task.id,
-            labels: { [PLACEHOLDER]: "true" },
-            runtime: { name: options.runtime ?? "io.containerd.runc.v2" },
-            spec: packJson(OciSpecTypeUrl, {}),
-            extensions: {},
-            image: "",
-            snapshotter: "",
-            snapshotKey: ""
-          }
-        })
+        if (!placeholders.has(task.id)) {
+          yield* client.containers.create({ container: bareRecord(task.id, { [PLACEHOLDER]: "true" }, options.runtime) })
+        }
         yield* Effect.gen(function*() {
           yield* ignoreNotFound(client.tasks.kill({ containerId: task.id, signal: 9, all: true }))
           yield* ignoreNotFound(client.tasks.wait({ containerId: task.id }, { timeout: KILL_TIMEOUT }))

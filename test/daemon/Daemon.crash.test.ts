@@ -22,7 +22,7 @@ import { SnapshotsDefinition } from "../../src/gen/containerd/services/snapshots
 import { TasksDefinition } from "../../src/gen/containerd/services/tasks/v1/tasks.ts"
 import { VersionDefinition } from "../../src/gen/containerd/services/version/v1/version.ts"
 import { PLACEHOLDER } from "../../src/daemon/Leftovers.ts"
-import { OciSpecTypeUrl, packJson } from "../../src/domain/Any.ts"
+import { bareRecord } from "../../src/internal/BareRecord.ts"
 import { Containerd } from "../../src/services/Containerd.ts"
 import { startDaemon } from "../support/DaemonHarness.ts"
 import { contentOf, debrisOf, noDebris } from "../support/Debris.ts"
@@ -152,18 +152,7 @@ describe("the daemon, SIGKILLed mid-operation and started again", () => {
         yield* containerd.snapshots.remove({ snapshotter: "overlayfs", key: "orphan" })
         yield* containerd.containers.delete({ id: "orphan" })
         // And the placeholder record of an earlier sweep that could not remove it.
-        yield* containerd.containers.create({
-          container: {
-            id: "stale-placeholder",
-            labels: { [PLACEHOLDER]: "true" },
-            runtime: { name: "io.containerd.runc.v2" },
-            spec: packJson(OciSpecTypeUrl, {}),
-            extensions: {},
-            image: "",
-            snapshotter: "",
-            snapshotKey: ""
-          }
-        })
+        yield* containerd.containers.create({ container: bareRecord("stale-placeholder", { [PLACEHOLDER]: "true" }) })
       }).pipe(Effect.provide(client))
       const orphaned = yield* debris
       assert.deepStrictEqual([orphaned.containers, orphaned.tasks, orphaned.shims], [["stale-placeholder"], ["orphan"], ["orphan"]])

@@ -16,7 +16,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { OciSpecTypeUrl, packJson } from "../../src/domain/Any.ts"
+import { bareRecord } from "../../src/internal/BareRecord.ts"
 import type { ContainerdError } from "../../src/domain/ContainerdError.ts"
 import { ContainersDefinition } from "../../src/gen/containerd/services/containers/v1/containers.ts"
 import { ContentDefinition } from "../../src/gen/containerd/services/content/v1/content.ts"
@@ -319,18 +319,7 @@ describe("Runtime: containers on networks", () => {
  */
 const killOrphan = (client: Containerd["Service"], id: string): Effect.Effect<void, ContainerdError> =>
   Effect.gen(function*() {
-    yield* client.containers.create({
-      container: {
-        id,
-        labels: {},
-        runtime: { name: "io.containerd.runc.v2" },
-        spec: packJson(OciSpecTypeUrl, {}),
-        extensions: {},
-        image: "",
-        snapshotter: "",
-        snapshotKey: ""
-      }
-    })
+    yield* client.containers.create({ container: bareRecord(id) })
     yield* client.tasks.kill({ containerId: id, signal: 9, all: true })
     yield* client.tasks.wait({ containerId: id })
     yield* client.tasks.delete({ containerId: id })

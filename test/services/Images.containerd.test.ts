@@ -1,15 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { ContainerdError } from "../../src/domain/ContainerdError.ts"
 import { RegistryError } from "../../src/domain/RegistryError.ts"
-import { WriteAction } from "../../src/gen/containerd/services/content/v1/content.ts"
-import { rpcCounts } from "../../src/services/Containerd.ts"
-import { type PullProgress } from "../../src/services/Images.ts"
+import { ContentDefinition, WriteAction } from "../../src/gen/containerd/services/content/v1/content.ts"
+import { DiffDefinition } from "../../src/gen/containerd/services/diff/v1/diff.ts"
+import { EventsDefinition } from "../../src/gen/containerd/services/events/v1/events.ts"
+import { ImagesDefinition } from "../../src/gen/containerd/services/images/v1/images.ts"
+import { LeasesDefinition } from "../../src/gen/containerd/services/leases/v1/leases.ts"
+import { SnapshotsDefinition } from "../../src/gen/containerd/services/snapshots/v1/snapshots.ts"
+import * as Live from "../../src/layers/Live.ts"
+import { Containerd, rpcCounts } from "../../src/services/Containerd.ts"
+import { Images, type PullProgress } from "../../src/services/Images.ts"
 import { USER_AGENT } from "../../src/services/Registry.ts"
 import { serveArchive, startFaultyRegistry } from "../support/FaultyRegistry.ts"
 import { buildLayeredImage, FIXTURE_IMAGE } from "../support/FixtureImage.ts"
 import { type RegistryInstance, startRegistry } from "../support/RegistryHarness.ts"
-import { shared } from "../support/SharedContainerd.ts"
+import { startGrpcProxy } from "../support/GrpcProxy.ts"
+import { shared, uniqueNamespace } from "../support/SharedContainerd.ts"
 import { emptyLibrary, holdings, output, tempDir } from "../support/RuntimeLayer.ts"
 
 const setup = emptyLibrary("img")
@@ -152,6 +159,43 @@ describe("Images against containerd and docker-registry", () => {
         reasonTag(yield* Effect.exit(client.snapshots.stat({ snapshotter: "overlayfs", key: imported!.chainId }))).split(":")[0],
         "ContainerdError.NotFound"
       )
+    }).pipe(Effect.scoped))
+
+  it.live("a snapshot an import finds present is claimed for its lease before it is reused: a GC meanwhile cannot leave the image without it", () =>
+    Effect.gen(function*() {
+      // Through a proxy, so the import can be stopped just after containerd said the snapshot exists.
+      const proxy = yield* startGrpcProxy(shared().address, [
+        ContentDefinition, DiffDefinition, EventsDefinition, ImagesDefinition, LeasesDefinition, SnapshotsDefinition
+      ])
+      const context = yield* Layer.build(
+        Live.services({ runtime: { fifoDir: yield* tempDir } }).pipe(
+          Layer.provideMerge(Containerd.layer({ address: proxy.address, namespace: uniqueNamespace("img-claim") }))
+        )
+      )
+      const client = Context.get(context, Containerd)
+      const images = Context.get(context, Images)
+      const image = yield* buildLayeredImage(yield* tempDir, { name: "claimed/app:v1", layers: 1, layerSize: 64 * 1024 })
+      const [first] = yield* images.importArchive(image.archive)
+      const snapshot = { snapshotter: "overlayfs", key: first!.chainId }
+
+      // The image goes, but another lease keeps its snapshot: present, and referenced by no image.
+      const { lease } = yield* client.leases.create({ id: `claim-${first!.chainId.slice(7, 19)}`, labels: {} })
+      yield* client.leases.addResource({ id: lease!.id, resource: { id: snapshot.key, type: "snapshots/overlayfs" } })
+      yield* client.images.delete({ name: first!.name, sync: true })
+      yield* client.snapshots.stat(snapshot)
+
+      // Imported again: once containerd has said the snapshot exists, the other lease ends and its GC runs.
+      const hold = yield* proxy.hold("Snapshots/Stat", "response")
+      const again = yield* Effect.forkChild(images.importArchive(image.archive))
+      yield* hold.arrived
+      yield* client.leases.delete({ id: lease!.id, sync: true })
+      yield* hold.release
+      const [second] = yield* Fiber.join(again)
+
+      assert.strictEqual(second!.chainId, first!.chainId)
+      // On the old code the stat's answer was trusted: the GC took the snapshot, and the image had no rootfs.
+      yield* client.snapshots.stat(snapshot)
+      assert.deepStrictEqual((yield* holdings(client)).leases, [])
     }).pipe(Effect.scoped))
 
   it.live("imports the shared fixture archive as the harness does", () =>

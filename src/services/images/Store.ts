@@ -21,7 +21,7 @@ import { type Descriptor, isIndexMediaType, isLayerMediaType, isManifestMediaTyp
 import type { Image as ImageMessage } from "../../gen/containerd/services/images/v1/images.ts"
 import { writeContent } from "../../internal/ContentWriter.ts"
 import { compositeKey } from "../../internal/Key.ts"
-import { type ContainerdClient, withLease, withNamespace } from "../Containerd.ts"
+import { type ContainerdClient, Lease, withLease, withNamespace } from "../Containerd.ts"
 import type { Singleflight } from "../Singleflight.ts"
 import { Labels } from "./Labels.ts"
 import type { Document, Plan } from "./Plan.ts"
@@ -195,11 +195,28 @@ export const makeStore = Effect.fnUntraced(function*(client: ContainerdClient, f
     )
   }
 
-  const snapshotExists = (snapshotter: string, key: string) =>
+  const statSnapshot = (snapshotter: string, key: string) =>
     client.snapshots.stat({ snapshotter, key }).pipe(
       Effect.as(true),
       Effect.catchIf((error) => error.reason._tag === "NotFound", () => Effect.succeed(false))
     )
+
+  /**
+   * Whether the snapshot `key` exists, and if it does, that it is ours to keep:
+   * a snapshot found present may be referenced by nothing (its image removed, the
+   * GC not yet run), so it is added to the ambient lease, which a blob found present
+   * already is by containerd (see `ContentWriter`). A GC can run between the stat
+   * and the claim, so the stat is made again after it: only a snapshot seen after
+   * it was claimed is reused.
+   */
+  const snapshotExists = (snapshotter: string, key: string) =>
+    Effect.gen(function*() {
+      if (!(yield* statSnapshot(snapshotter, key))) return false
+      const lease = yield* Lease
+      if (lease === undefined) return true
+      yield* client.leases.addResource({ id: lease, resource: { id: key, type: `snapshots/${snapshotter}` } })
+      return yield* statSnapshot(snapshotter, key)
+    })
 
   /** Makes sure the config's GC label keeps the unpacked snapshot (a config written by an earlier pull may lack it). */
   const labelConfig = (plan: Plan, snapshotter: string) =>

@@ -30,7 +30,7 @@ import {
 import { jsonLines, outputResponse, respondAttached } from "./Streams.ts"
 
 /** The filters `GET /containers/json` passes to the engine. */
-export const CONTAINER_FILTERS: ReadonlyArray<string> = ["id", "name", "label", "status"]
+export const CONTAINER_FILTERS: ReadonlyArray<string> = ["id", "name", "label", "status", "health"]
 
 const encoder = new TextEncoder()
 

@@ -36,6 +36,7 @@ import {
   parsePolicy,
   parseTmpfs
 } from "./HostConfig.ts"
+import { checkHealthcheck, healthcheckWarning } from "./Health.ts"
 import { type ContainerNetwork, createNetworking, networksLabel } from "./Networking.ts"
 import { type HostFacts, parseResources, readHostFacts } from "./Resources.ts"
 import { isolationOf, isolationSpec } from "./Security.ts"
@@ -49,7 +50,9 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     }
     const imageProblem = imageNameProblem(body.Image)
     if (imageProblem !== undefined) return yield* Effect.fail(badRequest(imageProblem))
-    const warnings = yield* orBadRequest(review(body))
+    // As dockerd's verifyContainerSettings, before anything else of the config.
+    yield* orBadRequest(checkHealthcheck(body.Healthcheck))
+    const warnings = [...yield* orBadRequest(review(body)), ...healthcheckWarning(body.Healthcheck)]
     const host = body.HostConfig ?? {}
     const policy = yield* orBadRequest(parsePolicy(host.RestartPolicy))
     if (host.AutoRemove === true && policy.name !== "no") {

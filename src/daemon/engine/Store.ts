@@ -14,6 +14,7 @@ import type { Container } from "../../services/Runtime.ts"
 import { badRequest, conflict, type DockerError, notFound } from "../DockerError.ts"
 import { StoredContainer } from "../Model.ts"
 import { effectiveConfig, type EffectiveConfig } from "./Config.ts"
+import type { HealthState } from "./Health.ts"
 import { policyOf } from "./HostConfig.ts"
 import { type ContainerNetwork, NETWORKS_LABEL, networksOfLabels } from "./Networking.ts"
 import { makeRestartManager, type RestartManager } from "./RestartManager.ts"
@@ -68,6 +69,8 @@ export interface Entry {
   readonly output: ContainerOutput
   /** Completed once the engine has handled the current run's exit (so the next start may come). */
   handled: Deferred.Deferred<void> | undefined
+  /** Its health since its first start with a healthcheck (`Health.ts`); in memory only. */
+  health: HealthState | undefined
   /** The networks it joins at each start (none: it is not on networks, but `none`, `host` or another's). */
   networks: ReadonlyArray<ContainerNetwork> | undefined
   /**
@@ -91,6 +94,7 @@ export const makeEntry = (id: string, stored: StoredContainer, labels: Readonly<
     }),
     output,
     handled: undefined,
+    health: undefined,
     networks: labels[NETWORKS_LABEL] === undefined ? undefined : networksOfLabels(labels),
     lock: Semaphore.makeUnsafe(1)
   }))

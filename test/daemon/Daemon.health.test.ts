@@ -86,8 +86,8 @@ layer(engines("health"), { excludeTestServices: true, timeout: 120_000 })("Daemo
     ))
 
   it.effect("healthy: probes on the exec path, State.Health, ps text and filter, events; a restart starts it again", () =>
+    bothEngines((ours) =>
     Effect.gen(function*() {
-      const { ours } = yield* Engines
       yield* run(ours, "h-ok", ["--health-cmd", "echo ok", "--health-interval", "200ms"])
       // A probe that has not run yet: starting.
       yield* run(ours, "h-later", ["--health-cmd", "true", "--health-interval", "1h"])
@@ -115,12 +115,18 @@ layer(engines("health"), { excludeTestServices: true, timeout: 120_000 })("Daemo
         (yield* actionsOf(ours, "h-ok")).map((e) => e.Action).filter((a) => a.startsWith("health_status")),
         ["health_status: healthy", "health_status: healthy"]
       )
-      // Stopped: no health in ps's text, the last status kept in inspect (as dockerd's).
+      // Paused: no probes, and unhealthy as dockerd says; unpaused, probed again.
+      yield* ok(ours, ["pause", "h-ok"])
+      assert.strictEqual((yield* healthOf(ours, "h-ok"))?.Status, "unhealthy", ours.name)
+      assert.match(yield* psStatus(ours, "h-ok"), /^Up .* \(Paused\)$/)
+      yield* ok(ours, ["unpause", "h-ok"])
+      yield* healthWhen(ours, "h-ok", (h) => h.Status === "healthy")
+      // Stopped: no health in ps's text; inspect says unhealthy (dockerd's CloseMonitorChannel, "for compatibility").
       yield* ok(ours, ["stop", "-t", "0", "h-ok"])
       assert.match(yield* psStatus(ours, "h-ok"), /^Exited \(137\)/)
-      assert.strictEqual((yield* healthOf(ours, "h-ok"))?.Status, "healthy")
+      assert.strictEqual((yield* healthOf(ours, "h-ok"))?.Status, "unhealthy", ours.name)
       yield* ok(ours, ["rm", "-f", "h-ok", "h-later"])
-    }))
+    })))
 
   it.effect("unhealthy after the retries; the log keeps the last five; an exec that cannot start is a failed probe", () =>
     Effect.gen(function*() {
@@ -178,8 +184,8 @@ layer(engines("health"), { excludeTestServices: true, timeout: 120_000 })("Daemo
     }))
 
   it.effect("the image's HEALTHCHECK runs; --no-healthcheck turns it off", () =>
+    bothEngines((ours) =>
     Effect.gen(function*() {
-      const { ours } = yield* Engines
       yield* ok(ours, ["create", "--name", "h-base", FIXTURE_IMAGE, "true"])
       yield* ok(ours, ["commit", "--change", "HEALTHCHECK --interval=100ms CMD echo from-image", "h-base", "example.test/healthy:v1"])
       yield* run(ours, "h-image", [], "example.test/healthy:v1")
@@ -195,7 +201,7 @@ layer(engines("health"), { excludeTestServices: true, timeout: 120_000 })("Daemo
       assert.notInclude((yield* actionsOf(ours, "h-none")).map((e) => e.Action).join("\n"), "exec_create")
       yield* ok(ours, ["rm", "-f", "h-base", "h-image", "h-none"])
       yield* ok(ours, ["rmi", "example.test/healthy:v1"])
-    }))
+    })))
 
   it.effect("a stop in the middle of a probe leaves no exec behind; two containers probe at once", () =>
     Effect.gen(function*() {
@@ -210,17 +216,19 @@ layer(engines("health"), { excludeTestServices: true, timeout: 120_000 })("Daemo
       const [ra, rb] = [a.Log[0]!, b.Log[0]!]
       assert.isTrue(Date.parse(ra.Start) < Date.parse(rb.End) && Date.parse(rb.Start) < Date.parse(ra.End), JSON.stringify([ra, rb]))
       // Stopped while its next probe runs: the probe's exec ends with the container.
-      yield* eventually("a probe running", Effect.map(ok(ours, ["top", "h-par-a", "-o", "pid,args"]), (top) => top.includes("sleep 2")))
-      const execs = (yield* actionsOf(ours, "h-par-a")).filter((e) => e.Action.startsWith("exec_start")).map((e) => e.Actor.Attributes["execID"]!)
       const execOf = (id: string) =>
         Effect.map(ours.request("GET", `${API}/exec/${id}/json`), (answer) => JSON.parse(answer.body) as { readonly Running: boolean; readonly Pid: number })
-      const running = (yield* Effect.forEach(execs, execOf)).filter((exec) => exec.Running)
-      assert.isAtLeast(running.length, 1)
+      const probes = Effect.gen(function*() {
+        const ids = (yield* actionsOf(ours, "h-par-a")).filter((e) => e.Action.startsWith("exec_start")).map((e) => e.Actor.Attributes["execID"]!)
+        return yield* Effect.forEach(ids, execOf)
+      })
+      yield* eventually("a probe running", Effect.map(probes, (all) => all.some((exec) => exec.Running)))
+      const running = (yield* probes).filter((exec) => exec.Running)
       yield* ok(ours, ["stop", "-t", "0", "h-par-a"])
       assert.isTrue(yield* awaitGone(running.map((exec) => exec.Pid), 10_000))
-      yield* eventually("the probes' execs ended", Effect.map(Effect.forEach(execs, execOf), (all) => all.every((exec) => !exec.Running)))
-      // And no new probe: the monitor ended with the run.
-      assert.strictEqual((yield* healthOf(ours, "h-par-a"))?.Status, "healthy")
+      yield* eventually("the probes' execs ended", Effect.map(probes, (all) => all.every((exec) => !exec.Running)))
+      // Its monitor ended with the run: unhealthy, as dockerd says of a stopped container.
+      assert.strictEqual((yield* healthOf(ours, "h-par-a"))?.Status, "unhealthy")
       yield* ok(ours, ["rm", "-f", "h-par-a", "h-par-b"])
     }))
 

@@ -11,8 +11,11 @@
  *
  * The monitors are fibers of one `FiberMap` keyed by container, in the engine's
  * scope: each start replaces the container's, its exit, pause and removal end
- * it, and it ends by itself when its task exits. Nothing is shared between
+ * it, and its fiber ends by itself when its task exits. Nothing is shared between
  * containers, so their probes run in parallel.
+ *
+ * Ending a monitor (the run's exit, a pause) leaves the status `unhealthy`, as
+ * dockerd's does; the next start or unpause probes again.
  *
  * The state is in memory, as dockerd's (which persists it only best-effort): a
  * daemon restarted while the container runs starts its health again at
@@ -143,6 +146,8 @@ const limitedBuffer = () => {
 /** The health monitors of the engine's containers; their fibers live in the caller's scope. */
 export const makeHealth = Effect.fnUntraced(function*(env: Environment, execs: Execs) {
   const monitors = yield* FiberMap.make<string>()
+  /** The containers whose monitor runs (dockerd's open monitor channel), until `end` even if the fiber ended with its task. */
+  const open = new Set<string>()
 
   /** One run of the probe: its exit code and output; a timeout kills it (its exit code is then -1, as dockerd's). */
   const execute = (entry: Entry, probe: Probe): Effect.Effect<{ readonly code: number; readonly output: string }, DockerError> =>
@@ -193,34 +198,47 @@ export const makeHealth = Effect.fnUntraced(function*(env: Environment, execs: E
       return health.status === before ? Effect.void : publish(env, entry, `health_status: ${health.status}`)
     })
 
-  /** Runs the monitor of its current run if it has a probe and runs unpaused; the health kept as it is. */
+  /**
+   * Runs the monitor of its current run if it has a probe and runs, the health kept as it is: after
+   * an unpause (whose task the monitors may not yet have seen resumed), or from `begin`.
+   */
   const resume = (entry: Entry): Effect.Effect<void> =>
     Effect.gen(function*() {
       const probe = probeOf(entry)
       const tracked = yield* trackedOf(env, entry)
-      const status = tracked?.state.status
-      if (probe === undefined || entry.health === undefined || tracked?.task === undefined) return
-      if (!isRunning(status) || isPaused(status, entry.phase)) return
+      if (probe === undefined || entry.health === undefined || tracked?.task === undefined || !isRunning(tracked.state.status)) return
       const startedAt = tracked.state.startedAt?.getTime() ?? (yield* Clock.currentTimeMillis)
       const loop = Effect.forever(Effect.gen(function*() {
         yield* Effect.sleep(Duration.millis(probe.intervalMs))
         const { result, start } = yield* run(entry, probe)
         yield* record(entry, probe, startedAt, start, result)
       }))
+      open.add(entry.id)
       // Its task's exit ends it at once, before the exit is even handled.
       yield* FiberMap.run(monitors, entry.id, Effect.raceFirst(loop, tracked.task.wait))
     })
 
-  /** A run began (a start, or a running container found at the daemon's start): its health is `starting` again. */
+  /**
+   * A run began (a start, or a running container found at the daemon's start): its health is
+   * `starting` again, and probed unless it is paused (found so at the daemon's start).
+   */
   const begin = (entry: Entry): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (probeOf(entry) === undefined) return Effect.void
+    Effect.gen(function*() {
+      if (probeOf(entry) === undefined) return
+      open.delete(entry.id)
       entry.health = { status: "starting", failingStreak: 0, log: entry.health?.log ?? [] }
-      return resume(entry)
+      if (!isPaused((yield* trackedOf(env, entry))?.state.status, entry.phase)) yield* resume(entry)
     })
 
-  /** Ends its monitor (an exit, a pause, a removal); the health stays as it was, as dockerd's. */
-  const end = (entry: Entry): Effect.Effect<void> => FiberMap.remove(monitors, entry.id)
+  /**
+   * Ends its monitor (an exit, a pause, a removal). As dockerd's CloseMonitorChannel, a container
+   * whose monitor ran is then `unhealthy` ("for compatibility reasons"; no event): a stopped or
+   * paused container is not reported healthy.
+   */
+  const end = (entry: Entry): Effect.Effect<void> =>
+    Effect.andThen(FiberMap.remove(monitors, entry.id), Effect.sync(() => {
+      if (open.delete(entry.id) && entry.health !== undefined) entry.health.status = "unhealthy"
+    }))
 
   return { begin, resume, end }
 })

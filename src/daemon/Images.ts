@@ -25,6 +25,7 @@ import { shortId } from "../domain/Identifier.ts"
 import type { ContainerDefaults, Platform } from "../domain/Image.ts"
 import { parseReferenceResult, type Reference } from "../domain/Reference.ts"
 import { Images, type PullProgress } from "../services/Images.ts"
+import type { RequestCredentials } from "../services/Registry.ts"
 import { badRequest, conflict, type DockerError, fromLibrary, orBadRequest } from "./DockerError.ts"
 import { Engine } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
@@ -69,7 +70,11 @@ export interface DockerImagesShape {
   readonly pull: (
     fromImage: string,
     tag: string | undefined,
-    options?: { readonly platform?: Platform | undefined }
+    options?: {
+      readonly platform?: Platform | undefined
+      /** The client's credentials (`X-Registry-Auth`), for this pull only. */
+      readonly auth?: RequestCredentials | undefined
+    }
   ) => Effect.Effect<Stream.Stream<JsonMessage>, DockerError, Scope.Scope>
   /** `GET /images/json`, newest first. */
   readonly list: (filters?: ImageFilters | undefined) => Effect.Effect<ReadonlyArray<ImageSummaryJson>, DockerError>
@@ -163,7 +168,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   const pull = Effect.fn("DockerImages.pull")(function*(
     fromImage: string,
     tag: string | undefined,
-    options?: { readonly platform?: Platform | undefined }
+    options?: { readonly platform?: Platform | undefined; readonly auth?: RequestCredentials | undefined }
   ) {
     const reference = yield* Result.match(pullReference(fromImage, tag), {
       onSuccess: Effect.succeed,
@@ -177,7 +182,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
     const failure = pullFailure(reference)
     // Until the registry has resolved the reference, a failure is the request's (dockerd answers only then).
     const [head, rest] = yield* Stream.peel(
-      images.pullWithProgress(reference.toString(), { platform: options?.platform }),
+      images.pullWithProgress(reference.toString(), { platform: options?.platform, auth: options?.auth }),
       Sink.takeUntil((event: PullProgress) => event._tag === "Resolved")
     ).pipe(Effect.mapError(failure))
     return Stream.concat(Stream.fromIterable(head), rest).pipe(

@@ -25,6 +25,7 @@ import { EventLog } from "../../src/daemon/EventLog.ts"
 import { DockerImages } from "../../src/daemon/Images.ts"
 import { type ContainerInspectJson, ZERO_TIME } from "../../src/daemon/Model.ts"
 import { type HostFacts, infoJson, System, versionJson } from "../../src/daemon/System.ts"
+import { Registry } from "../../src/services/Registry.ts"
 
 const facts: HostFacts = {
   serverVersion: "9.9.9",
@@ -206,6 +207,8 @@ const withApi = <A, E>(
         Layer.provide(Layer.succeed(Engine, fakeEngine(calls))),
         Layer.provide(Layer.succeed(DockerImages, fakeImages(calls))),
         Layer.provide(Layer.succeed(System, system)),
+        // Never asked (no route of these tests logs in): the real client, to satisfy /auth's dependency.
+        Layer.provide(Registry.layer()),
         Layer.provide(Layer.succeedContext(eventLog))
       ),
       { disableLogger: true }

@@ -1,15 +1,18 @@
 /**
  * The system routes of the Docker Engine API: `/_ping` (what clients probe
  * first, with dockerd's no-cache headers and `Swarm: inactive`), `/version`,
- * `/info` from `System`, and `/events` from the `EventLog`, streamed as JSON
- * lines between `since` and `until`.
+ * `/info` from `System`, `/events` from the `EventLog`, streamed as JSON
+ * lines between `since` and `until`, and `/auth` (`docker login`: the
+ * credentials checked against the registry, then forgotten).
  */
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
-import { badRequest } from "../DockerError.ts"
+import { Registry, requestCredentials } from "../../services/Registry.ts"
+import { badRequest, fromLibrary, orBadRequest } from "../DockerError.ts"
 import { EventLog } from "../EventLog.ts"
 import { System } from "../System.ts"
-import { filtersQuery, type Handler, json, timeQuery } from "./Request.ts"
+import { authConfigOf, credentialsOf, loginHost } from "./AuthConfig.ts"
+import { decodeBody, filtersQuery, type Handler, json, timeQuery } from "./Request.ts"
 import { jsonLines } from "./Streams.ts"
 
 /** The filters `GET /events` understands (the `EventLog`'s). */
@@ -24,6 +27,7 @@ const ping: Handler = Effect.succeed(HttpServerResponse.text("OK", {
 export const systemRoutes = Effect.gen(function*() {
   const eventLog = yield* EventLog
   const system = yield* System
+  const registry = yield* Registry
   return [
     HttpRouter.route("GET", "/_ping", ping),
     HttpRouter.route("GET", "/version", Effect.map(system.version, (version) => json(version))),
@@ -40,6 +44,18 @@ export const systemRoutes = Effect.gen(function*() {
         }
         const filters = yield* filtersQuery(EVENT_FILTERS)
         return jsonLines(eventLog.subscribe({ since, until, filters }))
+      })
+    ),
+    HttpRouter.route(
+      "POST",
+      "/auth",
+      Effect.gen(function*() {
+        const config = yield* orBadRequest(authConfigOf(yield* decodeBody(Schema.Unknown)))
+        // A login with no user still asks the registry (one that needs none accepts it), as dockerd's.
+        const credentials = (yield* orBadRequest(credentialsOf(config))) ?? requestCredentials("", "")
+        yield* registry.login(loginHost(config.serveraddress), credentials).pipe(Effect.mapError((error) => fromLibrary(error)))
+        // dockerd's AuthenticateOKBody; no identity token is ever issued here.
+        return json({ IdentityToken: "", Status: "Login Succeeded" })
       })
     )
   ] as const

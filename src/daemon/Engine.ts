@@ -35,6 +35,7 @@ import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
+import { makeRename } from "./engine/Rename.ts"
 import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
 import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
@@ -80,7 +81,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         const entry = store.get(id)
         return entry === undefined
           ? Effect.succeed(undefined)
-          : Effect.map(userNetworkIds(env), (user) => namesOf(entry.id, entry.stored, entry.networks, user))
+          : Effect.map(userNetworkIds(env), (user) => namesOf(entry.id, entry.name, entry.stored, entry.networks, user))
       }),
     hostGateway,
     networks: Option.fromNullishOr(networks?.library)
@@ -129,6 +130,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     unpause: lifecycle.unpause,
     wait: lifecycle.wait,
     remove: lifecycle.remove,
+    rename: makeRename(env),
     inspect: Effect.fn("Engine.inspect")(function*(ref: string) {
       return yield* Views.inspect(env, yield* store.find(ref))
     }),

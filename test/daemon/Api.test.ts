@@ -114,6 +114,7 @@ const fakeEngine = (calls: Calls) => {
     unpause: (ref) => Effect.asVoid(find(ref)),
     wait: (ref) => Effect.as(find(ref), Effect.succeed({ StatusCode: 7 })),
     remove: (ref) => Effect.andThen(find(ref), Effect.sync(() => void containers.delete(ref))),
+    rename: (ref) => Effect.asVoid(find(ref)),
     inspect: (ref) => Effect.map(find(ref), (container) => inspectJson(ref, container.running)),
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),
     top: (ref) => Effect.as(find(ref), { Titles: ["PID"], Processes: [["1"]] }),

@@ -97,6 +97,11 @@ export const containerRoutes = Effect.gen(function*() {
       "/containers/:id/kill",
       onContainer((id) => Effect.flatMap(optionalQuery("signal"), (signal) => Effect.as(engine.kill(id, signal), empty(204))))
     ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/rename",
+      onContainer((id) => Effect.flatMap(optionalQuery("name"), (name) => Effect.as(engine.rename(id, name), empty(204))))
+    ),
     HttpRouter.route("POST", "/containers/:id/pause", onContainer((id) => Effect.as(engine.pause(id), empty(204)))),
     HttpRouter.route("POST", "/containers/:id/unpause", onContainer((id) => Effect.as(engine.unpause(id), empty(204)))),
     HttpRouter.route(

@@ -75,7 +75,6 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("GET", "/containers/{id}/export", notSupported("exporting containers is")),
   route("GET", "/containers/{id}/stats", notSupported("container stats are")),
   route("POST", "/containers/{id}/update", notSupported("updating containers is")),
-  route("POST", "/containers/{id}/rename", notSupported("renaming containers is")),
   route("GET", "/containers/{id}/attach/ws", notSupported("attaching over a websocket is")),
   route("*", "/containers/{id}/archive", notSupported("copying files to or from containers is")),
   route("POST", "/containers/prune", notSupported("pruning containers is")),

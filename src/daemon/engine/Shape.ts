@@ -48,6 +48,8 @@ export interface EngineShape {
     ref: string,
     condition: WaitCondition
   ) => Effect.Effect<Effect.Effect<{ readonly StatusCode: number }, DockerError>, DockerError, Scope.Scope>
+  /** Renames it (`name` with or without `/`): 400 for an empty, equal or bad name, 409 for one in use. */
+  readonly rename: (ref: string, name: string | undefined) => Effect.Effect<void, DockerError>
   /** Removes it; 409 when running unless `force` (then killed first). */
   readonly remove: (ref: string, options?: { readonly force?: boolean | undefined }) => Effect.Effect<void, DockerError>
   readonly inspect: (ref: string) => Effect.Effect<ContainerInspectJson, DockerError>

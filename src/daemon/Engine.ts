@@ -35,6 +35,7 @@ import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
+import { makePrune } from "./engine/Prune.ts"
 import { makeRename } from "./engine/Rename.ts"
 import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
@@ -131,6 +132,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     wait: lifecycle.wait,
     remove: lifecycle.remove,
     rename: makeRename(env),
+    prune: makePrune(env, (id) => lifecycle.remove(id)),
     inspect: Effect.fn("Engine.inspect")(function*(ref: string) {
       return yield* Views.inspect(env, yield* store.find(ref))
     }),

@@ -47,6 +47,7 @@ import {
 import { danglingName, familiarName, invalidReference, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
 import { removeFile } from "../internal/Files.ts"
 import { download, IMPORT_TIMEOUT, importPlatform, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
+import { type ImagesPruneReport, pruneImages } from "./images/Prune.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
 export type { LoadMessage } from "./images/Archive.ts"
@@ -76,6 +77,11 @@ export interface DockerImagesShape {
       readonly auth?: RequestCredentials | undefined
     }
   ) => Effect.Effect<Stream.Stream<JsonMessage>, DockerError, Scope.Scope>
+  /** `POST /images/prune`: the unused images (dangling ones only, unless `onlyDangling` is false) `select` takes. */
+  readonly prune: (
+    onlyDangling: boolean,
+    select: (created: number, labels: Readonly<Record<string, string>>) => boolean
+  ) => Effect.Effect<ImagesPruneReport, DockerError>
   /** `GET /images/json`, newest first. */
   readonly list: (filters?: ImageFilters | undefined) => Effect.Effect<ReadonlyArray<ImageSummaryJson>, DockerError>
   /** `GET /images/{name}/json`. */
@@ -390,7 +396,16 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
     return { Id: image.configDigest }
   })
 
-  return DockerImages.of({ pull, list, inspect, remove, tag, count, history, save, load, importImage, commit })
+  const prune = Effect.fn("DockerImages.prune")(function*(
+    onlyDangling: boolean,
+    select: (created: number, labels: Readonly<Record<string, string>>) => boolean
+  ) {
+    const report = yield* pruneImages({ entries, usersOf: engine.usersOf, remove: (name) => remove(name) }, onlyDangling, select)
+    yield* events.publish({ type: "image", action: "prune", id: "", attributes: { reclaimed: String(report.SpaceReclaimed) } })
+    return report
+  })
+
+  return DockerImages.of({ pull, prune, list, inspect, remove, tag, count, history, save, load, importImage, commit })
 })
 
 /** The daemon's images service. */

@@ -115,6 +115,7 @@ const fakeEngine = (calls: Calls) => {
     wait: (ref) => Effect.as(find(ref), Effect.succeed({ StatusCode: 7 })),
     remove: (ref) => Effect.andThen(find(ref), Effect.sync(() => void containers.delete(ref))),
     rename: (ref) => Effect.asVoid(find(ref)),
+    prune: () => Effect.succeed({ ContainersDeleted: null, SpaceReclaimed: 0 }),
     inspect: (ref) => Effect.map(find(ref), (container) => inspectJson(ref, container.running)),
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),
     top: (ref) => Effect.as(find(ref), { Titles: ["PID"], Processes: [["1"]] }),
@@ -164,6 +165,7 @@ const fakeImages = (calls: Calls) => {
           { status: `Pulling from ${fromImage}`, id: tag ?? "latest" },
           { status: "Status: Downloaded newer image" }
         )),
+    prune: () => Effect.succeed({ ImagesDeleted: null, SpaceReclaimed: 0 }),
     list: (filters) => Effect.sync(() => (calls.images.push(["list", filters]), [])),
     inspect: (name) => Effect.as(find(name), { Id: "sha256:1" } as never),
     remove: (name, options) =>

@@ -2,7 +2,8 @@
  * The rest of what compose and Testcontainers call, through the docker CLI and
  * raw HTTP, with dockerd 20.10 answering the same refusals beside our daemon
  * when it is installed: `rename` (bad names, a taken one, the hosts files of
- * its network following, the event).
+ * its network following, the event); container and image `prune` (bad
+ * filters, what goes and what stays, the space reclaimed).
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -76,5 +77,71 @@ layer(engines("misc", [], { bridge: true }), { excludeTestServices: true, timeou
       assert.strictEqual((yield* docker("inspect", "-f", "{{.Name}}", id)).trim(), "/after")
       yield* docker("rm", "-f", "after", "peer")
       yield* docker("network", "rm", "renames")
+    }))
+
+  it.effect("prune refuses a bad filter as dockerd does, changing nothing", () =>
+    bothEngines((engine) =>
+      Effect.gen(function*() {
+        const filters = (value: unknown) => encodeURIComponent(JSON.stringify(value))
+        const before = yield* ok(engine, ["ps", "-aq"])
+        for (const path of ["/containers/prune", "/images/prune"]) {
+          const unknown = yield* refusal(engine, "POST", `${path}?filters=${filters({ nope: ["x"] })}`)
+          assert.strictEqual(unknown.status, 400, `${engine.name} ${path}`)
+          assert.match(unknown.message, /^invalid filter 'nope'$/i)
+          const twice = yield* refusal(engine, "POST", `${path}?filters=${filters({ until: ["1h", "2h"] })}`)
+          // dockerd's words; its status is a 500 (a plain error), bad input here is a 400.
+          assert.deepStrictEqual(twice, { status: engine.name === "ours" ? 400 : 500, message: "more than one until filter specified" })
+        }
+        const dangling = yield* refusal(engine, "POST", `/images/prune?filters=${filters({ dangling: ["maybe"] })}`)
+        assert.strictEqual(dangling.status, 400)
+        assert.match(dangling.message, /^invalid filter 'dangling=\[maybe\]'$/i)
+        assert.strictEqual(yield* ok(engine, ["ps", "-aq"]), before)
+      })))
+
+  it.effect("container prune: stopped containers the filters take go, with the space they wrote; running ones and others stay", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const docker = (...args: ReadonlyArray<string>) => ok(ours, args)
+      const wrote = (yield* docker("run", "--label", "prune=yes", FIXTURE_IMAGE, "dd", "if=/dev/zero", "of=/big", "bs=1k", "count=300")).trim()
+      const keptLabel = (yield* docker("create", "--label", "prune=no", FIXTURE_IMAGE, "true")).trim()
+      const running = (yield* docker("run", "-d", "--label", "prune=yes", FIXTURE_IMAGE, "sleep", "120")).trim()
+      const writer = (yield* docker("ps", "-aq", "--no-trunc", "--filter", "label=prune=yes", "--filter", "status=exited")).trim()
+      const answer = yield* ours.request("POST", `${API}/containers/prune?filters=${encodeURIComponent(JSON.stringify({ label: ["prune=yes"] }))}`)
+      assert.strictEqual(answer.status, 200, answer.body)
+      const report = JSON.parse(answer.body) as { ContainersDeleted: Array<string>; SpaceReclaimed: number }
+      assert.deepStrictEqual(report.ContainersDeleted, [writer])
+      assert.isAtLeast(report.SpaceReclaimed, 300 * 1024)
+      assert.strictEqual(wrote, "", "dd wrote to stderr only")
+      const left = (yield* docker("ps", "-aq", "--no-trunc")).trim().split("\n")
+      assert.includeMembers(left, [keptLabel, running])
+      assert.notInclude(left, writer)
+      // The CLI's own prune: nothing running goes, an empty report is dockerd's null.
+      yield* docker("rm", keptLabel)
+      const cli = yield* docker("container", "prune", "-f", "--filter", "until=1h")
+      assert.include(cli, "Total reclaimed space: 0B")
+      const none = JSON.parse((yield* ours.request("POST", `${API}/containers/prune`)).body) as Record<string, unknown>
+      assert.deepStrictEqual(none, { ContainersDeleted: null, SpaceReclaimed: 0 })
+      yield* docker("rm", "-f", running)
+    }))
+
+  it.effect("image prune: dangling images only, unless dangling=false; images in use stay", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const docker = (...args: ReadonlyArray<string>) => ok(ours, args)
+      const source = (yield* docker("create", FIXTURE_IMAGE, "true")).trim()
+      const dangling = (yield* docker("commit", source)).trim()
+      const labelled = (yield* docker("commit", "--change", "LABEL prune=yes", source, "prune-me:v1")).trim()
+      const report = JSON.parse((yield* ours.request("POST", `${API}/images/prune`)).body) as { ImagesDeleted: Array<Record<string, string>>; SpaceReclaimed: number }
+      assert.deepStrictEqual(report.ImagesDeleted, [{ Deleted: dangling }])
+      assert.isAbove(report.SpaceReclaimed, 0)
+      const cli = yield* docker("image", "prune", "-a", "-f", "--filter", "label=prune=yes")
+      assert.include(cli, "untagged: prune-me:v1")
+      assert.include(cli, `deleted: ${labelled}`)
+      const images = yield* docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+      assert.notInclude(images, "prune-me")
+      // The fixture is used by a container: even dangling=false leaves it.
+      yield* docker("image", "prune", "-a", "-f")
+      assert.include(yield* docker("images", "--format", "{{.Repository}}:{{.Tag}}"), FIXTURE_IMAGE)
+      yield* docker("rm", source)
     }))
 })

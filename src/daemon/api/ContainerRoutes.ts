@@ -6,13 +6,13 @@
  */
 import { Clock, Effect, Result, Stream } from "effect"
 import { HttpRouter } from "effect/http"
-import { badRequest, internal } from "../DockerError.ts"
+import { badRequest, internal, orBadRequest } from "../DockerError.ts"
 import { Engine } from "../Engine.ts"
 import { formatDockerTimestamp } from "../JsonLogFile.ts"
 import { checkPsArgs } from "../engine/Top.ts"
 import { CreateBody } from "../Model.ts"
 import { parseDetachKeys } from "./DetachKeys.ts"
-import { parseWaitCondition } from "./Query.ts"
+import { parseWaitCondition, PRUNE_FILTERS, pruneSelector } from "./Query.ts"
 import {
   booleanQuery,
   decodeBody,
@@ -51,6 +51,14 @@ export const containerRoutes = Effect.gen(function*() {
         const name = yield* optionalQuery("name")
         const body = yield* decodeBody(CreateBody)
         return json(yield* engine.create(name, body), 201)
+      })
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/prune",
+      Effect.gen(function*() {
+        const select = yield* orBadRequest(pruneSelector(yield* filtersQuery(PRUNE_FILTERS), yield* Clock.currentTimeMillis))
+        return json(yield* engine.prune(select))
       })
     ),
     HttpRouter.route(

@@ -7,6 +7,7 @@ import type { Duration, Effect, Scope, Stream } from "effect"
 import type { DockerError } from "../DockerError.ts"
 import type { LogEntry } from "../JsonLogReader.ts"
 import type { CommitSource } from "./Commit.ts"
+import type { ContainersPruneReport } from "./Prune.ts"
 import type { EndpointRequest } from "./Networking.ts"
 import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
@@ -50,6 +51,10 @@ export interface EngineShape {
   ) => Effect.Effect<Effect.Effect<{ readonly StatusCode: number }, DockerError>, DockerError, Scope.Scope>
   /** Renames it (`name` with or without `/`): 400 for an empty, equal or bad name, 409 for one in use. */
   readonly rename: (ref: string, name: string | undefined) => Effect.Effect<void, DockerError>
+  /** `docker container prune`: removes the stopped containers `select` takes (creation time in ms, labels). */
+  readonly prune: (
+    select: (created: number, labels: Readonly<Record<string, string>>) => boolean
+  ) => Effect.Effect<ContainersPruneReport, DockerError>
   /** Removes it; 409 when running unless `force` (then killed first). */
   readonly remove: (ref: string, options?: { readonly force?: boolean | undefined }) => Effect.Effect<void, DockerError>
   readonly inspect: (ref: string) => Effect.Effect<ContainerInspectJson, DockerError>

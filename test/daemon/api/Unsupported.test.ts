@@ -19,7 +19,6 @@ describe("refusalOf", () => {
     ["GET", "/containers/web/stats", 501, "container stats are not supported by effect-containerd"],
     ["PUT", "/containers/web/archive", 501, "copying files to or from containers is not supported by effect-containerd"],
     ["HEAD", "/containers/web/archive", 501, "copying files to or from containers is not supported by effect-containerd"],
-    ["POST", "/containers/prune", 501, "pruning containers is not supported by effect-containerd"],
     ["POST", "/images/team/app/push", 501, "pushing images is not supported by effect-containerd"],
     ["GET", "/images/search", 501, "searching registries is not supported by effect-containerd"],
     ["HEAD", "/images/search", 501, "searching registries is not supported by effect-containerd"],
@@ -62,6 +61,8 @@ describe("refusalOf", () => {
     ["POST", "/system/df"],
     ["POST", "/auth"],
     ["POST", "/containers/web/rename"],
+    ["POST", "/containers/prune"],
+    ["POST", "/images/prune"],
     ["GET", "/volumesx"],
     ["GET", "/nope"],
     ["GET", "/containers/web/archive/x"]

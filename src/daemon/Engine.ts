@@ -35,7 +35,7 @@ import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
-import { makePrune } from "./engine/Prune.ts"
+import { makePrune, sizeRw } from "./engine/Prune.ts"
 import { makeRename } from "./engine/Rename.ts"
 import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
@@ -164,7 +164,11 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     networkConnect: connections.connect,
     networkDisconnect: connections.disconnect,
     names: Effect.sync(() => new Map(store.all().map((entry) => [entry.id, entry.name]))),
-    counts: Effect.withSpan(Views.counts(env), "Engine.counts")
+    counts: Effect.withSpan(Views.counts(env), "Engine.counts"),
+    // Suspended: the containers of each call, not of the engine's start.
+    sizesRw: Effect.suspend(() =>
+      Effect.forEach(store.all(), (entry) => Effect.map(sizeRw(env, entry), (size) => [entry.id, size] as const), { concurrency: 4 })
+    ).pipe(Effect.map((sizes) => new Map(sizes)), Effect.withSpan("Engine.sizesRw"))
   })
 })
 

@@ -47,6 +47,7 @@ import {
 import { danglingName, familiarName, invalidReference, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
 import { removeFile } from "../internal/Files.ts"
 import { download, IMPORT_TIMEOUT, importPlatform, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
+import { type ImagesUsage, imagesUsage } from "./images/DiskUsage.ts"
 import { type ImagesPruneReport, pruneImages } from "./images/Prune.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
@@ -82,6 +83,8 @@ export interface DockerImagesShape {
     onlyDangling: boolean,
     select: (created: number, labels: Readonly<Record<string, string>>) => boolean
   ) => Effect.Effect<ImagesPruneReport, DockerError>
+  /** The images' part of `GET /system/df`. */
+  readonly diskUsage: Effect.Effect<ImagesUsage, DockerError>
   /** `GET /images/json`, newest first. */
   readonly list: (filters?: ImageFilters | undefined) => Effect.Effect<ReadonlyArray<ImageSummaryJson>, DockerError>
   /** `GET /images/{name}/json`. */
@@ -405,7 +408,11 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
     return report
   })
 
-  return DockerImages.of({ pull, prune, list, inspect, remove, tag, count, history, save, load, importImage, commit })
+  const diskUsage = Effect.flatMap(entries, (all) => imagesUsage(groupEntries(all), engine.usersOf)).pipe(
+    Effect.withSpan("DockerImages.diskUsage")
+  )
+
+  return DockerImages.of({ pull, prune, diskUsage, list, inspect, remove, tag, count, history, save, load, importImage, commit })
 })
 
 /** The daemon's images service. */

@@ -149,7 +149,8 @@ const fakeEngine = (calls: Calls) => {
     networkConnect: () => Effect.void,
     networkDisconnect: () => Effect.void,
     names: Effect.succeed(new Map()),
-    counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 })
+    counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 }),
+    sizesRw: Effect.succeed(new Map())
   })
 }
 
@@ -166,6 +167,7 @@ const fakeImages = (calls: Calls) => {
           { status: "Status: Downloaded newer image" }
         )),
     prune: () => Effect.succeed({ ImagesDeleted: null, SpaceReclaimed: 0 }),
+    diskUsage: Effect.succeed({ LayersSize: 0, Images: [] }),
     list: (filters) => Effect.sync(() => (calls.images.push(["list", filters]), [])),
     inspect: (name) => Effect.as(find(name), { Id: "sha256:1" } as never),
     remove: (name, options) =>

@@ -3,7 +3,7 @@
  * raw HTTP, with dockerd 20.10 answering the same refusals beside our daemon
  * when it is installed: `rename` (bad names, a taken one, the hosts files of
  * its network following, the event); container and image `prune` (bad
- * filters, what goes and what stays, the space reclaimed).
+ * filters, what goes and what stays, the space reclaimed); `system df`.
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -143,5 +143,42 @@ layer(engines("misc", [], { bridge: true }), { excludeTestServices: true, timeou
       yield* docker("image", "prune", "-a", "-f")
       assert.include(yield* docker("images", "--format", "{{.Repository}}:{{.Tag}}"), FIXTURE_IMAGE)
       yield* docker("rm", source)
+    }))
+
+  it.effect("system df: images with their containers and sizes, containers with what they wrote; an unknown type is a 400", () =>
+    Effect.gen(function*() {
+      const { ours } = yield* Engines
+      const docker = (...args: ReadonlyArray<string>) => ok(ours, args)
+      const unknown = yield* refusal(ours, "GET", "/system/df?type=nope")
+      assert.deepStrictEqual(unknown, { status: 400, message: "unknown object type: nope" })
+      const writer = (yield* docker("run", "--name", "df-writer", FIXTURE_IMAGE, "dd", "if=/dev/zero", "of=/big", "bs=1k", "count=200")).trim()
+      assert.strictEqual(writer, "")
+      const df = JSON.parse((yield* ours.request("GET", "/v1.47/system/df")).body) as {
+        LayersSize: number
+        Images: Array<{ Id: string; RepoTags: Array<string>; Size: number; SharedSize: number; Containers: number }>
+        Containers: Array<{ Names: Array<string>; SizeRw: number; SizeRootFs: number; ImageID: string }>
+        Volumes: Array<unknown>
+        BuildCache: Array<unknown>
+      }
+      const fixture = df.Images.find((image) => image.RepoTags.includes(FIXTURE_IMAGE))!
+      assert.isAtLeast(fixture.Containers, 1)
+      assert.isAbove(fixture.Size, 0)
+      assert.isAtLeast(fixture.SharedSize, 0)
+      assert.isAtLeast(df.LayersSize, fixture.Size - 10_000)
+      const container = df.Containers.find((c) => c.Names.includes("/df-writer"))!
+      assert.isAtLeast(container.SizeRw, 200 * 1024)
+      assert.strictEqual(container.SizeRootFs, container.SizeRw + fixture.Size)
+      assert.deepStrictEqual([df.Volumes, df.BuildCache], [[], []])
+      // Only what is asked for (API 1.42's `type`).
+      const onlyImages = JSON.parse((yield* ours.request("GET", "/v1.47/system/df?type=image")).body) as Record<string, unknown>
+      assert.deepStrictEqual(Object.keys(onlyImages).sort(), ["Images", "LayersSize"])
+      // The CLI prints its table from it.
+      const table = yield* docker("system", "df")
+      assert.match(table, /^TYPE\s+TOTAL\s+ACTIVE\s+SIZE\s+RECLAIMABLE/)
+      assert.match(table, /\nImages\s+\d+\s+\d+/)
+      assert.match(table, /\nContainers\s+\d+\s+\d+\s+\d+(\.\d+)?kB/)
+      assert.match(table, /\nLocal Volumes\s+0\s+0\s+0B/)
+      assert.include(yield* docker("system", "df", "-v"), "df-writer")
+      yield* docker("rm", "df-writer")
     }))
 })

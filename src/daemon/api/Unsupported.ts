@@ -85,7 +85,6 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("POST", "/session", notSupported("build sessions are")),
   // BuildKit's gRPC endpoint (buildx), hijacked with `Upgrade: h2c` as /session is.
   route("POST", "/grpc", notSupported("build sessions are")),
-  route("GET", "/system/df", notSupported("disk usage is")),
   route("GET", "/distribution/{name}/json", notSupported("distribution inspection is")),
   route("*", "/volumes/**", notSupported("volumes are")),
   route("*", "/plugins/**", notSupported("plugins are")),

@@ -111,6 +111,8 @@ export interface EngineShape {
   readonly networkDisconnect: (network: string, container: string) => Effect.Effect<void, DockerError>
   /** Each container's name, by id (for a network's `Containers`). */
   readonly names: Effect.Effect<ReadonlyMap<string, string>>
+  /** What each container wrote to its rootfs (Docker's `SizeRw`), by id: for `system df`, a walk of each one's files. */
+  readonly sizesRw: Effect.Effect<ReadonlyMap<string, number>>
   /** Counts for `GET /info`. */
   readonly counts: Effect.Effect<{
     readonly total: number

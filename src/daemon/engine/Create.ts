@@ -122,12 +122,14 @@ export const userNetworkIds = (env: Environment): Effect.Effect<ReadonlySet<stri
 /** What a container's hosts files are made from: what it was created with, and the networks it joins (undefined: it is on none). */
 export const namesOf = (
   id: string,
+  /** Its name now (a rename changes it; `stored.Name` is the one it was created with). */
+  name: string,
   stored: StoredContainer,
   networks: ReadonlyArray<ContainerNetwork> | undefined,
   userNetworks: ReadonlySet<string>
 ): ContainerNames => ({
   id,
-  name: stored.Name.replace(/^\//, ""),
+  name,
   hostname: hostnameOf(id, stored.Config, stored.HostConfig),
   domainname: stored.Config.Domainname ?? "",
   extraHosts: stored.HostConfig.ExtraHosts ?? [],
@@ -201,7 +203,7 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
         }
         const etcFiles = donor !== undefined
           ? env.hosts.mountsOf(donor.id, mountSettings)
-          : yield* env.hosts.prepare(namesOf(id, stored, joins, yield* userNetworkIds(env)), { ...mountSettings, dns: checked.dns }).pipe(
+          : yield* env.hosts.prepare(namesOf(id, name, stored, joins, yield* userNetworkIds(env)), { ...mountSettings, dns: checked.dns }).pipe(
             Effect.mapError((message) => internal(message)),
             Effect.onError(() => removeContainerTree(dir))
           )

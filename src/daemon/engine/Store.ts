@@ -23,7 +23,10 @@ import { type ContainerOutput, makeOutput } from "./Streams.ts"
 
 /** Labels the daemon keeps on its containerd containers (besides the monitors'). */
 export const DaemonLabels = {
-  /** The container's name, without the leading `/`: for people reading `ctr containers ls`. */
+  /**
+   * The container's name, without the leading `/` (for people reading `ctr containers ls` too): the
+   * one it has now, which a rename changes; `StoredContainer.Name` stays the one it was created with.
+   */
   name: "effect-containerd.io/docker.name",
   /** How often a restart policy restarted it. */
   restartCount: "effect-containerd.io/docker.restart-count",
@@ -59,7 +62,8 @@ export const storedOf = (container: Container): Effect.Effect<Option.Option<Stor
 /** A container as the engine knows it: what it was created with, its state beyond the task, its streams. */
 export interface Entry {
   readonly id: string
-  readonly name: string
+  /** Its name now; changed only by `Store.rename`. */
+  name: string
   readonly stored: StoredContainer
   /** Its config completed by its image's. */
   readonly config: EffectiveConfig
@@ -84,7 +88,7 @@ export interface Entry {
 export const makeEntry = (id: string, stored: StoredContainer, labels: Readonly<Record<string, string>>): Effect.Effect<Entry> =>
   Effect.map(makeOutput, (output) => ({
     id,
-    name: stored.Name.replace(/^\//, ""),
+    name: labels[DaemonLabels.name] ?? stored.Name.replace(/^\//, ""),
     stored,
     config: effectiveConfig(stored.Config, stored.ImageConfig),
     phase: idle,
@@ -129,6 +133,8 @@ export interface Store {
     name: string | undefined,
     create: (name: string) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | DockerError, R>
+  /** Gives `entry` the name `name` once `record` (which stores it) succeeds, holding the name meanwhile; 409 when it is in use. */
+  readonly rename: <E, R>(entry: Entry, name: string, record: Effect.Effect<void, E, R>) => Effect.Effect<void, E | DockerError, R>
 }
 
 /** An empty store. */
@@ -145,7 +151,7 @@ export const makeStore = (): Store => {
       if (!taken(name)) return name
     }
   }
-  return {
+  const store: Store = {
     all: () => [...byId.values()],
     get: (id) => byId.get(id),
     add: (entry) => {
@@ -178,6 +184,15 @@ export const makeStore = (): Store => {
         }
         reserved.add(name)
         return create(name).pipe(Effect.ensuring(Effect.sync(() => reserved.delete(name))))
-      })
+      }),
+    rename: (entry, name, record) =>
+      store.withName(name, () =>
+        Effect.tap(record, () =>
+          Effect.sync(() => {
+            if (byName.get(entry.name) === entry.id) byName.delete(entry.name)
+            entry.name = name
+            byName.set(name, entry.id)
+          })))
   }
+  return store
 }

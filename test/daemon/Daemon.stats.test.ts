@@ -4,7 +4,8 @@
  * compared with dockerd's where it is installed; `docker stats --no-stream`
  * (the `-m` limit, PIDS, a bridge container's NET I/O); dockerode's
  * `stream: false` (two samples a second apart, CPU moving); one-shot (one
- * sample, no precpu); a stream's frames chained until `rm -f` ends it.
+ * sample, no precpu); a stream's frames chained until `rm -f` ends it; a
+ * running container's frame has the fields dockerd's has, in its order.
  */
 import { assert, layer } from "@effect/vitest"
 import Docker from "dockerode"
@@ -91,6 +92,25 @@ layer(engines("stats", [], { bridge: true }), { excludeTestServices: true, timeo
         })
         yield* ok(engine, ["rm", name])
       })))
+
+  it.effect("a running container's one-shot frame has dockerd's fields in dockerd's order", () =>
+    Effect.gen(function*() {
+      const shapes = yield* bothEngines((engine) =>
+        Effect.gen(function*() {
+          const name = `${engine.name}-st-shape`
+          yield* ok(engine, ["run", "-d", "--name", name, "--network", "none", "-m", "32m", FIXTURE_IMAGE, "sleep", "1000"])
+          const frame = JSON.parse((yield* get(engine, `/containers/${name}/stats?stream=0&one-shot=1`)).body) as Frame
+          yield* ok(engine, ["rm", "-f", name])
+          // Key paths in order; per-CPU lists and blkio entries vary with the host and the disk.
+          const paths = (value: unknown, prefix: string): ReadonlyArray<string> =>
+            value !== null && typeof value === "object" && !Array.isArray(value)
+              ? Object.entries(value).flatMap(([key, field]) => [`${prefix}${key}`, ...paths(field, `${prefix}${key}.`)])
+              : []
+          return paths(frame, "").filter((path) => !path.includes("percpu_usage") && !path.startsWith("blkio_stats."))
+        }))
+      // Only ours when dockerd is not installed.
+      if (shapes.length === 2) assert.deepStrictEqual(shapes[0], shapes[1])
+    }))
 
   it.effect("docker stats --no-stream prints the -m limit, the pids and a bridge container's NET I/O; none on --network none", () =>
     Effect.gen(function*() {

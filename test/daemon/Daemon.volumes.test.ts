@@ -16,7 +16,7 @@ const setup = Effect.gen(function*() {
 })
 
 describe("volumes", () => {
-  it.live("bad input is a 4xx with a message and nothing is made; create, ls, inspect, rm, prune; data survive a restart", () =>
+  it.live("bad input is a 4xx with a message and nothing is made; create, ls, inspect, rm, prune, with their events; data survive a restart", () =>
     Effect.gen(function*() {
       const daemon = yield* setup
       const root = path.join(daemon.dataRoot, "volumes")
@@ -66,5 +66,10 @@ describe("volumes", () => {
       const pruned = JSON.parse((yield* daemon.request("POST", "/volumes/prune")).body)
       assert.deepStrictEqual(pruned, { VolumesDeleted: ["data"], SpaceReclaimed: 5 })
       assert.deepStrictEqual(fs.readdirSync(root), [])
+      const until = Math.ceil(Date.now() / 1000) + 1
+      const events = yield* daemon.request("GET", `/events?since=0&until=${until}&filters=${encodeURIComponent(JSON.stringify({ type: ["volume"] }))}`)
+      const actions = events.body.trim().split("\n").map((line) => JSON.parse(line)).map((e) => `${e.Action} ${e.Actor.ID}`)
+      // The log holds this run's events: after the restart, the two removals.
+      assert.deepStrictEqual(actions, ["destroy other", "destroy data"])
     }))
 })

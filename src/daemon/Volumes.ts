@@ -6,9 +6,10 @@
  * half-way and is removed at the next start. The records are loaded at start:
  * volumes survive daemon restarts.
  *
- * Gotchas: containers cannot reference volumes yet (named binds, `--mount` and
- * anonymous volumes are refused at create), so no volume is ever in use; driver
- * options (`type`/`device`/`o`) are refused with a 400 rather than ignored.
+ * Gotchas: whether a volume is in use is not known here (containers reference
+ * volumes by name in their create requests: the engine's `volumeUsers`, checked
+ * by the routes); driver options (`type`/`device`/`o`) are refused with a 400
+ * rather than ignored.
  */
 import * as crypto from "node:crypto"
 import { Context, Effect, Layer, Schema, Semaphore } from "effect"
@@ -27,12 +28,15 @@ export const VolumeRecord = Schema.Struct({
 })
 export type VolumeRecord = typeof VolumeRecord.Type
 
+/** Where a volume's data is: what a container mounts (its `Mountpoint`). */
+export const volumeData = (root: string, name: string) => path.join(root, name, "_data")
+
 /** A volume as the API shows it (`GET /volumes/{name}`). */
 export const volumeJson = (root: string, record: VolumeRecord) => ({
   CreatedAt: record.CreatedAt,
   Driver: record.Driver,
   Labels: record.Labels,
-  Mountpoint: path.join(root, record.Name, "_data"),
+  Mountpoint: volumeData(root, record.Name),
   Name: record.Name,
   Options: record.Options,
   Scope: "local"

@@ -1,11 +1,14 @@
 /**
  * The volume routes of the Docker Engine API, as dockerd's
  * `api/server/router/volume`: create, list (filters name, label, dangling,
- * driver), inspect, remove and prune, over `DockerVolumes`.
+ * driver), inspect, remove and prune, over `DockerVolumes`. A volume any
+ * container references (running or not, from its create request) is in use:
+ * not dangling, never pruned, and its removal is a 409 even with `force`, as dockerd.
  */
 import { Effect, Option, Result, Schema } from "effect"
 import { HttpRouter } from "effect/http"
-import { badRequest, DockerError } from "../DockerError.ts"
+import { badRequest, conflict, DockerError } from "../DockerError.ts"
+import { Engine } from "../Engine.ts"
 import { matchLabels, regexpFilter } from "../Filters.ts"
 import { DockerVolumes, volumeJson } from "../Volumes.ts"
 import { booleanQuery, decodeOptionalBody, empty, filtersQuery, json, pathParam } from "./Request.ts"
@@ -33,6 +36,7 @@ export const volumeRoutes = Effect.gen(function*() {
   const found = yield* Effect.serviceOption(DockerVolumes)
   if (Option.isNone(found)) return withoutVolumes
   const volumes = found.value
+  const engine = yield* Engine
   return [
     HttpRouter.route(
       "GET",
@@ -45,11 +49,11 @@ export const volumeRoutes = Effect.gen(function*() {
           ["true", "1"].includes(value) ? Effect.succeed(true) : ["false", "0"].includes(value) ? Effect.succeed(false)
           : Effect.fail(badRequest(`invalid filter 'dangling=${value}'`)))
         const drivers = filters["driver"] ?? []
-        // No container references a volume yet: every volume is dangling.
+        const users = yield* engine.volumeUsers
         const list = (yield* volumes.list).filter((record) =>
           (names.length === 0 || names.some((p) => p.test(record.Name))) &&
           matchLabels(filters["label"], record.Labels) &&
-          dangling.every((wanted) => wanted) &&
+          dangling.every((wanted) => wanted === !users.has(record.Name)) &&
           (drivers.length === 0 || drivers.includes(record.Driver)))
         return json({ Volumes: list.map((record) => volumeJson(volumes.root, record)), Warnings: null })
       })
@@ -73,8 +77,10 @@ export const volumeRoutes = Effect.gen(function*() {
       "/volumes/prune",
       Effect.gen(function*() {
         const filters = (yield* filtersQuery(PRUNE_FILTERS)) ?? {}
+        const users = yield* engine.volumeUsers
         // dockerd 20.10: every unused local volume, anonymous or named.
         return json(yield* volumes.prune((record) =>
+          !users.has(record.Name) &&
           matchLabels(filters["label"], record.Labels) &&
           (filters["label!"] ?? []).every((label) => !matchLabels([label], record.Labels))))
       })
@@ -91,7 +97,10 @@ export const volumeRoutes = Effect.gen(function*() {
       "/volumes/:name",
       Effect.gen(function*() {
         const force = yield* booleanQuery("force")
-        yield* volumes.remove(yield* pathParam("name"), force)
+        const name = yield* pathParam("name")
+        const users = (yield* engine.volumeUsers).get(name)
+        if (users !== undefined) return yield* Effect.fail(conflict(`remove ${name}: volume is in use - [${users.join(", ")}]`))
+        yield* volumes.remove(name, force)
         return empty(204)
       })
     )

@@ -1,7 +1,7 @@
 /**
  * The Docker Engine API over HTTP: the routes the docker CLI and dockerode use,
  * assembled from the route modules under `api/` (containers, execs, images,
- * networks, system and events) behind dockerd's router.
+ * networks, volumes, system and events) behind dockerd's router.
  *
  * As dockerd's router:
  * - every path is served with and without a version prefix (`/v1.47/...`);
@@ -28,6 +28,7 @@ import { stripApiVersion } from "./api/Query.ts"
 import { DEFAULT_JSON_BODY_LIMIT, drainBody, errorResponse, JsonBodyLimit, RouterHeaders } from "./api/Request.ts"
 import { systemRoutes } from "./api/SystemRoutes.ts"
 import { refusalOf } from "./api/Unsupported.ts"
+import { volumeRoutes } from "./api/VolumeRoutes.ts"
 import { API_VERSION, System } from "./System.ts"
 
 // Where these lived before the routes were split by resource.
@@ -129,7 +130,7 @@ const dockerRouter = (options: ApiOptions) => HttpRouter.middleware(
 
 /** Every route served, from the route modules. */
 const routes = Effect.map(
-  Effect.all([systemRoutes, containerRoutes, execRoutes, imageRoutes, networkRoutes]),
+  Effect.all([systemRoutes, containerRoutes, execRoutes, imageRoutes, networkRoutes, volumeRoutes]),
   (groups) => groups.flat()
 )
 

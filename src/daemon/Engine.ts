@@ -27,6 +27,7 @@ import type { Runtime } from "../services/Runtime.ts"
 import { EventLog } from "./EventLog.ts"
 import { makeHostsFiles } from "./network/HostsFiles.ts"
 import { DockerNetworks } from "./Networks.ts"
+import { DockerVolumes } from "./Volumes.ts"
 import { removeLeftovers } from "./Leftovers.ts"
 import { removeOrphanDirs } from "./LogFiles.ts"
 import { makeCommit } from "./engine/Commit.ts"
@@ -72,6 +73,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
 
   const store = makeStore()
   const networks = Option.getOrUndefined(yield* Effect.serviceOption(DockerNetworks))
+  const volumes = Option.getOrUndefined(yield* Effect.serviceOption(DockerVolumes))
   // `--add-host NAME:host-gateway`: the default bridge's gateway, as dockerd's HostGatewayIP (fixed for the daemon's life).
   const gateway = networks === undefined ? undefined : (yield* Effect.option(networks.find("bridge"))).pipe(Option.getOrUndefined)?.Gateway
   const hostGateway = () => gateway
@@ -97,7 +99,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     platform: yield* readPlatform(new Map(Object.entries(options.runtimes ?? {}))),
     hosts,
     hostGateway,
-    networks
+    networks,
+    volumes
   }
   // The index, from what the monitors' recovery just listed (one Containers.List
   // for both): every container of ours with its stored config.
@@ -164,6 +167,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     execInspect: Effect.fn("Engine.execInspect")((execId) => execs.inspect(execId)),
     commitSource: commit.source,
     whilePaused: (id, effect) => Effect.withSpan(commit.whilePaused(id, effect), "Engine.whilePaused"),
+    volumeUsers: Effect.sync(() => Views.volumeUsers(env)),
     usersOf: (imageId) => Effect.withSpan(Views.usersOf(env, imageId), "Engine.usersOf"),
     networkConnect: connections.connect,
     networkDisconnect: connections.disconnect,

@@ -15,7 +15,7 @@ export const HISTORY = 256
 
 /** An event as `GET /events` sends it (both the current and the legacy fields, as dockerd). */
 export interface DockerEvent {
-  readonly Type: "container" | "image" | "network" | "daemon"
+  readonly Type: "container" | "image" | "network" | "volume" | "daemon"
   readonly Action: string
   readonly Actor: { readonly ID: string; readonly Attributes: Readonly<Record<string, string>> }
   readonly scope: "local"

@@ -33,6 +33,7 @@ import { parseSize } from "./engine/HostConfig.ts"
 import { EventLog } from "./EventLog.ts"
 import { defaultBridgeName, isDeviceName, parseAddressPool, parseBip, type Pool, type Subnet } from "./network/Pools.ts"
 import { DockerNetworks } from "./Networks.ts"
+import { DockerVolumes } from "./Volumes.ts"
 import { buildShimLogger } from "./ShimLogger.ts"
 import { DockerImages } from "./Images.ts"
 import { packageVersion, System } from "./System.ts"
@@ -218,6 +219,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
         })
     ))),
     Layer.provideMerge(dockerNetworks),
+    Layer.provideMerge(DockerVolumes.layer({ dataRoot: settings.dataRoot })),
     Layer.provideMerge(EventLog.layer),
     Layer.provideMerge(library)
   )

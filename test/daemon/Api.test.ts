@@ -147,6 +147,7 @@ const fakeEngine = (calls: Calls) => {
     commitSource: (ref) => Effect.andThen(find(ref), Effect.fail(conflict("commit is not part of this stub"))),
     whilePaused: (_id, effect) => effect,
     usersOf: () => Effect.succeed([]),
+    volumeUsers: Effect.succeed(new Map()),
     networkConnect: () => Effect.void,
     networkDisconnect: () => Effect.void,
     names: Effect.succeed(new Map()),

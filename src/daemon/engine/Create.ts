@@ -12,6 +12,8 @@ import * as Oci from "../../domain/OciSpec.ts"
 import { hostDevices } from "../../internal/HostDevices.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
+import type { BindMount } from "../../services/Runtime.ts"
+import { volumeData } from "../Volumes.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
 import { badRequest, fromLibrary, internal, notFound, orBadRequest } from "../DockerError.ts"
 import { find, listEntries } from "../images/Listing.ts"
@@ -34,7 +36,8 @@ import {
   namespaceKind,
   parseNetwork,
   parsePolicy,
-  parseTmpfs
+  parseTmpfs,
+  type VolumeBind
 } from "./HostConfig.ts"
 import { checkHealthcheck, healthcheckWarning } from "./Health.ts"
 import { type ContainerNetwork, createNetworking, networksLabel } from "./Networking.ts"
@@ -115,6 +118,17 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     }
   })
 
+/** A named volume as the spec mounts it: a bind of its `_data` (what `docker cp` resolves through, too). */
+const volumeMount = (env: Environment, mount: VolumeBind) =>
+  env.volumes === undefined
+    ? Effect.fail(badRequest(`named volume ${mount.name}: volumes are not supported by this engine: it was built without them`))
+    : Effect.map(env.volumes.create({ name: mount.name }), (record): BindMount => ({
+      type: "bind",
+      source: volumeData(env.volumes!.root, record.Name),
+      destination: mount.destination,
+      readonly: mount.readonly
+    }))
+
 /** The ids of the daemon's user networks: names resolve on them, not on the predefined ones (as Docker's default bridge). */
 export const userNetworkIds = (env: Environment): Effect.Effect<ReadonlySet<string>> =>
   Effect.map(env.networks?.list ?? Effect.succeed([]), (records) => new Set(records.filter((r) => !r.Predefined).map((r) => r.Id)))
@@ -154,6 +168,9 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
         )),
       Effect.mapError((error) => error._tag === "DockerError" ? error : fromLibrary(error))
     )
+    // As dockerd: a named volume is made if missing (and stays if the create fails below).
+    const mounts = yield* Effect.forEach(checked.mounts, (mount) =>
+      mount.type !== "volume" ? Effect.succeed(mount) : volumeMount(env, mount))
     const networking = yield* createNetworking(env.networks, checked.mode, body, image.config.config?.ExposedPorts)
     return yield* env.store.withName(name, (name) =>
       Effect.gen(function*() {
@@ -199,7 +216,7 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
         const mountSettings = {
           readonly: host.ReadonlyRootfs ?? false,
           // As dockerd: a mount of the client's own at /etc/hosts (...) wins.
-          mountedAt: new Set(checked.mounts.map((mount) => path.posix.normalize(mount.destination)))
+          mountedAt: new Set(mounts.map((mount) => path.posix.normalize(mount.destination)))
         }
         const etcFiles = donor !== undefined
           ? env.hosts.mountsOf(donor.id, mountSettings)
@@ -221,7 +238,7 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
             ...(typeof networking.network === "object" ? networksLabel(networking.networks) : {}),
             ...(host.AutoRemove === true ? { [MonitorLabels.transient]: "true" } : {})
           },
-          mounts: [...checked.mounts, ...etcFiles],
+          mounts: [...mounts, ...etcFiles],
           hostname: hostnameOf(id, config, host),
           tty: body.Tty ?? false,
           network: networking.network,

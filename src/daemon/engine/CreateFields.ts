@@ -65,7 +65,7 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   StopTimeout: honoured,
   // Shown by inspect and docker ps, published by -P (engine/Ports.ts).
   ExposedPorts: honoured,
-  Volumes: reject("Volumes (anonymous volumes, -v /path) are not supported: bind a host path (-v /host:/path) or use --tmpfs"),
+  Volumes: reject("Volumes (anonymous volumes, -v /path) are not supported: use a named volume (-v name:/path), a host path (-v /host:/path) or --tmpfs"),
   // Run by the engine's health monitor (engine/Health.ts); its values checked at create.
   Healthcheck: honoured,
   NetworkDisabled: warn("NetworkDisabled is ignored: use NetworkMode none"),
@@ -105,8 +105,8 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.DnsOptions": honoured,
   "HostConfig.DnsSearch": honoured,
   "HostConfig.ExtraHosts": honoured,
-  "HostConfig.VolumeDriver": reject("VolumeDriver (--volume-driver) is not supported: there are no volumes"),
-  "HostConfig.VolumesFrom": reject("VolumesFrom (--volumes-from) is not supported: there are no volumes"),
+  "HostConfig.VolumeDriver": reject("VolumeDriver (--volume-driver) is not supported: volumes use the local driver"),
+  "HostConfig.VolumesFrom": reject("VolumesFrom (--volumes-from) is not supported: name the volumes (-v name:/path)"),
   "HostConfig.Mounts": reject("Mounts (--mount) is not supported: use Binds (-v /host:/path) or Tmpfs (--tmpfs)"),
   "HostConfig.StorageOpt": reject("StorageOpt (--storage-opt) is not supported"),
   "HostConfig.CapAdd": honoured,

@@ -12,6 +12,7 @@ import { conflict, type DockerError, fromLibrary, internal } from "../DockerErro
 import type { EventLog } from "../EventLog.ts"
 import type { HostsFiles } from "../network/HostsFiles.ts"
 import type { DockerNetworksShape } from "../Networks.ts"
+import type { DockerVolumesShape } from "../Volumes.ts"
 import { logPath } from "../LogFiles.ts"
 import { logConfigOf } from "./HostConfig.ts"
 import type { Platform } from "./Security.ts"
@@ -41,6 +42,8 @@ export interface Environment {
   readonly hostGateway: () => string | undefined
   /** The daemon's networks; without them (an engine built alone) containers get `none` or `host` only. */
   readonly networks: DockerNetworksShape | undefined
+  /** The daemon's volumes; without them (an engine built alone) a named volume in a create is refused. */
+  readonly volumes: DockerVolumesShape | undefined
 }
 
 /** Runs in the daemon's namespace, whatever the client's default. */

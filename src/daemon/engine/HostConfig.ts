@@ -91,20 +91,40 @@ export const parseTmpfs = (destination: string, options: string): Result.Result<
 
 const BIND_MODES = ["ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave"]
 
-/** One `HostConfig.Binds` entry (`/host:/container[:mode]`); named volumes do not exist here. */
-export const parseBind = (bind: string): Result.Result<BindMount, string> => {
+/** A named volume in `HostConfig.Binds` (`name:/path[:mode]`): made if missing and bound from its `_data` at create. */
+export interface VolumeBind {
+  readonly type: "volume"
+  readonly name: string
+  readonly destination: string
+  readonly readonly: boolean
+  /** The mode as written (`-v name:/p:ro`); dockerd shows `z` when none is. */
+  readonly mode: string
+}
+
+/**
+ * One `HostConfig.Binds` entry: `/host:/container[:mode]` binds a host path,
+ * `name:/container[:mode]` a named volume (as dockerd's parser, a source not
+ * starting with `/` is a volume name; `nocopy` is a volume's mode only).
+ */
+export const parseBind = (bind: string): Result.Result<BindMount | VolumeBind, string> => {
   const parts = bind.split(":")
   if (parts.length < 2 || parts.length > 3) return Result.fail(`invalid volume specification: '${bind}'`)
-  const [source = "", destination = "", mode = "rw"] = parts
-  if (!source.startsWith("/")) {
-    return Result.fail(`invalid volume specification: '${bind}': named volumes are not supported, bind an absolute host path`)
-  }
+  const [source = "", destination = "", mode = ""] = parts
+  if (source === "") return Result.fail(`invalid volume specification: '${bind}'`)
   if (!destination.startsWith("/")) return Result.fail(`invalid volume specification: '${bind}': the container path must be absolute`)
-  if (isRoot(destination)) return Result.fail(`invalid volume specification: '${bind}': invalid mount config for type "bind": ${ROOT_DESTINATION}`)
-  const modes = mode.split(",")
-  if (!modes.every((m) => BIND_MODES.includes(m))) return Result.fail(`invalid mode: ${mode}`)
-  return Result.succeed({ type: "bind", source, destination, readonly: modes.includes("ro") })
+  const volume = !source.startsWith("/")
+  const type = volume ? "volume" : "bind"
+  if (isRoot(destination)) return Result.fail(`invalid volume specification: '${bind}': invalid mount config for type "${type}": ${ROOT_DESTINATION}`)
+  const modes = mode === "" ? [] : mode.split(",")
+  if (!modes.every((m) => BIND_MODES.includes(m) || (volume && m === "nocopy"))) return Result.fail(`invalid mode: ${mode}`)
+  const readonly = modes.includes("ro")
+  return Result.succeed(volume ? { type: "volume", name: source, destination, readonly, mode } : { type: "bind", source, destination, readonly })
 }
+
+/** The named volumes a stored container uses, from its create request (the record keeps no second list). */
+export const volumeBindsOf = (stored: StoredContainer): ReadonlyArray<VolumeBind> =>
+  (stored.HostConfig.Binds ?? []).flatMap((bind) =>
+    Result.match(parseBind(bind), { onSuccess: (m) => (m.type === "volume" ? [m] : []), onFailure: () => [] }))
 
 /**
  * What a network mode asks for, as dockerd's `container.NetworkMode`: no network

@@ -104,6 +104,8 @@ export interface EngineShape {
   readonly execInspect: (execId: string) => Effect.Effect<ExecInspectJson, DockerError>
   /** Resizes the container's terminal. */
   readonly resize: (ref: string, height: number, width: number) => Effect.Effect<void, DockerError>
+  /** The containers (running or not) using each named volume, by its name. */
+  readonly volumeUsers: Effect.Effect<ReadonlyMap<string, ReadonlyArray<string>>>
   /** The containers made from an image (by image ID); `running` includes paused and restarting ones. */
   readonly usersOf: (imageId: string) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly running: boolean }>>
   /** What `docker commit` reads of a container; 404 for an unknown one, 409 while it is being removed. */

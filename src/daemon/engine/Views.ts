@@ -4,14 +4,16 @@
  * counts of `GET /info` (`top` is `Top.ts`). They only read:
  * the monitors' state of the task, the entry's phase, what was stored at create.
  */
-import { Clock, Effect, Option } from "effect"
+import { Clock, Effect, Option, Result } from "effect"
 import { badRequest, type DockerError, orBadRequest } from "../DockerError.ts"
 import { matchLabels, regexpFilter } from "../Filters.ts"
 import { type ContainerInspectJson, type ContainerStateJson, type ContainerSummaryJson, ZERO_TIME } from "../Model.ts"
 import { withoutInit } from "../../domain/OciResources.ts"
 import { filesOf } from "../network/HostsFiles.ts"
+import { volumeData } from "../Volumes.ts"
 import { hostnameOf } from "./Config.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
+import { parseBind, volumeBindsOf } from "./HostConfig.ts"
 import { HEALTH_FILTER_VALUES, healthFilterValue, healthJson, healthText } from "./Health.ts"
 import { networkSettingsJson, summaryNetworkJson } from "./Networking.ts"
 import { resourcesJson } from "./Resources.ts"
@@ -115,13 +117,34 @@ const hostConfigJson = (entry: Entry) => {
   }
 }
 
-const mountsJson = (entry: Entry) => {
+const mountsJson = (env: Environment, entry: Entry) => {
   const host = entry.stored.HostConfig
   return [
-    ...(host.Binds ?? []).map((bind) => {
-      const [source = "", destination = "", mode = ""] = bind.split(":")
-      return { Type: "bind", Source: source, Destination: destination, Mode: mode, RW: !mode.split(",").includes("ro"), Propagation: "rprivate" }
-    }),
+    ...(host.Binds ?? []).flatMap((bind) =>
+      Result.match(parseBind(bind), {
+        onFailure: () => [],
+        onSuccess: (mount) =>
+          mount.type === "volume"
+            ? [{
+              Type: "volume",
+              Name: mount.name,
+              Source: env.volumes === undefined ? "" : volumeData(env.volumes.root, mount.name),
+              Destination: mount.destination,
+              Driver: "local",
+              // dockerd's default mode of a volume from -v.
+              Mode: mount.mode === "" ? "z" : mount.mode,
+              RW: !mount.readonly,
+              Propagation: ""
+            }]
+            : [{
+              Type: "bind",
+              Source: mount.source,
+              Destination: mount.destination,
+              Mode: bind.split(":")[2] ?? "",
+              RW: !mount.readonly,
+              Propagation: "rprivate"
+            }]
+      })),
     ...Object.keys(host.Tmpfs ?? {}).map((destination) => ({ Type: "tmpfs", Source: "", Destination: destination, Mode: "", RW: true, Propagation: "" }))
   ]
 }
@@ -151,7 +174,7 @@ export const inspect = (env: Environment, entry: Entry) =>
       Platform: "linux",
       HostConfig: hostConfigJson(entry),
       Config: configJson(entry),
-      Mounts: mountsJson(entry),
+      Mounts: mountsJson(env, entry),
       NetworkSettings: networkSettings
     } satisfies ContainerInspectJson
   })
@@ -239,7 +262,7 @@ export const list = (
       Status: statusText(state, now),
       Labels: entry.config.Labels,
       Ports: network.Ports,
-      Mounts: [],
+      Mounts: mountsJson(env, entry),
       HostConfig: { NetworkMode: entry.stored.HostConfig.NetworkMode || "default" },
       NetworkSettings: network.NetworkSettings
     })))
@@ -259,6 +282,15 @@ const attachmentOf = (env: Environment, entry: Entry) =>
 export const usersOf = (env: Environment, imageId: string) =>
   Effect.forEach(env.store.all().filter((entry) => entry.stored.ImageId === imageId), (entry) =>
     Effect.map(stateOf(env, entry), (state) => ({ id: entry.id, running: state.Running || state.Restarting })))
+
+/** The containers (running or not) using each named volume, by the volume's name: what keeps it from removal. */
+export const volumeUsers = (env: Environment): ReadonlyMap<string, ReadonlyArray<string>> => {
+  const users = new Map<string, Array<string>>()
+  for (const entry of env.store.all()) {
+    for (const { name } of volumeBindsOf(entry.stored)) users.set(name, [...(users.get(name) ?? []), entry.id])
+  }
+  return users
+}
 
 /** Counts for `GET /info`. */
 export const counts = (env: Environment) =>

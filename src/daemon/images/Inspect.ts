@@ -2,7 +2,10 @@
  * `GET /images/{name}/json`: an image as `docker image inspect` shows it,
  * from what the library resolved (its config and manifest); what containerd
  * does not keep (parent, comment, Docker version, last tag time) is empty as
- * in dockerd's containerd image store.
+ * in dockerd's containerd image store. `ContainerConfig` (the config of the
+ * container a legacy build committed) is dockerd 20.10's zero value: no image
+ * here comes from a build container, and docker-compose 1.29 reads it on every
+ * recreate (a KeyError without it).
  */
 import { ZERO_TIME } from "../Model.ts"
 import { type Group, imageSize, repoDigests, repoTags } from "./Listing.ts"
@@ -18,6 +21,7 @@ export interface ImageInspectJson {
   readonly DockerVersion: string
   readonly Author: string
   readonly Config: Readonly<Record<string, unknown>>
+  readonly ContainerConfig: Readonly<Record<string, unknown>>
   readonly Architecture: string
   readonly Variant?: string
   readonly Os: string
@@ -26,6 +30,13 @@ export interface ImageInspectJson {
   readonly RootFS: { readonly Type: "layers"; readonly Layers: ReadonlyArray<string> }
   readonly Metadata: { readonly LastTagTime: string }
   readonly Descriptor: { readonly mediaType: string; readonly digest: string; readonly size: number }
+}
+
+/** dockerd 20.10's `ContainerConfig` of an image no build container made: Go's zero `container.Config`. */
+const NO_CONTAINER_CONFIG = {
+  Hostname: "", Domainname: "", User: "", AttachStdin: false, AttachStdout: false, AttachStderr: false,
+  Tty: false, OpenStdin: false, StdinOnce: false, Env: null, Cmd: null, Image: "", Volumes: null,
+  WorkingDir: "", Entrypoint: null, OnBuild: null, Labels: null
 }
 
 /** The inspect document of an image. */
@@ -55,6 +66,7 @@ export const inspectJson = (group: Group): ImageInspectJson => {
       Volumes: defaults.Volumes ?? null,
       StopSignal: defaults.StopSignal ?? ""
     },
+    ContainerConfig: NO_CONTAINER_CONFIG,
     Architecture: config.architecture,
     ...(config.variant === undefined ? {} : { Variant: config.variant }),
     Os: config.os,

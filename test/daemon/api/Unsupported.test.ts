@@ -11,9 +11,6 @@ const NOT_A_MANAGER =
 
 describe("refusalOf", () => {
   const refused: ReadonlyArray<readonly [string, string, 501 | 503, string]> = [
-    ["GET", "/volumes", 501, "volumes are not supported by effect-containerd"],
-    ["POST", "/volumes/create", 501, "volumes are not supported by effect-containerd"],
-    ["DELETE", "/volumes/data", 501, "volumes are not supported by effect-containerd"],
     ["GET", "/plugins", 501, "plugins are not supported by effect-containerd"],
     ["GET", "/plugins/privileges", 501, "plugins are not supported by effect-containerd"],
     ["PUT", "/containers/web/archive", 501, "copying files to or from containers is not supported by effect-containerd"],

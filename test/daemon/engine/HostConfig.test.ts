@@ -112,7 +112,11 @@ describe("HostConfig", () => {
     assert.deepStrictEqual(parseBind("/a:/b:ro,rslave"), Result.succeed({ type: "bind", source: "/a", destination: "/b", readonly: true }))
     failed(parseBind("/a"), "invalid volume specification")
     failed(parseBind("/a:/b:ro:x"), "invalid volume specification")
-    failed(parseBind("data:/data"), "named volumes are not supported")
+    assert.deepStrictEqual(
+      parseBind("data:/data:ro,nocopy"),
+      Result.succeed({ type: "volume", name: "data", destination: "/data", readonly: true, mode: "ro,nocopy" })
+    )
+    failed(parseBind(":/data"), "invalid volume specification")
     failed(parseBind("/a:b"), "container path must be absolute")
     failed(parseBind("/a:/b:rw,nocopy"), "invalid mode")
     for (const root of ["/", "//", "/.", "/a/.."]) {

@@ -114,5 +114,7 @@ describe("Listing", () => {
     assert.deepStrictEqual(inspected.RootFS, { Type: "layers", Layers: ["sha256:d1"] })
     assert.deepStrictEqual(inspected.Config["Cmd"], ["sh"])
     assert.strictEqual(inspected.Config["ExposedPorts"], null)
+    // docker-compose 1.29 reads it on a recreate.
+    assert.strictEqual(inspected.ContainerConfig["Volumes"], null)
   })
 })

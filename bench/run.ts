@@ -19,7 +19,8 @@ const benchmarks: Record<string, () => Promise<Effect.Effect<void, unknown>>> = 
   pull: () => import("./pull.ts").then((m) => m.pullBench),
   daemon: () => import("./daemon.ts").then((m) => m.daemonBench),
   network: () => import("./network.ts").then((m) => m.networkBench),
-  cni: () => import("./cni.ts").then((m) => m.cniBench)
+  cni: () => import("./cni.ts").then((m) => m.cniBench),
+  stats: () => import("./stats.ts").then((m) => m.statsBench)
 }
 
 const selected = process.argv.slice(2)

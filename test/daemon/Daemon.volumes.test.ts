@@ -5,7 +5,8 @@
  * killed half-way is cleaned at the next start. Containers using named volumes
  * (`-v name:/path`): made if missing, data shared between containers and kept
  * across rm and a restart, `:ro` refused writes, Mounts in inspect and ps, 409
- * while any container references the volume (force or not, nothing changed).
+ * while any container references the volume (force or not, nothing changed),
+ * copy-up of the image's content into a new volume (not with nocopy).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -106,6 +107,20 @@ describe("volumes", () => {
       assert.notStrictEqual(ro.code, 0)
       assert.strictEqual(ro.stdout, "hi\n")
       assert.include(ro.stderr, "Read-only file system")
+
+      // Copy-up: a new volume gets the image's content at its path (owner, mode, links), once; not with nocopy.
+      const etc = yield* run("-v", "etc:/etc", "-v", "bins:/bin", FIXTURE_IMAGE, "sh", "-c", "head -1 /etc/passwd; echo mine > /etc/mine")
+      assert.strictEqual(etc.code, 0, etc.stderr)
+      assert.match(etc.stdout, /^root:/)
+      const shLink = path.join(root, "bins", "_data", "sh")
+      assert.isTrue(fs.lstatSync(shLink).isSymbolicLink())
+      assert.strictEqual(fs.statSync(path.join(root, "etc", "_data", "passwd")).uid, 0)
+      const kept = yield* run("-v", "etc:/etc", FIXTURE_IMAGE, "cat", "/etc/mine")
+      assert.strictEqual(kept.stdout, "mine\n", kept.stderr)
+      // Only the mount points of the hosts files runc makes, as under dockerd.
+      const bare = yield* run("-v", "bare:/etc:nocopy", FIXTURE_IMAGE, "ls", "-A", "/etc")
+      assert.deepStrictEqual(bare.stdout.trim().split("\n"), ["hostname", "hosts", "resolv.conf"], bare.stderr)
+      for (const name of ["etc", "bins", "bare"]) assert.strictEqual((yield* daemon.docker(["volume", "rm", name])).code, 0)
 
       const made = yield* daemon.docker(["create", "--name", "user", "-v", "shared:/data:ro", "-v", "/tmp:/host", FIXTURE_IMAGE, "cat", "/data/f"])
       assert.strictEqual(made.code, 0, made.stderr)

@@ -148,6 +148,11 @@ describe("volumes", () => {
         assert.strictEqual(busy.status, 409, busy.body)
         assert.include(busy.body, `remove shared: volume is in use - [${id}]`)
       }
+      const df = JSON.parse((yield* daemon.request("GET", "/system/df")).body)
+      assert.deepStrictEqual(
+        df.Volumes.map((v: { Name: string; UsageData: unknown }) => [v.Name, v.UsageData]).sort(),
+        [["shared", { Size: 3, RefCount: 1 }], ["spare", { Size: 0, RefCount: 0 }]]
+      )
       const dangling = yield* daemon.docker(["volume", "ls", "-q", "--filter", "dangling=true"])
       assert.deepStrictEqual(dangling.stdout.trim().split("\n"), ["spare"])
       const pruned = JSON.parse((yield* daemon.request("POST", "/volumes/prune")).body)

@@ -5,6 +5,7 @@
  */
 import { Effect, Layer } from "effect"
 import { execFile } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Live from "../src/layers/Live.ts"
 import { ContainersDefinition } from "../src/gen/containerd/services/containers/v1/containers.ts"
@@ -70,3 +71,13 @@ export const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     const value = yield* effect
     return { value, ms: performance.now() - start }
   })
+
+/**
+ * The CPU time (user + system, in ms) process `pid` and its waited-for children
+ * have used: the CNI plugins and iptables ours runs, the docker-proxy and
+ * iptables dockerd runs.
+ */
+export const cpuMs = (pid: number): number => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
+  return ((Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 1000) / 100
+}

@@ -21,7 +21,7 @@ import * as path from "node:path"
 import { dockerCli, startDaemon } from "../test/support/DaemonHarness.ts"
 import { startDockerd } from "../test/support/Dockerd.ts"
 import { percentile, report, type Figure } from "./Report.ts"
-import { benchDaemon, countedBy, FIXTURE_IMAGE, NAMESPACE, timed } from "./Setup.ts"
+import { benchDaemon, countedBy, cpuMs, FIXTURE_IMAGE, NAMESPACE, timed } from "./Setup.ts"
 
 const RUNS = 15
 
@@ -39,16 +39,6 @@ const reach = (port: number) =>
     req.on("error", (cause) => resume(Effect.fail(cause)))
     return Effect.sync(() => req.destroy())
   }).pipe(Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 500 }))
-
-/**
- * The CPU time (user + system, in ms) process `pid` and its waited-for children
- * have used: the CNI plugins and iptables ours runs, the docker-proxy and
- * iptables dockerd runs.
- */
-const cpuMs = (pid: number): number => {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
-  return ((Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 1000) / 100
-}
 
 /** A cycle against the engine on `socket`: run with a published port, reach it, remove. */
 const cycleOn = (socket: string, dockerConfig: string) => {

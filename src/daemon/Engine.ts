@@ -41,6 +41,7 @@ import { makeRename } from "./engine/Rename.ts"
 import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
 import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
+import * as Stats from "./engine/Stats.ts"
 import * as Streams from "./engine/Streams.ts"
 import * as Top from "./engine/Top.ts"
 import * as Views from "./engine/Views.ts"
@@ -142,6 +143,9 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     list: Effect.fn("Engine.list")((listOptions) => Views.list(env, listOptions)),
     top: Effect.fn("Engine.top")(function*(ref: string, psArgs: string | undefined) {
       return yield* Top.top(env, yield* store.find(ref), psArgs)
+    }),
+    stats: Effect.fn("Engine.stats")(function*(ref, statsOptions) {
+      return yield* Stats.stats(env, yield* store.find(ref), statsOptions)
     }),
     attach: Effect.fn("Engine.attach")(function*(ref, attachOptions) {
       return yield* Streams.attach(targetOf(env, yield* store.find(ref)), attachOptions)

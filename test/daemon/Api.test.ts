@@ -119,6 +119,7 @@ const fakeEngine = (calls: Calls) => {
     inspect: (ref) => Effect.map(find(ref), (container) => inspectJson(ref, container.running)),
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),
     top: (ref) => Effect.as(find(ref), { Titles: ["PID"], Processes: [["1"]] }),
+    stats: (ref) => Effect.as(find(ref), Stream.empty),
     attach: (ref) =>
       Effect.as(find(ref), {
         tty: false,

@@ -12,7 +12,8 @@ import { formatDockerTimestamp } from "../JsonLogFile.ts"
 import { checkPsArgs } from "../engine/Top.ts"
 import { CreateBody } from "../Model.ts"
 import { parseDetachKeys } from "./DetachKeys.ts"
-import { parseWaitCondition, PRUNE_FILTERS, pruneSelector } from "./Query.ts"
+import { stringifyJson } from "./Json.ts"
+import { compareVersions, parseBoolean, parseWaitCondition, PRUNE_FILTERS, pruneSelector } from "./Query.ts"
 import {
   booleanQuery,
   decodeBody,
@@ -27,7 +28,7 @@ import {
   terminalSize,
   timeQuery
 } from "./Request.ts"
-import { jsonLines, outputResponse, respondAttached } from "./Streams.ts"
+import { flushedStream, jsonLines, outputResponse, requestApiVersion, respondAttached } from "./Streams.ts"
 
 /** The filters `GET /containers/json` passes to the engine. */
 export const CONTAINER_FILTERS: ReadonlyArray<string> = ["id", "name", "label", "status", "health"]
@@ -81,6 +82,22 @@ export const containerRoutes = Effect.gen(function*() {
           // Checked before the container is looked up, and a 500 as dockerd answers it.
           yield* Result.match(checkPsArgs(psArgs ?? ""), { onSuccess: () => Effect.void, onFailure: (message) => Effect.fail(internal(message)) })
           return json(yield* engine.top(id, psArgs))
+        }))
+    ),
+    HttpRouter.route(
+      "GET",
+      "/containers/:id/stats",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          // dockerd's default is a stream; one-shot exists from API 1.41 and is ignored before.
+          const stream = yield* parsedQuery("stream", (value) =>
+            value === undefined ? Result.succeed(true) : parseBoolean("stream", value))
+          const oneShot = compareVersions(yield* requestApiVersion, "1.41") >= 0 && (yield* booleanQuery("one-shot"))
+          const frames = yield* engine.stats(id, { stream, oneShot })
+          // Bigint counters: written by `stringifyJson`, one frame a line as Go's encoder.
+          const lines = Stream.map(frames, (frame) => encoder.encode(`${stringifyJson(frame)}\n`))
+          // A sample failing mid-stream ends it: the status is sent already.
+          return flushedStream(Stream.catch(lines, () => Stream.empty), "application/json")
         }))
     ),
     HttpRouter.route(

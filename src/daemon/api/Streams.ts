@@ -66,7 +66,7 @@ const hijackedContentType = (framing: Framing) =>
   streamContentType(!(framing.multiplexed && compareVersions(framing.apiVersion, "1.42") >= 0))
 
 /** The API version of the request, from its path's prefix (`/v1.41/...`); the newest when it has none. */
-const requestApiVersion = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+export const requestApiVersion = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
   apiVersionOf(new URL(request.originalUrl, "http://docker").pathname))
 
 /**

@@ -9,6 +9,7 @@ import type { LogEntry } from "../JsonLogReader.ts"
 import type { CommitSource } from "./Commit.ts"
 import type { ContainersPruneReport } from "./Prune.ts"
 import type { EndpointRequest } from "./Networking.ts"
+import type { StatsJson, StatsOptions } from "./Stats.ts"
 import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
 
@@ -65,6 +66,14 @@ export interface EngineShape {
   }) => Effect.Effect<ReadonlyArray<ContainerSummaryJson>, DockerError>
   /** `ps` (with `psArgs`, default `-ef`) of the container's processes, as dockerd's `top`; 409 if it is not running. */
   readonly top: (ref: string, psArgs: string | undefined) => Effect.Effect<TopJson, DockerError>
+  /**
+   * Its resource usage as dockerd's `stats` frames: the stream is returned once
+   * the first sample is taken, so a lookup or sampling failure is the status.
+   */
+  readonly stats: (
+    ref: string,
+    options: StatsOptions
+  ) => Effect.Effect<Stream.Stream<StatsJson, DockerError>, DockerError, Scope.Scope>
   /**
    * Attaches to the container's output (and its stdin, if it was created with
    * `OpenStdin` and `stdin` is asked for): from now until the end of its next

@@ -13,7 +13,6 @@ describe("refusalOf", () => {
   const refused: ReadonlyArray<readonly [string, string, 501 | 503, string]> = [
     ["GET", "/plugins", 501, "plugins are not supported by effect-containerd"],
     ["GET", "/plugins/privileges", 501, "plugins are not supported by effect-containerd"],
-    ["GET", "/containers/web/stats", 501, "container stats are not supported by effect-containerd"],
     ["PUT", "/containers/web/archive", 501, "copying files to or from containers is not supported by effect-containerd"],
     ["HEAD", "/containers/web/archive", 501, "copying files to or from containers is not supported by effect-containerd"],
     ["POST", "/images/team/app/push", 501, "pushing images is not supported by effect-containerd"],

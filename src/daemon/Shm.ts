@@ -16,7 +16,8 @@ import { removeTree } from "../internal/Files.ts"
 /** Where the shareable /dev/shm of the container whose directory is `dir` is mounted. */
 export const shmPathIn = (dir: string) => path.join(dir, "shm")
 
-const run = (command: string, args: ReadonlyArray<string>) =>
+/** Runs a short host command (mount, umount, cp); a failure is its stderr. */
+export const run = (command: string, args: ReadonlyArray<string>) =>
   Effect.callback<void, string>((resume) => {
     const child = execFile(command, args, { timeout: 10_000 }, (error, _stdout, stderr) =>
       resume(error === null ? Effect.void : Effect.fail(`${command} ${args.join(" ")}: ${stderr.trim() || error.message}`)))

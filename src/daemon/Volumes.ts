@@ -57,6 +57,8 @@ export interface DockerVolumesShape {
   readonly get: (name: string) => Effect.Effect<VolumeRecord, DockerError>
   /** Creates the volume, or answers the one of that name (dockerd's create is idempotent). */
   readonly create: (request: VolumeRequest) => Effect.Effect<VolumeRecord, DockerError>
+  /** The bytes its data holds (regular files, links not followed), for `system df`. */
+  readonly size: (record: VolumeRecord) => Effect.Effect<number, DockerError>
   /** Removes it; with `force` a missing one is no error. */
   readonly remove: (name: string, force: boolean) => Effect.Effect<void, DockerError>
   /** Removes the volumes `select` picks (dockerd 20.10: every unused local volume); their names and bytes freed. */
@@ -110,6 +112,7 @@ const make = (root: string) =>
         const record = records.get(name)
         return record === undefined ? Effect.fail(notFound(`get ${name}: no such volume`)) : Effect.succeed(record)
       })
+    const size = (record: VolumeRecord) => fileWork(`size of ${record.Name}`, () => sizeOf(volumeData(root, record.Name)))
     const removeOne = (record: VolumeRecord) =>
       Effect.gen(function*() {
         const dir = path.join(root, record.Name)
@@ -125,6 +128,7 @@ const make = (root: string) =>
       root,
       list: Effect.sync(() => [...records.values()]),
       get,
+      size,
       create: (request) =>
         permit.withPermit(Effect.gen(function*() {
           const name = request.name || crypto.randomBytes(32).toString("hex")
@@ -175,7 +179,7 @@ const make = (root: string) =>
           const deleted: Array<string> = []
           let reclaimed = 0
           for (const record of [...records.values()].filter(select)) {
-            reclaimed += yield* fileWork(`size of ${record.Name}`, () => sizeOf(path.join(root, record.Name, "_data")))
+            reclaimed += yield* size(record)
             yield* removeOne(record)
             deleted.push(record.Name)
           }

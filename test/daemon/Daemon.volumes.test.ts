@@ -5,7 +5,8 @@
  * killed half-way is cleaned at the next start. Containers using named volumes
  * (`-v name:/path`): made if missing, data shared between containers and kept
  * across rm and a restart, `:ro` refused writes, Mounts in inspect and ps, 409
- * while any container references the volume (force or not, nothing changed).
+ * while any container references the volume (force or not, nothing changed),
+ * copy-up of the image's content into a new volume (not with nocopy).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -107,6 +108,20 @@ describe("volumes", () => {
       assert.strictEqual(ro.stdout, "hi\n")
       assert.include(ro.stderr, "Read-only file system")
 
+      // Copy-up: a new volume gets the image's content at its path (owner, mode, links), once; not with nocopy.
+      const etc = yield* run("-v", "etc:/etc", "-v", "bins:/bin", FIXTURE_IMAGE, "sh", "-c", "head -1 /etc/passwd; echo mine > /etc/mine")
+      assert.strictEqual(etc.code, 0, etc.stderr)
+      assert.match(etc.stdout, /^root:/)
+      const shLink = path.join(root, "bins", "_data", "sh")
+      assert.isTrue(fs.lstatSync(shLink).isSymbolicLink())
+      assert.strictEqual(fs.statSync(path.join(root, "etc", "_data", "passwd")).uid, 0)
+      const kept = yield* run("-v", "etc:/etc", FIXTURE_IMAGE, "cat", "/etc/mine")
+      assert.strictEqual(kept.stdout, "mine\n", kept.stderr)
+      // Only the mount points of the hosts files runc makes, as under dockerd.
+      const bare = yield* run("-v", "bare:/etc:nocopy", FIXTURE_IMAGE, "ls", "-A", "/etc")
+      assert.deepStrictEqual(bare.stdout.trim().split("\n"), ["hostname", "hosts", "resolv.conf"], bare.stderr)
+      for (const name of ["etc", "bins", "bare"]) assert.strictEqual((yield* daemon.docker(["volume", "rm", name])).code, 0)
+
       const made = yield* daemon.docker(["create", "--name", "user", "-v", "shared:/data:ro", "-v", "/tmp:/host", FIXTURE_IMAGE, "cat", "/data/f"])
       assert.strictEqual(made.code, 0, made.stderr)
       const id = made.stdout.trim()
@@ -133,6 +148,11 @@ describe("volumes", () => {
         assert.strictEqual(busy.status, 409, busy.body)
         assert.include(busy.body, `remove shared: volume is in use - [${id}]`)
       }
+      const df = JSON.parse((yield* daemon.request("GET", "/system/df")).body)
+      assert.deepStrictEqual(
+        df.Volumes.map((v: { Name: string; UsageData: unknown }) => [v.Name, v.UsageData]).sort(),
+        [["shared", { Size: 3, RefCount: 1 }], ["spare", { Size: 0, RefCount: 0 }]]
+      )
       const dangling = yield* daemon.docker(["volume", "ls", "-q", "--filter", "dangling=true"])
       assert.deepStrictEqual(dangling.stdout.trim().split("\n"), ["spare"])
       const pruned = JSON.parse((yield* daemon.request("POST", "/volumes/prune")).body)

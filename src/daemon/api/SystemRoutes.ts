@@ -6,7 +6,7 @@
  * credentials checked against the registry, then forgotten) and `/system/df`
  * (what images and containers take, from `DockerImages` and the `Engine`).
  */
-import { Clock, Effect, Result, Schema } from "effect"
+import { Clock, Effect, Option, Result, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Registry, requestCredentials } from "../../services/Registry.ts"
 import { badRequest, fromLibrary, orBadRequest } from "../DockerError.ts"
@@ -14,6 +14,7 @@ import { Engine } from "../Engine.ts"
 import { EventLog } from "../EventLog.ts"
 import { DockerImages } from "../Images.ts"
 import { System } from "../System.ts"
+import { DockerVolumes, volumeJson } from "../Volumes.ts"
 import { authConfigOf, credentialsOf, loginHost } from "./AuthConfig.ts"
 import { decodeBody, filtersQuery, type Handler, json, repeatedQuery, timeQuery } from "./Request.ts"
 import { jsonLines } from "./Streams.ts"
@@ -42,6 +43,7 @@ export const systemRoutes = Effect.gen(function*() {
   const registry = yield* Registry
   const engine = yield* Engine
   const images = yield* DockerImages
+  const volumes = Option.getOrUndefined(yield* Effect.serviceOption(DockerVolumes))
   return [
     HttpRouter.route("GET", "/_ping", ping),
     HttpRouter.route("GET", "/version", Effect.map(system.version, (version) => json(version))),
@@ -69,6 +71,15 @@ export const systemRoutes = Effect.gen(function*() {
         const sizes = wanted.has("container") ? yield* engine.sizesRw : new Map<string, number>()
         const containers = wanted.has("container") ? yield* engine.list({ all: true }) : []
         const imageSize = new Map(usage.Images.map((image) => [image.Id, image.Size]))
+        // dockerd's UsageData: the bytes of each volume's data and how many containers reference it.
+        const volumesUsage = volumes === undefined ? Effect.succeed([]) : Effect.gen(function*() {
+          const users = yield* engine.volumeUsers
+          return yield* Effect.forEach(yield* volumes.list, (record) =>
+            Effect.map(volumes.size(record), (size) => ({
+              ...volumeJson(volumes.root, record),
+              UsageData: { Size: size, RefCount: users.get(record.Name)?.length ?? 0 }
+            })))
+        })
         return json({
           ...(wanted.has("image") ? { LayersSize: usage.LayersSize, Images: usage.Images } : {}),
           ...(wanted.has("container")
@@ -80,8 +91,8 @@ export const systemRoutes = Effect.gen(function*() {
               })
             }
             : {}),
-          // No volumes nor build cache exist here (yet): empty, so `docker system df` prints its rows.
-          ...(wanted.has("volume") ? { Volumes: [] } : {}),
+          ...(wanted.has("volume") ? { Volumes: yield* volumesUsage } : {}),
+          // No build cache exists here: empty, so `docker system df` prints its row.
           ...(wanted.has("build-cache") ? { BuildCache: [] } : {})
         })
       })

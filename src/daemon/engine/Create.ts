@@ -13,6 +13,7 @@ import { hostDevices } from "../../internal/HostDevices.ts"
 import { signalNumber } from "../../domain/Signal.ts"
 import type { Images } from "../../services/Images.ts"
 import type { BindMount } from "../../services/Runtime.ts"
+import { copyUp } from "../CopyUp.ts"
 import { volumeData } from "../Volumes.ts"
 import { MonitorLabels } from "../../services/Monitors.ts"
 import { badRequest, fromLibrary, internal, notFound, orBadRequest } from "../DockerError.ts"
@@ -119,12 +120,12 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
   })
 
 /** A named volume as the spec mounts it: a bind of its `_data` (what `docker cp` resolves through, too). */
-const volumeMount = (env: Environment, mount: VolumeBind) =>
-  env.volumes === undefined
+const volumeMount = ({ volumes }: Environment, mount: VolumeBind) =>
+  volumes === undefined
     ? Effect.fail(badRequest(`named volume ${mount.name}: volumes are not supported by this engine: it was built without them`))
-    : Effect.map(env.volumes.create({ name: mount.name }), (record): BindMount => ({
+    : Effect.map(volumes.create({ name: mount.name }), (record): BindMount => ({
       type: "bind",
-      source: volumeData(env.volumes!.root, record.Name),
+      source: volumeData(volumes.root, record.Name),
       destination: mount.destination,
       readonly: mount.readonly
     }))
@@ -249,6 +250,15 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
           spec: [...checked.spec(devices), ...shareable, withoutHiddenMounts(new Set(etcFiles.map((m) => m.destination)))],
           extensions: storedExtensions(stored)
         }))).pipe(Effect.onError(() => removeContainerTree(dir)))
+        // Before the task exists, as dockerd at create: an empty volume gets the image's content at its path.
+        const volumes = env.volumes
+        const copies = volumes === undefined ? [] : checked.mounts.flatMap((mount) =>
+          mount.type === "volume" && mount.copy ? [{ path: mount.destination, data: volumeData(volumes.root, mount.name) }] : [])
+        yield* copyUp(Effect.mapError(inNamespace(env)(container.rootfs), (error) => fromLibrary(error).message), copies).pipe(
+          Effect.mapError((message) => internal(`could not fill a volume from the image: ${message}`)),
+          Effect.onError(() =>
+            Effect.andThen(Effect.ignore(inNamespace(env)(env.monitors.remove(id))), removeContainerTree(dir)))
+        )
         const entry = yield* makeEntry(container.id, stored, container.labels)
         env.store.add(entry)
         yield* publish(env, entry, "create")

@@ -99,6 +99,8 @@ export interface VolumeBind {
   readonly readonly: boolean
   /** The mode as written (`-v name:/p:ro`); dockerd shows `z` when none is. */
   readonly mode: string
+  /** Whether an empty volume is filled from the image's content at the path (not with `nocopy`). */
+  readonly copy: boolean
 }
 
 /**
@@ -118,7 +120,7 @@ export const parseBind = (bind: string): Result.Result<BindMount | VolumeBind, s
   const modes = mode === "" ? [] : mode.split(",")
   if (!modes.every((m) => BIND_MODES.includes(m) || (volume && m === "nocopy"))) return Result.fail(`invalid mode: ${mode}`)
   const readonly = modes.includes("ro")
-  return Result.succeed(volume ? { type: "volume", name: source, destination, readonly, mode } : { type: "bind", source, destination, readonly })
+  return Result.succeed(volume ? { type: "volume", name: source, destination, readonly, mode, copy: !modes.includes("nocopy") } : { type: "bind", source, destination, readonly })
 }
 
 /** The named volumes a stored container uses, from its create request (the record keeps no second list). */

@@ -79,6 +79,19 @@ export interface Container {
    * (Docker's `SizeRw`). Costs a walk of those files: not for hot paths.
    */
   readonly usage: Effect.Effect<{ readonly size: number; readonly inodes: number }, ContainerdError>
+  /**
+   * How its rootfs snapshot is mounted (`Snapshots.Mounts`: for overlayfs one
+   * overlay mount), for reading the image's files on the host before the task
+   * runs (Docker's volume copy-up).
+   */
+  readonly rootfs: Effect.Effect<ReadonlyArray<RootfsMount>, ContainerdError>
+}
+
+/** One mount of a rootfs snapshot, as mount(8) takes it. */
+export interface RootfsMount {
+  readonly type: string
+  readonly source: string
+  readonly options: ReadonlyArray<string>
 }
 
 /** How a task is created: its init's stdio, a last change to the spec, and its networks. */
@@ -296,6 +309,7 @@ export const makeContainer = (
     newTask,
     task: attach,
     delete: remove,
+    rootfs: Effect.map(mounts, (all) => all.map(({ type, source, options }) => ({ type, source, options }))),
     usage: Effect.suspend(() =>
       rpc(Effect.map(client.snapshots.usage({ snapshotter: info.snapshotter, key: info.snapshotKey }), ({ size, inodes }) => ({ size, inodes })))
     )

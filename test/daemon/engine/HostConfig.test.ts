@@ -114,7 +114,7 @@ describe("HostConfig", () => {
     failed(parseBind("/a:/b:ro:x"), "invalid volume specification")
     assert.deepStrictEqual(
       parseBind("data:/data:ro,nocopy"),
-      Result.succeed({ type: "volume", name: "data", destination: "/data", readonly: true, mode: "ro,nocopy" })
+      Result.succeed({ type: "volume", name: "data", destination: "/data", readonly: true, mode: "ro,nocopy", copy: false })
     )
     failed(parseBind(":/data"), "invalid volume specification")
     failed(parseBind("/a:b"), "container path must be absolute")

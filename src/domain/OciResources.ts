@@ -29,6 +29,10 @@ export const withLimits = (limits: Omit<Resources, "devices">): SpecOption =>
     ...(limits.pids === undefined ? {} : { pids: limits.pids })
   }))
 
+/** The cgroup's memory, CPU and pids limits replaced by `limits` (its device rules kept): what an update leaves for the next start. */
+export const replaceLimits = (limits: Omit<Resources, "devices">): SpecOption =>
+  resources_((r) => ({ ...(r.devices === undefined ? {} : { devices: r.devices }), ...limits }))
+
 /** One process resource limit, `type` as the kernel names it (`RLIMIT_NOFILE`). */
 export interface Rlimit {
   readonly type: string

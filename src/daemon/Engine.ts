@@ -38,6 +38,7 @@ import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
 import { makePrune, sizeRw } from "./engine/Prune.ts"
 import { makeRename } from "./engine/Rename.ts"
+import { makeUpdate } from "./engine/Update.ts"
 import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
 import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
@@ -136,6 +137,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     wait: lifecycle.wait,
     remove: lifecycle.remove,
     rename: makeRename(env),
+    update: makeUpdate(env),
     prune: makePrune(env, (id) => lifecycle.remove(id)),
     inspect: Effect.fn("Engine.inspect")(function*(ref: string) {
       return yield* Views.inspect(env, yield* store.find(ref))

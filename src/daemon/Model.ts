@@ -9,7 +9,7 @@
  * a 400 or a warning) instead of dropping them silently. The CLI sends `null`
  * for most unset fields, so every field is nullable.
  */
-import { Schema } from "effect"
+import { Schema, Struct } from "effect"
 import { ContainerDefaults } from "../domain/Image.ts"
 
 const nullable = <S extends Schema.Top>(schema: S) => Schema.optional(Schema.NullOr(schema))
@@ -153,6 +153,50 @@ export const HostConfig = Schema.Struct({
   IOMaximumBandwidth: unhonoured
 })
 export type HostConfig = typeof HostConfig.Type
+
+/** The fields of `POST /containers/{id}/update` (moby's `UpdateConfig`) that change something here. */
+export const UPDATE_HONOURED = [
+  "Memory",
+  "MemorySwap",
+  "MemoryReservation",
+  "CpuShares",
+  "NanoCpus",
+  "CpuQuota",
+  "CpuPeriod",
+  "CpusetCpus",
+  "CpusetMems",
+  "PidsLimit"
+] as const
+
+/** The body of `POST /containers/{id}/update`: `HostConfig`'s resources and its restart policy. */
+export const UpdateBody = Schema.Struct({
+  ...Struct.pick(HostConfig.fields, [...UPDATE_HONOURED, "RestartPolicy"]),
+  // Resources not changed here, decoded so that a set one is refused by name (engine/Update.ts).
+  ...Struct.pick(HostConfig.fields, [
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemoryTCP",
+    "MemorySwappiness",
+    "OomKillDisable",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth"
+  ]),
+  KernelMemory: unhonoured
+})
+export type UpdateBody = typeof UpdateBody.Type
 
 /** The body of `POST /containers/create`: a `Config` with `HostConfig` beside its fields. */
 export const CreateBody = Schema.Struct({

@@ -16,37 +16,22 @@ const linux_ = (f: (linux: Linux) => Linux): SpecOption => (spec) => ({ ...spec,
 const resources_ = (f: (resources: Resources) => Resources): SpecOption =>
   linux_((l) => ({ ...l, resources: f(l.resources ?? {}) }))
 
-/** The cgroup's pids limit (pids.max); absent or -1: unlimited. */
-export const withPidsLimit = (limit: number): SpecOption => resources_((r) => ({ ...r, pids: { limit } }))
-
-/** CFS quota and period (µs) and the cpuset, each only when given. */
-export const withCpu = (cpu: {
-  readonly quota?: number | undefined
-  readonly period?: number | undefined
-  readonly cpus?: string | undefined
-  readonly mems?: string | undefined
-}): SpecOption =>
+/**
+ * The cgroup's memory, CPU and pids limits (`Resources`' fields but its device
+ * rules), each only when given, over what the spec has: a pids limit absent or
+ * -1 is unlimited, a swap of -1 too.
+ */
+export const withLimits = (limits: Omit<Resources, "devices">): SpecOption =>
   resources_((r) => ({
     ...r,
-    cpu: {
-      ...r.cpu,
-      ...(cpu.quota === undefined ? {} : { quota: cpu.quota }),
-      ...(cpu.period === undefined ? {} : { period: cpu.period }),
-      ...(cpu.cpus === undefined ? {} : { cpus: cpu.cpus }),
-      ...(cpu.mems === undefined ? {} : { mems: cpu.mems })
-    }
+    ...(limits.memory === undefined ? {} : { memory: { ...r.memory, ...limits.memory } }),
+    ...(limits.cpu === undefined ? {} : { cpu: { ...r.cpu, ...limits.cpu } }),
+    ...(limits.pids === undefined ? {} : { pids: limits.pids })
   }))
 
-/** The memory soft limit and the memory+swap limit (bytes; -1 swap: unlimited), each only when given. */
-export const withMemory = (memory: { readonly reservation?: number | undefined; readonly swap?: number | undefined }): SpecOption =>
-  resources_((r) => ({
-    ...r,
-    memory: {
-      ...r.memory,
-      ...(memory.reservation === undefined ? {} : { reservation: memory.reservation }),
-      ...(memory.swap === undefined ? {} : { swap: memory.swap })
-    }
-  }))
+/** The cgroup's memory, CPU and pids limits replaced by `limits` (its device rules kept): what an update leaves for the next start. */
+export const replaceLimits = (limits: Omit<Resources, "devices">): SpecOption =>
+  resources_((r) => ({ ...(r.devices === undefined ? {} : { devices: r.devices }), ...limits }))
 
 /** One process resource limit, `type` as the kernel names it (`RLIMIT_NOFILE`). */
 export interface Rlimit {

@@ -63,7 +63,7 @@ import type { RuntimeEnv } from "./runtime/Env.ts"
 import { networkExtension, validateNetwork } from "./runtime/Network.ts"
 
 export { Stdio } from "../domain/Stdio.ts"
-export type { Container, ContainerInfo, NewTaskOptions } from "./runtime/Container.ts"
+export type { Container, ContainerInfo, ContainerUpdate, NewTaskOptions } from "./runtime/Container.ts"
 export type { BindMount, CreateContainerOptions, TmpfsFlag, TmpfsMount } from "./runtime/ContainerOptions.ts"
 export { MAX_TMPFS_ID } from "./runtime/ContainerOptions.ts"
 export type { Process } from "./runtime/Process.ts"

@@ -115,6 +115,7 @@ const fakeEngine = (calls: Calls) => {
     wait: (ref) => Effect.as(find(ref), Effect.succeed({ StatusCode: 7 })),
     remove: (ref) => Effect.andThen(find(ref), Effect.sync(() => void containers.delete(ref))),
     rename: (ref) => Effect.asVoid(find(ref)),
+    update: (ref) => Effect.as(find(ref), { Warnings: [] }),
     prune: () => Effect.succeed({ ContainersDeleted: null, SpaceReclaimed: 0 }),
     inspect: (ref) => Effect.map(find(ref), (container) => inspectJson(ref, container.running)),
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),

@@ -187,7 +187,7 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
         fs.readFileSync(`/sys/fs/cgroup/${controller}/${namespace}/${c.id}/${file}`, "utf8").trim()
       assert.strictEqual(cgroup("memory", "memory.limit_in_bytes"), String(32 * 1024 * 1024))
       assert.strictEqual(cgroup("cpu", "cpu.shares"), "512")
-      yield* task.update({ memory: 64 * 1024 * 1024 })
+      yield* task.update({ memory: { limit: 64 * 1024 * 1024 } })
       assert.strictEqual(cgroup("memory", "memory.limit_in_bytes"), String(64 * 1024 * 1024))
       const metrics = yield* task.metrics
       assert.instanceOf(metrics.timestamp, Date)

@@ -10,7 +10,7 @@ import { badRequest, internal, orBadRequest } from "../DockerError.ts"
 import { Engine } from "../Engine.ts"
 import { formatDockerTimestamp } from "../JsonLogFile.ts"
 import { checkPsArgs } from "../engine/Top.ts"
-import { CreateBody } from "../Model.ts"
+import { CreateBody, UpdateBody } from "../Model.ts"
 import { parseDetachKeys } from "./DetachKeys.ts"
 import { stringifyJson } from "./Json.ts"
 import { compareVersions, parseBoolean, parseWaitCondition, PRUNE_FILTERS, pruneSelector } from "./Query.ts"
@@ -126,6 +126,11 @@ export const containerRoutes = Effect.gen(function*() {
       "POST",
       "/containers/:id/rename",
       onContainer((id) => Effect.flatMap(optionalQuery("name"), (name) => Effect.as(engine.rename(id, name), empty(204))))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/update",
+      onContainer((id) => Effect.flatMap(decodeBody(UpdateBody), (body) => Effect.map(engine.update(id, body), (answer) => json(answer))))
     ),
     HttpRouter.route("POST", "/containers/:id/pause", onContainer((id) => Effect.as(engine.pause(id), empty(204)))),
     HttpRouter.route("POST", "/containers/:id/unpause", onContainer((id) => Effect.as(engine.unpause(id), empty(204)))),

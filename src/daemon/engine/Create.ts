@@ -82,9 +82,6 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     const isolation = yield* orBadRequest(isolationOf(host, env.platform))
     const oomScoreAdj = yield* orBadRequest(checkOomScoreAdj(host.OomScoreAdj))
     yield* orBadRequest(checkLogConfig(host.LogConfig))
-    if ((host.Memory ?? 0) < 0 || (host.CpuShares ?? 0) < 0) {
-      return yield* Effect.fail(badRequest("memory and CPU shares cannot be negative"))
-    }
     const resources = yield* orBadRequest(parseResources(host, { hostname: body.Hostname ?? "", network: namespaceKind(mode), facts }))
     // As dockerd's adaptSharedNamespaceContainer: the donor by its id, so a rename keeps the link.
     const joined = yield* Effect.forEach(resources.joins, (join) =>
@@ -244,7 +241,6 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
           tty: body.Tty ?? false,
           network: networking.network,
           readonlyRootfs: host.ReadonlyRootfs ?? false,
-          resources: { memory: host.Memory || undefined, cpuShares: host.CpuShares || undefined },
           runtimeBinary: checked.isolation.runtimeBinary,
           groupAdd: checked.groupAdd,
           spec: [...checked.spec(devices), ...shareable, withoutHiddenMounts(new Set(etcFiles.map((m) => m.destination)))],

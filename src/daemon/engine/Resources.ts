@@ -16,7 +16,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Res from "../../domain/OciResources.ts"
-import type { SpecOption } from "../../domain/OciSpec.ts"
+import type { Resources as OciResources, SpecOption } from "../../domain/OciSpec.ts"
 import type { HostConfig } from "../Model.ts"
 
 /** What the host has, as the checks need it. */
@@ -119,10 +119,11 @@ type Fail = Result.Result<never, string>
 const fail = (message: string): Fail => Result.fail(message)
 
 /** Memory, MemorySwap and MemoryReservation, as `verifyPlatformContainerResources`; swap defaults to twice the memory. */
-const memoryOf = (host: HostConfig): Result.Result<ReadonlyArray<SpecOption>, string> => {
+const memoryOf = (host: HostConfig): Result.Result<NonNullable<Limits["memory"]>, string> => {
   const memory = host.Memory ?? 0
   const swap = host.MemorySwap ?? 0
   const reservation = host.MemoryReservation ?? 0
+  if (memory < 0 || (host.CpuShares ?? 0) < 0) return fail("memory and CPU shares cannot be negative")
   if (memory !== 0 && memory < MIN_MEMORY) return fail("Minimum memory limit allowed is 6MB")
   if (memory > 0 && swap > 0 && swap < memory) return fail("Minimum memoryswap limit should be larger than memory limit, see usage")
   if (memory === 0 && swap > 0) return fail("You should always set the Memory limit when using Memoryswap limit, see usage")
@@ -133,14 +134,15 @@ const memoryOf = (host: HostConfig): Result.Result<ReadonlyArray<SpecOption>, st
   }
   // adaptContainerSettings: by default, MemorySwap is twice the memory; -1 (unlimited) sets none.
   const effectiveSwap = memory > 0 && swap === 0 ? memory * 2 : swap
-  if (effectiveSwap <= 0 && reservation === 0) return Result.succeed([])
-  return Result.succeed([
-    Res.withMemory({ swap: effectiveSwap > 0 ? effectiveSwap : undefined, reservation: reservation > 0 ? reservation : undefined })
-  ])
+  return Result.succeed({
+    ...(memory > 0 ? { limit: memory } : {}),
+    ...(effectiveSwap > 0 ? { swap: effectiveSwap } : {}),
+    ...(reservation > 0 ? { reservation } : {})
+  })
 }
 
 /** NanoCpus, CpuQuota, CpuPeriod and the cpuset, as `verifyPlatformContainerResources` and `getCPUResources`. */
-const cpuOf = (host: HostConfig, facts: HostFacts): Result.Result<ReadonlyArray<SpecOption>, string> => {
+const cpuOf = (host: HostConfig, facts: HostFacts): Result.Result<NonNullable<Limits["cpu"]>, string> => {
   const nano = host.NanoCpus ?? 0
   const quota = host.CpuQuota ?? 0
   const period = host.CpuPeriod ?? 0
@@ -166,15 +168,36 @@ const cpuOf = (host: HostConfig, facts: HostFacts): Result.Result<ReadonlyArray<
   }
   // --cpus is a quota over dockerd's fixed 100 ms period.
   const fromNano = nano > 0 ? { period: 100000, quota: Math.floor((nano * 100000) / GiB) } : {}
-  const cpu = {
+  return Result.succeed({
+    ...((host.CpuShares ?? 0) > 0 ? { shares: host.CpuShares! } : {}),
     ...fromNano,
     ...(period !== 0 ? { period } : {}),
     ...(quota !== 0 ? { quota } : {}),
     ...(cpus !== "" ? { cpus } : {}),
     ...(mems !== "" ? { mems } : {})
-  }
-  return Result.succeed(Object.keys(cpu).length === 0 ? [] : [Res.withCpu(cpu)])
+  })
 }
+
+/** The cgroup limits `docker update` changes: the spec's linux resources but its device rules. */
+export type Limits = Omit<OciResources, "devices">
+
+/**
+ * The memory, CPU, cpuset and pids limits of `host`, checked as at create (the
+ * same rules and words), as the spec's linux resources: what a create sets and
+ * what an update gives the running task and the next start.
+ */
+export const limitsOf = (host: HostConfig, facts: HostFacts): Result.Result<Limits, string> =>
+  Result.gen(function*() {
+    const memory = yield* memoryOf(host)
+    const cpu = yield* cpuOf(host, facts)
+    // 0 and below are unlimited, as dockerd's `getPidsLimit`.
+    const pids = host.PidsLimit ?? 0
+    return {
+      ...(Object.keys(memory).length > 0 ? { memory } : {}),
+      ...(Object.keys(cpu).length > 0 ? { cpu } : {}),
+      ...(pids > 0 ? { pids: { limit: pids } } : {})
+    }
+  })
 
 /** `Ulimits`, as the CLI's `units.ParseUlimit` checks them; each replaces the default of its kind. */
 const ulimitsOf = (host: HostConfig): Result.Result<ReadonlyArray<SpecOption>, string> => {
@@ -271,8 +294,7 @@ export const parseResources = (
 ): Result.Result<Resources, string> =>
   Result.gen(function*() {
     const { facts } = options
-    const memory = yield* memoryOf(host)
-    const cpu = yield* cpuOf(host, facts)
+    const limits = yield* limitsOf(host, facts)
     const namespaces = yield* namespacesOf(host, options.hostname)
     const ulimits = yield* ulimitsOf(host)
     const devices = yield* devicesOf(host, facts)
@@ -280,13 +302,9 @@ export const parseResources = (
     if (host.Init === true && facts.initPath === undefined) {
       return yield* fail("Init (--init) is not supported here: no docker-init (or tini-static) was found on this host")
     }
-    // 0 and below are unlimited, as dockerd's `getPidsLimit`.
-    const pids = host.PidsLimit ?? 0
     return {
       spec: [
-        ...memory,
-        ...cpu,
-        ...(pids > 0 ? [Res.withPidsLimit(pids)] : []),
+        Res.withLimits(limits),
         ...ulimits,
         ...devices,
         ...sysctls,

@@ -16,6 +16,7 @@ export const RESTART_RESET_AFTER = 10_000
 
 /** One container's restart bookkeeping. */
 export interface RestartManager {
+  /** The policy now; `docker update` changes it (`setPolicy`). */
   readonly policy: RestartPolicy
   /** How often the policy restarted it. */
   readonly count: number
@@ -28,6 +29,8 @@ export interface RestartManager {
   /** Counts a restart that is about to happen; returns the new count. */
   readonly restarted: Effect.Effect<number>
   readonly setManuallyStopped: (stopped: boolean) => void
+  /** The policy for the exits to come (the count and the delay go on). */
+  readonly setPolicy: (policy: RestartPolicy) => void
 }
 
 /** Whether the policy restarts after an exit with `code` (before any delay). */
@@ -45,14 +48,17 @@ export const shouldRestart = (policy: RestartPolicy, count: number, code: number
 
 /** A restart manager for a container with `policy`, resuming from what its labels recorded. */
 export const makeRestartManager = (
-  policy: RestartPolicy,
+  initial: RestartPolicy,
   recorded: { readonly count: number; readonly manuallyStopped: boolean }
 ): RestartManager => {
+  let policy = initial
   let count = recorded.count
   let manuallyStopped = recorded.manuallyStopped
   let delay = RESTART_DELAY_MIN
   return {
-    policy,
+    get policy() {
+      return policy
+    },
     get count() {
       return count
     },
@@ -70,6 +76,9 @@ export const makeRestartManager = (
     restarted: Effect.sync(() => ++count),
     setManuallyStopped: (stopped) => {
       manuallyStopped = stopped
+    },
+    setPolicy: (next) => {
+      policy = next
     }
   }
 }

@@ -11,7 +11,7 @@ import type { ContainersPruneReport } from "./Prune.ts"
 import type { EndpointRequest } from "./Networking.ts"
 import type { StatsJson, StatsOptions } from "./Stats.ts"
 import type { TopJson } from "./Top.ts"
-import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
+import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson, UpdateBody } from "../Model.ts"
 
 /** How `wait` decides it is done (`POST /containers/{id}/wait?condition=`). */
 export type WaitCondition = "not-running" | "next-exit" | "removed"
@@ -52,6 +52,11 @@ export interface EngineShape {
   ) => Effect.Effect<Effect.Effect<{ readonly StatusCode: number }, DockerError>, DockerError, Scope.Scope>
   /** Renames it (`name` with or without `/`): 400 for an empty, equal or bad name, 409 for one in use. */
   readonly rename: (ref: string, name: string | undefined) => Effect.Effect<void, DockerError>
+  /**
+   * `docker update`: the restart policy and the memory, CPU, cpuset and pids limits, for the running
+   * task and the next starts (`Update.ts`); 400 for a bad value or a field not changed here, nothing changed.
+   */
+  readonly update: (ref: string, body: UpdateBody) => Effect.Effect<{ readonly Warnings: ReadonlyArray<string> }, DockerError>
   /** `docker container prune`: removes the stopped containers `select` takes (creation time in ms, labels). */
   readonly prune: (
     select: (created: number, labels: Readonly<Record<string, string>>) => boolean

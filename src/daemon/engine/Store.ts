@@ -64,7 +64,8 @@ export interface Entry {
   readonly id: string
   /** Its name now; changed only by `Store.rename`. */
   name: string
-  readonly stored: StoredContainer
+  /** What it was created with; its limits and restart policy changed only by `Update.ts`, as the record is. */
+  stored: StoredContainer
   /** Its config completed by its image's. */
   readonly config: EffectiveConfig
   /** The engine's side of its state; changed only through `State.transition`. */

@@ -56,6 +56,12 @@ export interface Container {
   /** Sets (or, with an empty value, removes) the given labels; returns them all. */
   readonly setLabels: (labels: Readonly<Record<string, string>>) => Effect.Effect<Readonly<Record<string, string>>, ContainerdError>
   /**
+   * Changes the record in one `Containers.Update`: the spec through `spec`, and
+   * the `extensions` given (the others kept). What the next task is made from;
+   * a running task is changed through its own handle (`Task.update`).
+   */
+  readonly update: (change: ContainerUpdate) => Effect.Effect<void, ContainerdError>
+  /**
    * Creates the task (its init process, not started). `spec` changes the stored
    * spec first (one `Containers.Update`), for what is only known at the start:
    * a namespace joined from another container's running process. A container
@@ -92,6 +98,12 @@ export interface RootfsMount {
   readonly type: string
   readonly source: string
   readonly options: ReadonlyArray<string>
+}
+
+/** A change to a container's record. */
+export interface ContainerUpdate {
+  readonly spec?: SpecOption | undefined
+  readonly extensions?: Readonly<Record<string, Any>> | undefined
 }
 
 /** How a task is created: its init's stdio, a last change to the spec, and its networks. */
@@ -283,6 +295,20 @@ export const makeContainer = (
     return info.labels
   })
 
+  const update = Effect.fn("Container.update")(function*(change: ContainerUpdate) {
+    if (change.spec !== undefined && currentSpec === undefined) {
+      return yield* Effect.fail(failedPrecondition("Container.update", `container ${id} has no spec to change`))
+    }
+    const changed = change.spec === undefined ? currentSpec : applyOptions(currentSpec as Spec, [change.spec])
+    const extensions = change.extensions ?? {}
+    const { container } = yield* rpc(client.containers.update({
+      container: { id, spec: change.spec === undefined ? undefined : packJson(OciSpecTypeUrl, changed), extensions },
+      updateMask: [...(change.spec === undefined ? [] : ["spec"]), ...Object.keys(extensions).map((key) => `extensions.${key}`)]
+    }))
+    currentSpec = changed
+    if (container !== undefined) info = infoOf(namespace, container, changed)
+  })
+
   const remove = Effect.fn("Container.delete")(function*(deleteOptions?: { readonly snapshotCleanup?: boolean }) {
     if (liveTask !== undefined || creatingTasks > 0) {
       const what = liveTask !== undefined ? "has a task" : "has a task being created"
@@ -306,6 +332,7 @@ export const makeContainer = (
       return info.labels
     },
     setLabels,
+    update,
     newTask,
     task: attach,
     delete: remove,

@@ -12,6 +12,7 @@ import { replaceOrAppendEnv, resolveUser } from "../../domain/ContainerConfig.ts
 import { type ContainerdError, invalidArgument } from "../../domain/ContainerdError.ts"
 import type { ExitStatus } from "../../domain/ExitStatus.ts"
 import { validateIdentifier } from "../../domain/Identifier.ts"
+import type { Resources } from "../../domain/OciSpec.ts"
 import { decodeTaskMetrics, type TaskMetrics } from "../../domain/TaskMetrics.ts"
 import { parseSignal, type Signal } from "../../domain/Signal.ts"
 import { Stdio } from "../../domain/Stdio.ts"
@@ -36,11 +37,12 @@ export interface ExecOptions {
   readonly stdio?: Stdio | undefined
 }
 
-/** Resource changes for a running task. */
-export interface ResourceUpdate {
-  readonly memory?: number | undefined
-  readonly cpuShares?: number | undefined
-}
+/**
+ * Resource changes for a running (or paused) task, as the spec's linux
+ * resources: containerd hands them to `runc update`, which leaves what is
+ * absent (or 0) as it is.
+ */
+export type ResourceUpdate = Omit<Resources, "devices">
 
 /** A task's state as containerd reported it when its handle was made. */
 export type TaskStatusSeen = "created" | "running" | "paused" | "stopped"
@@ -62,6 +64,7 @@ export interface Task extends Process {
    * cgroup v2 host (its payload is not decoded yet).
    */
   readonly metrics: Effect.Effect<TaskMetrics, ContainerdError>
+  /** Changes the task's cgroup limits (one `Tasks.Update`, under the client's deadline). */
   readonly update: (resources: ResourceUpdate) => Effect.Effect<void, ContainerdError>
   /** The task's network attachment (addresses, published ports), for a container on networks. */
   readonly attachment: Attachment | undefined
@@ -185,10 +188,7 @@ export const makeTask = Effect.fnUntraced(function*(env: RuntimeEnv, params: Tas
         "update",
         live("update", rpc(client.tasks.update({
           containerId,
-          resources: packJson(OciLinuxResourcesTypeUrl, {
-            ...(resources.memory === undefined ? {} : { memory: { limit: resources.memory } }),
-            ...(resources.cpuShares === undefined ? {} : { cpu: { shares: resources.cpuShares } })
-          })
+          resources: packJson(OciLinuxResourcesTypeUrl, resources)
         })))
       )
   }

@@ -45,6 +45,7 @@ describe("refusalOf", () => {
     ["GET", "/containers/json"],
     ["GET", "/containers/stats/json"],
     ["POST", "/containers/create"],
+    ["POST", "/containers/web/update"],
     ["GET", "/images/history/json"],
     ["GET", "/images/localhost:5000/team/app:v1/history"],
     ["GET", "/images/get"],

@@ -51,12 +51,12 @@ describe("Resources", () => {
       PidsLimit: 10
     })
     assert.deepStrictEqual(spec.linux.resources?.cpu, { period: 100000, quota: 50000, cpus: "1", mems: "0" })
-    // Swap defaults to twice the memory (adaptContainerSettings); the limit itself is the library's option.
-    assert.deepStrictEqual(spec.linux.resources?.memory, { swap: 40 * 1024 ** 2, reservation: 10 * 1024 ** 2 })
+    // Swap defaults to twice the memory (adaptContainerSettings).
+    assert.deepStrictEqual(spec.linux.resources?.memory, { limit: 20 * 1024 ** 2, swap: 40 * 1024 ** 2, reservation: 10 * 1024 ** 2 })
     assert.deepStrictEqual(spec.linux.resources?.pids, { limit: 10 })
     assert.deepStrictEqual(specOf({ CpuQuota: 20000, CpuPeriod: 50000 }).linux.resources?.cpu, { quota: 20000, period: 50000 })
     // -1: unlimited, no swap limit at all (getMemoryResources sets only a positive one).
-    assert.isUndefined(specOf({ Memory: 20 * 1024 ** 2, MemorySwap: -1 }).linux.resources?.memory)
+    assert.deepStrictEqual(specOf({ Memory: 20 * 1024 ** 2, MemorySwap: -1 }).linux.resources?.memory, { limit: 20 * 1024 ** 2 })
     // 0 and below: no limit.
     assert.isUndefined(specOf({ PidsLimit: -1 }).linux.resources?.pids)
     assert.isUndefined(specOf({ PidsLimit: 0 }).linux.resources?.pids)

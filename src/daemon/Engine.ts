@@ -35,6 +35,8 @@ import { readPlatform } from "./engine/Security.ts"
 import { type Environment, inNamespace, lib, type Notice, targetOf, taskOf } from "./engine/Environment.ts"
 import { makeExecs } from "./engine/Exec.ts"
 import { makeLifecycle } from "./engine/Lifecycle.ts"
+import { makePrune, sizeRw } from "./engine/Prune.ts"
+import { makeRename } from "./engine/Rename.ts"
 import { makeConnections } from "./engine/Networking.ts"
 import type { EngineOptions, EngineShape } from "./engine/Shape.ts"
 import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
@@ -80,7 +82,7 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
         const entry = store.get(id)
         return entry === undefined
           ? Effect.succeed(undefined)
-          : Effect.map(userNetworkIds(env), (user) => namesOf(entry.id, entry.stored, entry.networks, user))
+          : Effect.map(userNetworkIds(env), (user) => namesOf(entry.id, entry.name, entry.stored, entry.networks, user))
       }),
     hostGateway,
     networks: Option.fromNullishOr(networks?.library)
@@ -129,6 +131,8 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     unpause: lifecycle.unpause,
     wait: lifecycle.wait,
     remove: lifecycle.remove,
+    rename: makeRename(env),
+    prune: makePrune(env, (id) => lifecycle.remove(id)),
     inspect: Effect.fn("Engine.inspect")(function*(ref: string) {
       return yield* Views.inspect(env, yield* store.find(ref))
     }),
@@ -160,7 +164,11 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     networkConnect: connections.connect,
     networkDisconnect: connections.disconnect,
     names: Effect.sync(() => new Map(store.all().map((entry) => [entry.id, entry.name]))),
-    counts: Effect.withSpan(Views.counts(env), "Engine.counts")
+    counts: Effect.withSpan(Views.counts(env), "Engine.counts"),
+    // Suspended: the containers of each call, not of the engine's start.
+    sizesRw: Effect.suspend(() =>
+      Effect.forEach(store.all(), (entry) => Effect.map(sizeRw(env, entry), (size) => [entry.id, size] as const), { concurrency: 4 })
+    ).pipe(Effect.map((sizes) => new Map(sizes)), Effect.withSpan("Engine.sizesRw"))
   })
 })
 

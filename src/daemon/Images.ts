@@ -25,6 +25,7 @@ import { shortId } from "../domain/Identifier.ts"
 import type { ContainerDefaults, Platform } from "../domain/Image.ts"
 import { parseReferenceResult, type Reference } from "../domain/Reference.ts"
 import { Images, type PullProgress } from "../services/Images.ts"
+import type { RequestCredentials } from "../services/Registry.ts"
 import { badRequest, conflict, type DockerError, fromLibrary, orBadRequest } from "./DockerError.ts"
 import { Engine } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
@@ -46,6 +47,8 @@ import {
 import { danglingName, familiarName, invalidReference, isDanglingName, pullReference, tagReference } from "./images/Names.ts"
 import { removeFile } from "../internal/Files.ts"
 import { download, IMPORT_TIMEOUT, importPlatform, importReference, importUrl, mergeCommitConfig } from "./images/NewImages.ts"
+import { type ImagesUsage, imagesUsage } from "./images/DiskUsage.ts"
+import { type ImagesPruneReport, pruneImages } from "./images/Prune.ts"
 import { errorMessage, type JsonMessage, pullFailure, toPullMessages } from "./images/PullProgress.ts"
 
 export type { LoadMessage } from "./images/Archive.ts"
@@ -69,8 +72,19 @@ export interface DockerImagesShape {
   readonly pull: (
     fromImage: string,
     tag: string | undefined,
-    options?: { readonly platform?: Platform | undefined }
+    options?: {
+      readonly platform?: Platform | undefined
+      /** The client's credentials (`X-Registry-Auth`), for this pull only. */
+      readonly auth?: RequestCredentials | undefined
+    }
   ) => Effect.Effect<Stream.Stream<JsonMessage>, DockerError, Scope.Scope>
+  /** `POST /images/prune`: the unused images (dangling ones only, unless `onlyDangling` is false) `select` takes. */
+  readonly prune: (
+    onlyDangling: boolean,
+    select: (created: number, labels: Readonly<Record<string, string>>) => boolean
+  ) => Effect.Effect<ImagesPruneReport, DockerError>
+  /** The images' part of `GET /system/df`. */
+  readonly diskUsage: Effect.Effect<ImagesUsage, DockerError>
   /** `GET /images/json`, newest first. */
   readonly list: (filters?: ImageFilters | undefined) => Effect.Effect<ReadonlyArray<ImageSummaryJson>, DockerError>
   /** `GET /images/{name}/json`. */
@@ -163,7 +177,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
   const pull = Effect.fn("DockerImages.pull")(function*(
     fromImage: string,
     tag: string | undefined,
-    options?: { readonly platform?: Platform | undefined }
+    options?: { readonly platform?: Platform | undefined; readonly auth?: RequestCredentials | undefined }
   ) {
     const reference = yield* Result.match(pullReference(fromImage, tag), {
       onSuccess: Effect.succeed,
@@ -177,7 +191,7 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
     const failure = pullFailure(reference)
     // Until the registry has resolved the reference, a failure is the request's (dockerd answers only then).
     const [head, rest] = yield* Stream.peel(
-      images.pullWithProgress(reference.toString(), { platform: options?.platform }),
+      images.pullWithProgress(reference.toString(), { platform: options?.platform, auth: options?.auth }),
       Sink.takeUntil((event: PullProgress) => event._tag === "Resolved")
     ).pipe(Effect.mapError(failure))
     return Stream.concat(Stream.fromIterable(head), rest).pipe(
@@ -385,7 +399,20 @@ const makeDockerImages = Effect.fnUntraced(function*(options: DockerImagesOption
     return { Id: image.configDigest }
   })
 
-  return DockerImages.of({ pull, list, inspect, remove, tag, count, history, save, load, importImage, commit })
+  const prune = Effect.fn("DockerImages.prune")(function*(
+    onlyDangling: boolean,
+    select: (created: number, labels: Readonly<Record<string, string>>) => boolean
+  ) {
+    const report = yield* pruneImages({ entries, usersOf: engine.usersOf, remove: (name) => remove(name) }, onlyDangling, select)
+    yield* events.publish({ type: "image", action: "prune", id: "", attributes: { reclaimed: String(report.SpaceReclaimed) } })
+    return report
+  })
+
+  const diskUsage = Effect.flatMap(entries, (all) => imagesUsage(groupEntries(all), engine.usersOf)).pipe(
+    Effect.withSpan("DockerImages.diskUsage")
+  )
+
+  return DockerImages.of({ pull, prune, diskUsage, list, inspect, remove, tag, count, history, save, load, importImage, commit })
 })
 
 /** The daemon's images service. */

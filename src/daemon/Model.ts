@@ -18,6 +18,19 @@ const StringMap = Schema.Record(Schema.String, Schema.String)
 /** A field the engine does not act on: only whether it is set matters (see `engine/CreateFields.ts`). */
 const unhonoured = Schema.optional(Schema.Unknown)
 
+/**
+ * `Config.Healthcheck`: the probe (`["CMD", ...]`, `["CMD-SHELL", "..."]`, `["NONE"]`) and its
+ * timing in nanoseconds; zero or absent is dockerd's default (`engine/Health.ts`).
+ */
+export const HealthConfig = Schema.Struct({
+  Test: nullable(Strings),
+  Interval: nullable(Schema.Int),
+  Timeout: nullable(Schema.Int),
+  StartPeriod: nullable(Schema.Int),
+  Retries: nullable(Schema.Int)
+})
+export type HealthConfig = typeof HealthConfig.Type
+
 /** `Config` of a create request: what runs, as the image's config would say it. */
 export const ContainerConfig = Schema.Struct({
   Hostname: nullable(Schema.String),
@@ -40,7 +53,7 @@ export const ContainerConfig = Schema.Struct({
   StopTimeout: nullable(Schema.Int),
   ExposedPorts: unhonoured,
   Volumes: unhonoured,
-  Healthcheck: unhonoured,
+  Healthcheck: nullable(HealthConfig),
   NetworkDisabled: unhonoured,
   MacAddress: unhonoured,
   OnBuild: unhonoured,
@@ -229,6 +242,23 @@ export interface ContainerStateJson {
   readonly Error: string
   readonly StartedAt: string
   readonly FinishedAt: string
+  /** Present once a container with a healthcheck has started (kept after it stops, as dockerd's). */
+  readonly Health?: HealthJson
+}
+
+/** `State.Health`: the status, the failures in a row, the last five probes (oldest first). */
+export interface HealthJson {
+  readonly Status: "starting" | "healthy" | "unhealthy"
+  readonly FailingStreak: number
+  readonly Log: ReadonlyArray<HealthResultJson>
+}
+
+/** One probe of `State.Health.Log`. */
+export interface HealthResultJson {
+  readonly Start: string
+  readonly End: string
+  readonly ExitCode: number
+  readonly Output: string
 }
 
 /** `GET /containers/{id}/json`. */

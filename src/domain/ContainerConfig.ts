@@ -55,6 +55,27 @@ export const mergeEnv = (imageEnv: ReadonlyArray<string>, userEnv: ReadonlyArray
   return [...userEnv, ...imageEnv.filter((v) => !userKeys.has(keyOf(v)))]
 }
 
+const HEALTH_FIELDS = ["Test", "Interval", "Timeout", "StartPeriod", "Retries"] as const
+
+const objectOf = (value: unknown): Readonly<Record<string, unknown>> | undefined =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? value as Readonly<Record<string, unknown>> : undefined
+
+/**
+ * moby's `merge` of the Healthcheck: the caller's, with each field it left unset (no Test,
+ * a zero duration or retry count) taken from the base's (the image's, or a committed
+ * container's); the base's whole when the caller has none; undefined when neither has one.
+ */
+export const mergeHealthcheck = (user: unknown, base: unknown): Readonly<Record<string, unknown>> | undefined => {
+  const own = objectOf(user)
+  const inherited = objectOf(base)
+  if (inherited === undefined || own === undefined) return own ?? inherited
+  const unset = (value: unknown) => value === undefined || value === null || value === 0 || (Array.isArray(value) && value.length === 0)
+  return Object.fromEntries([
+    ...Object.entries(own),
+    ...HEALTH_FIELDS.flatMap((field) => unset(own[field]) && inherited[field] !== undefined ? [[field, inherited[field]] as const] : [])
+  ])
+}
+
 /** moby's `merge` of a container config with its image's, for the process fields. */
 export const mergeWithImage = (
   image: ContainerDefaults | null | undefined,

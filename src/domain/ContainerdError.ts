@@ -170,3 +170,11 @@ export const failedPrecondition = (method: string, message: string): ContainerdE
 /** An object that exists already, found by our own check (e.g. a host port another container publishes). */
 export const alreadyExists = (method: string, message: string): ContainerdError =>
   new ContainerdError({ reason: new AlreadyExists({ method, message, code: -1 }) })
+
+/** Something containerd sent that this library does not handle yet (e.g. cgroup v2 metrics). */
+export const unimplemented = (method: string, message: string): ContainerdError =>
+  new ContainerdError({ reason: new Unimplemented({ method, message, code: -1 }) })
+
+/** A payload containerd sent that does not decode as what its type URL says. */
+export const unknown = (method: string, message: string, cause?: unknown): ContainerdError =>
+  new ContainerdError({ reason: new Unknown({ method, message, code: -1, cause }) })

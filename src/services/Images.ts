@@ -38,7 +38,7 @@ import { makePlanner, type Plan } from "./images/Plan.ts"
 import { keepSuccesses, makeResolver, normalise, type ResolvedImage } from "./images/Resolve.ts"
 import { archiveSource, importName, registrySource, type Source } from "./images/Sources.ts"
 import { type ImageRecord, makeStore, type PullOptions, type PullProgress, toRecord } from "./images/Store.ts"
-import { MAX_MANIFEST_BYTES, Registry } from "./Registry.ts"
+import { MAX_MANIFEST_BYTES, Registry, RegistryAuth } from "./Registry.ts"
 import { Singleflight } from "./Singleflight.ts"
 
 export type { SaveImage } from "./images/Export.ts"
@@ -152,12 +152,13 @@ export const makeImages = Effect.fnUntraced(function*(options?: { readonly platf
     Effect.gen(function*() {
       const reference = yield* parseReference(input, "Images.pull")
       emit({ _tag: "Resolving", reference: reference.toString() })
-      const top = yield* flights.run(compositeKey("resolve", reference.toString()), registry.resolve(reference))
+      // A pull with its own credentials shares no resolution with others: each must pass the registry's check itself.
+      const top = yield* flights.run(compositeKey("resolve", reference.toString(), options.auth?.id ?? ""), registry.resolve(reference))
       emit({ _tag: "Resolved", reference: reference.toString(), digest: top.descriptor.digest })
       const source = registrySource(registry, reference)
       const planned = yield* plan(source, top, options.platform ?? defaultPlatform)
       return yield* store(source, reference.toString(), planned, options, emit)
-    })
+    }).pipe(Effect.provideService(RegistryAuth, options.auth))
 
   const pull = Effect.fn("Images.pull")(function*(reference: string, options?: PullOptions) {
     return yield* pullWith(reference, options ?? {}, () => {})

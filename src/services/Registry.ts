@@ -11,7 +11,8 @@
  * - bearer tokens come from the `WWW-Authenticate` challenge and are cached per
  *   registry, realm, service and scope until they expire; once a registry has
  *   challenged, later requests carry a token from the start, so 20 pulls cost one
- *   token fetch. Basic credentials come from the options;
+ *   token fetch. Basic credentials come from the options, or from the request
+ *   (`RegistryAuth`), whose tokens stay with it;
  * - plain HTTP only for hosts marked insecure, and for loopback hosts;
  * - redirects are followed (bounded), dropping credentials across origins;
  * - 429 and 5xx are retried on a `Schedule` that honours `Retry-After`
@@ -29,6 +30,7 @@ import { Cache, Context, Duration, Effect, Exit, Layer, type Redacted, Schedule,
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import { NodeHttpClient } from "@effect/platform-node"
 import * as crypto from "node:crypto"
+import { STATUS_CODES } from "node:http"
 import { type Descriptor, documentMediaType, isIndexMediaType, isManifestMediaType, manifestAcceptTypes } from "../domain/Image.ts"
 import type { Reference } from "../domain/Reference.ts"
 import { keyParts } from "../internal/Key.ts"
@@ -42,10 +44,10 @@ import {
   Unavailable,
   Unknown
 } from "../domain/RegistryError.ts"
-import { basicAuth, type Challenge, parseChallenge, tokenKey } from "./registry/Auth.ts"
+import { basicAuth, type Challenge, parseChallenge, pullScope, RegistryAuth, type RequestCredentials, tokenKey } from "./registry/Auth.ts"
 import { describeCause, registrySays, statusError, transportError } from "./registry/HttpErrors.ts"
 
-export { parseChallenge } from "./registry/Auth.ts"
+export { parseChallenge, RegistryAuth, requestCredentials, type RequestCredentials } from "./registry/Auth.ts"
 
 /** How to talk to one registry host (`domain[:port]` as references name it). */
 export interface RegistryHostOptions {
@@ -96,6 +98,12 @@ export interface RegistryShape {
     descriptor: Descriptor,
     options?: { readonly offset?: number | undefined }
   ) => Stream.Stream<Uint8Array, RegistryError>
+  /**
+   * Checks credentials against a registry (`docker login`): pings `/v2/` and
+   * follows its challenge, Basic or a Bearer token fetched with them; fails
+   * `Unauthorized` when the registry refuses them. Nothing of them is kept.
+   */
+  readonly login: (domain: string, credentials: RequestCredentials) => Effect.Effect<void, RegistryError>
 }
 
 /** How we introduce ourselves to registries (their access logs show it). */
@@ -149,16 +157,17 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
     HttpClient.retryTransient({ retryOn: "response-only", schedule: retrySchedule, times: retries })
   )
 
-  const baseUrl = (reference: Reference) => {
-    const scheme = hostOptions(reference.domain).insecure === true || isLoopback(reference.domain) ? "http" : "https"
-    return `${scheme}://${apiHost(reference.domain)}/v2/${reference.path}`
+  const rootUrl = (domain: string) => {
+    const scheme = hostOptions(domain).insecure === true || isLoopback(domain) ? "http" : "https"
+    return `${scheme}://${apiHost(domain)}/v2/`
   }
+  const baseUrl = (reference: Reference) => `${rootUrl(reference.domain)}${reference.path}`
 
   // Tokens by registry, realm, service and scope, kept until they expire.
   const tokens = yield* Cache.makeWith(
     (key: string) => {
       const [domain = "", realm = "", service = "", scope = ""] = keyParts(key)
-      return fetchToken(domain, realm, service, scope)
+      return fetchToken(domain, realm, service, scope, hostOptions(domain))
     },
     {
       capacity: 1024,
@@ -168,12 +177,14 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
   // The last challenge of each registry, so later requests authenticate up front.
   const challenges = new Map<string, Challenge>()
 
-  const fetchToken = (domain: string, realm: string, service: string, scope: string) =>
+  /** A token for `scope` ("" for none, as a login asks) fetched with `credentials`. */
+  const fetchToken = (domain: string, realm: string, service: string, scope: string, credentials: RegistryHostOptions | RequestCredentials) =>
     Effect.scoped(Effect.gen(function*() {
       const url = new URL(realm)
       if (service !== "") url.searchParams.set("service", service)
-      url.searchParams.set("scope", scope)
-      const basic = basicAuth(hostOptions(domain))
+      if (scope !== "") url.searchParams.set("scope", scope)
+      if (credentials.username !== undefined) url.searchParams.set("account", credentials.username)
+      const basic = basicAuth(credentials)
       const request = HttpClientRequest.get(url.toString(), {
         headers: basic === undefined ? {} : { authorization: basic }
       })
@@ -193,20 +204,37 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
       return { token: value, lifetime: Duration.seconds(Math.max(seconds - 5, 1)) }
     }))
 
-  /** The Authorization header the registry's last challenge calls for, if any. */
+  /** The credentials a request to `domain` uses: the request's own, else the host's. */
+  const credentialsFor = (domain: string) =>
+    Effect.map(RegistryAuth, (own): RegistryHostOptions | RequestCredentials => own ?? hostOptions(domain))
+
+  /**
+   * The Authorization header the registry's last challenge calls for, if any. A
+   * request's own credentials get their tokens from their own memo, never the cache.
+   */
   const authorization = (reference: Reference) =>
-    Effect.suspend(() => {
+    Effect.gen(function*() {
       const challenge = challenges.get(reference.domain)
-      if (challenge === undefined) return Effect.succeed(undefined)
-      if (challenge.scheme === "basic") return Effect.succeed(basicAuth(hostOptions(reference.domain)))
-      return Effect.map(Cache.get(tokens, tokenKey(reference, challenge)), ({ token }) => `Bearer ${token}`)
+      if (challenge === undefined) return undefined
+      const own = yield* RegistryAuth
+      if (challenge.scheme === "basic") return basicAuth(own ?? hostOptions(reference.domain))
+      const key = tokenKey(reference, challenge)
+      if (own === undefined) return `Bearer ${(yield* Cache.get(tokens, key)).token}`
+      const known = own.tokens.get(key)
+      if (known !== undefined) return `Bearer ${known}`
+      const { token } = yield* fetchToken(reference.domain, challenge.realm, challenge.service ?? "", pullScope(reference), own)
+      own.tokens.set(key, token)
+      return `Bearer ${token}`
     })
 
   const forgetToken = (reference: Reference) =>
-    Effect.suspend(() => {
+    Effect.gen(function*() {
       const challenge = challenges.get(reference.domain)
-      if (challenge?.scheme !== "bearer") return Effect.void
-      return Cache.invalidate(tokens, tokenKey(reference, challenge))
+      if (challenge?.scheme !== "bearer") return
+      const key = tokenKey(reference, challenge)
+      const own = yield* RegistryAuth
+      if (own !== undefined) own.tokens.delete(key)
+      else yield* Cache.invalidate(tokens, key)
     })
 
   /**
@@ -227,7 +255,7 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
       const response = yield* send(first)
       if (response.status !== 401) return response
       const challenge = parseChallenge(response.headers["www-authenticate"])
-      if (challenge === undefined || (challenge.scheme === "basic" && basicAuth(hostOptions(reference.domain)) === undefined)) {
+      if (challenge === undefined || (challenge.scheme === "basic" && basicAuth(yield* credentialsFor(reference.domain)) === undefined)) {
         return yield* Effect.fail(registryError(
           Unauthorized,
           reference.toString(),
@@ -436,7 +464,37 @@ export const makeRegistry = Effect.fnUntraced(function*(options: RegistryOptions
       )
     }).pipe(Stream.withSpan("Registry.fetchBlob"))
 
-  return Registry.of({ resolve, fetchDocument, fetchBlob })
+  const login = Effect.fn("Registry.login")(function*(domain: string, credentials: RequestCredentials) {
+    const url = rootUrl(domain)
+    const what = `logging in to ${domain}`
+    yield* Effect.scoped(Effect.gen(function*() {
+      const send = (auth: string | undefined) =>
+        http.execute(HttpClientRequest.get(url, { headers: auth === undefined ? {} : { authorization: auth } }))
+          .pipe(Effect.mapError(transportError(timeout, domain, domain, what)))
+      // As dockerd's loginV2: the unauthenticated ping says how to authenticate; a registry that asks nothing accepts anyone.
+      const ping = yield* send(undefined)
+      if (ping.status === 200) return
+      if (ping.status !== 401) return yield* Effect.fail(yield* statusError(timeout, domain, domain, what, ping))
+      const challenge = parseChallenge(ping.headers["www-authenticate"])
+      if (challenge === undefined) {
+        return yield* Effect.fail(registryError(Unauthorized, domain, `${what}: ${domain} sent no usable challenge`, { status: 401 }))
+      }
+      const auth = challenge.scheme === "basic"
+        ? basicAuth(credentials)
+        : `Bearer ${(yield* fetchToken(domain, challenge.realm, challenge.service ?? "", "", credentials)).token}`
+      const answer = yield* send(auth)
+      if (answer.status === 200) return
+      // dockerd's words for a refused login.
+      return yield* Effect.fail(registryError(
+        Unauthorized,
+        domain,
+        `login attempt to ${url} failed with status: ${answer.status} ${STATUS_CODES[answer.status] ?? ""}`.trimEnd(),
+        { status: answer.status }
+      ))
+    }))
+  })
+
+  return Registry.of({ resolve, fetchDocument, fetchBlob, login })
 })
 
 /** The registry client service. */

@@ -25,6 +25,7 @@ import { EventLog } from "../../src/daemon/EventLog.ts"
 import { DockerImages } from "../../src/daemon/Images.ts"
 import { type ContainerInspectJson, ZERO_TIME } from "../../src/daemon/Model.ts"
 import { type HostFacts, infoJson, System, versionJson } from "../../src/daemon/System.ts"
+import { Registry } from "../../src/services/Registry.ts"
 
 const facts: HostFacts = {
   serverVersion: "9.9.9",
@@ -113,6 +114,8 @@ const fakeEngine = (calls: Calls) => {
     unpause: (ref) => Effect.asVoid(find(ref)),
     wait: (ref) => Effect.as(find(ref), Effect.succeed({ StatusCode: 7 })),
     remove: (ref) => Effect.andThen(find(ref), Effect.sync(() => void containers.delete(ref))),
+    rename: (ref) => Effect.asVoid(find(ref)),
+    prune: () => Effect.succeed({ ContainersDeleted: null, SpaceReclaimed: 0 }),
     inspect: (ref) => Effect.map(find(ref), (container) => inspectJson(ref, container.running)),
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),
     top: (ref) => Effect.as(find(ref), { Titles: ["PID"], Processes: [["1"]] }),
@@ -146,7 +149,8 @@ const fakeEngine = (calls: Calls) => {
     networkConnect: () => Effect.void,
     networkDisconnect: () => Effect.void,
     names: Effect.succeed(new Map()),
-    counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 })
+    counts: Effect.succeed({ total: 1, running: 0, paused: 0, stopped: 1 }),
+    sizesRw: Effect.succeed(new Map())
   })
 }
 
@@ -162,6 +166,8 @@ const fakeImages = (calls: Calls) => {
           { status: `Pulling from ${fromImage}`, id: tag ?? "latest" },
           { status: "Status: Downloaded newer image" }
         )),
+    prune: () => Effect.succeed({ ImagesDeleted: null, SpaceReclaimed: 0 }),
+    diskUsage: Effect.succeed({ LayersSize: 0, Images: [] }),
     list: (filters) => Effect.sync(() => (calls.images.push(["list", filters]), [])),
     inspect: (name) => Effect.as(find(name), { Id: "sha256:1" } as never),
     remove: (name, options) =>
@@ -206,6 +212,8 @@ const withApi = <A, E>(
         Layer.provide(Layer.succeed(Engine, fakeEngine(calls))),
         Layer.provide(Layer.succeed(DockerImages, fakeImages(calls))),
         Layer.provide(Layer.succeed(System, system)),
+        // Never asked (no route of these tests logs in): the real client, to satisfy /auth's dependency.
+        Layer.provide(Registry.layer()),
         Layer.provide(Layer.succeedContext(eventLog))
       ),
       { disableLogger: true }

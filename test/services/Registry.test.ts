@@ -5,7 +5,7 @@ import * as crypto from "node:crypto"
 import { MediaType } from "../../src/domain/Image.ts"
 import { parseReference } from "../../src/domain/Reference.ts"
 import type { RegistryError } from "../../src/domain/RegistryError.ts"
-import { parseChallenge, Registry, type RegistryOptions } from "../../src/services/Registry.ts"
+import { parseChallenge, Registry, RegistryAuth, type RegistryOptions, requestCredentials } from "../../src/services/Registry.ts"
 import { type FaultyRegistry, startFaultyRegistry } from "../support/FaultyRegistry.ts"
 
 /** Waits in real time (the registry answers over real sockets) until `condition` holds. */
@@ -210,6 +210,42 @@ describe("Registry", () => {
       const token = registry.seen.find((s) => s.path === "/token")
       assert.strictEqual(token?.authorization, `Basic ${Buffer.from("ada:s3cret").toString("base64")}`)
     }).pipe(Effect.scoped))
+
+  it.effect("a request's own credentials get tokens of their own: never from nor into the shared cache", () =>
+    withRegistry({}, (registry, client) =>
+      Effect.gen(function*() {
+        serveImage(registry)
+        const basic = `Basic ${Buffer.from("ada:s3cret").toString("base64")}`
+        registry.requireToken({ expiresIn: 60, basic })
+        const reference = yield* ref(`${registry.host}/app:v1`)
+        const own = requestCredentials("ada", "s3cret")
+        yield* client.resolve(reference).pipe(Effect.provideService(RegistryAuth, own))
+        const tokens = () => registry.seen.filter((s) => s.path === "/token")
+        assert.deepStrictEqual(tokens().map((s) => s.authorization), [basic])
+        // Anonymous after them: no token of theirs is reused, and the token endpoint refuses it one.
+        const anonymous = yield* Effect.exit(client.resolve(reference))
+        assert.strictEqual(reasonOf(anonymous)?.reason._tag, "Unauthorized")
+        assert.deepStrictEqual(tokens().map((s) => s.authorization), [basic, undefined])
+        // The same request again reuses its own token.
+        yield* client.resolve(reference).pipe(Effect.provideService(RegistryAuth, own))
+        assert.strictEqual(tokens().length, 2)
+      })))
+
+  it.effect("login follows the bearer challenge with the credentials, and says the registry refused wrong ones", () =>
+    withRegistry({}, (registry, client) =>
+      Effect.gen(function*() {
+        const basic = `Basic ${Buffer.from("ada:s3cret").toString("base64")}`
+        registry.requireToken({ expiresIn: 60, basic })
+        yield* client.login(registry.host, requestCredentials("ada", "s3cret"))
+        assert.deepStrictEqual(
+          registry.seen.map((s) => [s.path, s.authorization ?? "none"]),
+          [["/v2/", "none"], ["/token", basic], ["/v2/", "Bearer token-1"]]
+        )
+        const refused = yield* Effect.exit(client.login(registry.host, requestCredentials("ada", "wrong")))
+        const error = reasonOf(refused)
+        assert.strictEqual(error?.reason._tag, "Unauthorized")
+        assert.include(error?.message, "incorrect username or password")
+      })))
 
   it.effect("follows redirects, but not forever", () =>
     withRegistry({ maxRedirects: 3 }, (registry, client) =>

@@ -191,7 +191,9 @@ layer(runtimeLayer(namespace), { excludeTestServices: true })("Runtime against c
       assert.strictEqual(cgroup("memory", "memory.limit_in_bytes"), String(64 * 1024 * 1024))
       const metrics = yield* task.metrics
       assert.instanceOf(metrics.timestamp, Date)
-      assert.strictEqual((metrics.data as { typeUrl?: string } | undefined)?.typeUrl, "io.containerd.cgroups.v1.Metrics")
+      // The decoded cgroup v1 sample sees the updated limit, exact as a bigint.
+      assert.strictEqual(metrics.cgroup.memory?.usage?.limit, BigInt(64 * 1024 * 1024))
+      assert.isAbove(Number(metrics.cgroup.pids?.current ?? 0n), 0)
       yield* task.kill("KILL")
       yield* task.wait
       yield* task.delete

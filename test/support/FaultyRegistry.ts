@@ -60,8 +60,11 @@ export interface FaultyRegistry {
   readonly manifest: (repository: string, document: unknown, options?: { readonly tag?: string; readonly mediaType?: string }) => Served
   /** Applies `fault` to the next `times` requests whose path ends with `path`. */
   readonly fault: (path: string, fault: Fault, times?: number) => void
-  /** Demands a bearer token from the `/token` endpoint; tokens live `expiresIn` seconds. */
-  readonly requireToken: (options: { readonly expiresIn: number }) => void
+  /**
+   * Demands a bearer token from the `/token` endpoint; tokens live `expiresIn` seconds. With `basic`
+   * (an `Authorization` value), tokens go only to requests that send it: others get a 401.
+   */
+  readonly requireToken: (options: { readonly expiresIn: number; readonly basic?: string }) => void
   /** Every request so far, token requests included. */
   readonly seen: ReadonlyArray<Seen>
 }
@@ -74,7 +77,7 @@ export const startFaultyRegistry: Effect.Effect<FaultyRegistry, never, Scope.Sco
   const manifests = new Map<string, { bytes: Uint8Array; mediaType: string }>()
   const plan: Array<Planned> = []
   const seen: Array<Seen> = []
-  let token: { readonly expiresIn: number } | undefined
+  let token: { readonly expiresIn: number; readonly basic?: string } | undefined
   let issued = 0
   const valid = new Set<string>()
 
@@ -94,6 +97,9 @@ export const startFaultyRegistry: Effect.Effect<FaultyRegistry, never, Scope.Sco
     seen.push({ method: request.method, path, range, authorization })
 
     if (path === "/token") {
+      if (token?.basic !== undefined && authorization !== token.basic) {
+        return HttpServerResponse.jsonUnsafe({ errors: [{ code: "UNAUTHORIZED", message: "incorrect username or password" }] }, { status: 401 })
+      }
       const name = `token-${++issued}`
       valid.add(name)
       return HttpServerResponse.jsonUnsafe({ token: name, expires_in: token?.expiresIn ?? 60 })
@@ -108,6 +114,9 @@ export const startFaultyRegistry: Effect.Effect<FaultyRegistry, never, Scope.Sco
         }
       })
     }
+
+    // The API's root, which a login pings.
+    if (path === "/v2/") return HttpServerResponse.jsonUnsafe({})
 
     const fault = take(path)
     // Silent for 2 s of real time, far past a client timeout under TestClock; a handler

@@ -1,7 +1,9 @@
 /**
  * A private `docker-registry` (distribution) on an ephemeral 127.0.0.1 port, with
  * images pushed by `skopeo`, for the pull tests. Closing the scope stops the
- * registry by its PID and removes its storage.
+ * registry by its PID and removes its storage. `startRegistryWith({ auth: true })`
+ * makes one that asks for `REGISTRY_CREDENTIALS` (distribution's `htpasswd` auth,
+ * Basic over plain HTTP on loopback).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -44,16 +46,38 @@ const freePort = Effect.callback<number, HarnessError>((resume) => {
   })
 })
 
-const answersV2 = (host: string) =>
+/** The one user of a registry started with `auth`. */
+export const REGISTRY_CREDENTIALS = { username: "tester", password: "s3cret-pass" } as const
+/**
+ * Its htpasswd line: distribution reads only bcrypt, and no bcrypt tool is installed, so the hash of
+ * `REGISTRY_CREDENTIALS.password` is written here (made once with libxcrypt, cost 4: cheap to check).
+ */
+const HTPASSWD = `${REGISTRY_CREDENTIALS.username}:$2b$04$TFrxCY2qYrxvVJSYcdR45ehxNO6qT/.DgYFFEX.JtqJm7bv0En49e\n`
+
+/** How a registry is started. */
+export interface RegistryOptions {
+  /** Ask for `REGISTRY_CREDENTIALS` on every request (pushes are made with them). */
+  readonly auth?: boolean | undefined
+}
+
+const answersV2 = (host: string, auth: boolean) =>
   Effect.tryPromise({
     try: (signal) => fetch(`http://${host}/v2/`, { signal }),
     catch: (cause) => new HarnessError({ message: `registry at ${host} does not answer`, cause })
   }).pipe(
-    Effect.filterOrFail((response) => response.ok, () => new HarnessError({ message: `registry at ${host} not ready` }))
+    // With auth, the unauthenticated ping's 401 is the answer of a registry that is up.
+    Effect.filterOrFail(
+      (response) => response.ok || (auth && response.status === 401),
+      () => new HarnessError({ message: `registry at ${host} not ready` })
+    )
   )
 
 /** Starts a registry; closing the scope stops it and removes its storage. */
-export const startRegistry: Effect.Effect<RegistryInstance, HarnessError, Scope.Scope> = Effect.gen(function*() {
+export const startRegistry: Effect.Effect<RegistryInstance, HarnessError, Scope.Scope> = Effect.suspend(() => startRegistryWith({}))
+
+/** Starts a registry with `options`; closing the scope stops it and removes its storage. */
+export const startRegistryWith = (options: RegistryOptions): Effect.Effect<RegistryInstance, HarnessError, Scope.Scope> => Effect.gen(function*() {
+  const auth = options.auth === true
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ectr-registry-"))
   const port = yield* freePort
   const host = `127.0.0.1:${port}`
@@ -71,9 +95,11 @@ export const startRegistry: Effect.Effect<RegistryInstance, HarnessError, Scope.
       "    enabled: true",
       "http:",
       `  addr: ${host}`,
+      ...(auth ? ["auth:", "  htpasswd:", "    realm: effect-containerd-test", `    path: ${dir}/htpasswd`] : []),
       ""
     ].join("\n")
   )
+  if (auth) fs.writeFileSync(path.join(dir, "htpasswd"), HTPASSWD)
   const logPath = path.join(dir, "registry.log")
   const log = fs.openSync(logPath, "a")
   const child: ChildProcess = yield* Effect.acquireRelease(
@@ -88,7 +114,7 @@ export const startRegistry: Effect.Effect<RegistryInstance, HarnessError, Scope.
         fs.rmSync(dir, { recursive: true, force: true })
       })
   )
-  yield* answersV2(host).pipe(
+  yield* answersV2(host, auth).pipe(
     Effect.retry(Schedule.spaced("50 millis")),
     Effect.timeout("10 seconds"),
     Effect.mapError((cause) => new HarnessError({ message: `registry (pid ${child.pid}) did not start`, cause }))
@@ -106,7 +132,14 @@ export const startRegistry: Effect.Effect<RegistryInstance, HarnessError, Scope.
         const reference = `${host}/${repository}:${tag}`
         execFile(
           "skopeo",
-          ["--insecure-policy", "copy", "--dest-tls-verify=false", `oci-archive:${archive}`, `docker://${reference}`],
+          [
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            ...(auth ? ["--dest-creds", `${REGISTRY_CREDENTIALS.username}:${REGISTRY_CREDENTIALS.password}`] : []),
+            `oci-archive:${archive}`,
+            `docker://${reference}`
+          ],
           (error, _stdout, stderr) =>
             resume(
               error

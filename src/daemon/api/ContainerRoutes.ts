@@ -6,13 +6,13 @@
  */
 import { Clock, Effect, Result, Stream } from "effect"
 import { HttpRouter } from "effect/http"
-import { badRequest, internal } from "../DockerError.ts"
+import { badRequest, internal, orBadRequest } from "../DockerError.ts"
 import { Engine } from "../Engine.ts"
 import { formatDockerTimestamp } from "../JsonLogFile.ts"
 import { checkPsArgs } from "../engine/Top.ts"
 import { CreateBody } from "../Model.ts"
 import { parseDetachKeys } from "./DetachKeys.ts"
-import { parseWaitCondition } from "./Query.ts"
+import { parseWaitCondition, PRUNE_FILTERS, pruneSelector } from "./Query.ts"
 import {
   booleanQuery,
   decodeBody,
@@ -30,7 +30,7 @@ import {
 import { jsonLines, outputResponse, respondAttached } from "./Streams.ts"
 
 /** The filters `GET /containers/json` passes to the engine. */
-export const CONTAINER_FILTERS: ReadonlyArray<string> = ["id", "name", "label", "status"]
+export const CONTAINER_FILTERS: ReadonlyArray<string> = ["id", "name", "label", "status", "health"]
 
 const encoder = new TextEncoder()
 
@@ -51,6 +51,14 @@ export const containerRoutes = Effect.gen(function*() {
         const name = yield* optionalQuery("name")
         const body = yield* decodeBody(CreateBody)
         return json(yield* engine.create(name, body), 201)
+      })
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/prune",
+      Effect.gen(function*() {
+        const select = yield* orBadRequest(pruneSelector(yield* filtersQuery(PRUNE_FILTERS), yield* Clock.currentTimeMillis))
+        return json(yield* engine.prune(select))
       })
     ),
     HttpRouter.route(
@@ -96,6 +104,11 @@ export const containerRoutes = Effect.gen(function*() {
       "POST",
       "/containers/:id/kill",
       onContainer((id) => Effect.flatMap(optionalQuery("signal"), (signal) => Effect.as(engine.kill(id, signal), empty(204))))
+    ),
+    HttpRouter.route(
+      "POST",
+      "/containers/:id/rename",
+      onContainer((id) => Effect.flatMap(optionalQuery("name"), (name) => Effect.as(engine.rename(id, name), empty(204))))
     ),
     HttpRouter.route("POST", "/containers/:id/pause", onContainer((id) => Effect.as(engine.pause(id), empty(204)))),
     HttpRouter.route("POST", "/containers/:id/unpause", onContainer((id) => Effect.as(engine.unpause(id), empty(204)))),

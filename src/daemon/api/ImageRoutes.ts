@@ -6,13 +6,15 @@
  * `:`, so the routes under `/images/` take the name from a wildcard and tell
  * the operation by the path's end, as dockerd's `{name:.*}` routes do.
  */
-import { Effect, Stream } from "effect"
+import { Clock, Effect, Result, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { badRequest, notFound } from "../DockerError.ts"
+import { badRequest, notFound, orBadRequest } from "../DockerError.ts"
 import { DockerImages, IMAGE_FILTERS, type ImportSource } from "../Images.ts"
 import { ContainerConfig } from "../Model.ts"
 import { commitBodyConfig } from "../images/NewImages.ts"
-import { parsePlatform } from "./Query.ts"
+import { authHeaderOf, credentialsOf } from "./AuthConfig.ts"
+import { danglingOnly, IMAGE_PRUNE_FILTERS } from "../images/Prune.ts"
+import { parsePlatform, pruneSelector } from "./Query.ts"
 import {
   booleanQuery,
   decodeOptionalBody,
@@ -78,7 +80,19 @@ export const imageRoutes = Effect.gen(function*() {
         if (fromImage === undefined) return yield* badRequest("fromImage is required")
         const tag = yield* optionalQuery("tag")
         const platform = yield* parsedQuery("platform", parsePlatform)
-        return jsonLines(yield* images.pull(fromImage, tag, { platform }), "\r\n")
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const auth = yield* orBadRequest(Result.flatMap(authHeaderOf(request.headers["x-registry-auth"]), credentialsOf))
+        return jsonLines(yield* images.pull(fromImage, tag, { platform, auth }), "\r\n")
+      })
+    ),
+    HttpRouter.route(
+      "POST",
+      "/images/prune",
+      Effect.gen(function*() {
+        const filters = yield* filtersQuery(IMAGE_PRUNE_FILTERS)
+        const onlyDangling = yield* orBadRequest(danglingOnly(filters))
+        const select = yield* orBadRequest(pruneSelector(filters, yield* Clock.currentTimeMillis))
+        return json(yield* images.prune(onlyDangling, select))
       })
     ),
     HttpRouter.route(

@@ -7,14 +7,14 @@
  */
 import { Effect, Option, Result, Schema } from "effect"
 import { HttpRouter } from "effect/http"
-import { badRequest, DockerError } from "../DockerError.ts"
+import { badRequest, DockerError, orBadRequest } from "../DockerError.ts"
 import { Engine } from "../Engine.ts"
 import { endpointId } from "../engine/Networking.ts"
-import { matchLabels, NETWORK_FILTERS, networkFilter } from "../Filters.ts"
+import { NETWORK_FILTERS, networkFilter } from "../Filters.ts"
 import { NetworkCreateBody } from "../network/Create.ts"
 import { type NetworkMember, networkJson, type NetworkRecord } from "../network/Store.ts"
 import { DockerNetworks, type LiveEndpoint } from "../Networks.ts"
-import { parseTimestamp } from "./Query.ts"
+import { PRUNE_FILTERS, pruneSelector } from "./Query.ts"
 import { booleanQuery, decodeBody, decodeOptionalBody, empty, filtersQuery, json, pathParam } from "./Request.ts"
 
 const EndpointConfig = Schema.optional(Schema.NullOr(Schema.Struct({
@@ -33,9 +33,6 @@ const ConnectBody = Schema.Struct({ Container: Schema.String, EndpointConfig })
 const DisconnectBody = Schema.Struct({ Container: Schema.String, Force: Schema.optional(Schema.NullOr(Schema.Boolean)) })
 
 const notImplemented = new DockerError({ status: 501, message: "networks are not supported by this engine: it was built without them" })
-
-/** The filters of `POST /networks/prune`. */
-const PRUNE_FILTERS = ["until", "label", "label!"]
 
 /** Without `DockerNetworks` (an API over an engine built alone): every network route says so (the wildcard takes `/networks` too). */
 const withoutNetworks = [
@@ -132,17 +129,8 @@ export const networkRoutes = Effect.gen(function*() {
       "/networks/prune",
       Effect.gen(function*() {
         yield* decodeOptionalBody(Schema.Unknown)
-        const filters = (yield* filtersQuery(PRUNE_FILTERS)) ?? {}
-        const now = Date.now()
-        const until = yield* Effect.forEach(filters["until"] ?? [], (value) =>
-          Result.match(parseTimestamp(value, now), {
-            onSuccess: Effect.succeed,
-            onFailure: (message) => Effect.fail(badRequest(message))
-          }))
-        const deleted = yield* networks.prune((record) =>
-          until.every((time) => Date.parse(record.Created) < time) &&
-          matchLabels(filters["label"], record.Labels) &&
-          (filters["label!"] ?? []).every((label) => !matchLabels([label], record.Labels)))
+        const select = yield* orBadRequest(pruneSelector(yield* filtersQuery(PRUNE_FILTERS), Date.now()))
+        const deleted = yield* networks.prune((record) => select(Date.parse(record.Created), record.Labels))
         return json({ NetworksDeleted: deleted })
       })
     )

@@ -8,6 +8,7 @@
 import { Result, Schema } from "effect"
 import type { Platform } from "../../domain/Image.ts"
 import type { WaitCondition } from "../Engine.ts"
+import { matchLabels } from "../Filters.ts"
 import { goBool } from "../engine/HostConfig.ts"
 import { API_VERSION, MIN_API_VERSION } from "../System.ts"
 
@@ -99,6 +100,27 @@ export const parseTimestamp = (value: string, now: number): Result.Result<number
     return Result.succeed(Date.UTC(...fields) - offset * 60_000)
   }
   return Result.fail(`failed to parse value as time or duration: ${JSON.stringify(value)}`)
+}
+
+/** The filters every prune takes (containers, images, networks). */
+export const PRUNE_FILTERS: ReadonlyArray<string> = ["until", "label", "label!"]
+
+/**
+ * What a prune may take, as moby's prune filters select: created before `until`
+ * (one at most: "more than one until filter specified"), with the `label`s, and
+ * not with all the `label!`s (moby's `matchLabels`).
+ */
+export const pruneSelector = (
+  filters: Filters | undefined,
+  now: number
+): Result.Result<(created: number, labels: Readonly<Record<string, string>>) => boolean, string> => {
+  const untils = filters?.["until"] ?? []
+  if (untils.length > 1) return Result.fail("more than one until filter specified")
+  const until = untils.length === 0 ? Result.succeed(undefined) : parseTimestamp(untils[0]!, now)
+  return Result.map(until, (before) => (created, labels) =>
+    (before === undefined || created < before) &&
+    matchLabels(filters?.["label"], labels) &&
+    (filters?.["label!"] === undefined || !matchLabels(filters["label!"], labels)))
 }
 
 /** Compares dotted versions numerically (`1.9` < `1.24`), missing parts counting as 0. */

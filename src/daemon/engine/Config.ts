@@ -2,10 +2,10 @@
  * A container's effective config: what the create request said, completed by
  * its image's defaults as dockerd's `merge` (daemon/commit.go) does. This is what
  * inspect shows and what `stop` signals with, so a container made from an image
- * with `CMD`, `ENV`, `LABEL` or `STOPSIGNAL` reads as it runs.
+ * with `CMD`, `ENV`, `LABEL`, `STOPSIGNAL` or `HEALTHCHECK` reads as it runs.
  */
 import * as os from "node:os"
-import { mergeEnv } from "../../domain/ContainerConfig.ts"
+import { mergeEnv, mergeHealthcheck } from "../../domain/ContainerConfig.ts"
 import type { ContainerDefaults } from "../../domain/Image.ts"
 import type { ContainerConfig, HostConfig } from "../Model.ts"
 import { argv } from "./HostConfig.ts"
@@ -21,6 +21,8 @@ export interface EffectiveConfig {
   readonly User: string
   /** Empty when neither the request nor the image sets one. */
   readonly StopSignal: string
+  /** The request's Healthcheck over the image's, field by field; undefined when neither has one. */
+  readonly Healthcheck: Readonly<Record<string, unknown>> | undefined
 }
 
 /** The request's config completed by the image's (absent for containers created before images were recorded). */
@@ -36,7 +38,8 @@ export const effectiveConfig = (request: ContainerConfig, image: ContainerDefaul
     Labels: { ...image?.Labels, ...request.Labels },
     WorkingDir: request.WorkingDir || image?.WorkingDir || "",
     User: request.User || image?.User || "",
-    StopSignal: request.StopSignal || image?.StopSignal || ""
+    StopSignal: request.StopSignal || image?.StopSignal || "",
+    Healthcheck: mergeHealthcheck(request.Healthcheck, image?.Healthcheck)
   }
 }
 

@@ -36,6 +36,7 @@ import {
   parsePolicy,
   parseTmpfs
 } from "./HostConfig.ts"
+import { checkHealthcheck, healthcheckWarning } from "./Health.ts"
 import { type ContainerNetwork, createNetworking, networksLabel } from "./Networking.ts"
 import { type HostFacts, parseResources, readHostFacts } from "./Resources.ts"
 import { isolationOf, isolationSpec } from "./Security.ts"
@@ -49,7 +50,9 @@ const validate = (env: Environment, facts: HostFacts, body: CreateBody) =>
     }
     const imageProblem = imageNameProblem(body.Image)
     if (imageProblem !== undefined) return yield* Effect.fail(badRequest(imageProblem))
-    const warnings = yield* orBadRequest(review(body))
+    // As dockerd's verifyContainerSettings, before anything else of the config.
+    yield* orBadRequest(checkHealthcheck(body.Healthcheck))
+    const warnings = [...yield* orBadRequest(review(body)), ...healthcheckWarning(body.Healthcheck)]
     const host = body.HostConfig ?? {}
     const policy = yield* orBadRequest(parsePolicy(host.RestartPolicy))
     if (host.AutoRemove === true && policy.name !== "no") {
@@ -119,12 +122,14 @@ export const userNetworkIds = (env: Environment): Effect.Effect<ReadonlySet<stri
 /** What a container's hosts files are made from: what it was created with, and the networks it joins (undefined: it is on none). */
 export const namesOf = (
   id: string,
+  /** Its name now (a rename changes it; `stored.Name` is the one it was created with). */
+  name: string,
   stored: StoredContainer,
   networks: ReadonlyArray<ContainerNetwork> | undefined,
   userNetworks: ReadonlySet<string>
 ): ContainerNames => ({
   id,
-  name: stored.Name.replace(/^\//, ""),
+  name,
   hostname: hostnameOf(id, stored.Config, stored.HostConfig),
   domainname: stored.Config.Domainname ?? "",
   extraHosts: stored.HostConfig.ExtraHosts ?? [],
@@ -198,7 +203,7 @@ export const makeCreate = (env: Environment, images: Images["Service"], facts: H
         }
         const etcFiles = donor !== undefined
           ? env.hosts.mountsOf(donor.id, mountSettings)
-          : yield* env.hosts.prepare(namesOf(id, stored, joins, yield* userNetworkIds(env)), { ...mountSettings, dns: checked.dns }).pipe(
+          : yield* env.hosts.prepare(namesOf(id, name, stored, joins, yield* userNetworkIds(env)), { ...mountSettings, dns: checked.dns }).pipe(
             Effect.mapError((message) => internal(message)),
             Effect.onError(() => removeContainerTree(dir))
           )

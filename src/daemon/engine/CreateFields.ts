@@ -66,7 +66,8 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   // Shown by inspect and docker ps, published by -P (engine/Ports.ts).
   ExposedPorts: honoured,
   Volumes: reject("Volumes (anonymous volumes, -v /path) are not supported: bind a host path (-v /host:/path) or use --tmpfs"),
-  Healthcheck: warn("Healthcheck (--health-*) is ignored: health checks are not run"),
+  // Run by the engine's health monitor (engine/Health.ts); its values checked at create.
+  Healthcheck: honoured,
   NetworkDisabled: warn("NetworkDisabled is ignored: use NetworkMode none"),
   MacAddress: warn("MacAddress (--mac-address) is ignored: the bridge plugin gives the interface its MAC address"),
   OnBuild: warn("OnBuild is ignored: this daemon builds no images"),

@@ -217,6 +217,13 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
       }
     }))
 
+  /** Signals a running exec (a health probe past its timeout); nothing when it is not running. */
+  const signal = (execId: string, name: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const process = execs.get(execId)?.process
+      return process === undefined ? Effect.void : Effect.ignore(process.kill(name))
+    })
+
   /** Forgets the execs of a removed container. */
   const forget = (containerId: string) =>
     Effect.sync(() => {
@@ -226,7 +233,7 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
   /** `checked`, for the API: whether an attached start may answer its 101. */
   const startable = (execId: string): Effect.Effect<void, DockerError> => Effect.asVoid(checked(execId))
 
-  return { create, startable, start, resize, inspect, forget }
+  return { create, startable, start, resize, inspect, signal, forget }
 })
 
 /** The engine's exec instances. */

@@ -4,7 +4,8 @@
  * kill, pause, unpause, wait and remove, and what the engine does with each exit
  * (the end of its output, its events, then AutoRemove or the restart policy).
  * State changes go through `State.transition`; restarts through the container's
- * `RestartManager`; pending restarts and removals are fibers keyed by container.
+ * `RestartManager`; pending restarts and removals are fibers keyed by container;
+ * each run's health monitor (`Health.ts`) begins with its start and ends with its exit.
  */
 import { Deferred, Duration, Effect, Fiber, FiberMap, Option, PubSub, Stream } from "effect"
 import { applyOptions, type SpecOption } from "../../domain/OciSpec.ts"
@@ -30,6 +31,7 @@ import {
   trackedOf
 } from "./Environment.ts"
 import type { Execs } from "./Exec.ts"
+import { makeHealth } from "./Health.ts"
 import { networkAtStart, startNetworkError } from "./Networking.ts"
 import { type Join, joinOptions, joinRefusal } from "./Resources.ts"
 import type { WaitCondition } from "./Shape.ts"
@@ -85,6 +87,8 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
   const pending = yield* FiberMap.make<string>()
   /** Each running container's output pump. */
   const pumps = yield* FiberMap.make<string>()
+  /** Each running container's health monitor. */
+  const health = yield* makeHealth(env, execs)
 
   /** Moves the container's state by `step`; 409 with Docker's message when it may not. */
   const step = (entry: Entry, next: Transition) =>
@@ -152,6 +156,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       entry.handled = handled
       // A run that could not start ends at once for whoever attached to it (an attached `docker run`).
       yield* startRun(entry).pipe(Effect.onError(() => Effect.andThen(abandonRun(entry.output), Deferred.succeed(handled, undefined))))
+      yield* health.begin(entry)
     })
 
   /** `startTask` under the container's lock: a removal cannot begin until the task runs, nor a start follow one. */
@@ -219,6 +224,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       const tracked = yield* self.get(entry.id).pipe(withNamespace(options.namespace))
       const startedAt = Option.getOrUndefined(tracked)?.state.startedAt?.getTime()
       const restart = entry.restarts.restarts(code, entry.phase._tag === "Removing" || autoRemove(entry))
+      yield* health.end(entry)
       yield* step(entry, { _tag: "Exit", restart })
       // The task is deleted, so the shim has waited for its logger: the log is whole.
       if (shimLogged(env, entry) && entry.output.streaming) yield* endRun(entry.output)
@@ -326,6 +332,8 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       if (moved._tag === "Failure") return yield* Effect.fail(conflict(moved.failure.replace("{id}", entry.id)))
       yield* lib(next === "Pause" ? task.pause : task.resume)
       entry.phase = moved.success
+      // As dockerd's updateHealthMonitor: no probes while it is frozen; the health stays as it was.
+      yield* next === "Pause" ? health.end(entry) : health.resume(entry)
       yield* publish(env, entry, next === "Pause" ? "pause" : "unpause")
     })
   const pause = Effect.fn("Engine.pause")((ref: string) => freeze(ref, "Pause"))
@@ -386,6 +394,7 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       const code = (yield* stateOf(env, entry)).ExitCode
       yield* ignoreGone(lib(ns(monitors.remove(entry.id))))
       yield* FiberMap.remove(pumps, entry.id)
+      yield* health.end(entry)
       // As dockerd removes containers/<id>: the log goes with the container, once
       // its followers (an attached `docker run --rm`) have read it to the end.
       yield* Effect.timeoutOption(entry.output.unfollowed.await, FOLLOWERS_TIMEOUT)
@@ -415,6 +424,8 @@ export const makeLifecycle = Effect.fnUntraced(function*(env: Environment, execs
       if (state.Running || (yield* trackedOf(env, entry))?.task !== undefined) entry.handled = yield* Deferred.make<void>()
       // A shim-logged container's log is still being written: `logs -f` follows it to its end.
       if (state.Running && shimLogged(env, entry)) entry.output.streaming = true
+      // Its health is not kept across daemon restarts: it starts again, as at a start.
+      if (state.Running) yield* health.begin(entry)
       if (state.Running || entry.phase._tag !== "Idle") return
       // As dockerd's restore: every --rm container not running goes (its exit is not recorded).
       if (autoRemove(entry)) return yield* schedule(entry, remove(entry.id, { force: false }), "remove")

@@ -7,6 +7,7 @@ import type { Duration, Effect, Scope, Stream } from "effect"
 import type { DockerError } from "../DockerError.ts"
 import type { LogEntry } from "../JsonLogReader.ts"
 import type { CommitSource } from "./Commit.ts"
+import type { ContainersPruneReport } from "./Prune.ts"
 import type { EndpointRequest } from "./Networking.ts"
 import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson } from "../Model.ts"
@@ -48,6 +49,12 @@ export interface EngineShape {
     ref: string,
     condition: WaitCondition
   ) => Effect.Effect<Effect.Effect<{ readonly StatusCode: number }, DockerError>, DockerError, Scope.Scope>
+  /** Renames it (`name` with or without `/`): 400 for an empty, equal or bad name, 409 for one in use. */
+  readonly rename: (ref: string, name: string | undefined) => Effect.Effect<void, DockerError>
+  /** `docker container prune`: removes the stopped containers `select` takes (creation time in ms, labels). */
+  readonly prune: (
+    select: (created: number, labels: Readonly<Record<string, string>>) => boolean
+  ) => Effect.Effect<ContainersPruneReport, DockerError>
   /** Removes it; 409 when running unless `force` (then killed first). */
   readonly remove: (ref: string, options?: { readonly force?: boolean | undefined }) => Effect.Effect<void, DockerError>
   readonly inspect: (ref: string) => Effect.Effect<ContainerInspectJson, DockerError>
@@ -104,6 +111,8 @@ export interface EngineShape {
   readonly networkDisconnect: (network: string, container: string) => Effect.Effect<void, DockerError>
   /** Each container's name, by id (for a network's `Containers`). */
   readonly names: Effect.Effect<ReadonlyMap<string, string>>
+  /** What each container wrote to its rootfs (Docker's `SizeRw`), by id: for `system df`, a walk of each one's files. */
+  readonly sizesRw: Effect.Effect<ReadonlyMap<string, number>>
   /** Counts for `GET /info`. */
   readonly counts: Effect.Effect<{
     readonly total: number

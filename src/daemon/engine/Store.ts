@@ -14,6 +14,7 @@ import type { Container } from "../../services/Runtime.ts"
 import { badRequest, conflict, type DockerError, notFound } from "../DockerError.ts"
 import { StoredContainer } from "../Model.ts"
 import { effectiveConfig, type EffectiveConfig } from "./Config.ts"
+import type { HealthState } from "./Health.ts"
 import { policyOf } from "./HostConfig.ts"
 import { type ContainerNetwork, NETWORKS_LABEL, networksOfLabels } from "./Networking.ts"
 import { makeRestartManager, type RestartManager } from "./RestartManager.ts"
@@ -22,7 +23,10 @@ import { type ContainerOutput, makeOutput } from "./Streams.ts"
 
 /** Labels the daemon keeps on its containerd containers (besides the monitors'). */
 export const DaemonLabels = {
-  /** The container's name, without the leading `/`: for people reading `ctr containers ls`. */
+  /**
+   * The container's name, without the leading `/` (for people reading `ctr containers ls` too): the
+   * one it has now, which a rename changes; `StoredContainer.Name` stays the one it was created with.
+   */
   name: "effect-containerd.io/docker.name",
   /** How often a restart policy restarted it. */
   restartCount: "effect-containerd.io/docker.restart-count",
@@ -58,7 +62,8 @@ export const storedOf = (container: Container): Effect.Effect<Option.Option<Stor
 /** A container as the engine knows it: what it was created with, its state beyond the task, its streams. */
 export interface Entry {
   readonly id: string
-  readonly name: string
+  /** Its name now; changed only by `Store.rename`. */
+  name: string
   readonly stored: StoredContainer
   /** Its config completed by its image's. */
   readonly config: EffectiveConfig
@@ -68,6 +73,8 @@ export interface Entry {
   readonly output: ContainerOutput
   /** Completed once the engine has handled the current run's exit (so the next start may come). */
   handled: Deferred.Deferred<void> | undefined
+  /** Its health since its first start with a healthcheck (`Health.ts`); in memory only. */
+  health: HealthState | undefined
   /** The networks it joins at each start (none: it is not on networks, but `none`, `host` or another's). */
   networks: ReadonlyArray<ContainerNetwork> | undefined
   /**
@@ -81,7 +88,7 @@ export interface Entry {
 export const makeEntry = (id: string, stored: StoredContainer, labels: Readonly<Record<string, string>>): Effect.Effect<Entry> =>
   Effect.map(makeOutput, (output) => ({
     id,
-    name: stored.Name.replace(/^\//, ""),
+    name: labels[DaemonLabels.name] ?? stored.Name.replace(/^\//, ""),
     stored,
     config: effectiveConfig(stored.Config, stored.ImageConfig),
     phase: idle,
@@ -91,6 +98,7 @@ export const makeEntry = (id: string, stored: StoredContainer, labels: Readonly<
     }),
     output,
     handled: undefined,
+    health: undefined,
     networks: labels[NETWORKS_LABEL] === undefined ? undefined : networksOfLabels(labels),
     lock: Semaphore.makeUnsafe(1)
   }))
@@ -125,6 +133,8 @@ export interface Store {
     name: string | undefined,
     create: (name: string) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | DockerError, R>
+  /** Gives `entry` the name `name` once `record` (which stores it) succeeds, holding the name meanwhile; 409 when it is in use. */
+  readonly rename: <E, R>(entry: Entry, name: string, record: Effect.Effect<void, E, R>) => Effect.Effect<void, E | DockerError, R>
 }
 
 /** An empty store. */
@@ -141,7 +151,7 @@ export const makeStore = (): Store => {
       if (!taken(name)) return name
     }
   }
-  return {
+  const store: Store = {
     all: () => [...byId.values()],
     get: (id) => byId.get(id),
     add: (entry) => {
@@ -174,6 +184,15 @@ export const makeStore = (): Store => {
         }
         reserved.add(name)
         return create(name).pipe(Effect.ensuring(Effect.sync(() => reserved.delete(name))))
-      })
+      }),
+    rename: (entry, name, record) =>
+      store.withName(name, () =>
+        Effect.tap(record, () =>
+          Effect.sync(() => {
+            if (byName.get(entry.name) === entry.id) byName.delete(entry.name)
+            entry.name = name
+            byName.set(name, entry.id)
+          })))
   }
+  return store
 }

@@ -12,6 +12,7 @@ import { withoutInit } from "../../domain/OciResources.ts"
 import { filesOf } from "../network/HostsFiles.ts"
 import { hostnameOf } from "./Config.ts"
 import { type Environment, logPathOf, trackedOf } from "./Environment.ts"
+import { HEALTH_FILTER_VALUES, healthFilterValue, healthJson, healthText } from "./Health.ts"
 import { networkSettingsJson, summaryNetworkJson } from "./Networking.ts"
 import { resourcesJson } from "./Resources.ts"
 import type { ContainerFilters } from "./Shape.ts"
@@ -37,7 +38,8 @@ export const stateOf = (env: Environment, entry: Entry) =>
       ExitCode: running ? 0 : state?.exitCode ?? 0,
       Error: state?.exitUnknown === true ? "the container's exit status could not be known" : "",
       StartedAt: iso(state?.startedAt),
-      FinishedAt: running ? ZERO_TIME : iso(state?.exitedAt)
+      FinishedAt: running ? ZERO_TIME : iso(state?.exitedAt),
+      ...(entry.health === undefined ? {} : { Health: healthJson(entry.health) })
     }
   })
 
@@ -73,6 +75,7 @@ const configJson = (entry: Entry) => {
     Image: entry.stored.Image,
     WorkingDir: entry.config.WorkingDir,
     Labels: entry.config.Labels,
+    ...(entry.config.Healthcheck === undefined ? {} : { Healthcheck: entry.config.Healthcheck }),
     ...(entry.config.StopSignal ? { StopSignal: entry.config.StopSignal } : {}),
     ...(config.StopTimeout !== undefined && config.StopTimeout !== null ? { StopTimeout: config.StopTimeout } : {})
   }
@@ -169,7 +172,10 @@ const humanDuration = (ms: number): string => {
 const statusText = (state: ContainerStateJson, now: number): string => {
   switch (state.Status) {
     case "running":
-      return `Up ${humanDuration(now - Date.parse(state.StartedAt))}`
+      // As dockerd's State.String: the health only of a running, unpaused container.
+      return state.Health === undefined
+        ? `Up ${humanDuration(now - Date.parse(state.StartedAt))}`
+        : `Up ${humanDuration(now - Date.parse(state.StartedAt))} (${healthText(state.Health.Status)})`
     case "paused":
       return `Up ${humanDuration(now - Date.parse(state.StartedAt))} (Paused)`
     case "restarting":
@@ -202,6 +208,9 @@ export const list = (
     for (const wanted of filters.status ?? []) {
       if (!STATUSES.includes(wanted)) return yield* Effect.fail(badRequest(`invalid filter 'status=${wanted}'`))
     }
+    for (const wanted of filters.health ?? []) {
+      if (!HEALTH_FILTER_VALUES.includes(wanted)) return yield* Effect.fail(badRequest(`Unrecognised filter value for health: ${wanted}`))
+    }
     // Names match as Go regular expressions (dockerd's name filter), in linear time; a malformed one is a 400.
     const namePatterns = yield* Effect.forEach(filters.name ?? [], (pattern) => orBadRequest(regexpFilter("name", pattern)))
     const rows = yield* Effect.forEach(env.store.all(), (entry) =>
@@ -211,6 +220,7 @@ export const list = (
       .filter(({ entry, state }) =>
         (all || state.Running) &&
         anyOf("status", (v) => v === state.Status) &&
+        anyOf("health", (v) => v === healthFilterValue(entry.health)) &&
         anyOf("id", (v) => entry.id.startsWith(v)) &&
         // As dockerd: against the name with its leading slash and without.
         (namePatterns.length === 0 || namePatterns.some((pattern) => pattern.test(`/${entry.name}`) || pattern.test(entry.name))) &&

@@ -9,7 +9,7 @@
 import { Clock, Duration, Effect, Result, Stream } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import * as http from "node:http"
-import { mergeEnv } from "../../domain/ContainerConfig.ts"
+import { mergeEnv, mergeHealthcheck } from "../../domain/ContainerConfig.ts"
 import type { ContainerDefaults, Platform } from "../../domain/Image.ts"
 import { parseReferenceResult, type Reference } from "../../domain/Reference.ts"
 import { badRequest, DockerError, internal, notFound } from "../DockerError.ts"
@@ -57,7 +57,6 @@ export const commitBodyConfig = (body: ContainerConfig): ContainerDefaults => {
   }
 }
 
-const HEALTH_FIELDS = ["Test", "Interval", "Timeout", "StartPeriod", "Retries"] as const
 const isEmpty = (value: unknown) => value === undefined || value === null || (Array.isArray(value) && value.length === 0)
 
 /**
@@ -67,8 +66,6 @@ const isEmpty = (value: unknown) => value === undefined || value === null || (Ar
 export const mergeCommitConfig = (user: ContainerDefaults, container: ContainerDefaults): ContainerDefaults => {
   const userEntrypoint = user.Entrypoint ?? undefined
   const noEntrypoint = isEmpty(userEntrypoint)
-  const userHealth = objectOf(user.Healthcheck)
-  const containerHealth = objectOf(container.Healthcheck)
   const sizeOf = (set: unknown) => Object.keys(objectOf(set) ?? {}).length
   return {
     ...user,
@@ -80,16 +77,7 @@ export const mergeCommitConfig = (user: ContainerDefaults, container: ContainerD
     Labels: { ...container.Labels, ...user.Labels },
     Cmd: noEntrypoint && isEmpty(user.Cmd) ? container.Cmd ?? null : user.Cmd ?? null,
     Entrypoint: noEntrypoint && userEntrypoint === undefined ? container.Entrypoint ?? null : userEntrypoint ?? null,
-    ...(containerHealth === undefined ? {} : {
-      Healthcheck: userHealth === undefined
-        ? containerHealth
-        : Object.fromEntries(
-          [...Object.entries(userHealth), ...HEALTH_FIELDS.flatMap((field) =>
-            (isEmpty(userHealth[field]) || userHealth[field] === 0) && containerHealth[field] !== undefined
-              ? [[field, containerHealth[field]] as const]
-              : [])]
-        )
-    }),
+    ...(objectOf(container.Healthcheck) === undefined ? {} : { Healthcheck: mergeHealthcheck(user.Healthcheck, container.Healthcheck) }),
     WorkingDir: user.WorkingDir || container.WorkingDir || "",
     Volumes: sizeOf(user.Volumes) === 0 ? container.Volumes ?? null : { ...user.Volumes, ...container.Volumes },
     ...(user.StopSignal || container.StopSignal ? { StopSignal: user.StopSignal || container.StopSignal } : {})

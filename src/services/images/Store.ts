@@ -22,6 +22,7 @@ import type { Image as ImageMessage } from "../../gen/containerd/services/images
 import { writeContent } from "../../internal/ContentWriter.ts"
 import { compositeKey } from "../../internal/Key.ts"
 import { type ContainerdClient, Lease, withLease, withNamespace } from "../Containerd.ts"
+import type { RequestCredentials } from "../registry/Auth.ts"
 import type { Singleflight } from "../Singleflight.ts"
 import { Labels } from "./Labels.ts"
 import type { Document, Plan } from "./Plan.ts"
@@ -62,6 +63,8 @@ export interface PullOptions {
   readonly unpack?: boolean | undefined
   /** The snapshotter to unpack into; default overlayfs. */
   readonly snapshotter?: string | undefined
+  /** Credentials for the registry, for this pull only (a client's `X-Registry-Auth`); default the host's options. */
+  readonly auth?: RequestCredentials | undefined
 }
 
 /** An image record as the service reports it. */

@@ -73,6 +73,12 @@ export interface Container {
   readonly task: Effect.Effect<Task, ContainerdError, Scope.Scope>
   /** Deletes the container and (by default) its rootfs snapshot; its task must be deleted first. */
   readonly delete: (options?: { readonly snapshotCleanup?: boolean }) => Effect.Effect<void, ContainerdError>
+  /**
+   * What its rootfs snapshot holds beyond its parent (`Snapshots.Usage`: the
+   * snapshotter walks the snapshot's own directory), so what the container wrote
+   * (Docker's `SizeRw`). Costs a walk of those files: not for hot paths.
+   */
+  readonly usage: Effect.Effect<{ readonly size: number; readonly inodes: number }, ContainerdError>
 }
 
 /** How a task is created: its init's stdio, a last change to the spec, and its networks. */
@@ -289,6 +295,9 @@ export const makeContainer = (
     setLabels,
     newTask,
     task: attach,
-    delete: remove
+    delete: remove,
+    usage: Effect.suspend(() =>
+      rpc(Effect.map(client.snapshots.usage({ snapshotter: info.snapshotter, key: info.snapshotKey }), ({ size, inodes }) => ({ size, inodes })))
+    )
   }
 }

@@ -12,6 +12,7 @@ import { replaceOrAppendEnv, resolveUser } from "../../domain/ContainerConfig.ts
 import { type ContainerdError, invalidArgument } from "../../domain/ContainerdError.ts"
 import type { ExitStatus } from "../../domain/ExitStatus.ts"
 import { validateIdentifier } from "../../domain/Identifier.ts"
+import { decodeTaskMetrics, type TaskMetrics } from "../../domain/TaskMetrics.ts"
 import { parseSignal, type Signal } from "../../domain/Signal.ts"
 import { Stdio } from "../../domain/Stdio.ts"
 import type { Mount as SnapshotMount } from "../../gen/containerd/types/mount.ts"
@@ -56,8 +57,11 @@ export interface Task extends Process {
   readonly exec: (execId: string, options: ExecOptions) => Effect.Effect<Process, ContainerdError, Scope.Scope>
   /** The PIDs of the task's processes. */
   readonly pids: Effect.Effect<ReadonlyArray<number>, ContainerdError>
-  /** The latest resource usage sample (cgroup statistics in `data`). */
-  readonly metrics: Effect.Effect<{ readonly timestamp: Date | undefined; readonly data: unknown }, ContainerdError>
+  /**
+   * The latest resource usage sample, one `Tasks.Metrics` call. Fails `Unimplemented` on a
+   * cgroup v2 host (its payload is not decoded yet).
+   */
+  readonly metrics: Effect.Effect<TaskMetrics, ContainerdError>
   readonly update: (resources: ResourceUpdate) => Effect.Effect<void, ContainerdError>
   /** The task's network attachment (addresses, published ports), for a container on networks. */
   readonly attachment: Attachment | undefined
@@ -173,10 +177,8 @@ export const makeTask = Effect.fnUntraced(function*(env: RuntimeEnv, params: Tas
     pids: traced("pids", live("pids", rpc(Effect.map(client.tasks.listPids({ containerId }), (r) => r.processes.map((p) => p.pid))))),
     metrics: traced(
       "metrics",
-      live("metrics", rpc(Effect.map(client.tasks.metrics({ filters: [`id==${containerId}`] }), (r) => ({
-        timestamp: r.metrics[0]?.timestamp,
-        data: r.metrics[0]?.data
-      }))))
+      live("metrics", rpc(Effect.flatMap(client.tasks.metrics({ filters: [`id==${containerId}`] }), (r) =>
+        decodeTaskMetrics("Task.metrics", r.metrics[0]?.timestamp, r.metrics[0]?.data))))
     ),
     update: (resources) =>
       traced(

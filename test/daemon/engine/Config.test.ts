@@ -22,7 +22,8 @@ describe("Config", () => {
       Labels: { from: "image", both: "request" },
       WorkingDir: "/srv",
       User: "daemon",
-      StopSignal: "SIGQUIT"
+      StopSignal: "SIGQUIT",
+      Healthcheck: undefined
     })
   })
 
@@ -50,7 +51,18 @@ describe("Config", () => {
 
   it("without image defaults (containers from before they were kept): the request alone", () => {
     const merged = effectiveConfig({ Cmd: "echo hi", User: "1" }, undefined)
-    assert.deepStrictEqual(merged, { Cmd: ["echo hi"], Entrypoint: null, Env: [], Labels: {}, WorkingDir: "", User: "1", StopSignal: "" })
+    assert.deepStrictEqual(merged, { Cmd: ["echo hi"], Entrypoint: null, Env: [], Labels: {}, WorkingDir: "", User: "1", StopSignal: "", Healthcheck: undefined })
+  })
+
+  it("Healthcheck: the request's fields, each unset one (no Test, a zero) the image's, as dockerd's merge", () => {
+    const fromImage = { Healthcheck: { Test: ["CMD-SHELL", "image"], Interval: 5, Retries: 2 } }
+    assert.deepStrictEqual(effectiveConfig({}, fromImage).Healthcheck, fromImage.Healthcheck)
+    assert.deepStrictEqual(
+      effectiveConfig({ Healthcheck: { Test: [], Interval: 7, Retries: 0 } }, fromImage).Healthcheck,
+      { Test: ["CMD-SHELL", "image"], Interval: 7, Retries: 2 }
+    )
+    assert.deepStrictEqual(effectiveConfig({ Healthcheck: { Test: ["NONE"] } }, fromImage).Healthcheck, { Test: ["NONE"], Interval: 5, Retries: 2 })
+    assert.deepStrictEqual(effectiveConfig({ Healthcheck: { Test: ["CMD", "x"] } }, {}).Healthcheck, { Test: ["CMD", "x"] })
   })
 
   it("the stop signal: the container's, else the image's, else SIGTERM", () => {

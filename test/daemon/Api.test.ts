@@ -119,6 +119,9 @@ const fakeEngine = (calls: Calls) => {
     inspect: (ref) => Effect.map(find(ref), (container) => inspectJson(ref, container.running)),
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),
     top: (ref) => Effect.as(find(ref), { Titles: ["PID"], Processes: [["1"]] }),
+    statPath: (ref) => Effect.andThen(find(ref), Effect.die("not used by these tests")),
+    archivePath: (ref) => Effect.andThen(find(ref), Effect.die("not used by these tests")),
+    extractToPath: (ref) => Effect.andThen(find(ref), Effect.die("not used by these tests")),
     attach: (ref) =>
       Effect.as(find(ref), {
         tty: false,

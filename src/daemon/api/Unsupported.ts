@@ -76,7 +76,6 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("GET", "/containers/{id}/stats", notSupported("container stats are")),
   route("POST", "/containers/{id}/update", notSupported("updating containers is")),
   route("GET", "/containers/{id}/attach/ws", notSupported("attaching over a websocket is")),
-  route("*", "/containers/{id}/archive", notSupported("copying files to or from containers is")),
   route("POST", "/images/{name}/push", notSupported("pushing images is")),
   route("GET", "/images/search", notSupported("searching registries is")),
   route("POST", "/build", notSupported("building images is")),

@@ -79,6 +79,8 @@ export interface Container {
    * (Docker's `SizeRw`). Costs a walk of those files: not for hot paths.
    */
   readonly usage: Effect.Effect<{ readonly size: number; readonly inodes: number }, ContainerdError>
+  /** How its rootfs snapshot is mounted (`Snapshots.Mounts`, asked once): to read or write it while no task has it mounted. */
+  readonly mounts: Effect.Effect<ReadonlyArray<SnapshotMount>, ContainerdError>
 }
 
 /** How a task is created: its init's stdio, a last change to the spec, and its networks. */
@@ -298,6 +300,7 @@ export const makeContainer = (
     delete: remove,
     usage: Effect.suspend(() =>
       rpc(Effect.map(client.snapshots.usage({ snapshotter: info.snapshotter, key: info.snapshotKey }), ({ size, inodes }) => ({ size, inodes })))
-    )
+    ),
+    mounts
   }
 }

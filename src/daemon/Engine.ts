@@ -45,6 +45,8 @@ import { makeEntry, makeStore, storedOf } from "./engine/Store.ts"
 import * as Stats from "./engine/Stats.ts"
 import * as Streams from "./engine/Streams.ts"
 import * as Top from "./engine/Top.ts"
+import * as Archive from "./engine/Archive.ts"
+import { mountRootOf, removeLeftoverMounts } from "./engine/ContainerFs.ts"
 import * as Views from "./engine/Views.ts"
 
 export type { CommitSource } from "./engine/Commit.ts"
@@ -117,6 +119,9 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     (yield* monitors.states).filter((state) => state.namespace === options.namespace).map((state) => state.id)
   ))
 
+  // Copy mounts of stopped containers that a killed daemon left: unmounted before any container can start.
+  yield* removeLeftoverMounts(mountRootOf(env))
+
   const execs = yield* makeExecs(env)
   const lifecycle = yield* makeLifecycle(env, execs)
   yield* lifecycle.restore
@@ -148,6 +153,15 @@ const makeEngine = Effect.fnUntraced(function*(options: EngineOptions) {
     }),
     stats: Effect.fn("Engine.stats")(function*(ref, statsOptions) {
       return yield* Stats.stats(env, yield* store.find(ref), statsOptions)
+    }),
+    statPath: Effect.fn("Engine.statPath")(function*(ref: string, p: string) {
+      return yield* Archive.statPath(env, yield* store.find(ref), ref, p)
+    }),
+    archivePath: Effect.fn("Engine.archivePath")(function*(ref: string, p: string) {
+      return yield* Archive.archivePath(env, yield* store.find(ref), ref, p)
+    }),
+    extractToPath: Effect.fn("Engine.extractToPath")(function*(ref, p, body, extractOptions) {
+      return yield* Archive.extractToPath(env, yield* store.find(ref), ref, p, body, extractOptions)
     }),
     attach: Effect.fn("Engine.attach")(function*(ref, attachOptions) {
       return yield* Streams.attach(targetOf(env, yield* store.find(ref)), attachOptions)

@@ -214,6 +214,7 @@ const servicesLayer = (settings: DaemonSettings & { readonly containerdAddress: 
         Engine.layer({
           namespace: settings.namespace,
           logRoot: path.join(settings.dataRoot, "containers"),
+          mountRoot: path.join(settings.dataRoot, "mnt"),
           shimLogger,
           runtimes: settings.runtimes
         })

@@ -121,6 +121,9 @@ const fakeEngine = (calls: Calls) => {
     list: (options) => Effect.sync(() => (calls.list.push(options), [])),
     top: (ref) => Effect.as(find(ref), { Titles: ["PID"], Processes: [["1"]] }),
     stats: (ref) => Effect.as(find(ref), Stream.empty),
+    statPath: (ref) => Effect.andThen(find(ref), Effect.die("not used by these tests")),
+    archivePath: (ref) => Effect.andThen(find(ref), Effect.die("not used by these tests")),
+    extractToPath: (ref) => Effect.andThen(find(ref), Effect.die("not used by these tests")),
     attach: (ref) =>
       Effect.as(find(ref), {
         tty: false,

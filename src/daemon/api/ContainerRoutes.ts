@@ -5,7 +5,7 @@
  * start or stop with nothing to do, 201 for a create, ...).
  */
 import { Clock, Effect, Result, Stream } from "effect"
-import { HttpRouter } from "effect/http"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { badRequest, internal, orBadRequest } from "../DockerError.ts"
 import { Engine } from "../Engine.ts"
 import { formatDockerTimestamp } from "../JsonLogFile.ts"
@@ -37,6 +37,13 @@ const encoder = new TextEncoder()
 
 /** A route on a container: `:id` is an id, an id prefix or a name. */
 const onContainer = (f: (id: string) => Handler): Handler => Effect.flatMap(pathParam("id"), f)
+
+/** `?path=` of the archive routes, required as dockerd's `ArchiveFormValues`. */
+const archivePathQuery = Effect.flatMap(optionalQuery("path"), (path) =>
+  path === undefined ? Effect.fail(badRequest("bad parameter: path cannot be empty")) : Effect.succeed(path))
+
+/** The `X-Docker-Container-Path-Stat` header: the stat as base64 JSON, which the CLI decodes. */
+const pathStatHeader = (stat: unknown) => ({ "X-Docker-Container-Path-Stat": Buffer.from(JSON.stringify(stat)).toString("base64") })
 
 /** `?t=&signal=` of a stop or restart. */
 const stopOptions = Effect.all({ timeout: integerQuery("t"), signal: optionalQuery("signal") })
@@ -98,6 +105,35 @@ export const containerRoutes = Effect.gen(function*() {
           const lines = Stream.map(frames, (frame) => encoder.encode(`${stringifyJson(frame)}\n`))
           // A sample failing mid-stream ends it: the status is sent already.
           return flushedStream(Stream.catch(lines, () => Stream.empty), "application/json")
+        }))
+    ),
+    HttpRouter.route(
+      "HEAD",
+      "/containers/:id/archive",
+      onContainer((id) =>
+        Effect.flatMap(archivePathQuery, (path) =>
+          Effect.map(engine.statPath(id, path), (stat) => HttpServerResponse.empty({ status: 200, headers: pathStatHeader(stat) }))))
+    ),
+    HttpRouter.route(
+      "GET",
+      "/containers/:id/archive",
+      onContainer((id) =>
+        Effect.flatMap(archivePathQuery, (path) =>
+          Effect.map(engine.archivePath(id, path), ({ stat, tar }) =>
+            // A failure after the first byte cuts the connection, as dockerd's.
+            HttpServerResponse.stream(tar, { contentType: "application/x-tar", headers: pathStatHeader(stat) }))))
+    ),
+    HttpRouter.route(
+      "PUT",
+      "/containers/:id/archive",
+      onContainer((id) =>
+        Effect.gen(function*() {
+          const path = yield* archivePathQuery
+          const noOverwriteDirNonDir = yield* booleanQuery("noOverwriteDirNonDir")
+          const copyUIDGID = yield* booleanQuery("copyUIDGID")
+          const request = yield* HttpServerRequest.HttpServerRequest
+          yield* engine.extractToPath(id, path, request.stream, { noOverwriteDirNonDir, copyUIDGID })
+          return empty(200)
         }))
     ),
     HttpRouter.route(

@@ -74,7 +74,6 @@ export const UNSUPPORTED_ROUTES: ReadonlyArray<UnsupportedRoute> = [
   route("GET", "/containers/{id}/changes", notSupported("container filesystem changes are")),
   route("GET", "/containers/{id}/export", notSupported("exporting containers is")),
   route("GET", "/containers/{id}/attach/ws", notSupported("attaching over a websocket is")),
-  route("*", "/containers/{id}/archive", notSupported("copying files to or from containers is")),
   route("POST", "/images/{name}/push", notSupported("pushing images is")),
   route("GET", "/images/search", notSupported("searching registries is")),
   route("POST", "/build", notSupported("building images is")),

@@ -10,6 +10,8 @@ import type { CommitSource } from "./Commit.ts"
 import type { ContainersPruneReport } from "./Prune.ts"
 import type { EndpointRequest } from "./Networking.ts"
 import type { StatsJson, StatsOptions } from "./Stats.ts"
+import type { PathStat } from "./Archive.ts"
+import type { ExtractOptions } from "./Extract.ts"
 import type { TopJson } from "./Top.ts"
 import type { ContainerInspectJson, ContainerSummaryJson, CreateBody, ExecConfig, ExecInspectJson, UpdateBody } from "../Model.ts"
 
@@ -71,6 +73,20 @@ export interface EngineShape {
   }) => Effect.Effect<ReadonlyArray<ContainerSummaryJson>, DockerError>
   /** `ps` (with `psArgs`, default `-ef`) of the container's processes, as dockerd's `top`; 409 if it is not running. */
   readonly top: (ref: string, psArgs: string | undefined) => Effect.Effect<TopJson, DockerError>
+  /** The stat of a container path (`docker cp`'s `HEAD`); 404 for a missing path. */
+  readonly statPath: (ref: string, path: string) => Effect.Effect<PathStat, DockerError>
+  /** The stat and a tar of a container path, streamed (`GET .../archive`); its filesystem stays reachable until the tar ends. */
+  readonly archivePath: (
+    ref: string,
+    path: string
+  ) => Effect.Effect<{ readonly stat: PathStat; readonly tar: Stream.Stream<Uint8Array, unknown> }, DockerError>
+  /** A tar extracted into a container directory as it arrives (`PUT .../archive`). */
+  readonly extractToPath: (
+    ref: string,
+    path: string,
+    body: Stream.Stream<Uint8Array, unknown>,
+    options: ExtractOptions
+  ) => Effect.Effect<void, DockerError>
   /**
    * Its resource usage as dockerd's `stats` frames: the stream is returned once
    * the first sample is taken, so a lookup or sampling failure is the status.
@@ -179,6 +195,8 @@ export interface EngineOptions {
   readonly namespace: string
   /** Where containers' json-file logs go: `<logRoot>/<id>/<id>-json.log`. */
   readonly logRoot: string
+  /** Where a stopped container's rootfs is mounted for `docker cp`; default `mnt` beside `logRoot`. */
+  readonly mountRoot?: string | undefined
   /**
    * The shim logger (`ShimLogger.buildShimLogger`). With it, containers without
    * a stdin or a terminal are logged by the shim's child instead of through the

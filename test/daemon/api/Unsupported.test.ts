@@ -13,8 +13,6 @@ describe("refusalOf", () => {
   const refused: ReadonlyArray<readonly [string, string, 501 | 503, string]> = [
     ["GET", "/plugins", 501, "plugins are not supported by effect-containerd"],
     ["GET", "/plugins/privileges", 501, "plugins are not supported by effect-containerd"],
-    ["PUT", "/containers/web/archive", 501, "copying files to or from containers is not supported by effect-containerd"],
-    ["HEAD", "/containers/web/archive", 501, "copying files to or from containers is not supported by effect-containerd"],
     ["POST", "/images/team/app/push", 501, "pushing images is not supported by effect-containerd"],
     ["GET", "/images/search", 501, "searching registries is not supported by effect-containerd"],
     ["HEAD", "/images/search", 501, "searching registries is not supported by effect-containerd"],
@@ -62,7 +60,10 @@ describe("refusalOf", () => {
     ["GET", "/system/df"],
     ["GET", "/volumesx"],
     ["GET", "/nope"],
-    ["GET", "/containers/web/archive/x"]
+    ["GET", "/containers/web/archive/x"],
+    ["GET", "/containers/web/archive"],
+    ["HEAD", "/containers/web/archive"],
+    ["PUT", "/containers/web/archive"]
   ]
   for (const [method, path] of served) {
     it(`${method} ${path} is not refused`, () => assert.strictEqual(refusalOf(method, path), undefined))

@@ -20,7 +20,8 @@ const benchmarks: Record<string, () => Promise<Effect.Effect<void, unknown>>> = 
   daemon: () => import("./daemon.ts").then((m) => m.daemonBench),
   network: () => import("./network.ts").then((m) => m.networkBench),
   cni: () => import("./cni.ts").then((m) => m.cniBench),
-  stats: () => import("./stats.ts").then((m) => m.statsBench)
+  stats: () => import("./stats.ts").then((m) => m.statsBench),
+  compose: () => import("./compose.ts").then((m) => m.composeBench)
 }
 
 const selected = process.argv.slice(2)

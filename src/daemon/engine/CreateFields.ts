@@ -162,9 +162,20 @@ export const FIELDS: Readonly<Record<BodyField, Row>> = {
   "HostConfig.IOMaximumBandwidth": limit("IOMaximumBandwidth", "--io-maxbandwidth")
 }
 
+/**
+ * `Config.Volumes` without the paths a bind mounts over: dockerd mounts the bind
+ * there, no anonymous volume (docker-compose sends both for `name:/path`).
+ */
+const uncoveredVolumes = (body: CreateBody): CreateBody["Volumes"] => {
+  if (body.Volumes === undefined || body.Volumes === null) return body.Volumes
+  const covered = new Set((body.HostConfig?.Binds ?? []).map((bind) => bind.split(":")[1]))
+  return Object.fromEntries(Object.entries(body.Volumes).filter(([target]) => !covered.has(target)))
+}
+
 /** The fields of `body` that are set, as table keys. */
 const setFields = (body: CreateBody): ReadonlyArray<[BodyField, Row]> => {
-  const { HostConfig: host, ...config } = body
+  const { HostConfig: host, ...rest } = body
+  const config = { ...rest, Volumes: uncoveredVolumes(body) }
   const fields: Array<[string, unknown]> = [
     ...Object.entries(config),
     ...Object.entries(host ?? {}).map(([key, value]): [string, unknown] => [`HostConfig.${key}`, value])

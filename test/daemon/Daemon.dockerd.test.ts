@@ -170,7 +170,7 @@ layer(engines("dockerd-side"), { excludeTestServices: true, timeout: 180_000 })(
         ["POST", `${API}/build`, 501],
         ["POST", `${API}/containers/nosuch/start`, 404],
         ["POST", `${API}/containers/nosuch/wait?condition=bogus`, 400],
-        ["PUT", `${API}/containers/nosuch/archive?path=/`, 501]
+        ["PUT", `${API}/containers/nosuch/archive?path=/`, 404]
       ]
       for (const [method, target, status] of refused) {
         const answer = yield* sendAllThenRead(ours.socket, method, target, 20 * 1024 * 1024).pipe(Effect.timeoutOption("30 seconds"))

@@ -65,6 +65,8 @@ const mountAll = (mounts: ReadonlyArray<{ readonly type: string; readonly source
 const unmountAndRemove = (target: string): Effect.Effect<void> =>
   runCommand(METHOD, "umount", [target]).pipe(
     Effect.repeat({ while: () => true, times: 16 }),
+    // umount fails once nothing is left mounted there: that failure is the loop's end, not an error. A mount
+    // that stays (busy) makes the rmdir below fail, which is what tells.
     Effect.ignore,
     Effect.andThen(Effect.sync(() => {
       try {

@@ -221,6 +221,7 @@ export const makeExecs = Effect.fnUntraced(function*(env: Environment) {
   const signal = (execId: string, name: string): Effect.Effect<void> =>
     Effect.suspend(() => {
       const process = execs.get(execId)?.process
+      // A kill that fails finds the exec already gone (it ended between the lookup and the signal): nothing to stop.
       return process === undefined ? Effect.void : Effect.ignore(process.kill(name))
     })
 

@@ -2,8 +2,7 @@
  * Testcontainers for Node (npm `testcontainers`, unmodified) against the
  * daemon, as a test suite of someone else's would use it: a `GenericContainer`
  * of the fixture image with an exposed port, started behind an HTTP wait
- * strategy, then `exec`, `logs` and `stop` (`copyFilesToContainer` joins once
- * `PUT /containers/{id}/archive` is served).
+ * strategy, then `copyFilesToContainer`, `exec`, `logs` and `stop`.
  *
  * Nothing leaves this machine: the image is imported into the daemon's
  * namespace beforehand (Testcontainers' pull policy then only inspects it),
@@ -14,6 +13,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import type { Readable } from "node:stream"
@@ -69,7 +69,7 @@ const collect = (stream: Readable) =>
   )
 
 layer(daemonLayer, { excludeTestServices: true, timeout: 60_000 })("Testcontainers for Node against the daemon", (it) => {
-  it.effect("GenericContainer: exposed port behind Wait.forHttp, exec, logs, stop; no pull, no Ryuk", () =>
+  it.effect("GenericContainer: exposed port behind Wait.forHttp, copyFilesToContainer, exec, logs, stop; no pull, no Ryuk", () =>
     Effect.gen(function*() {
       const daemon = yield* Daemon
       const started: StartedTestContainer = yield* promise(() =>
@@ -83,6 +83,12 @@ layer(daemonLayer, { excludeTestServices: true, timeout: 60_000 })("Testcontaine
       const port = started.getMappedPort(8080)
       assert.strictEqual(started.getHost(), "127.0.0.1")
       assert.deepStrictEqual(yield* get(port, "/index.html"), { status: 200, body: "hello\n" })
+
+      // copyFilesToContainer: a PUT of a tar to the container's archive route; the server serves the file at once.
+      const source = path.join(daemon.dir, "copied.html")
+      fs.writeFileSync(source, "copied in\n")
+      yield* promise(() => started.copyFilesToContainer([{ source, target: "/www/copied.html" }]))
+      assert.deepStrictEqual(yield* get(port, "/copied.html"), { status: 200, body: "copied in\n" })
 
       const exec = yield* promise(() => started.exec(["sh", "-c", "echo out; echo err >&2; exit 3"]))
       assert.deepStrictEqual({ exitCode: exec.exitCode, stdout: exec.stdout, stderr: exec.stderr }, {
